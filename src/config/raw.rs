@@ -1,0 +1,243 @@
+//! The raw pipeline: the TOML file as tables of located values, with
+//! `${VAR}` expanded, before anything is checked against stage kinds.
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::diag::{Diagnostic, Loc};
+
+/// A value and where it was written.
+#[derive(Debug, Clone)]
+pub struct RawValue {
+    pub value: toml::Value,
+    pub loc: Loc,
+}
+
+/// One `key = value` line.
+#[derive(Debug, Clone)]
+pub struct RawEntry {
+    pub key: String,
+    pub key_loc: Loc,
+    pub value: RawValue,
+}
+
+/// A table (`[pipeline]` or one `[[stage]]`) with its entries in file order.
+#[derive(Debug, Clone)]
+pub struct RawTable {
+    /// Where the table starts: errors about the table as a whole point here.
+    pub loc: Loc,
+    pub entries: Vec<RawEntry>,
+}
+
+impl RawTable {
+    pub fn get(&self, key: &str) -> Option<&RawEntry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+
+    /// Set a key, replacing an earlier value (used by `--set`).
+    pub fn set(&mut self, entry: RawEntry) {
+        if let Some(old) = self.entries.iter_mut().find(|e| e.key == entry.key) {
+            *old = entry;
+        } else {
+            self.entries.push(entry);
+        }
+    }
+}
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Default)]
+pub struct RawDoc {
+    pub pipeline: Option<RawTable>,
+    pub stages: Vec<RawTable>,
+}
+
+/// Parse a pipeline file's text. Syntax errors end the parse; everything else
+/// is collected into `errors` and parsing goes on.
+pub fn parse(text: &str, source: usize, errors: &mut Vec<Diagnostic>) -> Option<RawDoc> {
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_string();
+            let help = (message.contains("duplicate key") && text.get(span.clone()) == Some("name")).then(|| {
+                "`name` is the stage's name; `write` names its files with `filename`".to_string()
+            });
+            errors.push(
+                Diagnostic::error(format!("invalid TOML: {message}"), Some(Loc { source, span })).help(help),
+            );
+            return None;
+        }
+    };
+    let loc = |span: std::ops::Range<usize>| Loc { source, span };
+    let mut raw = RawDoc::default();
+    for (key, value) in doc.get_ref() {
+        match (key.get_ref().as_ref(), value.get_ref()) {
+            ("pipeline", DeValue::Table(t)) => {
+                raw.pipeline = Some(table(t, loc(value.span()), source, errors));
+            }
+            ("stage", DeValue::Array(items)) => {
+                for item in items {
+                    match item.get_ref() {
+                        DeValue::Table(t) => raw.stages.push(table(t, loc(item.span()), source, errors)),
+                        _ => errors.push(
+                            Diagnostic::error("each `stage` must be a table", Some(loc(item.span())))
+                                .help(Some("write stages as `[[stage]]` sections".into())),
+                        ),
+                    }
+                }
+            }
+            ("pipeline", _) => errors.push(
+                Diagnostic::error("`pipeline` must be a table", Some(loc(key.span())))
+                    .help(Some("write it as a `[pipeline]` section".into())),
+            ),
+            ("stage", _) => errors.push(
+                Diagnostic::error("`stage` must be an array of tables", Some(loc(key.span())))
+                    .help(Some("write stages as `[[stage]]` sections".into())),
+            ),
+            (other, _) => errors.push(
+                Diagnostic::error(format!("unknown top-level key `{other}`"), Some(loc(key.span())))
+                    .label("unknown key")
+                    .help(super::suggest(other, ["pipeline", "stage"]).map(|s| format!("did you mean `{s}`?"))),
+            ),
+        }
+    }
+    Some(raw)
+}
+
+fn table(t: &DeTable<'_>, loc: Loc, source: usize, errors: &mut Vec<Diagnostic>) -> RawTable {
+    let mut entries: Vec<RawEntry> = t
+        .iter()
+        .map(|(k, v)| RawEntry {
+            key: k.get_ref().to_string(),
+            key_loc: Loc {
+                source,
+                span: k.span(),
+            },
+            value: RawValue {
+                value: convert(v, source, errors),
+                loc: Loc {
+                    source,
+                    span: v.span(),
+                },
+            },
+        })
+        .collect();
+    entries.sort_by_key(|e| e.key_loc.span.start);
+    // A `[[stage]]` table's span can start at its first key; point at the
+    // header line instead when one is found just above it.
+    RawTable { loc, entries }
+}
+
+/// Convert a parsed TOML value to a plain one, expanding `${VAR}` in strings.
+fn convert(v: &Spanned<DeValue<'_>>, source: usize, errors: &mut Vec<Diagnostic>) -> toml::Value {
+    let loc = || Loc {
+        source,
+        span: v.span(),
+    };
+    match v.get_ref() {
+        DeValue::String(s) => match expand_env(s, |name| std::env::var(name).ok()) {
+            Ok(s) => toml::Value::String(s),
+            Err(msg) => {
+                errors.push(Diagnostic::error(msg.0, Some(loc())).help(msg.1));
+                toml::Value::String(s.to_string())
+            }
+        },
+        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) => toml::Value::Integer(n),
+            Err(_) => {
+                errors.push(Diagnostic::error(
+                    format!("integer `{i}` does not fit in 64 bits"),
+                    Some(loc()),
+                ));
+                toml::Value::Integer(0)
+            }
+        },
+        DeValue::Float(f) => toml::Value::Float(f.as_str().parse().unwrap_or(f64::NAN)),
+        DeValue::Boolean(b) => toml::Value::Boolean(*b),
+        DeValue::Datetime(d) => toml::Value::Datetime(*d),
+        DeValue::Array(items) => toml::Value::Array(items.iter().map(|i| convert(i, source, errors)).collect()),
+        DeValue::Table(t) => toml::Value::Table(
+            t.iter()
+                .map(|(k, v)| (k.get_ref().to_string(), convert(v, source, errors)))
+                .collect(),
+        ),
+    }
+}
+
+/// Expand `${VAR}` and `${VAR:-default}`; `$${` stands for a literal `${`.
+/// On failure: the message and a help line.
+pub fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, (String, Option<String>)> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(lit) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = lit;
+            continue;
+        }
+        let Some(body) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(end) = body.find('}') else {
+            return Err((
+                format!("unclosed `${{` in \"{s}\""),
+                Some("write `${VAR}` or `${VAR:-default}`, or `$${` for a literal `${`".into()),
+            ));
+        };
+        let inner = &body[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err((format!("invalid variable name `{name}` in \"{s}\""), None));
+        }
+        match (lookup(name), default) {
+            (Some(v), _) if !v.is_empty() || default.is_none() => out.push_str(&v),
+            (_, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err((
+                    format!("environment variable `{name}` is not set"),
+                    Some(format!("set it, or give a default: `${{{name}:-...}}`")),
+                ));
+            }
+            (Some(v), None) => out.push_str(&v),
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOME_DIR" => Some("/home/me".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_variables_and_defaults() {
+        assert_eq!(expand_env("${HOME_DIR}/x", env).unwrap(), "/home/me/x");
+        assert_eq!(expand_env("${NOPE:-samples}/p", env).unwrap(), "samples/p");
+        assert_eq!(expand_env("${HOME_DIR:-d}", env).unwrap(), "/home/me");
+        assert_eq!(expand_env("${EMPTY:-d}", env).unwrap(), "d");
+        assert_eq!(expand_env("cost $5 and $${X}", env).unwrap(), "cost $5 and ${X}");
+    }
+
+    #[test]
+    fn reports_unset_and_malformed_variables() {
+        assert_eq!(expand_env("${NOPE}", env).unwrap_err().0, "environment variable `NOPE` is not set");
+        assert!(expand_env("${NOPE", env).unwrap_err().0.starts_with("unclosed `${`"));
+        assert!(expand_env("${a b}", env).unwrap_err().0.starts_with("invalid variable name"));
+    }
+}

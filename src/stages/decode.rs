@@ -1,0 +1,134 @@
+//! `decode`: turn file bytes into pixels, refusing oversized images before
+//! allocating them and applying the EXIF orientation.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
+use crate::item::{Item, Payload, PayloadType, Types};
+
+/// Options of `decode`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecodeOptions {
+    /// Rotate and flip the image as its EXIF orientation says.
+    pub auto_orient: bool,
+    /// Refuse images with more pixels than this (width x height).
+    pub max_pixels: u64,
+    /// Refuse images whose decoding would allocate more bytes than this.
+    pub max_alloc: u64,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            auto_orient: true,
+            max_pixels: 100_000_000,
+            max_alloc: 1 << 30,
+        }
+    }
+}
+
+impl StageOptions for DecodeOptions {
+    fn validate(&self) -> Vec<OptionError> {
+        let mut errors = Vec::new();
+        if self.max_pixels == 0 {
+            errors.push(OptionError::at("max_pixels", "`max_pixels` must be at least 1"));
+        }
+        if self.max_alloc == 0 {
+            errors.push(OptionError::at("max_alloc", "`max_alloc` must be at least 1"));
+        }
+        errors
+    }
+}
+
+pub fn spec() -> KindSpec {
+    KindSpec {
+        name: "decode",
+        summary: "decode JPEG, PNG, WebP, GIF (first frame), BMP or TIFF into pixels",
+        accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
+        output: Output::Fixed(PayloadType::Image),
+        schema: || schemars::schema_for!(DecodeOptions),
+        check: super::check_options::<DecodeOptions>,
+        build: |t| Ok(Built::Stage(Arc::new(Decode { opts: super::parse_options(t)? }))),
+    }
+}
+
+struct Decode {
+    opts: DecodeOptions,
+}
+
+/// Decode `bytes`, checking the declared size against the limits first.
+pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<(DynamicImage, &'static str), StageError> {
+    if bytes.is_empty() {
+        return Err(StageError::new("empty file"));
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| StageError(format!("cannot read: {e}")))?;
+    let Some(format) = reader.format() else {
+        return Err(StageError::new("not a recognised image format"));
+    };
+    let format_name = format.extensions_str().first().copied().unwrap_or("image");
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(opts.max_alloc);
+    reader.limits(limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| StageError(format!("cannot decode {format_name}: {e}")))?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > opts.max_pixels {
+        return Err(StageError(format!(
+            "image is {w}x{h} ({pixels} pixels), over the limit of {} pixels (decode.max_pixels)",
+            opts.max_pixels
+        )));
+    }
+    let orientation = if opts.auto_orient {
+        decoder.orientation().ok()
+    } else {
+        None
+    };
+    let mut img = DynamicImage::from_decoder(decoder)
+        .map_err(|e| StageError(format!("cannot decode {format_name}: {e}")))?;
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    Ok((normalise(img), format_name))
+}
+
+/// Later stages handle 8-bit gray, RGB and RGBA; everything else is converted
+/// once here.
+fn normalise(img: DynamicImage) -> DynamicImage {
+    match img {
+        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => img,
+        DynamicImage::ImageLuma16(_) => DynamicImage::ImageLuma8(img.to_luma8()),
+        other if other.color().has_alpha() => DynamicImage::ImageRgba8(other.to_rgba8()),
+        other => DynamicImage::ImageRgb8(other.to_rgb8()),
+    }
+}
+
+impl Stage for Decode {
+    fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        let bytes = super::bytes_of(&mut item)?;
+        let (img, format) = decode_bytes(&bytes, &self.opts)?;
+        drop(bytes);
+        item.meta.width = Some(img.width());
+        item.meta.height = Some(img.height());
+        item.meta.source_format = Some(normalise_format_name(format).to_string());
+        item.payload = Payload::Image(img);
+        Ok(Some(item))
+    }
+}
+
+fn normalise_format_name(ext: &str) -> &str {
+    match ext {
+        "jpg" | "jpeg" => "jpeg",
+        "tif" | "tiff" => "tiff",
+        other => other,
+    }
+}

@@ -1,0 +1,142 @@
+//! `encode`: turn pixels into file bytes. JPEG goes through `jpeg-encoder`
+//! (SIMD, much faster than the `image` crate's own encoder); PNG and lossless
+//! WebP through `image`.
+
+use std::sync::Arc;
+
+use image::DynamicImage;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
+use crate::item::{Item, Payload, PayloadType, Types};
+
+/// Output file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    #[default]
+    Jpeg,
+    Png,
+    /// Lossless WebP.
+    Webp,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpeg",
+            Format::Png => "png",
+            Format::Webp => "webp",
+        }
+    }
+}
+
+/// File extension conventionally used for a format name.
+pub fn extension_for(format: &str) -> &str {
+    match format {
+        "jpeg" => "jpg",
+        other => other,
+    }
+}
+
+/// Options of `encode`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncodeOptions {
+    pub format: Format,
+    /// JPEG quality, 1 (smallest) to 100 (best).
+    pub quality: u8,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            format: Format::Jpeg,
+            quality: 85,
+        }
+    }
+}
+
+impl StageOptions for EncodeOptions {
+    fn validate(&self) -> Vec<OptionError> {
+        if !(1..=100).contains(&self.quality) {
+            vec![OptionError::at("quality", format!("`quality` must be between 1 and 100, not {}", self.quality))]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+pub fn spec() -> KindSpec {
+    KindSpec {
+        name: "encode",
+        summary: "encode images as JPEG, PNG or lossless WebP",
+        accepts: Types::of(&[PayloadType::Image]),
+        output: Output::Fixed(PayloadType::Bytes),
+        schema: || schemars::schema_for!(EncodeOptions),
+        check: super::check_options::<EncodeOptions>,
+        build: |t| Ok(Built::Stage(Arc::new(Encode { opts: super::parse_options(t)? }))),
+    }
+}
+
+struct Encode {
+    opts: EncodeOptions,
+}
+
+/// Encode an image in `format`.
+pub fn encode_image(img: &DynamicImage, format: Format, quality: u8) -> Result<Vec<u8>, StageError> {
+    let mut out = Vec::new();
+    match format {
+        Format::Jpeg => {
+            use jpeg_encoder::{ColorType, Encoder};
+            let (w, h) = (img.width(), img.height());
+            let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
+                return Err(StageError(format!("{w}x{h} is too large for JPEG (65535 at most)")));
+            };
+            let rgb;
+            let (data, color): (&[u8], ColorType) = match img {
+                DynamicImage::ImageLuma8(b) => (b.as_raw(), ColorType::Luma),
+                DynamicImage::ImageRgb8(b) => (b.as_raw(), ColorType::Rgb),
+                DynamicImage::ImageRgba8(b) => (b.as_raw(), ColorType::Rgba),
+                other => {
+                    rgb = other.to_rgb8();
+                    (rgb.as_raw(), ColorType::Rgb)
+                }
+            };
+            Encoder::new(&mut out, quality)
+                .encode(data, w16, h16, color)
+                .map_err(|e| StageError(format!("JPEG encoding failed: {e}")))?;
+        }
+        Format::Png => {
+            img.write_with_encoder(image::codecs::png::PngEncoder::new(&mut out))
+                .map_err(|e| StageError(format!("PNG encoding failed: {e}")))?;
+        }
+        Format::Webp => {
+            let rgba;
+            let img = match img {
+                DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => img,
+                other => {
+                    rgba = DynamicImage::ImageRgba8(other.to_rgba8());
+                    &rgba
+                }
+            };
+            img.write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut out))
+                .map_err(|e| StageError(format!("WebP encoding failed: {e}")))?;
+        }
+    }
+    Ok(out)
+}
+
+impl Stage for Encode {
+    fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        let Payload::Image(img) = std::mem::take(&mut item.payload) else {
+            return Err(StageError::new("expected a decoded image"));
+        };
+        let bytes = encode_image(&img, self.opts.format, self.opts.quality)?;
+        drop(img);
+        item.meta.format = Some(self.opts.format.name().to_string());
+        item.payload = Payload::Bytes(bytes);
+        Ok(Some(item))
+    }
+}

@@ -1,0 +1,279 @@
+//! Stage kinds: the trait every kind implements, the description each kind
+//! registers (options, payload types, constructor), and the registry that the
+//! checker, `conveyor stages` and the executor all read.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::item::{Item, PayloadType, Types};
+
+pub mod decode;
+pub mod encode;
+pub mod read;
+pub mod resize;
+pub mod scan;
+pub mod write;
+
+/// Why a stage could not process an item. The message is shown to the user
+/// next to the item's path, so it says what went wrong, not where in the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageError(pub String);
+
+impl StageError {
+    pub fn new(msg: impl Into<String>) -> StageError {
+        StageError(msg.into())
+    }
+}
+
+impl fmt::Display for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StageError {}
+
+impl From<std::io::Error> for StageError {
+    fn from(e: std::io::Error) -> Self {
+        StageError(e.to_string())
+    }
+}
+
+/// A stage that transforms one item at a time. Implementations are shared by
+/// all workers of the stage, so per-worker scratch lives in thread locals.
+pub trait Stage: Send + Sync {
+    /// Process one item. `Ok(None)` drops the item on purpose (filtered).
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError>;
+
+    /// The folder this stage writes into, if any: scans skip it so that a run
+    /// never reads its own outputs back.
+    fn output_dir(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// What a source reports for each entry it finds.
+pub enum Found {
+    Item(Item),
+    /// An entry that could not be read (permission denied, a link loop ...).
+    Error { path: PathBuf, reason: String },
+}
+
+/// Facts a source needs from the rest of the graph.
+#[derive(Debug, Default, Clone)]
+pub struct SourceContext {
+    /// Folders written by this run, never to be scanned.
+    pub skip_dirs: Vec<PathBuf>,
+}
+
+/// A stage that produces items (e.g. `scan`).
+pub trait Source: Send + Sync {
+    /// Find items and hand each to `emit`, in a stable order. Stops early when
+    /// `emit` returns false (the run is stopping).
+    fn produce(&self, ctx: &SourceContext, emit: &mut dyn FnMut(Found) -> bool);
+}
+
+/// A constructed stage, ready to run.
+pub enum Built {
+    Source(Arc<dyn Source>),
+    Stage(Arc<dyn Stage>),
+}
+
+/// What a kind gives downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Fixed(PayloadType),
+    /// Passes items through with whatever payload they came with.
+    SameAsInput,
+}
+
+/// A problem with one option of a stage, found while checking its options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    /// The option's key, or `None` when the problem concerns the stage as a
+    /// whole (e.g. a required key is missing).
+    pub key: Option<String>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl OptionError {
+    pub fn at(key: &str, message: impl Into<String>) -> OptionError {
+        OptionError {
+            key: Some(key.to_string()),
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn stage(message: impl Into<String>) -> OptionError {
+        OptionError {
+            key: None,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> OptionError {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// The options struct of a stage kind. Every field has a default (the struct
+/// derives `Default` and uses `#[serde(default)]`), so each key can be checked
+/// on its own and every error reported, not only the first.
+pub trait StageOptions:
+    DeserializeOwned + Serialize + schemars::JsonSchema + Default + Sized
+{
+    /// Range and cross-field checks that serde's types can't express.
+    fn validate(&self) -> Vec<OptionError> {
+        Vec::new()
+    }
+}
+
+/// Check an options table key by key, then as a whole.
+pub fn check_options<T: StageOptions>(table: &toml::Table) -> Vec<OptionError> {
+    let mut errors = Vec::new();
+    let mut good = toml::Table::new();
+    for (key, value) in table {
+        let mut one = toml::Table::new();
+        one.insert(key.clone(), value.clone());
+        match toml::Value::Table(one).try_into::<T>() {
+            Ok(_) => {
+                good.insert(key.clone(), value.clone());
+            }
+            Err(e) => errors.push(OptionError::at(key, clean_serde_message(e.message()))),
+        }
+    }
+    if errors.is_empty() {
+        match toml::Value::Table(good).try_into::<T>() {
+            Ok(opts) => errors.extend(opts.validate()),
+            Err(e) => errors.push(OptionError::stage(clean_serde_message(e.message()))),
+        }
+    }
+    errors
+}
+
+/// Turn a checked options table into the options struct.
+pub fn parse_options<T: StageOptions>(table: &toml::Table) -> Result<T, String> {
+    toml::Value::Table(table.clone())
+        .try_into::<T>()
+        .map_err(|e| clean_serde_message(e.message()))
+}
+
+/// serde's messages are good but end with details meant for programmers.
+fn clean_serde_message(msg: &str) -> String {
+    msg.trim().trim_end_matches('.').replace("\n", " ")
+}
+
+/// Everything conveyor knows about one stage kind.
+#[derive(Clone)]
+pub struct KindSpec {
+    pub name: &'static str,
+    /// One line for `conveyor stages`.
+    pub summary: &'static str,
+    /// Payloads it takes; empty for a source.
+    pub accepts: Types,
+    pub output: Output,
+    /// JSON Schema of its options (names, types, defaults, docs).
+    pub schema: fn() -> schemars::Schema,
+    /// Per-key and whole-table checks of its options.
+    pub check: fn(&toml::Table) -> Vec<OptionError>,
+    /// Construct it from checked options.
+    pub build: fn(&toml::Table) -> Result<Built, String>,
+}
+
+impl KindSpec {
+    pub fn is_source(&self) -> bool {
+        self.accepts.is_empty()
+    }
+
+    /// Option names, as declared by the options struct.
+    pub fn option_names(&self) -> Vec<String> {
+        let schema = (self.schema)();
+        schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// What this kind gives when fed `input`.
+    pub fn output_types(&self, input: Types) -> Types {
+        match self.output {
+            Output::Fixed(t) => Types::of(&[t]),
+            Output::SameAsInput => input,
+        }
+    }
+}
+
+impl fmt::Debug for KindSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KindSpec").field("name", &self.name).finish()
+    }
+}
+
+/// The set of stage kinds a pipeline may use. `Registry::builtin()` has every
+/// kind that ships with conveyor; a program embedding conveyor can add its own.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    kinds: Vec<KindSpec>,
+}
+
+impl Registry {
+    /// Every kind that ships with conveyor. Adding a kind is one line here.
+    pub fn builtin() -> Registry {
+        Registry {
+            kinds: vec![
+                scan::spec(),
+                read::spec(),
+                decode::spec(),
+                resize::spec(),
+                encode::spec(),
+                write::spec(),
+            ],
+        }
+    }
+
+    /// Add (or replace) a kind.
+    pub fn register(&mut self, spec: KindSpec) {
+        self.kinds.retain(|k| k.name != spec.name);
+        self.kinds.push(spec);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&KindSpec> {
+        self.kinds.iter().find(|k| k.name == name)
+    }
+
+    pub fn kinds(&self) -> &[KindSpec] {
+        &self.kinds
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.kinds.iter().map(|k| k.name).collect()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::builtin()
+    }
+}
+
+/// Take the bytes of an item: its payload if it carries bytes, else the file.
+pub(crate) fn bytes_of(item: &mut Item) -> Result<Vec<u8>, StageError> {
+    match std::mem::take(&mut item.payload) {
+        crate::item::Payload::Bytes(b) => Ok(b),
+        crate::item::Payload::Nothing => {
+            let bytes = std::fs::read(&item.path).map_err(|e| StageError(format!("cannot read file: {e}")))?;
+            item.meta.size = Some(bytes.len() as u64);
+            Ok(bytes)
+        }
+        crate::item::Payload::Image(_) => Err(StageError::new("expected bytes, got a decoded image")),
+    }
+}

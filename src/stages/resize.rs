@@ -1,0 +1,216 @@
+//! `resize`: scale images with fast_image_resize (SIMD convolution chosen at
+//! run time), fitting them into a box without upscaling unless asked.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use fast_image_resize::{self as fir, ResizeAlg, ResizeOptions, Resizer};
+use image::DynamicImage;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
+use crate::item::{Item, Payload, PayloadType, Types};
+
+/// How the image is fitted into `width` x `height`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Fit {
+    /// Keep the aspect ratio; the image fits inside the box.
+    #[default]
+    Contain,
+    /// Keep the aspect ratio; the image fills the box, the excess is cropped
+    /// evenly from both sides.
+    Cover,
+    /// Stretch to exactly the box.
+    Fill,
+}
+
+/// The resampling filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Filter {
+    Nearest,
+    Box,
+    Bilinear,
+    Hamming,
+    CatmullRom,
+    Mitchell,
+    Gaussian,
+    #[default]
+    Lanczos3,
+}
+
+impl Filter {
+    pub fn alg(self) -> ResizeAlg {
+        use fir::FilterType as F;
+        match self {
+            Filter::Nearest => ResizeAlg::Nearest,
+            Filter::Box => ResizeAlg::Convolution(F::Box),
+            Filter::Bilinear => ResizeAlg::Convolution(F::Bilinear),
+            Filter::Hamming => ResizeAlg::Convolution(F::Hamming),
+            Filter::CatmullRom => ResizeAlg::Convolution(F::CatmullRom),
+            Filter::Mitchell => ResizeAlg::Convolution(F::Mitchell),
+            Filter::Gaussian => ResizeAlg::Convolution(F::Gaussian),
+            Filter::Lanczos3 => ResizeAlg::Convolution(F::Lanczos3),
+        }
+    }
+}
+
+/// Options of `resize`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResizeOpts {
+    /// Target width in pixels; leave out to follow the height.
+    pub width: Option<u32>,
+    /// Target height in pixels; leave out to follow the width.
+    pub height: Option<u32>,
+    pub fit: Fit,
+    pub filter: Filter,
+    /// Enlarge images smaller than the box (off: they pass unchanged).
+    pub upscale: bool,
+}
+
+impl StageOptions for ResizeOpts {
+    fn validate(&self) -> Vec<OptionError> {
+        let mut errors = Vec::new();
+        for (key, v) in [("width", self.width), ("height", self.height)] {
+            if v == Some(0) {
+                errors.push(OptionError::at(key, format!("`{key}` must be at least 1")));
+            }
+        }
+        if self.width.is_none() && self.height.is_none() {
+            errors.push(OptionError::stage("`resize` needs `width`, `height` or both"));
+        } else if self.fit != Fit::Contain && (self.width.is_none() || self.height.is_none()) {
+            let fit = if self.fit == Fit::Cover { "cover" } else { "fill" };
+            errors.push(OptionError::at("fit", format!("fit = \"{fit}\" needs both `width` and `height`")));
+        }
+        errors
+    }
+}
+
+pub fn spec() -> KindSpec {
+    KindSpec {
+        name: "resize",
+        summary: "scale images to fit, cover or fill a box (SIMD Lanczos3 by default)",
+        accepts: Types::of(&[PayloadType::Image]),
+        output: Output::Fixed(PayloadType::Image),
+        schema: || schemars::schema_for!(ResizeOpts),
+        check: super::check_options::<ResizeOpts>,
+        build: |t| Ok(Built::Stage(Arc::new(Resize { opts: super::parse_options(t)? }))),
+    }
+}
+
+struct Resize {
+    opts: ResizeOpts,
+}
+
+/// The output size for a `w` x `h` source, and whether the source must be
+/// cropped to the output's aspect ratio first.
+pub fn target_size(opts: &ResizeOpts, w: u32, h: u32) -> (u32, u32, bool) {
+    let (wf, hf) = (f64::from(w), f64::from(h));
+    let sx = opts.width.map(|t| f64::from(t) / wf);
+    let sy = opts.height.map(|t| f64::from(t) / hf);
+    let clamp = |s: f64| if opts.upscale { s } else { s.min(1.0) };
+    let dim = |v: f64| (v.round() as u32).max(1);
+    match opts.fit {
+        Fit::Contain => {
+            let s = match (sx, sy) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => 1.0,
+            };
+            let s = clamp(s);
+            (dim(wf * s), dim(hf * s), false)
+        }
+        Fit::Cover => {
+            let (tw, th) = (opts.width.unwrap_or(w), opts.height.unwrap_or(h));
+            let s = clamp(sx.unwrap_or(1.0).max(sy.unwrap_or(1.0)));
+            let (ow, oh) = (tw.min(dim(wf * s)), th.min(dim(hf * s)));
+            (ow, oh, true)
+        }
+        Fit::Fill => {
+            let (tw, th) = (opts.width.unwrap_or(w), opts.height.unwrap_or(h));
+            if opts.upscale {
+                (tw, th, false)
+            } else {
+                (tw.min(w), th.min(h), false)
+            }
+        }
+    }
+}
+
+thread_local! {
+    // The resizer keeps scratch buffers; one per worker thread avoids
+    // reallocating them for every image.
+    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+}
+
+/// Resize `img` to `tw` x `th`, cropping to that aspect ratio first if `crop`.
+pub fn resize_image(img: &DynamicImage, tw: u32, th: u32, crop: bool, filter: Filter) -> Result<DynamicImage, StageError> {
+    let mut dst = match img {
+        DynamicImage::ImageLuma8(_) => DynamicImage::ImageLuma8(image::GrayImage::new(tw, th)),
+        DynamicImage::ImageRgba8(_) => DynamicImage::ImageRgba8(image::RgbaImage::new(tw, th)),
+        DynamicImage::ImageRgb8(_) => DynamicImage::ImageRgb8(image::RgbImage::new(tw, th)),
+        other => return Err(StageError(format!("cannot resize pixels of type {:?}", other.color()))),
+    };
+    let mut options = ResizeOptions::new().resize_alg(filter.alg());
+    if crop {
+        options = options.fit_into_destination(Some((0.5, 0.5)));
+    }
+    RESIZER
+        .with(|r| r.borrow_mut().resize(img, &mut dst, &options))
+        .map_err(|e| StageError(format!("resize failed: {e}")))?;
+    Ok(dst)
+}
+
+impl Stage for Resize {
+    fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        let Payload::Image(img) = std::mem::take(&mut item.payload) else {
+            return Err(StageError::new("expected a decoded image"));
+        };
+        let (w, h) = (img.width(), img.height());
+        let (tw, th, crop) = target_size(&self.opts, w, h);
+        let out = if (tw, th) == (w, h) {
+            img
+        } else {
+            resize_image(&img, tw, th, crop, self.opts.filter)?
+        };
+        item.meta.width = Some(out.width());
+        item.meta.height = Some(out.height());
+        item.payload = Payload::Image(out);
+        Ok(Some(item))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(w: Option<u32>, h: Option<u32>, fit: Fit, upscale: bool) -> ResizeOpts {
+        ResizeOpts {
+            width: w,
+            height: h,
+            fit,
+            filter: Filter::Lanczos3,
+            upscale,
+        }
+    }
+
+    #[test]
+    fn contain_keeps_aspect_and_never_upscales_by_default() {
+        assert_eq!(target_size(&opts(Some(256), Some(256), Fit::Contain, false), 4000, 3000), (256, 192, false));
+        assert_eq!(target_size(&opts(Some(256), Some(256), Fit::Contain, false), 3000, 4000), (192, 256, false));
+        assert_eq!(target_size(&opts(Some(256), Some(256), Fit::Contain, false), 100, 50), (100, 50, false));
+        assert_eq!(target_size(&opts(Some(256), Some(256), Fit::Contain, true), 100, 50), (256, 128, false));
+        assert_eq!(target_size(&opts(Some(800), None, Fit::Contain, false), 1600, 900), (800, 450, false));
+        assert_eq!(target_size(&opts(None, Some(90), Fit::Contain, false), 1600, 900), (160, 90, false));
+    }
+
+    #[test]
+    fn cover_and_fill_give_the_box() {
+        assert_eq!(target_size(&opts(Some(256), Some(256), Fit::Cover, false), 4000, 3000), (256, 256, true));
+        assert_eq!(target_size(&opts(Some(300), Some(100), Fit::Fill, false), 4000, 3000), (300, 100, false));
+        assert_eq!(target_size(&opts(Some(300), Some(100), Fit::Fill, false), 200, 50), (200, 50, false));
+    }
+}

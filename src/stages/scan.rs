@@ -1,0 +1,220 @@
+//! `scan`: the source stage. Walks a folder (walkdir) in a stable order and
+//! emits one item per file that matches the include/exclude globs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Built, Found, KindSpec, OptionError, Output, Source, SourceContext, StageOptions};
+use crate::item::{Item, PayloadType, Types};
+
+/// Options of `scan`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanOptions {
+    /// Folder to walk. Outputs are named by each file's path relative to it.
+    pub root: String,
+    /// Globs (relative to `root`) of files to take; empty takes every file.
+    pub include: Vec<String>,
+    /// Globs of files and folders to leave out.
+    pub exclude: Vec<String>,
+    /// Follow symbolic links to files and folders.
+    pub follow_links: bool,
+    /// How deep to descend below `root` (1: only files directly in it).
+    pub max_depth: Option<usize>,
+    /// Also take hidden files and folders (names starting with `.`).
+    pub hidden: bool,
+    /// Match globs case-sensitively (`*.jpg` then misses `IMG.JPG`).
+    pub case_sensitive: bool,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            root: ".".into(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            follow_links: false,
+            max_depth: None,
+            hidden: false,
+            case_sensitive: false,
+        }
+    }
+}
+
+impl StageOptions for ScanOptions {
+    fn validate(&self) -> Vec<OptionError> {
+        let mut errors = Vec::new();
+        if self.root.is_empty() {
+            errors.push(OptionError::at("root", "`root` must not be empty"));
+        }
+        for (key, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for g in globs {
+                if let Err(e) = GlobBuilder::new(g).build() {
+                    errors.push(OptionError::at(key, format!("invalid glob `{g}`: {}", e.kind())));
+                }
+            }
+        }
+        if self.max_depth == Some(0) {
+            errors.push(OptionError::at("max_depth", "`max_depth` must be at least 1"));
+        }
+        errors
+    }
+}
+
+pub fn spec() -> KindSpec {
+    KindSpec {
+        name: "scan",
+        summary: "walk a folder and emit one item per matching file",
+        accepts: Types::NONE,
+        output: Output::Fixed(PayloadType::Nothing),
+        schema: || schemars::schema_for!(ScanOptions),
+        check: super::check_options::<ScanOptions>,
+        build: |t| Ok(Built::Source(Arc::new(Scan::new(super::parse_options(t)?)?))),
+    }
+}
+
+struct Scan {
+    opts: ScanOptions,
+    include: Option<GlobSet>,
+    exclude: GlobSet,
+}
+
+fn globset(globs: &[String], case_sensitive: bool) -> Result<GlobSet, String> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        let glob = GlobBuilder::new(g)
+            .case_insensitive(!case_sensitive)
+            .literal_separator(false)
+            .build()
+            .map_err(|e| format!("invalid glob `{g}`: {}", e.kind()))?;
+        b.add(glob);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+impl Scan {
+    fn new(opts: ScanOptions) -> Result<Scan, String> {
+        let include = if opts.include.is_empty() {
+            None
+        } else {
+            Some(globset(&opts.include, opts.case_sensitive)?)
+        };
+        let exclude = globset(&opts.exclude, opts.case_sensitive)?;
+        Ok(Scan {
+            opts,
+            include,
+            exclude,
+        })
+    }
+}
+
+fn rel_string(rel: &Path) -> String {
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+impl Source for Scan {
+    fn produce(&self, ctx: &SourceContext, emit: &mut dyn FnMut(Found) -> bool) {
+        let root = PathBuf::from(&self.opts.root);
+        if !root.is_dir() {
+            let reason = if root.exists() {
+                "not a folder".to_string()
+            } else {
+                "no such folder".to_string()
+            };
+            emit(Found::Error { path: root, reason });
+            return;
+        }
+        let skip: Vec<PathBuf> = ctx
+            .skip_dirs
+            .iter()
+            .filter_map(|d| d.canonicalize().ok())
+            .collect();
+        let mut walk = walkdir::WalkDir::new(&root)
+            .follow_links(self.opts.follow_links)
+            .sort_by_file_name();
+        if let Some(depth) = self.opts.max_depth {
+            walk = walk.max_depth(depth);
+        }
+        let hidden = self.opts.hidden;
+        let exclude = &self.exclude;
+        let root_for_filter = root.clone();
+        let iter = walk.into_iter().filter_entry(|e| {
+            if e.depth() == 0 {
+                return true;
+            }
+            let name = e.file_name().to_string_lossy();
+            if !hidden && name.starts_with('.') {
+                return false;
+            }
+            let rel = e.path().strip_prefix(&root_for_filter).unwrap_or(e.path());
+            if exclude.is_match(rel_string(rel)) {
+                return false;
+            }
+            if e.file_type().is_dir() && !skip.is_empty() {
+                if let Ok(c) = e.path().canonicalize() {
+                    if skip.contains(&c) {
+                        return false;
+                    }
+                }
+            }
+            true
+        });
+        for entry in iter {
+            let found = match entry {
+                Ok(e) => {
+                    if e.file_type().is_dir() {
+                        continue;
+                    }
+                    let path = e.path().to_path_buf();
+                    let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
+                    if let Some(inc) = &self.include {
+                        if !inc.is_match(rel_string(&rel)) {
+                            continue;
+                        }
+                    }
+                    if e.path_is_symlink() && !self.opts.follow_links {
+                        // A link is taken as the file it points to only when
+                        // asked; a dangling one is reported, not skipped.
+                        match std::fs::metadata(&path) {
+                            Ok(m) if m.is_file() => {}
+                            Ok(_) => continue,
+                            Err(err) => {
+                                if !emit(Found::Error {
+                                    path,
+                                    reason: format!("broken symbolic link: {err}"),
+                                }) {
+                                    return;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    let mut item = Item::new(path, rel);
+                    item.meta.size = e.metadata().ok().map(|m| m.len());
+                    Found::Item(item)
+                }
+                Err(err) => {
+                    let path = err.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+                    let reason = if err.loop_ancestor().is_some() {
+                        "symbolic link loop".to_string()
+                    } else if let Some(io) = err.io_error() {
+                        io.to_string()
+                    } else {
+                        err.to_string()
+                    };
+                    Found::Error { path, reason }
+                }
+            };
+            if !emit(found) {
+                return;
+            }
+        }
+    }
+}
