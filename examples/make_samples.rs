@@ -12,7 +12,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32) / ((1u64 << 24) as f32)
     }
 }
@@ -21,9 +24,19 @@ impl Lcg {
 fn scene(w: u32, h: u32, seed: u64) -> RgbImage {
     let mut rng = Lcg(seed);
     let hue = rng.next();
-    let sun = (rng.next() * w as f32, rng.next() * h as f32 * 0.5, (w.min(h) as f32) * (0.08 + 0.1 * rng.next()));
+    let sun = (
+        rng.next() * w as f32,
+        rng.next() * h as f32 * 0.5,
+        (w.min(h) as f32) * (0.08 + 0.1 * rng.next()),
+    );
     let hills: Vec<(f32, f32, f32)> = (0..4)
-        .map(|_| (rng.next() * 6.0 + 1.0, rng.next() * 6.28, 0.5 + rng.next() * 0.35))
+        .map(|_| {
+            (
+                rng.next() * 6.0 + 1.0,
+                rng.next() * 6.28,
+                0.5 + rng.next() * 0.35,
+            )
+        })
         .collect();
     RgbImage::from_fn(w, h, |x, y| {
         let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
@@ -66,7 +79,12 @@ fn with_orientation(jpeg: &[u8], orientation: u8) -> Vec<u8> {
 fn jpeg(img: &RgbImage, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
     jpeg_encoder::Encoder::new(&mut out, quality)
-        .encode(img.as_raw(), img.width() as u16, img.height() as u16, jpeg_encoder::ColorType::Rgb)
+        .encode(
+            img.as_raw(),
+            img.width() as u16,
+            img.height() as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
         .expect("encoding a sample");
     out
 }
@@ -91,34 +109,58 @@ fn main() {
     save(root, "tower.jpg", &jpeg(&scene(360, 540, 3), 85));
     save(root, "tiny.jpg", &jpeg(&scene(120, 80, 4), 90));
     // Stored 480x320, shown 320x480: orientation 6 is "rotate 90 clockwise".
-    save(root, "rotated.jpg", &with_orientation(&jpeg(&scene(480, 320, 5), 85), 6));
+    save(
+        root,
+        "rotated.jpg",
+        &with_orientation(&jpeg(&scene(480, 320, 5), 85), 6),
+    );
     save(root, "trips/coast.jpg", &jpeg(&scene(800, 450, 6), 85));
     save(
         root,
         "trips/hills.png",
-        &encoded(DynamicImage::ImageRgb8(scene(400, 300, 7)), image::ImageFormat::Png),
+        &encoded(
+            DynamicImage::ImageRgb8(scene(400, 300, 7)),
+            image::ImageFormat::Png,
+        ),
     );
     let rgba = RgbaImage::from_fn(300, 300, |x, y| {
         let d = ((x as f32 - 150.0).powi(2) + (y as f32 - 150.0).powi(2)).sqrt();
         let a = (255.0 * (1.0 - d / 150.0)).clamp(0.0, 255.0) as u8;
         Rgba([(x * 255 / 300) as u8, (y * 255 / 300) as u8, 180, a])
     });
-    save(root, "trips/badge.png", &encoded(DynamicImage::ImageRgba8(rgba), image::ImageFormat::Png));
+    save(
+        root,
+        "trips/badge.png",
+        &encoded(DynamicImage::ImageRgba8(rgba), image::ImageFormat::Png),
+    );
     save(
         root,
         "formats/leaf.webp",
-        &encoded(DynamicImage::ImageRgb8(scene(320, 240, 8)), image::ImageFormat::WebP),
+        &encoded(
+            DynamicImage::ImageRgb8(scene(320, 240, 8)),
+            image::ImageFormat::WebP,
+        ),
     );
     let gif = DynamicImage::ImageRgb8(scene(200, 150, 9)).to_rgba8();
-    save(root, "formats/anim.gif", &encoded(DynamicImage::ImageRgba8(gif), image::ImageFormat::Gif));
+    save(
+        root,
+        "formats/anim.gif",
+        &encoded(DynamicImage::ImageRgba8(gif), image::ImageFormat::Gif),
+    );
     save(
         root,
         "formats/paint.bmp",
-        &encoded(DynamicImage::ImageRgb8(scene(160, 120, 10)), image::ImageFormat::Bmp),
+        &encoded(
+            DynamicImage::ImageRgb8(scene(160, 120, 10)),
+            image::ImageFormat::Bmp,
+        ),
     );
     save(
         root,
         "formats/scan.tiff",
-        &encoded(DynamicImage::ImageRgb8(scene(200, 260, 11)), image::ImageFormat::Tiff),
+        &encoded(
+            DynamicImage::ImageRgb8(scene(200, 260, 11)),
+            image::ImageFormat::Tiff,
+        ),
     );
 }

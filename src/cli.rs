@@ -127,7 +127,11 @@ pub fn main_with(registry: Registry) -> Exit {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { Exit::Invalid } else { Exit::Ok };
+            let code = if e.use_stderr() {
+                Exit::Invalid
+            } else {
+                Exit::Ok
+            };
             let _ = e.print();
             return code;
         }
@@ -137,7 +141,11 @@ pub fn main_with(registry: Registry) -> Exit {
         Command::Check(args) => match load(&args, &registry) {
             Ok(loaded) => {
                 let p = &loaded.pipeline;
-                eprintln!("{}: ok ({} stages)", args.pipeline.display(), p.stages.len());
+                eprintln!(
+                    "{}: ok ({} stages)",
+                    args.pipeline.display(),
+                    p.stages.len()
+                );
                 Exit::Ok
             }
             Err(code) => code,

@@ -22,11 +22,27 @@ fn io(spec: &KindSpec) -> String {
 
 /// One line per kind.
 pub fn list(registry: &Registry) -> String {
-    let width = registry.kinds().iter().map(|k| k.name.len()).max().unwrap_or(0);
-    let io_width = registry.kinds().iter().map(|k| io(k).len()).max().unwrap_or(0);
+    let width = registry
+        .kinds()
+        .iter()
+        .map(|k| k.name.len())
+        .max()
+        .unwrap_or(0);
+    let io_width = registry
+        .kinds()
+        .iter()
+        .map(|k| io(k).len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for k in registry.kinds() {
-        let _ = writeln!(out, "{:<width$}  {:<io_width$}  {}", k.name, io(k), k.summary);
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<io_width$}  {}",
+            k.name,
+            io(k),
+            k.summary
+        );
     }
     out.push_str("\n`conveyor stages KIND` shows a kind's options.\n");
     out
@@ -41,7 +57,11 @@ fn type_of(prop: &Value, defs: Option<&Value>) -> String {
         }
         return name.to_string();
     }
-    if let Some(variants) = prop.get("oneOf").or_else(|| prop.get("anyOf")).and_then(Value::as_array) {
+    if let Some(variants) = prop
+        .get("oneOf")
+        .or_else(|| prop.get("anyOf"))
+        .and_then(Value::as_array)
+    {
         let parts: Vec<String> = variants
             .iter()
             .filter(|v| v.get("type").and_then(Value::as_str) != Some("null"))
@@ -94,9 +114,12 @@ fn options_table(schema: &Value, out: &mut String) {
                 .get("description")
                 .and_then(Value::as_str)
                 .or_else(|| {
-                    p.get("$ref")
-                        .and_then(Value::as_str)
-                        .and_then(|r| defs?.get(r.rsplit('/').next()?)?.get("description")?.as_str())
+                    p.get("$ref").and_then(Value::as_str).and_then(|r| {
+                        defs?
+                            .get(r.rsplit('/').next()?)?
+                            .get("description")?
+                            .as_str()
+                    })
                 })
                 .unwrap_or("")
                 .replace('\n', " ");

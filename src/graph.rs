@@ -44,7 +44,10 @@ pub fn check(nodes: &[Node<'_>], diags: &mut Vec<Diagnostic>) -> Option<Checked>
         match &node.input {
             Some(list) => {
                 if is_source {
-                    let loc = list.first().and_then(|(_, l)| l.clone()).or_else(|| Some(node.loc.clone()));
+                    let loc = list
+                        .first()
+                        .and_then(|(_, l)| l.clone())
+                        .or_else(|| Some(node.loc.clone()));
                     diags.push(Diagnostic::error(
                         format!(
                             "stage `{}` is a source (kind `{}`) and reads no input",
@@ -58,7 +61,10 @@ pub fn check(nodes: &[Node<'_>], diags: &mut Vec<Diagnostic>) -> Option<Checked>
                 }
                 if list.is_empty() {
                     let loc = Some(node.loc.clone());
-                    diags.push(Diagnostic::error(format!("stage `{}` has an empty `inputs` list", node.name), loc));
+                    diags.push(Diagnostic::error(
+                        format!("stage `{}` has an empty `inputs` list", node.name),
+                        loc,
+                    ));
                     ok = false;
                 }
                 for (name, loc) in list {
@@ -101,7 +107,9 @@ pub fn check(nodes: &[Node<'_>], diags: &mut Vec<Diagnostic>) -> Option<Checked>
                             ),
                             node.kind_loc.clone().or_else(|| Some(node.loc.clone())),
                         )
-                        .help(Some("start the pipeline with a source such as `scan`".into())),
+                        .help(Some(
+                            "start the pipeline with a source such as `scan`".into(),
+                        )),
                     );
                 }
                 ok = false;
@@ -145,11 +153,20 @@ pub fn check(nodes: &[Node<'_>], diags: &mut Vec<Diagnostic>) -> Option<Checked>
                 let first = cycle[0];
                 let last = cycle[cycle.len() - 1];
                 let pos = inputs[first].iter().position(|&x| x == last).unwrap_or(0);
-                let loc = edge_locs[first].get(pos).cloned().unwrap_or_else(|| nodes[first].loc.clone());
+                let loc = edge_locs[first]
+                    .get(pos)
+                    .cloned()
+                    .unwrap_or_else(|| nodes[first].loc.clone());
                 let mut path: Vec<&str> = cycle.iter().rev().map(|&c| names[c]).collect();
                 path.push(names[last]);
                 diags.push(Diagnostic::error(
-                    format!("the stages form a cycle: {}", path.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" -> ")),
+                    format!(
+                        "the stages form a cycle: {}",
+                        path.iter()
+                            .map(|p| format!("`{p}`"))
+                            .collect::<Vec<_>>()
+                            .join(" -> ")
+                    ),
                     Some(loc),
                 ));
             }
@@ -194,7 +211,11 @@ pub fn check(nodes: &[Node<'_>], diags: &mut Vec<Diagnostic>) -> Option<Checked>
         }
         // A mismatch is reported once; downstream stages see what this stage
         // would give on good input, so one mistake gives one error.
-        let effective = if arriving.is_subset(kind.accepts) { arriving } else { kind.accepts };
+        let effective = if arriving.is_subset(kind.accepts) {
+            arriving
+        } else {
+            kind.accepts
+        };
         input_types[i] = arriving;
         output_types[i] = kind.output_types(effective);
     }
@@ -226,7 +247,13 @@ fn type_help(accepts: Types, given: Types) -> Option<String> {
 
 /// A cycle through `start`, as stage indices following input edges.
 fn find_cycle(start: usize, inputs: &[Vec<usize>]) -> Option<Vec<usize>> {
-    fn dfs(node: usize, start: usize, inputs: &[Vec<usize>], path: &mut Vec<usize>, seen: &mut Vec<bool>) -> bool {
+    fn dfs(
+        node: usize,
+        start: usize,
+        inputs: &[Vec<usize>],
+        path: &mut Vec<usize>,
+        seen: &mut Vec<bool>,
+    ) -> bool {
         for &next in &inputs[node] {
             if next == start {
                 return true;
@@ -280,7 +307,11 @@ pub fn render(p: &Pipeline, format: GraphFormat) -> String {
             for (i, s) in p.stages.iter().enumerate() {
                 let _ = writeln!(out, "  {} ({})", s.name, describe(p, i));
                 for &j in &s.inputs {
-                    let _ = writeln!(out, "    <- {} [{}]", p.stages[j].name, p.stages[j].output_types);
+                    let _ = writeln!(
+                        out,
+                        "    <- {} [{}]",
+                        p.stages[j].name, p.stages[j].output_types
+                    );
                 }
                 let consumers = p.consumers(i);
                 if consumers.is_empty() {
@@ -292,7 +323,13 @@ pub fn render(p: &Pipeline, format: GraphFormat) -> String {
             let _ = writeln!(out, "digraph \"{}\" {{", p.name.replace('"', "'"));
             let _ = writeln!(out, "  rankdir=LR;\n  node [shape=box, style=rounded];");
             for (i, s) in p.stages.iter().enumerate() {
-                let _ = writeln!(out, "  \"{}\" [label=\"{}\\n{}\"];", s.name, s.name, describe(p, i));
+                let _ = writeln!(
+                    out,
+                    "  \"{}\" [label=\"{}\\n{}\"];",
+                    s.name,
+                    s.name,
+                    describe(p, i)
+                );
             }
             for (a, b) in edges {
                 let _ = writeln!(
@@ -306,7 +343,13 @@ pub fn render(p: &Pipeline, format: GraphFormat) -> String {
         GraphFormat::Mermaid => {
             out.push_str("flowchart LR\n");
             for (i, s) in p.stages.iter().enumerate() {
-                let _ = writeln!(out, "  {}[\"{}<br/>{}\"]", mermaid_id(&s.name), s.name, describe(p, i));
+                let _ = writeln!(
+                    out,
+                    "  {}[\"{}<br/>{}\"]",
+                    mermaid_id(&s.name),
+                    s.name,
+                    describe(p, i)
+                );
             }
             for (a, b) in edges {
                 let _ = writeln!(

@@ -20,7 +20,8 @@ pub enum PayloadType {
 }
 
 impl PayloadType {
-    pub const ALL: [PayloadType; 3] = [PayloadType::Nothing, PayloadType::Bytes, PayloadType::Image];
+    pub const ALL: [PayloadType; 3] =
+        [PayloadType::Nothing, PayloadType::Bytes, PayloadType::Image];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -78,7 +79,9 @@ impl Types {
     }
 
     pub fn iter(self) -> impl Iterator<Item = PayloadType> {
-        PayloadType::ALL.into_iter().filter(move |t| self.contains(*t))
+        PayloadType::ALL
+            .into_iter()
+            .filter(move |t| self.contains(*t))
     }
 }
 

@@ -37,7 +37,13 @@ pub struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} (stage `{}`)", self.path.display(), self.reason, self.stage)
+        write!(
+            f,
+            "{}: {} (stage `{}`)",
+            self.path.display(),
+            self.reason,
+            self.stage
+        )
     }
 }
 
@@ -75,8 +81,10 @@ impl StageStats {
     }
 
     pub fn add_busy(&self, d: Duration) {
-        self.busy_nanos
-            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.busy_nanos.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     pub fn snapshot(&self) -> StageSummary {
@@ -159,7 +167,11 @@ impl RunSummary {
             } else {
                 format!("{} x{}", s.mode, s.workers)
             };
-            let items_in = if s.mode == "source" { "-".into() } else { s.items_in.to_string() };
+            let items_in = if s.mode == "source" {
+                "-".into()
+            } else {
+                s.items_in.to_string()
+            };
             rows.push([
                 s.name.clone(),
                 s.kind.to_string(),
@@ -191,7 +203,11 @@ impl RunSummary {
             out.push('\n');
         }
         let wall = self.elapsed.as_secs_f64();
-        let rate = if wall > 0.0 { self.scanned as f64 / wall } else { 0.0 };
+        let rate = if wall > 0.0 {
+            self.scanned as f64 / wall
+        } else {
+            0.0
+        };
         let _ = write!(
             out,
             "{} items in {} ({rate:.1} items/s): {} ok, {} failed",

@@ -135,7 +135,10 @@ impl StageOptions for CommonKeys {
             errors.push(OptionError::at("workers", "`workers` must be at least 1"));
         }
         if self.max_items_per_worker == Some(0) {
-            errors.push(OptionError::at("max_items_per_worker", "`max_items_per_worker` must be at least 1"));
+            errors.push(OptionError::at(
+                "max_items_per_worker",
+                "`max_items_per_worker` must be at least 1",
+            ));
         }
         if let Some(t) = &self.timeout {
             if let Err(e) = units::parse_duration(t) {
@@ -148,12 +151,18 @@ impl StageOptions for CommonKeys {
             }
         }
         if self.input.is_some() && self.inputs.is_some() {
-            errors.push(OptionError::at("inputs", "give either `input` or `inputs`, not both"));
+            errors.push(OptionError::at(
+                "inputs",
+                "give either `input` or `inputs`, not both",
+            ));
         }
         if self.mode == Some(Mode::Processes) {
             errors.push(
-                OptionError::at("mode", "mode \"processes\" is not available in this version of conveyor")
-                    .help("use \"threads\" or \"inline\""),
+                OptionError::at(
+                    "mode",
+                    "mode \"processes\" is not available in this version of conveyor",
+                )
+                .help("use \"threads\" or \"inline\""),
             );
         }
         errors
@@ -231,7 +240,11 @@ fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -
 }
 
 /// Load and check a pipeline file with overrides.
-pub fn load(path: &Path, overrides: &[Override], registry: &Registry) -> Result<Loaded, Diagnostics> {
+pub fn load(
+    path: &Path,
+    overrides: &[Override],
+    registry: &Registry,
+) -> Result<Loaded, Diagnostics> {
     match std::fs::read_to_string(path) {
         Ok(text) => load_str(&path.display().to_string(), &text, overrides, registry),
         Err(e) => Err(Diagnostics {
@@ -245,7 +258,12 @@ pub fn load(path: &Path, overrides: &[Override], registry: &Registry) -> Result<
 }
 
 /// Load and check pipeline text; `name` is the file name shown in messages.
-pub fn load_str(name: &str, text: &str, overrides: &[Override], registry: &Registry) -> Result<Loaded, Diagnostics> {
+pub fn load_str(
+    name: &str,
+    text: &str,
+    overrides: &[Override],
+    registry: &Registry,
+) -> Result<Loaded, Diagnostics> {
     let mut sources = Sources::default();
     let file = sources.add(SourceFile {
         name: name.to_string(),
@@ -262,7 +280,10 @@ pub fn load_str(name: &str, text: &str, overrides: &[Override], registry: &Regis
             .unwrap_or_else(|| "pipeline".into());
         validate(&raw, &stem, registry, &sources, &mut diags)
     });
-    let mut all = Diagnostics { sources, items: diags };
+    let mut all = Diagnostics {
+        sources,
+        items: diags,
+    };
     all.sort();
     match result {
         Some(pipeline) if !all.has_errors() => Ok(Loaded {
@@ -297,15 +318,24 @@ fn apply_overrides(
             Override::Set(_) => {
                 let Some(eq) = text.find('=') else {
                     diags.push(
-                        Diagnostic::error(format!("`--set {text}` has no `=`"), Some(whole))
-                            .help(Some("write `--set STAGE.KEY=VALUE`, e.g. `--set thumb.width=320`".into())),
+                        Diagnostic::error(format!("`--set {text}` has no `=`"), Some(whole)).help(
+                            Some(
+                                "write `--set STAGE.KEY=VALUE`, e.g. `--set thumb.width=320`"
+                                    .into(),
+                            ),
+                        ),
                     );
                     continue;
                 };
                 let Some(dot) = text[..eq].find('.') else {
                     diags.push(
-                        Diagnostic::error(format!("`--set {text}` does not name a stage"), Some(whole))
-                            .help(Some("write `--set STAGE.KEY=VALUE`, e.g. `--set thumb.width=320`".into())),
+                        Diagnostic::error(
+                            format!("`--set {text}` does not name a stage"),
+                            Some(whole),
+                        )
+                        .help(Some(
+                            "write `--set STAGE.KEY=VALUE`, e.g. `--set thumb.width=320`".into(),
+                        )),
                     );
                     continue;
                 };
@@ -331,7 +361,13 @@ fn apply_overrides(
                     toml::Value::String(mode.to_string()),
                     stage.len() + 1..text.len(),
                 ),
-                None => (None, "mode".to_string(), 0..0, toml::Value::String(text.clone()), 0..text.len()),
+                None => (
+                    None,
+                    "mode".to_string(),
+                    0..0,
+                    toml::Value::String(text.clone()),
+                    0..text.len(),
+                ),
             },
         };
         let entry = RawEntry {
@@ -344,15 +380,21 @@ fn apply_overrides(
         };
         match stage {
             Some((name, span)) => {
-                let found = raw.stages.iter_mut().find(|s| stage_name(s).as_deref() == Some(name.as_str()));
+                let found = raw
+                    .stages
+                    .iter_mut()
+                    .find(|s| stage_name(s).as_deref() == Some(name.as_str()));
                 match found {
                     Some(table) => table.set(entry),
                     None => {
                         let names: Vec<String> = raw.stages.iter().filter_map(stage_name).collect();
                         diags.push(
-                            Diagnostic::error(format!("`{flag}` names no stage `{name}`"), Some(loc(span.start, span.end)))
-                                .label("no such stage")
-                                .help(did_you_mean(&name, names.iter().map(String::as_str))),
+                            Diagnostic::error(
+                                format!("`{flag}` names no stage `{name}`"),
+                                Some(loc(span.start, span.end)),
+                            )
+                            .label("no such stage")
+                            .help(did_you_mean(&name, names.iter().map(String::as_str))),
                         );
                     }
                 }
@@ -374,13 +416,17 @@ fn apply_overrides(
 }
 
 fn stage_name(t: &RawTable) -> Option<String> {
-    t.get("name").and_then(|e| e.value.value.as_str()).map(str::to_string)
+    t.get("name")
+        .and_then(|e| e.value.value.as_str())
+        .map(str::to_string)
 }
 
 /// Where an option error points: the key's value, or the table's start.
 fn option_diag(table: &RawTable, what: &str, e: OptionError) -> Diagnostic {
     let entry = e.key.as_deref().and_then(|k| table.get(k));
-    let loc = entry.map(|en| en.value.loc.clone()).unwrap_or_else(|| table.loc.clone());
+    let loc = entry
+        .map(|en| en.value.loc.clone())
+        .unwrap_or_else(|| table.loc.clone());
     Diagnostic::error(format!("{what}: {}", e.message), Some(loc)).help(e.help)
 }
 
@@ -416,9 +462,12 @@ fn validate(
         for e in &table.entries {
             if !known.iter().any(|k| k == &e.key) {
                 diags.push(
-                    Diagnostic::error(format!("unknown key `{}` in [pipeline]", e.key), Some(e.key_loc.clone()))
-                        .label("unknown key")
-                        .help(did_you_mean(&e.key, known.iter().map(String::as_str))),
+                    Diagnostic::error(
+                        format!("unknown key `{}` in [pipeline]", e.key),
+                        Some(e.key_loc.clone()),
+                    )
+                    .label("unknown key")
+                    .help(did_you_mean(&e.key, known.iter().map(String::as_str))),
                 );
             }
         }
@@ -427,12 +476,17 @@ fn validate(
         if errors.is_empty() {
             keys = crate::stages::parse_options(&t).unwrap_or_default();
         }
-        diags.extend(errors.into_iter().map(|e| option_diag(table, "[pipeline]", e)));
+        diags.extend(
+            errors
+                .into_iter()
+                .map(|e| option_diag(table, "[pipeline]", e)),
+        );
     }
     if raw.stages.is_empty() {
         diags.push(
-            Diagnostic::error("the pipeline has no stages", None)
-                .help(Some("add `[[stage]]` sections; `conveyor stages` lists the kinds".into())),
+            Diagnostic::error("the pipeline has no stages", None).help(Some(
+                "add `[[stage]]` sections; `conveyor stages` lists the kinds".into(),
+            )),
         );
         return None;
     }
@@ -442,19 +496,29 @@ fn validate(
     let mut partials: Vec<Partial<'_>> = Vec::new();
     for (idx, table) in raw.stages.iter().enumerate() {
         let common_t = sub_table(table, |k| common_names.iter().any(|n| n == k));
-        let label = stage_name(table).map_or_else(|| format!("stage #{}", idx + 1), |n| format!("stage `{n}`"));
+        let label = stage_name(table)
+            .map_or_else(|| format!("stage #{}", idx + 1), |n| format!("stage `{n}`"));
         let errors = check_options::<CommonKeys>(&common_t);
         let common: CommonKeys = if errors.is_empty() {
             crate::stages::parse_options(&common_t).unwrap_or_default()
         } else {
-            // Keep what can be read so later checks still run.
-            toml::Value::Table(common_t.clone()).try_into().unwrap_or_default()
+            // Keep the keys that can be read, so that later checks (kind,
+            // graph) still run and report their own errors.
+            let readable: toml::Table = common_t
+                .iter()
+                .filter(|(k, _)| !errors.iter().any(|e| e.key.as_deref() == Some(k.as_str())))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            crate::stages::parse_options(&readable).unwrap_or_default()
         };
         diags.extend(errors.into_iter().map(|e| option_diag(table, &label, e)));
         let name = match &common.name {
             Some(n) => n.clone(),
             None => {
-                diags.push(Diagnostic::error(format!("{label} has no `name`"), Some(table.loc.clone())));
+                diags.push(Diagnostic::error(
+                    format!("{label} has no `name`"),
+                    Some(table.loc.clone()),
+                ));
                 format!("#{}", idx + 1)
             }
         };
@@ -474,10 +538,9 @@ fn validate(
                     diags.push(
                         Diagnostic::error(format!("unknown stage kind `{k}` in {label}"), loc)
                             .label("unknown kind")
-                            .help(
-                                did_you_mean(k, registry.names())
-                                    .or_else(|| Some(format!("kinds: {}", registry.names().join(", ")))),
-                            ),
+                            .help(did_you_mean(k, registry.names()).or_else(|| {
+                                Some(format!("kinds: {}", registry.names().join(", ")))
+                            })),
                     );
                     None
                 }
@@ -518,7 +581,10 @@ fn validate(
 
     // Duplicate names.
     for (i, p) in partials.iter().enumerate() {
-        if let Some(first) = partials[..i].iter().find(|q| q.name == p.name && p.common.name.is_some()) {
+        if let Some(first) = partials[..i]
+            .iter()
+            .find(|q| q.name == p.name && p.common.name.is_some())
+        {
             let loc = p.table.get("name").map(|e| e.value.loc.clone());
             let first_line = first
                 .table
@@ -526,7 +592,10 @@ fn validate(
                 .map(|e| e.value.loc.clone())
                 .map(|l| format!(" (first defined at line {})", sources.line_col(&l).0))
                 .unwrap_or_default();
-            diags.push(Diagnostic::error(format!("duplicate stage name `{}`{first_line}", p.name), loc));
+            diags.push(Diagnostic::error(
+                format!("duplicate stage name `{}`{first_line}", p.name),
+                loc,
+            ));
         }
     }
 
@@ -557,7 +626,9 @@ fn validate(
         return None;
     }
     let checked = checked?;
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut stages = Vec::new();
     for (i, p) in partials.into_iter().enumerate() {
         let kind = p.kind?;
@@ -567,7 +638,10 @@ fn validate(
                 let loc = p.table.get("workers").map(|e| e.value.loc.clone());
                 diags.push(
                     Diagnostic::warning(
-                        format!("stage `{}` runs inline, on one thread: `workers = {w}` is ignored", p.name),
+                        format!(
+                            "stage `{}` runs inline, on one thread: `workers = {w}` is ignored",
+                            p.name
+                        ),
                         loc,
                     )
                     .help(Some("use mode = \"threads\" to run it on several".into())),
@@ -585,8 +659,16 @@ fn validate(
             mode,
             workers,
             retries: p.common.retries.unwrap_or(keys.retries),
-            timeout: p.common.timeout.as_deref().and_then(|t| units::parse_duration(t).ok()),
-            memory_limit: p.common.memory_limit.as_deref().and_then(|m| units::parse_size(m).ok()),
+            timeout: p
+                .common
+                .timeout
+                .as_deref()
+                .and_then(|t| units::parse_duration(t).ok()),
+            memory_limit: p
+                .common
+                .memory_limit
+                .as_deref()
+                .and_then(|m| units::parse_size(m).ok()),
             max_items_per_worker: p.common.max_items_per_worker,
             options: p.options,
             input_types: checked.input_types[i],
@@ -611,3 +693,6 @@ pub fn property_names(schema: schemars::Schema) -> Vec<String> {
         .map(|p| p.keys().cloned().collect())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

@@ -59,11 +59,17 @@ pub fn parse(text: &str, source: usize, errors: &mut Vec<Diagnostic>) -> Option<
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_string();
-            let help = (message.contains("duplicate key") && text.get(span.clone()) == Some("name")).then(|| {
+            let help = (message.contains("duplicate key")
+                && text.get(span.clone()) == Some("name"))
+            .then(|| {
                 "`name` is the stage's name; `write` names its files with `filename`".to_string()
             });
             errors.push(
-                Diagnostic::error(format!("invalid TOML: {message}"), Some(Loc { source, span })).help(help),
+                Diagnostic::error(
+                    format!("invalid TOML: {message}"),
+                    Some(Loc { source, span }),
+                )
+                .help(help),
             );
             return None;
         }
@@ -78,10 +84,15 @@ pub fn parse(text: &str, source: usize, errors: &mut Vec<Diagnostic>) -> Option<
             ("stage", DeValue::Array(items)) => {
                 for item in items {
                     match item.get_ref() {
-                        DeValue::Table(t) => raw.stages.push(table(t, loc(item.span()), source, errors)),
+                        DeValue::Table(t) => {
+                            raw.stages.push(table(t, loc(item.span()), source, errors))
+                        }
                         _ => errors.push(
-                            Diagnostic::error("each `stage` must be a table", Some(loc(item.span())))
-                                .help(Some("write stages as `[[stage]]` sections".into())),
+                            Diagnostic::error(
+                                "each `stage` must be a table",
+                                Some(loc(item.span())),
+                            )
+                            .help(Some("write stages as `[[stage]]` sections".into())),
                         ),
                     }
                 }
@@ -95,9 +106,15 @@ pub fn parse(text: &str, source: usize, errors: &mut Vec<Diagnostic>) -> Option<
                     .help(Some("write stages as `[[stage]]` sections".into())),
             ),
             (other, _) => errors.push(
-                Diagnostic::error(format!("unknown top-level key `{other}`"), Some(loc(key.span())))
-                    .label("unknown key")
-                    .help(super::suggest(other, ["pipeline", "stage"]).map(|s| format!("did you mean `{s}`?"))),
+                Diagnostic::error(
+                    format!("unknown top-level key `{other}`"),
+                    Some(loc(key.span())),
+                )
+                .label("unknown key")
+                .help(
+                    super::suggest(other, ["pipeline", "stage"])
+                        .map(|s| format!("did you mean `{s}`?")),
+                ),
             ),
         }
     }
@@ -155,7 +172,9 @@ fn convert(v: &Spanned<DeValue<'_>>, source: usize, errors: &mut Vec<Diagnostic>
         DeValue::Float(f) => toml::Value::Float(f.as_str().parse().unwrap_or(f64::NAN)),
         DeValue::Boolean(b) => toml::Value::Boolean(*b),
         DeValue::Datetime(d) => toml::Value::Datetime(*d),
-        DeValue::Array(items) => toml::Value::Array(items.iter().map(|i| convert(i, source, errors)).collect()),
+        DeValue::Array(items) => {
+            toml::Value::Array(items.iter().map(|i| convert(i, source, errors)).collect())
+        }
         DeValue::Table(t) => toml::Value::Table(
             t.iter()
                 .map(|(k, v)| (k.get_ref().to_string(), convert(v, source, errors)))
@@ -166,7 +185,10 @@ fn convert(v: &Spanned<DeValue<'_>>, source: usize, errors: &mut Vec<Diagnostic>
 
 /// Expand `${VAR}` and `${VAR:-default}`; `$${` stands for a literal `${`.
 /// On failure: the message and a help line.
-pub fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, (String, Option<String>)> {
+pub fn expand_env(
+    s: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, (String, Option<String>)> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -231,13 +253,29 @@ mod tests {
         assert_eq!(expand_env("${NOPE:-samples}/p", env).unwrap(), "samples/p");
         assert_eq!(expand_env("${HOME_DIR:-d}", env).unwrap(), "/home/me");
         assert_eq!(expand_env("${EMPTY:-d}", env).unwrap(), "d");
-        assert_eq!(expand_env("cost $5 and $${X}", env).unwrap(), "cost $5 and ${X}");
+        assert_eq!(
+            expand_env("cost $5 and $${X}", env).unwrap(),
+            "cost $5 and ${X}"
+        );
     }
 
     #[test]
     fn reports_unset_and_malformed_variables() {
-        assert_eq!(expand_env("${NOPE}", env).unwrap_err().0, "environment variable `NOPE` is not set");
-        assert!(expand_env("${NOPE", env).unwrap_err().0.starts_with("unclosed `${`"));
-        assert!(expand_env("${a b}", env).unwrap_err().0.starts_with("invalid variable name"));
+        assert_eq!(
+            expand_env("${NOPE}", env).unwrap_err().0,
+            "environment variable `NOPE` is not set"
+        );
+        assert!(
+            expand_env("${NOPE", env)
+                .unwrap_err()
+                .0
+                .starts_with("unclosed `${`")
+        );
+        assert!(
+            expand_env("${a b}", env)
+                .unwrap_err()
+                .0
+                .starts_with("invalid variable name")
+        );
     }
 }

@@ -86,7 +86,10 @@ impl Shared<'_> {
             reason,
         };
         (self.opts.on_failure)(&failure);
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).push(failure);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(failure);
         if self.pipeline.on_error == OnError::Fail {
             self.stop.store(true, Ordering::Relaxed);
         }
@@ -154,14 +157,23 @@ fn process_item(stage: &dyn Stage, item: Item, retries: u32) -> Result<Option<It
                 attempt += 1;
             }
             None if attempt > 0 => {
-                return Err(StageError(format!("{err} (after {} attempts)", attempt + 1)));
+                return Err(StageError(format!(
+                    "{err} (after {} attempts)",
+                    attempt + 1
+                )));
             }
             None => return Err(err),
         }
     }
 }
 
-fn worker_loop(shared: &Shared<'_>, idx: usize, stage: &dyn Stage, rx: Receiver<Item>, outs: Vec<Sender<Item>>) {
+fn worker_loop(
+    shared: &Shared<'_>,
+    idx: usize,
+    stage: &dyn Stage,
+    rx: Receiver<Item>,
+    outs: Vec<Sender<Item>>,
+) {
     let def = &shared.pipeline.stages[idx];
     let stats = &shared.stats[idx];
     while let Ok(item) = rx.recv() {
@@ -224,7 +236,13 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         }
     }
     let outs: Vec<Vec<Sender<Item>>> = (0..n)
-        .map(|i| pipeline.consumers(i).into_iter().filter_map(|j| txs[j].clone()).collect())
+        .map(|i| {
+            pipeline
+                .consumers(i)
+                .into_iter()
+                .filter_map(|j| txs[j].clone())
+                .collect()
+        })
         .collect();
     drop(txs);
 
@@ -249,9 +267,16 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                     let src = Arc::clone(src);
                     let spawned = std::thread::Builder::new()
                         .name(format!("{}/source", pipeline.stages[i].name))
-                        .spawn_scoped(scope, move || run_source(shared, i, src.as_ref(), &ctx, out));
+                        .spawn_scoped(scope, move || {
+                            run_source(shared, i, src.as_ref(), &ctx, out)
+                        });
                     if let Err(e) = spawned {
-                        shared.fail(i, u64::MAX, PathBuf::from(&pipeline.stages[i].name), format!("cannot start a thread: {e}"));
+                        shared.fail(
+                            i,
+                            u64::MAX,
+                            PathBuf::from(&pipeline.stages[i].name),
+                            format!("cannot start a thread: {e}"),
+                        );
                     }
                 }
                 Built::Stage(stage) => {
@@ -260,12 +285,19 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                         let (rx, out, stage) = (rx.clone(), out.clone(), Arc::clone(stage));
                         let spawned = std::thread::Builder::new()
                             .name(format!("{}/thread-{w}", pipeline.stages[i].name))
-                            .spawn_scoped(scope, move || worker_loop(shared, i, stage.as_ref(), rx, out));
+                            .spawn_scoped(scope, move || {
+                                worker_loop(shared, i, stage.as_ref(), rx, out)
+                            });
                         if let Err(e) = spawned {
                             // Without its workers the stage can't run: stop
                             // the run rather than leave upstream waiting.
                             shared.stop.store(true, Ordering::Relaxed);
-                            shared.fail(i, u64::MAX, PathBuf::from(&pipeline.stages[i].name), format!("cannot start a thread: {e}"));
+                            shared.fail(
+                                i,
+                                u64::MAX,
+                                PathBuf::from(&pipeline.stages[i].name),
+                                format!("cannot start a thread: {e}"),
+                            );
                         }
                     }
                 }
@@ -307,13 +339,21 @@ fn run_source(
     if let Err(payload) = result {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let root = PathBuf::from(&shared.pipeline.stages[idx].name);
-        shared.fail(idx, id, root, format!("source panicked: {}", panic_message(payload.as_ref())));
+        shared.fail(
+            idx,
+            id,
+            root,
+            format!("source panicked: {}", panic_message(payload.as_ref())),
+        );
     }
     stats.add_busy(started.elapsed());
 }
 
 fn summarise(shared: Shared<'_>, elapsed: Duration) -> RunSummary {
-    let status = shared.status.into_inner().unwrap_or_else(|e| e.into_inner());
+    let status = shared
+        .status
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     let count = |s: ItemStatus| status.values().filter(|v| **v == s).count() as u64;
     let scanned = shared.scanned.load(Ordering::Relaxed);
     let (failed, filtered, cancelled) = (
@@ -331,7 +371,13 @@ fn summarise(shared: Shared<'_>, elapsed: Duration) -> RunSummary {
         cancelled,
         interrupted: shared.interrupt.load(Ordering::Relaxed),
         stopped_on_error: shared.stop.load(Ordering::Relaxed),
-        failures: shared.failures.into_inner().unwrap_or_else(|e| e.into_inner()),
+        failures: shared
+            .failures
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner()),
         elapsed,
     }
 }
+
+#[cfg(test)]
+mod tests;

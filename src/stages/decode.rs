@@ -37,10 +37,16 @@ impl StageOptions for DecodeOptions {
     fn validate(&self) -> Vec<OptionError> {
         let mut errors = Vec::new();
         if self.max_pixels == 0 {
-            errors.push(OptionError::at("max_pixels", "`max_pixels` must be at least 1"));
+            errors.push(OptionError::at(
+                "max_pixels",
+                "`max_pixels` must be at least 1",
+            ));
         }
         if self.max_alloc == 0 {
-            errors.push(OptionError::at("max_alloc", "`max_alloc` must be at least 1"));
+            errors.push(OptionError::at(
+                "max_alloc",
+                "`max_alloc` must be at least 1",
+            ));
         }
         errors
     }
@@ -54,7 +60,11 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(DecodeOptions),
         check: super::check_options::<DecodeOptions>,
-        build: |t| Ok(Built::Stage(Arc::new(Decode { opts: super::parse_options(t)? }))),
+        build: |t| {
+            Ok(Built::Stage(Arc::new(Decode {
+                opts: super::parse_options(t)?,
+            })))
+        },
     }
 }
 
@@ -63,7 +73,10 @@ struct Decode {
 }
 
 /// Decode `bytes`, checking the declared size against the limits first.
-pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<(DynamicImage, &'static str), StageError> {
+pub fn decode_bytes(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+) -> Result<(DynamicImage, &'static str), StageError> {
     if bytes.is_empty() {
         return Err(StageError::new("empty file"));
     }
@@ -74,6 +87,13 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<(DynamicImage,
         return Err(StageError::new("not a recognised image format"));
     };
     let format_name = format.extensions_str().first().copied().unwrap_or("image");
+    if format == image::ImageFormat::Jpeg && jpeg_is_truncated(bytes) {
+        // zune-jpeg fills a cut-off scan with grey and reports success; a
+        // thumbnail of half a photo must not pass for a good one.
+        return Err(StageError::new(
+            "truncated JPEG: the data ends before the image does",
+        ));
+    }
     let mut limits = Limits::default();
     limits.max_alloc = Some(opts.max_alloc);
     reader.limits(limits);
@@ -101,11 +121,23 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<(DynamicImage,
     Ok((normalise(img), format_name))
 }
 
+/// A complete JPEG has an end-of-image marker after its last start-of-scan.
+/// Neither marker can occur inside entropy-coded data (0xFF is stuffed
+/// there), and an embedded EXIF thumbnail comes before the main scans.
+fn jpeg_is_truncated(bytes: &[u8]) -> bool {
+    let Some(last_sos) = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]) else {
+        return false;
+    };
+    !bytes[last_sos..].windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
 /// Later stages handle 8-bit gray, RGB and RGBA; everything else is converted
 /// once here.
 fn normalise(img: DynamicImage) -> DynamicImage {
     match img {
-        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => img,
+        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => {
+            img
+        }
         DynamicImage::ImageLuma16(_) => DynamicImage::ImageLuma8(img.to_luma8()),
         other if other.color().has_alpha() => DynamicImage::ImageRgba8(other.to_rgba8()),
         other => DynamicImage::ImageRgb8(other.to_rgb8()),

@@ -61,7 +61,10 @@ impl Default for EncodeOptions {
 impl StageOptions for EncodeOptions {
     fn validate(&self) -> Vec<OptionError> {
         if !(1..=100).contains(&self.quality) {
-            vec![OptionError::at("quality", format!("`quality` must be between 1 and 100, not {}", self.quality))]
+            vec![OptionError::at(
+                "quality",
+                format!("`quality` must be between 1 and 100, not {}", self.quality),
+            )]
         } else {
             Vec::new()
         }
@@ -76,7 +79,11 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Bytes),
         schema: || schemars::schema_for!(EncodeOptions),
         check: super::check_options::<EncodeOptions>,
-        build: |t| Ok(Built::Stage(Arc::new(Encode { opts: super::parse_options(t)? }))),
+        build: |t| {
+            Ok(Built::Stage(Arc::new(Encode {
+                opts: super::parse_options(t)?,
+            })))
+        },
     }
 }
 
@@ -85,14 +92,20 @@ struct Encode {
 }
 
 /// Encode an image in `format`.
-pub fn encode_image(img: &DynamicImage, format: Format, quality: u8) -> Result<Vec<u8>, StageError> {
+pub fn encode_image(
+    img: &DynamicImage,
+    format: Format,
+    quality: u8,
+) -> Result<Vec<u8>, StageError> {
     let mut out = Vec::new();
     match format {
         Format::Jpeg => {
             use jpeg_encoder::{ColorType, Encoder};
             let (w, h) = (img.width(), img.height());
             let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
-                return Err(StageError(format!("{w}x{h} is too large for JPEG (65535 at most)")));
+                return Err(StageError(format!(
+                    "{w}x{h} is too large for JPEG (65535 at most)"
+                )));
             };
             let rgb;
             let (data, color): (&[u8], ColorType) = match img {

@@ -60,7 +60,10 @@ pub trait Stage: Send + Sync {
 pub enum Found {
     Item(Item),
     /// An entry that could not be read (permission denied, a link loop ...).
-    Error { path: PathBuf, reason: String },
+    Error {
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 /// Facts a source needs from the rest of the graph.
@@ -147,7 +150,13 @@ pub fn check_options<T: StageOptions>(table: &toml::Table) -> Vec<OptionError> {
             Ok(_) => {
                 good.insert(key.clone(), value.clone());
             }
-            Err(e) => errors.push(OptionError::at(key, clean_serde_message(e.message()))),
+            Err(e) => {
+                let msg = clean_serde_message(e.message());
+                let help = variant_suggestion(&msg);
+                let mut err = OptionError::at(key, format!("`{key}`: {msg}"));
+                err.help = help;
+                errors.push(err);
+            }
         }
     }
     if errors.is_empty() {
@@ -164,6 +173,16 @@ pub fn parse_options<T: StageOptions>(table: &toml::Table) -> Result<T, String> 
     toml::Value::Table(table.clone())
         .try_into::<T>()
         .map_err(|e| clean_serde_message(e.message()))
+}
+
+/// For serde's "unknown variant `x`, expected one of `a`, `b`", the closest
+/// expected value.
+fn variant_suggestion(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown variant `")?;
+    let (given, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    crate::config::suggest(given, candidates.iter().copied())
+        .map(|s| format!("did you mean `{s}`?"))
 }
 
 /// serde's messages are good but end with details meant for programmers.
@@ -214,7 +233,9 @@ impl KindSpec {
 
 impl fmt::Debug for KindSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KindSpec").field("name", &self.name).finish()
+        f.debug_struct("KindSpec")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -270,10 +291,13 @@ pub(crate) fn bytes_of(item: &mut Item) -> Result<Vec<u8>, StageError> {
     match std::mem::take(&mut item.payload) {
         crate::item::Payload::Bytes(b) => Ok(b),
         crate::item::Payload::Nothing => {
-            let bytes = std::fs::read(&item.path).map_err(|e| StageError(format!("cannot read file: {e}")))?;
+            let bytes = std::fs::read(&item.path)
+                .map_err(|e| StageError(format!("cannot read file: {e}")))?;
             item.meta.size = Some(bytes.len() as u64);
             Ok(bytes)
         }
-        crate::item::Payload::Image(_) => Err(StageError::new("expected bytes, got a decoded image")),
+        crate::item::Payload::Image(_) => {
+            Err(StageError::new("expected bytes, got a decoded image"))
+        }
     }
 }

@@ -80,10 +80,19 @@ impl StageOptions for ResizeOpts {
             }
         }
         if self.width.is_none() && self.height.is_none() {
-            errors.push(OptionError::stage("`resize` needs `width`, `height` or both"));
+            errors.push(OptionError::stage(
+                "`resize` needs `width`, `height` or both",
+            ));
         } else if self.fit != Fit::Contain && (self.width.is_none() || self.height.is_none()) {
-            let fit = if self.fit == Fit::Cover { "cover" } else { "fill" };
-            errors.push(OptionError::at("fit", format!("fit = \"{fit}\" needs both `width` and `height`")));
+            let fit = if self.fit == Fit::Cover {
+                "cover"
+            } else {
+                "fill"
+            };
+            errors.push(OptionError::at(
+                "fit",
+                format!("fit = \"{fit}\" needs both `width` and `height`"),
+            ));
         }
         errors
     }
@@ -97,7 +106,11 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(ResizeOpts),
         check: super::check_options::<ResizeOpts>,
-        build: |t| Ok(Built::Stage(Arc::new(Resize { opts: super::parse_options(t)? }))),
+        build: |t| {
+            Ok(Built::Stage(Arc::new(Resize {
+                opts: super::parse_options(t)?,
+            })))
+        },
     }
 }
 
@@ -147,12 +160,23 @@ thread_local! {
 }
 
 /// Resize `img` to `tw` x `th`, cropping to that aspect ratio first if `crop`.
-pub fn resize_image(img: &DynamicImage, tw: u32, th: u32, crop: bool, filter: Filter) -> Result<DynamicImage, StageError> {
+pub fn resize_image(
+    img: &DynamicImage,
+    tw: u32,
+    th: u32,
+    crop: bool,
+    filter: Filter,
+) -> Result<DynamicImage, StageError> {
     let mut dst = match img {
         DynamicImage::ImageLuma8(_) => DynamicImage::ImageLuma8(image::GrayImage::new(tw, th)),
         DynamicImage::ImageRgba8(_) => DynamicImage::ImageRgba8(image::RgbaImage::new(tw, th)),
         DynamicImage::ImageRgb8(_) => DynamicImage::ImageRgb8(image::RgbImage::new(tw, th)),
-        other => return Err(StageError(format!("cannot resize pixels of type {:?}", other.color()))),
+        other => {
+            return Err(StageError(format!(
+                "cannot resize pixels of type {:?}",
+                other.color()
+            )));
+        }
     };
     let mut options = ResizeOptions::new().resize_alg(filter.alg());
     if crop {
@@ -199,18 +223,45 @@ mod tests {
 
     #[test]
     fn contain_keeps_aspect_and_never_upscales_by_default() {
-        assert_eq!(target_size(&opts(Some(256), Some(256), Fit::Contain, false), 4000, 3000), (256, 192, false));
-        assert_eq!(target_size(&opts(Some(256), Some(256), Fit::Contain, false), 3000, 4000), (192, 256, false));
-        assert_eq!(target_size(&opts(Some(256), Some(256), Fit::Contain, false), 100, 50), (100, 50, false));
-        assert_eq!(target_size(&opts(Some(256), Some(256), Fit::Contain, true), 100, 50), (256, 128, false));
-        assert_eq!(target_size(&opts(Some(800), None, Fit::Contain, false), 1600, 900), (800, 450, false));
-        assert_eq!(target_size(&opts(None, Some(90), Fit::Contain, false), 1600, 900), (160, 90, false));
+        assert_eq!(
+            target_size(&opts(Some(256), Some(256), Fit::Contain, false), 4000, 3000),
+            (256, 192, false)
+        );
+        assert_eq!(
+            target_size(&opts(Some(256), Some(256), Fit::Contain, false), 3000, 4000),
+            (192, 256, false)
+        );
+        assert_eq!(
+            target_size(&opts(Some(256), Some(256), Fit::Contain, false), 100, 50),
+            (100, 50, false)
+        );
+        assert_eq!(
+            target_size(&opts(Some(256), Some(256), Fit::Contain, true), 100, 50),
+            (256, 128, false)
+        );
+        assert_eq!(
+            target_size(&opts(Some(800), None, Fit::Contain, false), 1600, 900),
+            (800, 450, false)
+        );
+        assert_eq!(
+            target_size(&opts(None, Some(90), Fit::Contain, false), 1600, 900),
+            (160, 90, false)
+        );
     }
 
     #[test]
     fn cover_and_fill_give_the_box() {
-        assert_eq!(target_size(&opts(Some(256), Some(256), Fit::Cover, false), 4000, 3000), (256, 256, true));
-        assert_eq!(target_size(&opts(Some(300), Some(100), Fit::Fill, false), 4000, 3000), (300, 100, false));
-        assert_eq!(target_size(&opts(Some(300), Some(100), Fit::Fill, false), 200, 50), (200, 50, false));
+        assert_eq!(
+            target_size(&opts(Some(256), Some(256), Fit::Cover, false), 4000, 3000),
+            (256, 256, true)
+        );
+        assert_eq!(
+            target_size(&opts(Some(300), Some(100), Fit::Fill, false), 4000, 3000),
+            (300, 100, false)
+        );
+        assert_eq!(
+            target_size(&opts(Some(300), Some(100), Fit::Fill, false), 200, 50),
+            (200, 50, false)
+        );
     }
 }

@@ -54,12 +54,18 @@ impl StageOptions for ScanOptions {
         for (key, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
             for g in globs {
                 if let Err(e) = GlobBuilder::new(g).build() {
-                    errors.push(OptionError::at(key, format!("invalid glob `{g}`: {}", e.kind())));
+                    errors.push(OptionError::at(
+                        key,
+                        format!("invalid glob `{g}`: {}", e.kind()),
+                    ));
                 }
             }
         }
         if self.max_depth == Some(0) {
-            errors.push(OptionError::at("max_depth", "`max_depth` must be at least 1"));
+            errors.push(OptionError::at(
+                "max_depth",
+                "`max_depth` must be at least 1",
+            ));
         }
         errors
     }
@@ -73,7 +79,11 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(ScanOptions),
         check: super::check_options::<ScanOptions>,
-        build: |t| Ok(Built::Source(Arc::new(Scan::new(super::parse_options(t)?)?))),
+        build: |t| {
+            Ok(Built::Source(Arc::new(Scan::new(super::parse_options(
+                t,
+            )?)?)))
+        },
     }
 }
 
@@ -201,7 +211,10 @@ impl Source for Scan {
                     Found::Item(item)
                 }
                 Err(err) => {
-                    let path = err.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+                    let path = err
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| root.clone());
                     let reason = if err.loop_ancestor().is_some() {
                         "symbolic link loop".to_string()
                     } else if let Some(io) = err.io_error() {

@@ -42,7 +42,9 @@ impl StageOptions for WriteOptions {
     fn validate(&self) -> Vec<OptionError> {
         let mut errors = Vec::new();
         if self.dir.is_empty() {
-            errors.push(OptionError::stage("`write` needs `dir`, the folder to write into"));
+            errors.push(OptionError::stage(
+                "`write` needs `dir`, the folder to write into",
+            ));
         }
         let mut rest = self.filename.as_str();
         while let Some(open) = rest.find('{') {
@@ -52,7 +54,10 @@ impl StageOptions for WriteOptions {
             };
             let ph = &rest[open + 1..open + close];
             if !PLACEHOLDERS.contains(&ph) {
-                let mut e = OptionError::at("filename", format!("unknown placeholder `{{{ph}}}` in `filename`"));
+                let mut e = OptionError::at(
+                    "filename",
+                    format!("unknown placeholder `{{{ph}}}` in `filename`"),
+                );
                 if let Some(s) = crate::config::suggest(ph, PLACEHOLDERS) {
                     e = e.help(format!("did you mean `{{{s}}}`?"));
                 }
@@ -62,7 +67,9 @@ impl StageOptions for WriteOptions {
         }
         if self.filename.trim().is_empty() {
             errors.push(OptionError::at("filename", "`filename` must not be empty"));
-        } else if Path::new(&self.filename).is_absolute() || self.filename.split(['/', '\\']).any(|p| p == "..") {
+        } else if Path::new(&self.filename).is_absolute()
+            || self.filename.split(['/', '\\']).any(|p| p == "..")
+        {
             errors.push(OptionError::at(
                 "filename",
                 "`filename` must stay inside `dir` (no `..`, no absolute path)",
@@ -109,11 +116,20 @@ pub fn render_name(template: &str, item: &Item) -> Result<PathBuf, StageError> {
                 .join("/")
         })
         .unwrap_or_default();
-    let stem = rel.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default();
-    let name = rel.file_name().map(|s| s.to_string_lossy()).unwrap_or_default();
+    let stem = rel
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    let name = rel
+        .file_name()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
     let ext = match &item.meta.format {
         Some(f) => super::encode::extension_for(f).to_string(),
-        None => rel.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        None => rel
+            .extension()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     };
     // Rendered segment by segment, so an empty `{rel_dir}` (a file at the
     // scan root) leaves no empty or absolute component behind.
@@ -146,7 +162,10 @@ pub fn render_name(template: &str, item: &Item) -> Result<PathBuf, StageError> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = parent.join(format!(
         ".{file_name}.{}-{}.conveyor-tmp",
         std::process::id(),
@@ -178,7 +197,8 @@ impl Stage for Write {
                 )));
             }
         }
-        write_atomic(&path, &bytes).map_err(|e| StageError(format!("cannot write {}: {e}", path.display())))?;
+        write_atomic(&path, &bytes)
+            .map_err(|e| StageError(format!("cannot write {}: {e}", path.display())))?;
         item.meta.outputs.push(path);
         Ok(Some(item))
     }

@@ -1,0 +1,203 @@
+//! The executor with test-only stage kinds registered from outside, as an
+//! embedding program would: streaming through bounded queues, order in
+//! inline mode, panics and retries.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::config::{self, Override};
+use crate::item::{PayloadType, Types};
+use crate::stages::{KindSpec, Output, Registry, Source, StageOptions};
+
+const N: u64 = 10_000;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+struct NoOptions {}
+impl StageOptions for NoOptions {}
+
+// Each test uses its own kinds and statics, so tests may run in parallel.
+static EMITTED: AtomicU64 = AtomicU64::new(0);
+static SUNK: AtomicU64 = AtomicU64::new(0);
+static MAX_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+static EMITTED_AT_FIRST_SINK: AtomicU64 = AtomicU64::new(u64::MAX);
+
+struct Counter;
+impl Source for Counter {
+    fn produce(&self, _: &SourceContext, emit: &mut dyn FnMut(Found) -> bool) {
+        for i in 0..N {
+            EMITTED.fetch_add(1, Ordering::SeqCst);
+            let name = format!("f{i:05}.txt");
+            if !emit(Found::Item(Item::new(name.clone().into(), name.into()))) {
+                return;
+            }
+        }
+    }
+}
+
+struct Pass;
+impl Stage for Pass {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        Ok(Some(item))
+    }
+}
+
+struct Sink;
+impl Stage for Sink {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        let emitted = EMITTED.load(Ordering::SeqCst);
+        let sunk = SUNK.fetch_add(1, Ordering::SeqCst);
+        let _ = EMITTED_AT_FIRST_SINK.compare_exchange(
+            u64::MAX,
+            emitted,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        MAX_IN_FLIGHT.fetch_max(emitted - sunk, Ordering::SeqCst);
+        Ok(Some(item))
+    }
+}
+
+fn kind(
+    name: &'static str,
+    build: fn(&toml::Table) -> Result<Built, String>,
+    source: bool,
+) -> KindSpec {
+    KindSpec {
+        name,
+        summary: "test kind",
+        accepts: if source {
+            Types::NONE
+        } else {
+            Types::of(&[PayloadType::Nothing])
+        },
+        output: Output::SameAsInput,
+        schema: || schemars::schema_for!(NoOptions),
+        check: crate::stages::check_options::<NoOptions>,
+        build,
+    }
+}
+
+fn load(text: &str, registry: &Registry, overrides: &[Override]) -> Pipeline {
+    match config::load_str("test.toml", text, overrides, registry) {
+        Ok(l) => l.pipeline,
+        Err(d) => panic!("{}", d.render(config::Style::PLAIN)),
+    }
+}
+
+#[test]
+fn items_stream_through_bounded_queues() {
+    let mut registry = Registry::builtin();
+    let mut counter = kind("counter", |_| Ok(Built::Source(Arc::new(Counter))), true);
+    counter.output = Output::Fixed(PayloadType::Nothing);
+    registry.register(counter);
+    registry.register(kind("pass", |_| Ok(Built::Stage(Arc::new(Pass))), false));
+    registry.register(kind("sink", |_| Ok(Built::Stage(Arc::new(Sink))), false));
+    let p = load(
+        r#"
+[pipeline]
+queue = 8
+[[stage]]
+name = "src"
+kind = "counter"
+[[stage]]
+name = "middle"
+kind = "pass"
+workers = 2
+[[stage]]
+name = "end"
+kind = "sink"
+mode = "inline"
+"#,
+        &registry,
+        &[],
+    );
+    let summary = run(&p, &RunOptions::default()).expect("runs");
+    assert_eq!(summary.scanned, N);
+    assert_eq!(summary.ok, N);
+    assert_eq!(SUNK.load(Ordering::SeqCst), N);
+    // Two queues of 8, three workers holding an item each, and the one the
+    // source is handing over: nothing else can be in flight.
+    let bound = 8 * 2 + 3 + 1;
+    assert!(
+        MAX_IN_FLIGHT.load(Ordering::SeqCst) <= bound,
+        "in flight: {}",
+        MAX_IN_FLIGHT.load(Ordering::SeqCst)
+    );
+    // So the first item reached the end long before the source was done.
+    assert!(EMITTED_AT_FIRST_SINK.load(Ordering::SeqCst) <= bound);
+}
+
+static ORDER: Mutex<Vec<String>> = Mutex::new(Vec::new());
+struct Recorder;
+impl Stage for Recorder {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        ORDER
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(item.rel_str());
+        Ok(Some(item))
+    }
+}
+
+#[test]
+fn inline_keeps_scan_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for i in 0..50 {
+        std::fs::write(dir.path().join(format!("{i:03}.txt")), b"x").expect("write");
+    }
+    let mut registry = Registry::builtin();
+    registry.register(kind(
+        "recorder",
+        |_| Ok(Built::Stage(Arc::new(Recorder))),
+        false,
+    ));
+    let text = format!(
+        "[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"{}\"\n\n[[stage]]\nname = \"rec\"\nkind = \"recorder\"\nmode = \"inline\"\n",
+        dir.path().display()
+    );
+    let summary = run(&load(&text, &registry, &[]), &RunOptions::default()).expect("runs");
+    assert_eq!(summary.ok, 50);
+    let seen = ORDER.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let expected: Vec<String> = (0..50).map(|i| format!("{i:03}.txt")).collect();
+    assert_eq!(seen, expected);
+}
+
+static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+struct Flaky;
+impl Stage for Flaky {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        if item.rel_str() == "boom.txt" {
+            panic!("boom on purpose");
+        }
+        if item.rel_str() == "flaky.txt" && ATTEMPTS.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(StageError::new("first attempt fails"));
+        }
+        Ok(Some(item))
+    }
+}
+
+#[test]
+fn panics_fail_one_item_and_retries_recover() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in ["a.txt", "boom.txt", "flaky.txt", "z.txt"] {
+        std::fs::write(dir.path().join(name), b"x").expect("write");
+    }
+    let mut registry = Registry::builtin();
+    registry.register(kind("flaky", |_| Ok(Built::Stage(Arc::new(Flaky))), false));
+    let text = format!(
+        "[pipeline]\nretries = 1\n[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"{}\"\n\n[[stage]]\nname = \"f\"\nkind = \"flaky\"\n",
+        dir.path().display()
+    );
+    let summary = run(&load(&text, &registry, &[]), &RunOptions::default()).expect("runs");
+    assert_eq!((summary.ok, summary.failed), (3, 1));
+    assert_eq!(summary.failures.len(), 1);
+    let f = &summary.failures[0];
+    assert!(f.path.ends_with("boom.txt"));
+    assert_eq!(f.stage, "f");
+    assert_eq!(f.reason, "panicked: boom on purpose (after 2 attempts)");
+}
