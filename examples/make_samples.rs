@@ -33,7 +33,7 @@ fn scene(w: u32, h: u32, seed: u64) -> RgbImage {
         .map(|_| {
             (
                 rng.next() * 6.0 + 1.0,
-                rng.next() * 6.28,
+                rng.next() * std::f32::consts::TAU,
                 0.5 + rng.next() * 0.35,
             )
         })

@@ -89,10 +89,10 @@ fn type_of(prop: &Value, defs: Option<&Value>) -> String {
             .join(" | "),
         _ => "any".into(),
     };
-    if ty == "array" {
-        if let Some(items) = prop.get("items") {
-            return format!("array of {}", type_of(items, defs));
-        }
+    if ty == "array"
+        && let Some(items) = prop.get("items")
+    {
+        return format!("array of {}", type_of(items, defs));
     }
     ty
 }

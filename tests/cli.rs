@@ -50,6 +50,15 @@ impl Workspace {
         Run { cmd }
     }
 
+    /// How many files are below `rel` now (safe while a run writes there).
+    fn count(&self, rel: &str) -> usize {
+        walkdir::WalkDir::new(self.path(rel))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .count()
+    }
+
     /// Every file below `rel`, relative to it, with its bytes.
     fn files(&self, rel: &str) -> BTreeMap<String, Vec<u8>> {
         let root = self.path(rel);
@@ -660,4 +669,112 @@ fn stages_lists_kinds_and_options() {
         .run()
         .code(2)
         .stderr_has("did you mean `resize`?");
+}
+
+/// The shared corpus of real photos, when this checkout sits beside it.
+fn corpus() -> Option<PathBuf> {
+    let dir = Path::new(REPO).join("../shared/corpus/photos");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipped: no corpus at {} (real-photo checks need ../shared/corpus/photos)",
+            dir.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn thumbnails_of_the_real_photo_corpus() {
+    let Some(dir) = corpus() else { return };
+    let ws = Workspace::new();
+    let root = format!("scan.root=\"{}\"", dir.display());
+    ws.conveyor()
+        .args(&["run", "pipelines/thumbnails.toml", "--set", &root])
+        .run()
+        .code(0)
+        .stderr_has("21 ok, 0 failed");
+    let files = ws.files("out/thumbs");
+    assert_eq!(files.len(), 21);
+    for (name, bytes) in &files {
+        let stem = name.trim_end_matches(".jpg");
+        let src = std::fs::read_dir(&dir)
+            .expect("corpus")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.file_stem().is_some_and(|s| s == stem))
+            .unwrap_or_else(|| panic!("no source for {name}"));
+        let img = image::open(&src).expect("corpus photo decodes");
+        let (sw, sh) = (img.width(), img.height());
+        let (w, h) = dims(bytes);
+        assert_eq!(w.max(h), 256, "{name} is {w}x{h}");
+        // Same aspect ratio, within rounding (none of these carry a rotating
+        // EXIF orientation).
+        let (a, b) = (f64::from(w) / f64::from(h), f64::from(sw) / f64::from(sh));
+        assert!((a - b).abs() / b < 0.01, "{name}: {w}x{h} from {sw}x{sh}");
+    }
+}
+
+#[test]
+fn cover_fills_the_box_without_upscaling() {
+    let ws = Workspace::new();
+    ws.conveyor()
+        .args(&[
+            "run",
+            "pipelines/thumbnails.toml",
+            "--set",
+            "thumb.fit=\"cover\"",
+            "--set",
+            "thumb.height=128",
+        ])
+        .run()
+        .code(0);
+    let files = ws.files("out/thumbs");
+    assert_eq!(dims(&files["meadow.jpg"]), (256, 128));
+    assert_eq!(dims(&files["tower.jpg"]), (256, 128));
+    // 120x80 is smaller than the box: cropped to it, never enlarged.
+    assert_eq!(dims(&files["tiny.jpg"]), (120, 80));
+}
+
+#[test]
+fn sigint_stops_the_run_with_130_and_no_partial_files() {
+    let ws = Workspace::new();
+    let tiny = std::fs::read(Path::new(REPO).join("samples/photos/tiny.jpg")).expect("sample");
+    for i in 0..3000 {
+        ws.write(&format!("many/{:02}/{i:04}.jpg", i / 100), &tiny);
+    }
+    let mut child = Command::new(BIN)
+        .current_dir(ws.path(""))
+        .args([
+            "run",
+            "pipelines/thumbnails.toml",
+            "--set",
+            "scan.root=many",
+            "--mode",
+            "inline",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until some thumbnails exist, so the run is under way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ws.count("out/thumbs") < 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let files = ws.files("out/thumbs");
+    assert!(files.len() < 3000, "the run was not interrupted");
+    for (name, bytes) in &files {
+        assert!(!name.contains("conveyor-tmp"), "temp file left: {name}");
+        dims(bytes);
+    }
 }

@@ -160,47 +160,47 @@ pub fn render(d: &Diagnostic, sources: &Sources, style: Style) -> String {
         "{colour}{word}{}: {}{}{}",
         style.reset, style.bold, d.message, style.reset
     );
-    if let Some(loc) = &d.loc {
-        if let Some(file) = sources.files.get(loc.source) {
-            let (line, col) = sources.line_col(loc);
-            let text = &file.text;
-            let line_text = text.lines().nth(line - 1).unwrap_or("");
-            let gutter = line.to_string().len();
-            let pad = " ".repeat(gutter);
-            let _ = writeln!(
-                out,
-                "{pad}{}-->{} {}",
-                style.accent,
-                style.reset,
-                sources.position(loc)
-            );
-            let _ = writeln!(out, "{pad} {}|{}", style.accent, style.reset);
-            let _ = writeln!(out, "{}{line} |{} {line_text}", style.accent, style.reset);
-            // The caret covers the span, clipped to the end of its line.
-            let line_chars = line_text.chars().count();
-            let start = floor_char_boundary(text, loc.span.start.min(text.len()));
-            let end = floor_char_boundary(text, loc.span.end.min(text.len()).max(start));
-            let width = text[start..end]
-                .lines()
-                .next()
-                .map(|l| l.chars().count())
-                .unwrap_or(0);
-            let width = width.clamp(1, line_chars.saturating_sub(col - 1).max(1));
-            let label = d
-                .label
-                .as_deref()
-                .map(|l| format!(" {l}"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "{pad} {}|{} {}{colour}{}{label}{}",
-                style.accent,
-                style.reset,
-                " ".repeat(col - 1),
-                "^".repeat(width),
-                style.reset
-            );
-        }
+    if let Some(loc) = &d.loc
+        && let Some(file) = sources.files.get(loc.source)
+    {
+        let (line, col) = sources.line_col(loc);
+        let text = &file.text;
+        let line_text = text.lines().nth(line - 1).unwrap_or("");
+        let gutter = line.to_string().len();
+        let pad = " ".repeat(gutter);
+        let _ = writeln!(
+            out,
+            "{pad}{}-->{} {}",
+            style.accent,
+            style.reset,
+            sources.position(loc)
+        );
+        let _ = writeln!(out, "{pad} {}|{}", style.accent, style.reset);
+        let _ = writeln!(out, "{}{line} |{} {line_text}", style.accent, style.reset);
+        // The caret covers the span, clipped to the end of its line.
+        let line_chars = line_text.chars().count();
+        let start = floor_char_boundary(text, loc.span.start.min(text.len()));
+        let end = floor_char_boundary(text, loc.span.end.min(text.len()).max(start));
+        let width = text[start..end]
+            .lines()
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0);
+        let width = width.clamp(1, line_chars.saturating_sub(col - 1).max(1));
+        let label = d
+            .label
+            .as_deref()
+            .map(|l| format!(" {l}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{pad} {}|{} {}{colour}{}{label}{}",
+            style.accent,
+            style.reset,
+            " ".repeat(col - 1),
+            "^".repeat(width),
+            style.reset
+        );
     }
     if let Some(help) = &d.help {
         let _ = writeln!(out, "  = {}help{}: {help}", style.bold, style.reset);

@@ -119,17 +119,16 @@ pub struct CommonKeys {
 impl StageOptions for CommonKeys {
     fn validate(&self) -> Vec<OptionError> {
         let mut errors = Vec::new();
-        if let Some(name) = &self.name {
-            if name.is_empty()
+        if let Some(name) = &self.name
+            && (name.is_empty()
                 || !name
                     .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-            {
-                errors.push(OptionError::at(
-                    "name",
-                    format!("stage name `{name}` may only use a-z, 0-9, `_` and `-`"),
-                ));
-            }
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'))
+        {
+            errors.push(OptionError::at(
+                "name",
+                format!("stage name `{name}` may only use a-z, 0-9, `_` and `-`"),
+            ));
         }
         if self.workers == Some(0) {
             errors.push(OptionError::at("workers", "`workers` must be at least 1"));
@@ -140,15 +139,15 @@ impl StageOptions for CommonKeys {
                 "`max_items_per_worker` must be at least 1",
             ));
         }
-        if let Some(t) = &self.timeout {
-            if let Err(e) = units::parse_duration(t) {
-                errors.push(OptionError::at("timeout", e));
-            }
+        if let Some(t) = &self.timeout
+            && let Err(e) = units::parse_duration(t)
+        {
+            errors.push(OptionError::at("timeout", e));
         }
-        if let Some(m) = &self.memory_limit {
-            if let Err(e) = units::parse_size(m) {
-                errors.push(OptionError::at("memory_limit", e));
-            }
+        if let Some(m) = &self.memory_limit
+            && let Err(e) = units::parse_size(m)
+        {
+            errors.push(OptionError::at("memory_limit", e));
         }
         if self.input.is_some() && self.inputs.is_some() {
             errors.push(OptionError::at(

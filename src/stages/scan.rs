@@ -167,12 +167,12 @@ impl Source for Scan {
             if exclude.is_match(rel_string(rel)) {
                 return false;
             }
-            if e.file_type().is_dir() && !skip.is_empty() {
-                if let Ok(c) = e.path().canonicalize() {
-                    if skip.contains(&c) {
-                        return false;
-                    }
-                }
+            if e.file_type().is_dir()
+                && !skip.is_empty()
+                && let Ok(c) = e.path().canonicalize()
+                && skip.contains(&c)
+            {
+                return false;
             }
             true
         });
@@ -184,10 +184,10 @@ impl Source for Scan {
                     }
                     let path = e.path().to_path_buf();
                     let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
-                    if let Some(inc) = &self.include {
-                        if !inc.is_match(rel_string(&rel)) {
-                            continue;
-                        }
+                    if let Some(inc) = &self.include
+                        && !inc.is_match(rel_string(&rel))
+                    {
+                        continue;
                     }
                     if e.path_is_symlink() && !self.opts.follow_links {
                         // A link is taken as the file it points to only when

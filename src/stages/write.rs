@@ -189,13 +189,13 @@ impl Stage for Write {
             return Err(StageError::new("expected bytes to write"));
         };
         let path = self.dir.join(render_name(&self.opts.filename, &item)?);
-        if let (Ok(a), Ok(b)) = (path.canonicalize(), item.path.canonicalize()) {
-            if a == b {
-                return Err(StageError(format!(
-                    "refusing to overwrite the source file {}",
-                    item.path.display()
-                )));
-            }
+        if let (Ok(a), Ok(b)) = (path.canonicalize(), item.path.canonicalize())
+            && a == b
+        {
+            return Err(StageError(format!(
+                "refusing to overwrite the source file {}",
+                item.path.display()
+            )));
         }
         write_atomic(&path, &bytes)
             .map_err(|e| StageError(format!("cannot write {}: {e}", path.display())))?;
