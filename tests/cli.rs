@@ -744,7 +744,7 @@ fn sigint_stops_the_run_with_130_and_no_partial_files() {
     for i in 0..3000 {
         ws.write(&format!("many/{:02}/{i:04}.jpg", i / 100), &tiny);
     }
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .current_dir(ws.path(""))
         .args([
             "run",
