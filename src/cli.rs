@@ -123,7 +123,11 @@ pub fn main() -> Exit {
 }
 
 /// Like [`main`], with a registry that may hold extra stage kinds.
+///
+/// This also serves as a worker process for `mode = "processes"` when the
+/// executable is started as one, so extra kinds work in workers too.
 pub fn main_with(registry: Registry) -> Exit {
+    crate::exec::worker::run_if_worker(&registry);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use image::DynamicImage;
+use serde::{Deserialize, Serialize};
 
 /// The kind of payload an item carries between two stages. The graph checker
 /// compares what one stage gives with what the next one takes.
@@ -116,7 +117,7 @@ impl Payload {
 }
 
 /// Facts gathered about an item on its way through the graph.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Meta {
     /// Size of the source file in bytes.
     pub size: Option<u64>,
@@ -144,6 +145,8 @@ pub struct Item {
     pub rel: PathBuf,
     pub meta: Meta,
     pub payload: Payload,
+    /// 0 on the first try of the current stage, then 1, 2 ... on retries.
+    pub attempt: u32,
 }
 
 impl Item {
@@ -154,6 +157,7 @@ impl Item {
             rel,
             meta: Meta::default(),
             payload: Payload::Nothing,
+            attempt: 0,
         }
     }
 

@@ -141,6 +141,8 @@ pub struct RunSummary {
     /// `on_error = "fail"` stopped the run.
     pub stopped_on_error: bool,
     pub failures: Vec<Failure>,
+    /// Stages that stopped for good, and why.
+    pub stage_errors: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -223,6 +225,9 @@ impl RunSummary {
             let _ = write!(out, ", {} not processed", self.cancelled);
         }
         out.push('\n');
+        for e in &self.stage_errors {
+            let _ = writeln!(out, "stage stopped: {e}");
+        }
         if self.interrupted {
             out.push_str("interrupted: the run stopped before every item was processed\n");
         } else if self.stopped_on_error {

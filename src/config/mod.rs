@@ -155,15 +155,6 @@ impl StageOptions for CommonKeys {
                 "give either `input` or `inputs`, not both",
             ));
         }
-        if self.mode == Some(Mode::Processes) {
-            errors.push(
-                OptionError::at(
-                    "mode",
-                    "mode \"processes\" is not available in this version of conveyor",
-                )
-                .help("use \"threads\" or \"inline\""),
-            );
-        }
         errors
     }
 }

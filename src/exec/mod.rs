@@ -1,7 +1,11 @@
 //! Running a checked pipeline: every stage gets a bounded input queue and its
-//! workers (one thread inline, N threads in threads mode); items stream from
-//! the sources through the graph, so memory stays bounded by the queues
-//! whatever the number of files.
+//! workers (one thread inline, N threads in threads mode, N supervised child
+//! processes in processes mode); items stream from the sources through the
+//! graph, so memory stays bounded by the queues whatever the number of files.
+
+pub mod protocol;
+pub mod supervisor;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -12,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::config::{OnError, Pipeline};
+use crate::config::{Mode, OnError, Pipeline};
 use crate::item::Item;
 use crate::report::{Failure, ItemStatus, RunSummary, StageStats};
 use crate::stages::{Built, Found, SourceContext, Stage, StageError};
@@ -61,6 +65,8 @@ struct Shared<'a> {
     interrupt: &'a AtomicBool,
     next_id: AtomicU64,
     scanned: AtomicU64,
+    /// Stages that stopped for good (e.g. their workers keep crashing).
+    stage_errors: Mutex<Vec<String>>,
     opts: &'a RunOptions,
 }
 
@@ -135,34 +141,54 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Run one item through a stage, catching panics, retrying up to `retries`
-/// times on failure.
-fn process_item(stage: &dyn Stage, item: Item, retries: u32) -> Result<Option<Item>, StageError> {
-    let mut item = item;
-    let mut attempt = 0;
+/// How one attempt at an item went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The item failed; the run goes on.
+    Item(String),
+    /// The stage can't go on (its workers can't start, or keep crashing).
+    Fatal(String),
+    /// The run is stopping and the item was abandoned.
+    Cancelled,
+}
+
+/// Run one item through a stage in this process, a panic becoming the item's
+/// failure.
+fn call_in_thread(stage: &dyn Stage, item: Item) -> Result<Option<Item>, CallError> {
+    IN_STAGE.with(|f| f.set(true));
+    let result = catch_unwind(AssertUnwindSafe(|| stage.process(item)));
+    IN_STAGE.with(|f| f.set(false));
+    match result {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(StageError(e))) => Err(CallError::Item(e)),
+        Err(payload) => Err(CallError::Item(format!("panicked: {}", panic_message(payload.as_ref())))),
+    }
+}
+
+/// Run one item through `call`, retrying up to `retries` times when it fails.
+fn process_item(
+    call: &mut dyn FnMut(Item) -> Result<Option<Item>, CallError>,
+    mut item: Item,
+    retries: u32,
+) -> Result<Option<Item>, CallError> {
+    item.attempt = 0;
     loop {
         // A copy is kept only when a retry may need it.
-        let spare = (attempt < retries).then(|| item.clone());
-        IN_STAGE.with(|f| f.set(true));
-        let result = catch_unwind(AssertUnwindSafe(|| stage.process(item)));
-        IN_STAGE.with(|f| f.set(false));
-        let err = match result {
-            Ok(Ok(out)) => return Ok(out),
-            Ok(Err(e)) => e,
-            Err(payload) => StageError(format!("panicked: {}", panic_message(payload.as_ref()))),
-        };
-        match spare {
-            Some(copy) => {
-                item = copy;
-                attempt += 1;
-            }
-            None if attempt > 0 => {
-                return Err(StageError(format!(
-                    "{err} (after {} attempts)",
-                    attempt + 1
-                )));
-            }
-            None => return Err(err),
+        let spare = (item.attempt < retries).then(|| item.clone());
+        let attempt = item.attempt;
+        match call(item) {
+            Ok(out) => return Ok(out),
+            Err(CallError::Item(msg)) => match spare {
+                Some(mut copy) => {
+                    copy.attempt += 1;
+                    item = copy;
+                }
+                None if attempt > 0 => {
+                    return Err(CallError::Item(format!("{msg} (after {} attempts)", attempt + 1)));
+                }
+                None => return Err(CallError::Item(msg)),
+            },
+            Err(other) => return Err(other),
         }
     }
 }
@@ -170,7 +196,7 @@ fn process_item(stage: &dyn Stage, item: Item, retries: u32) -> Result<Option<It
 fn worker_loop(
     shared: &Shared<'_>,
     idx: usize,
-    stage: &dyn Stage,
+    call: &mut dyn FnMut(Item) -> Result<Option<Item>, CallError>,
     rx: Receiver<Item>,
     outs: Vec<Sender<Item>>,
 ) {
@@ -185,7 +211,7 @@ fn worker_loop(
         stats.items_in.fetch_add(1, Ordering::Relaxed);
         let (id, path) = (item.id, item.path.clone());
         let started = Instant::now();
-        let result = process_item(stage, item, def.retries);
+        let result = process_item(call, item, def.retries);
         stats.add_busy(started.elapsed());
         match result {
             Ok(Some(out)) => {
@@ -196,7 +222,21 @@ fn worker_loop(
                 stats.filtered.fetch_add(1, Ordering::Relaxed);
                 shared.mark(id, ItemStatus::Filtered);
             }
-            Err(e) => shared.fail(idx, id, path, e.0),
+            Err(CallError::Item(e)) => shared.fail(idx, id, path, e),
+            Err(CallError::Cancelled) => shared.mark(id, ItemStatus::Cancelled),
+            Err(CallError::Fatal(e)) => {
+                let first = {
+                    let mut errors = shared.stage_errors.lock().unwrap_or_else(|e| e.into_inner());
+                    errors.push(e.clone());
+                    errors.len() == 1
+                };
+                shared.stop.store(true, Ordering::Relaxed);
+                if first {
+                    shared.fail(idx, id, path, e);
+                } else {
+                    shared.mark(id, ItemStatus::Cancelled);
+                }
+            }
         }
     }
 }
@@ -255,8 +295,15 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         interrupt: &opts.interrupt,
         next_id: AtomicU64::new(0),
         scanned: AtomicU64::new(0),
+        stage_errors: Mutex::new(Vec::new()),
         opts,
     };
+    let exe = supervisor::worker_exe();
+    let processes: Vec<Option<supervisor::StageProcesses>> = pipeline
+        .stages
+        .iter()
+        .map(|def| (def.mode == Mode::Processes).then(|| supervisor::StageProcesses::new(def, exe.clone())))
+        .collect();
     let started = Instant::now();
     std::thread::scope(|scope| {
         for (i, (b, out)) in built.iter().zip(outs).enumerate() {
@@ -281,23 +328,30 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                 }
                 Built::Stage(stage) => {
                     let Some(rx) = rxs[i].take() else { continue };
-                    for w in 0..pipeline.stages[i].workers {
+                    let def = &pipeline.stages[i];
+                    for w in 0..def.workers {
                         let (rx, out, stage) = (rx.clone(), out.clone(), Arc::clone(stage));
-                        let spawned = std::thread::Builder::new()
-                            .name(format!("{}/thread-{w}", pipeline.stages[i].name))
-                            .spawn_scoped(scope, move || {
-                                worker_loop(shared, i, stage.as_ref(), rx, out)
-                            });
+                        let spawned = if def.mode == Mode::Processes {
+                            let procs = &processes[i];
+                            std::thread::Builder::new()
+                                .name(format!("{}/process-{w}", def.name))
+                                .spawn_scoped(scope, move || {
+                                    let Some(procs) = procs else { return };
+                                    let mut slot = supervisor::Slot::new(procs, &opts.interrupt);
+                                    worker_loop(shared, i, &mut |item| slot.call(item), rx, out);
+                                })
+                        } else {
+                            std::thread::Builder::new()
+                                .name(format!("{}/thread-{w}", def.name))
+                                .spawn_scoped(scope, move || {
+                                    worker_loop(shared, i, &mut |item| call_in_thread(stage.as_ref(), item), rx, out)
+                                })
+                        };
                         if let Err(e) = spawned {
                             // Without its workers the stage can't run: stop
                             // the run rather than leave upstream waiting.
                             shared.stop.store(true, Ordering::Relaxed);
-                            shared.fail(
-                                i,
-                                u64::MAX,
-                                PathBuf::from(&pipeline.stages[i].name),
-                                format!("cannot start a thread: {e}"),
-                            );
+                            shared.fail(i, u64::MAX, PathBuf::from(&def.name), format!("cannot start a thread: {e}"));
                         }
                     }
                 }
@@ -375,6 +429,7 @@ fn summarise(shared: Shared<'_>, elapsed: Duration) -> RunSummary {
             .failures
             .into_inner()
             .unwrap_or_else(|e| e.into_inner()),
+        stage_errors: shared.stage_errors.into_inner().unwrap_or_else(|e| e.into_inner()),
         elapsed,
     }
 }

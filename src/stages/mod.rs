@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::item::{Item, PayloadType, Types};
 
+pub mod chaos;
 pub mod decode;
 pub mod encode;
 pub mod read;
@@ -257,6 +258,7 @@ impl Registry {
                 resize::spec(),
                 encode::spec(),
                 write::spec(),
+                chaos::spec(),
             ],
         }
     }

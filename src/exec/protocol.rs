@@ -1,0 +1,133 @@
+//! What crosses the process boundary between conveyor and its workers: items
+//! as plain data (payload bytes and pixels as byte strings, never as serde
+//! sequences of numbers), and the few messages of the worker protocol.
+
+use std::path::PathBuf;
+
+use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
+use ipc_channel::ipc::{IpcReceiver, IpcSender};
+use serde::{Deserialize, Serialize};
+
+use crate::item::{Item, Meta, Payload};
+
+/// The hidden subcommand that turns the binary into a worker.
+pub const WORKER_ARG: &str = "__conveyor-worker";
+
+/// What a worker sends back when it connects: the channel to send it work,
+/// and the one its answers come on.
+pub type Bootstrap = (IpcSender<ToWorker>, IpcReceiver<FromWorker>);
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Sent once, first: the stage to become.
+    Init { kind: String, options: String },
+    /// One item to process; the worker answers before it gets the next.
+    Item(WireItem),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromWorker {
+    Ready,
+    /// The stage could not be built from its options.
+    InitFailed(String),
+    /// The item's outcome: processed (or dropped on purpose), or failed.
+    Done(Result<Option<WireItem>, String>),
+    /// The stage panicked on the item; the worker exits after saying so.
+    Panicked(String),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub enum Color {
+    L8,
+    Rgb8,
+    Rgba8,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WirePayload {
+    Nothing,
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+    Image {
+        width: u32,
+        height: u32,
+        color: Color,
+        #[serde(with = "serde_bytes")]
+        pixels: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireItem {
+    pub id: u64,
+    pub path: PathBuf,
+    pub rel: PathBuf,
+    pub meta: Meta,
+    pub attempt: u32,
+    pub payload: WirePayload,
+}
+
+impl From<Item> for WireItem {
+    fn from(item: Item) -> WireItem {
+        let payload = match item.payload {
+            Payload::Nothing => WirePayload::Nothing,
+            Payload::Bytes(b) => WirePayload::Bytes(b),
+            Payload::Image(img) => {
+                let (width, height) = (img.width(), img.height());
+                // The pixel buffer moves; only uncommon layouts are converted.
+                let (color, pixels) = match img {
+                    DynamicImage::ImageLuma8(b) => (Color::L8, b.into_raw()),
+                    DynamicImage::ImageRgb8(b) => (Color::Rgb8, b.into_raw()),
+                    DynamicImage::ImageRgba8(b) => (Color::Rgba8, b.into_raw()),
+                    other if other.color().has_alpha() => (Color::Rgba8, other.to_rgba8().into_raw()),
+                    other => (Color::Rgb8, other.to_rgb8().into_raw()),
+                };
+                WirePayload::Image {
+                    width,
+                    height,
+                    color,
+                    pixels,
+                }
+            }
+        };
+        WireItem {
+            id: item.id,
+            path: item.path,
+            rel: item.rel,
+            meta: item.meta,
+            attempt: item.attempt,
+            payload,
+        }
+    }
+}
+
+impl TryFrom<WireItem> for Item {
+    type Error = String;
+
+    fn try_from(w: WireItem) -> Result<Item, String> {
+        let payload = match w.payload {
+            WirePayload::Nothing => Payload::Nothing,
+            WirePayload::Bytes(b) => Payload::Bytes(b),
+            WirePayload::Image {
+                width,
+                height,
+                color,
+                pixels,
+            } => {
+                let img = match color {
+                    Color::L8 => GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8),
+                    Color::Rgb8 => RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8),
+                    Color::Rgba8 => RgbaImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgba8),
+                };
+                Payload::Image(img.ok_or_else(|| format!("pixel buffer does not match {width}x{height}"))?)
+            }
+        };
+        Ok(Item {
+            id: w.id,
+            path: w.path,
+            rel: w.rel,
+            meta: w.meta,
+            payload,
+            attempt: w.attempt,
+        })
+    }
+}

@@ -1,0 +1,457 @@
+//! The parent side of processes mode: one supervisor per worker slot starts a
+//! child (conveyor's own binary with a hidden argument), hands it one item at
+//! a time, and turns every way a child can die (panic, abort, signal, hang
+//! past `timeout`, `memory_limit`) into that one item's failure, then starts
+//! a fresh child for the next item.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
+use ipc_channel::{IpcError, TryRecvError};
+
+use super::CallError;
+use super::protocol::{Bootstrap, FromWorker, ToWorker, WORKER_ARG, WireItem};
+use crate::config::StageDef;
+use crate::config::units::format_size;
+use crate::item::Item;
+
+/// How long a new worker may take to connect and build its stage.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// After Ctrl-C, how long an item in a worker may still take.
+const INTERRUPT_GRACE: Duration = Duration::from_millis(1500);
+/// How often a wait for a worker looks at the interrupt flag.
+const POLL: Duration = Duration::from_millis(100);
+/// Lines of a worker's stderr kept to explain its death.
+const STDERR_LINES: usize = 20;
+
+/// The executable that serves as a worker: this very program.
+pub fn worker_exe() -> PathBuf {
+    let proc_exe = PathBuf::from("/proc/self/exe");
+    if proc_exe.exists() {
+        proc_exe
+    } else {
+        std::env::current_exe().unwrap_or(proc_exe)
+    }
+}
+
+/// What every slot of one stage shares.
+pub struct StageProcesses {
+    pub stage: String,
+    pub kind: String,
+    /// The stage's options as TOML text, sent to each new worker.
+    pub options: String,
+    pub timeout: Option<Duration>,
+    pub memory_limit: Option<u64>,
+    pub max_items_per_worker: Option<u64>,
+    pub exe: PathBuf,
+    /// Crashes since an item last finished, across the stage's workers.
+    pub crashes_in_a_row: AtomicU32,
+    /// After this many crashes in a row the stage gives up.
+    pub crash_limit: u32,
+}
+
+impl StageProcesses {
+    pub fn new(def: &StageDef, exe: PathBuf) -> StageProcesses {
+        StageProcesses {
+            stage: def.name.clone(),
+            kind: def.kind.name.to_string(),
+            options: toml::to_string(&def.options).unwrap_or_default(),
+            timeout: def.timeout,
+            memory_limit: def.memory_limit,
+            max_items_per_worker: def.max_items_per_worker,
+            exe,
+            crashes_in_a_row: AtomicU32::new(0),
+            crash_limit: (2 * (def.retries + 1)).max(5),
+        }
+    }
+}
+
+/// A running child and its channels.
+struct Worker {
+    child: Child,
+    tx: Option<IpcSender<ToWorker>>,
+    rx: IpcReceiver<FromWorker>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    stderr_thread: Option<JoinHandle<()>>,
+    items: u64,
+}
+
+impl Worker {
+    fn stderr_tail(&self) -> Vec<String> {
+        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
+    /// Kill (if still running) and reap the child; returns how it ended.
+    fn kill(mut self) -> (Option<ExitStatus>, Vec<String>) {
+        let _ = self.child.kill();
+        self.reap()
+    }
+
+    /// Wait for the child to end (it has ended or been killed) and collect
+    /// the last of what it said.
+    fn reap(mut self) -> (Option<ExitStatus>, Vec<String>) {
+        self.tx.take();
+        let status = self.child.wait().ok();
+        if let Some(t) = self.stderr_thread.take() {
+            let _ = t.join();
+        }
+        let tail = self.stderr_tail();
+        (status, tail)
+    }
+
+    /// Let the child finish on its own (its input closes), killing it if it
+    /// does not within a second.
+    fn shut_down(mut self) {
+        self.tx.take();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.kill();
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => "signal",
+    }
+}
+
+/// Why a worker died, in words a user can act on.
+fn describe_death(status: Option<ExitStatus>, tail: &[String], memory_limit: Option<u64>) -> String {
+    let alloc_failed = tail.iter().rev().find(|l| l.contains("memory allocation of"));
+    if let (Some(limit), Some(line)) = (memory_limit, alloc_failed) {
+        return format!("memory limit {} exceeded ({})", format_size(limit), line.trim());
+    }
+    let last = tail.iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string());
+    let base = match status {
+        Some(s) => match (s.signal(), s.code()) {
+            (Some(sig), _) => format!("worker killed by signal {sig} ({})", signal_name(sig)),
+            (None, Some(code)) => format!("worker exited with code {code}"),
+            _ => "worker ended".to_string(),
+        },
+        None => "worker vanished".to_string(),
+    };
+    match last {
+        Some(l) => format!("{base}: {l}"),
+        None => base,
+    }
+}
+
+/// One worker slot of a stage in processes mode.
+pub struct Slot<'a> {
+    stage: &'a StageProcesses,
+    interrupt: &'a AtomicBool,
+    worker: Option<Worker>,
+    interrupted_at: Option<Instant>,
+}
+
+impl<'a> Slot<'a> {
+    pub fn new(stage: &'a StageProcesses, interrupt: &'a AtomicBool) -> Slot<'a> {
+        Slot {
+            stage,
+            interrupt,
+            worker: None,
+            interrupted_at: None,
+        }
+    }
+
+    fn spawn(&self) -> Result<Worker, String> {
+        let (server, name) = IpcOneShotServer::<Bootstrap>::new().map_err(|e| format!("cannot open a channel: {e}"))?;
+        let mut cmd = Command::new(&self.stage.exe);
+        cmd.arg(WORKER_ARG)
+            .arg(&name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let parent = unsafe { libc::getpid() };
+        let limit = self.stage.memory_limit;
+        // Only async-signal-safe calls here: no allocation between fork and
+        // exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Die with conveyor, even if it is killed with SIGKILL.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                // A terminal's Ctrl-C reaches the whole process group;
+                // conveyor decides when its workers stop.
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                if let Some(bytes) = limit {
+                    let rl = libc::rlimit {
+                        rlim_cur: bytes as libc::rlim_t,
+                        rlim_max: bytes as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_DATA, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.stage.exe.display()))?;
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr_thread = child.stderr.take().map(|pipe| {
+            let lines = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(pipe);
+                let mut buf = Vec::new();
+                while reader.read_until(b'\n', &mut buf).map(|n| n > 0).unwrap_or(false) {
+                    let mut l = lines.lock().unwrap_or_else(|e| e.into_inner());
+                    if l.len() == STDERR_LINES {
+                        l.pop_front();
+                    }
+                    l.push_back(String::from_utf8_lossy(&buf).trim_end().to_string());
+                    buf.clear();
+                }
+            })
+        });
+
+        // accept() has no timeout and never returns if the child dies first:
+        // it runs on a helper thread, unblocked by connecting to it ourselves.
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let acceptor = std::thread::spawn(move || {
+            let _ = done_tx.send(server.accept().map(|(_, boot)| boot));
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let connected = loop {
+            match done_rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(Ok(boot)) => break Ok(boot),
+                Ok(Err(e)) => break Err(format!("worker did not connect: {e:?}")),
+                Err(_) => {
+                    let died = child.try_wait().ok().flatten();
+                    if died.is_some() || Instant::now() > deadline {
+                        if died.is_none() {
+                            let _ = child.kill();
+                        }
+                        let _ = IpcSender::<Bootstrap>::connect(name.clone());
+                        let _ = done_rx.recv_timeout(Duration::from_secs(1));
+                        break Err(String::new());
+                    }
+                }
+            }
+        };
+        let _ = acceptor.join();
+        let worker = match connected {
+            Ok((tx, rx)) => Worker {
+                child,
+                tx: Some(tx),
+                rx,
+                stderr,
+                stderr_thread,
+                items: 0,
+            },
+            Err(detail) => {
+                let status = child.wait().ok();
+                if let Some(t) = stderr_thread {
+                    let _ = t.join();
+                }
+                let tail: Vec<String> = stderr.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+                let why = if detail.is_empty() {
+                    describe_death(status, &tail, self.stage.memory_limit)
+                } else {
+                    detail
+                };
+                let hint = if self.stage.memory_limit.is_some() {
+                    " (is memory_limit too low for a worker to start?)"
+                } else {
+                    ""
+                };
+                return Err(format!("a worker exited before it connected: {why}{hint}"));
+            }
+        };
+        let init = ToWorker::Init {
+            kind: self.stage.kind.clone(),
+            options: self.stage.options.clone(),
+        };
+        let sent = worker.tx.as_ref().map(|tx| tx.send(init));
+        if !matches!(sent, Some(Ok(()))) {
+            let (status, tail) = worker.kill();
+            return Err(format!(
+                "a worker died while starting: {}",
+                describe_death(status, &tail, self.stage.memory_limit)
+            ));
+        }
+        match worker.rx.try_recv_timeout(START_TIMEOUT) {
+            Ok(FromWorker::Ready) => Ok(worker),
+            Ok(FromWorker::InitFailed(e)) => {
+                worker.shut_down();
+                Err(format!("a worker could not build the stage: {e}"))
+            }
+            Ok(_) => {
+                worker.shut_down();
+                Err("a worker answered out of turn while starting".into())
+            }
+            Err(_) => {
+                let (status, tail) = worker.kill();
+                Err(format!(
+                    "a worker died while starting: {}",
+                    describe_death(status, &tail, self.stage.memory_limit)
+                ))
+            }
+        }
+    }
+
+    /// The item's worker died or was killed: count it, and give up on the
+    /// stage when workers keep dying without finishing anything.
+    fn crashed(&self, reason: String) -> CallError {
+        let n = self.stage.crashes_in_a_row.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.stage.crash_limit {
+            CallError::Fatal(format!(
+                "{reason}; workers of stage `{}` crashed {n} times in a row without finishing an item, so the stage stopped",
+                self.stage.stage
+            ))
+        } else {
+            CallError::Item(reason)
+        }
+    }
+
+    fn finished(&mut self) {
+        self.stage.crashes_in_a_row.store(0, Ordering::SeqCst);
+        let recycle = match (&mut self.worker, self.stage.max_items_per_worker) {
+            (Some(w), Some(max)) => {
+                w.items += 1;
+                w.items >= max
+            }
+            _ => false,
+        };
+        if recycle {
+            if let Some(w) = self.worker.take() {
+                w.shut_down();
+            }
+        }
+    }
+
+    /// Process one item in a worker, starting one if needed.
+    pub fn call(&mut self, item: Item) -> Result<Option<Item>, CallError> {
+        if self.worker.is_none() {
+            let w = self.spawn().map_err(|e| {
+                CallError::Fatal(format!("stage `{}` cannot start its workers: {e}", self.stage.stage))
+            })?;
+            self.worker = Some(w);
+        }
+        let Some(worker) = self.worker.as_mut() else {
+            return Err(CallError::Fatal("no worker".into()));
+        };
+        let sent = worker.tx.as_ref().map(|tx| tx.send(ToWorker::Item(WireItem::from(item))));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(self.lost_worker(false));
+        }
+        let deadline = self.stage.timeout.map(|t| Instant::now() + t);
+        loop {
+            let mut wait = POLL;
+            if let Some(d) = deadline {
+                wait = wait.min(d.saturating_duration_since(Instant::now()));
+            }
+            let Some(worker) = self.worker.as_mut() else {
+                return Err(CallError::Fatal("no worker".into()));
+            };
+            match worker.rx.try_recv_timeout(wait) {
+                Ok(FromWorker::Done(Ok(out))) => {
+                    self.finished();
+                    return match out {
+                        Some(w) => Item::try_from(w).map(Some).map_err(CallError::Item),
+                        None => Ok(None),
+                    };
+                }
+                Ok(FromWorker::Done(Err(msg))) => {
+                    self.finished();
+                    return Err(CallError::Item(msg));
+                }
+                Ok(FromWorker::Panicked(msg)) => {
+                    if let Some(w) = self.worker.take() {
+                        let _ = w.reap();
+                    }
+                    return Err(self.crashed(format!("worker panicked: {msg}")));
+                }
+                Ok(_) => {
+                    if let Some(w) = self.worker.take() {
+                        let _ = w.kill();
+                    }
+                    return Err(self.crashed("worker answered out of turn".into()));
+                }
+                Err(TryRecvError::Empty) => {
+                    if self.interrupt.load(Ordering::Relaxed) {
+                        let since = *self.interrupted_at.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= INTERRUPT_GRACE {
+                            if let Some(w) = self.worker.take() {
+                                let _ = w.kill();
+                            }
+                            return Err(CallError::Cancelled);
+                        }
+                    }
+                    if let (Some(d), Some(t)) = (deadline, self.stage.timeout) {
+                        if Instant::now() >= d {
+                            if let Some(w) = self.worker.take() {
+                                let _ = w.kill();
+                            }
+                            return Err(self.crashed(format!("timed out after {}", format_duration(t))));
+                        }
+                    }
+                }
+                Err(TryRecvError::IpcError(IpcError::Disconnected)) => return Err(self.lost_worker(true)),
+                Err(TryRecvError::IpcError(_)) => return Err(self.lost_worker(false)),
+            }
+        }
+    }
+
+    /// The worker stopped answering: find out how it ended.
+    fn lost_worker(&mut self, ended: bool) -> CallError {
+        let Some(w) = self.worker.take() else {
+            return CallError::Fatal("no worker".into());
+        };
+        let (status, tail) = if ended { w.reap() } else { w.kill() };
+        self.crashed(describe_death(status, &tail, self.stage.memory_limit))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.worker.take() {
+            if self.interrupt.load(Ordering::Relaxed) {
+                let _ = w.kill();
+            } else {
+                w.shut_down();
+            }
+        }
+    }
+}
+
+fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
