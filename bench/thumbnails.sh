@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Throughput of pipelines/thumbnails.toml in each execution mode.
+# Throughput of pipelines/thumbnails.toml in each execution mode (--mode MODE
+# applies to every stage but the scan; same worker counts in each mode).
 #
 #   bench/thumbnails.sh [FOLDER] [RUNS]
 #
@@ -31,7 +32,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 # Pillow's figure from NOTES.md for the 21 corpus photos on this machine class.
 pillow=39
 printf '%-10s %8s %8s %10s %10s\n' mode images median images/s "vs Pillow"
-for mode in inline threads; do
+for mode in inline threads processes; do
   times=()
   for _ in $(seq "$runs"); do
     rm -rf "$out/thumbs"

@@ -152,93 +152,171 @@ pub enum CallError {
     Cancelled,
 }
 
+/// Where and how one attempt at an item through a chain of stages ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: Result<Option<Item>, CallError>,
+    /// Index (in the chain) of the stage where the item ended: the last one
+    /// when it went through, else the one that failed or dropped it.
+    pub at: usize,
+    /// Time spent in each stage of the chain.
+    pub busy: Vec<Duration>,
+}
+
 /// Run one item through a stage in this process, a panic becoming the item's
 /// failure.
-fn call_in_thread(stage: &dyn Stage, item: Item) -> Result<Option<Item>, CallError> {
+fn call_in_thread(stage: &dyn Stage, item: Item) -> Outcome {
+    let started = Instant::now();
     IN_STAGE.with(|f| f.set(true));
     let result = catch_unwind(AssertUnwindSafe(|| stage.process(item)));
     IN_STAGE.with(|f| f.set(false));
-    match result {
+    let result = match result {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(StageError(e))) => Err(CallError::Item(e)),
-        Err(payload) => Err(CallError::Item(format!("panicked: {}", panic_message(payload.as_ref())))),
+        Err(payload) => Err(CallError::Item(format!(
+            "panicked: {}",
+            panic_message(payload.as_ref())
+        ))),
+    };
+    Outcome {
+        result,
+        at: 0,
+        busy: vec![started.elapsed()],
     }
 }
 
 /// Run one item through `call`, retrying up to `retries` times when it fails.
-fn process_item(
-    call: &mut dyn FnMut(Item) -> Result<Option<Item>, CallError>,
-    mut item: Item,
-    retries: u32,
-) -> Result<Option<Item>, CallError> {
+fn process_item(call: &mut dyn FnMut(Item) -> Outcome, mut item: Item, retries: u32) -> Outcome {
     item.attempt = 0;
+    let mut busy: Vec<Duration> = Vec::new();
     loop {
         // A copy is kept only when a retry may need it.
         let spare = (item.attempt < retries).then(|| item.clone());
         let attempt = item.attempt;
-        match call(item) {
-            Ok(out) => return Ok(out),
-            Err(CallError::Item(msg)) => match spare {
-                Some(mut copy) => {
-                    copy.attempt += 1;
-                    item = copy;
-                }
-                None if attempt > 0 => {
-                    return Err(CallError::Item(format!("{msg} (after {} attempts)", attempt + 1)));
-                }
-                None => return Err(CallError::Item(msg)),
-            },
-            Err(other) => return Err(other),
+        let mut outcome = call(item);
+        // Failed attempts cost time too.
+        if busy.len() < outcome.busy.len() {
+            busy.resize(outcome.busy.len(), Duration::ZERO);
+        }
+        for (total, b) in busy.iter_mut().zip(&outcome.busy) {
+            *total += *b;
+        }
+        match (outcome.result, spare) {
+            (Err(CallError::Item(_)), Some(mut copy)) => {
+                copy.attempt += 1;
+                item = copy;
+            }
+            (Err(CallError::Item(msg)), None) if attempt > 0 => {
+                outcome.result = Err(CallError::Item(format!(
+                    "{msg} (after {} attempts)",
+                    attempt + 1
+                )));
+                outcome.busy = busy;
+                return outcome;
+            }
+            (result, _) => {
+                outcome.result = result;
+                outcome.busy = busy;
+                return outcome;
+            }
         }
     }
 }
 
+/// Take items from a chain's queue (a chain is one stage, or consecutive
+/// processes-mode stages sharing workers) and pass results to the consumers
+/// of its last stage.
 fn worker_loop(
     shared: &Shared<'_>,
-    idx: usize,
-    call: &mut dyn FnMut(Item) -> Result<Option<Item>, CallError>,
+    chain: &[usize],
+    call: &mut dyn FnMut(Item) -> Outcome,
     rx: Receiver<Item>,
     outs: Vec<Sender<Item>>,
 ) {
-    let def = &shared.pipeline.stages[idx];
-    let stats = &shared.stats[idx];
+    let retries = shared.pipeline.stages[chain[0]].retries;
     while let Ok(item) = rx.recv() {
         if shared.stopping() {
             // Keep draining so that upstream never blocks on a full queue.
             shared.mark(item.id, ItemStatus::Cancelled);
             continue;
         }
-        stats.items_in.fetch_add(1, Ordering::Relaxed);
         let (id, path) = (item.id, item.path.clone());
-        let started = Instant::now();
-        let result = process_item(call, item, def.retries);
-        stats.add_busy(started.elapsed());
-        match result {
-            Ok(Some(out)) => {
+        let outcome = process_item(call, item, retries);
+        let at = outcome.at.min(chain.len() - 1);
+        for (k, &stage) in chain.iter().enumerate().take(at + 1) {
+            let stats = &shared.stats[stage];
+            stats.items_in.fetch_add(1, Ordering::Relaxed);
+            stats.add_busy(outcome.busy.get(k).copied().unwrap_or_default());
+            if k < at {
                 stats.items_out.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let stage = chain[at];
+        match outcome.result {
+            Ok(Some(out)) => {
+                shared.stats[stage]
+                    .items_out
+                    .fetch_add(1, Ordering::Relaxed);
                 shared.forward(out, &outs);
             }
             Ok(None) => {
-                stats.filtered.fetch_add(1, Ordering::Relaxed);
+                shared.stats[stage].filtered.fetch_add(1, Ordering::Relaxed);
                 shared.mark(id, ItemStatus::Filtered);
             }
-            Err(CallError::Item(e)) => shared.fail(idx, id, path, e),
+            Err(CallError::Item(e)) => shared.fail(stage, id, path, e),
             Err(CallError::Cancelled) => shared.mark(id, ItemStatus::Cancelled),
             Err(CallError::Fatal(e)) => {
                 let first = {
-                    let mut errors = shared.stage_errors.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut errors = shared
+                        .stage_errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
                     errors.push(e.clone());
                     errors.len() == 1
                 };
                 shared.stop.store(true, Ordering::Relaxed);
                 if first {
-                    shared.fail(idx, id, path, e);
+                    shared.fail(stage, id, path, e);
                 } else {
                     shared.mark(id, ItemStatus::Cancelled);
                 }
             }
         }
     }
+}
+
+/// Split the stages into chains that run together: consecutive stages in
+/// processes mode with the same worker settings, where each reads only from
+/// the one before and is its only reader, share their workers; every other
+/// stage is a chain of one. Sharing keeps decoded pixels inside the worker
+/// instead of copying them across the process boundary between stages.
+fn chains(pipeline: &Pipeline) -> Vec<Vec<usize>> {
+    let stages = &pipeline.stages;
+    let same_workers = |a: &crate::config::StageDef, b: &crate::config::StageDef| {
+        a.mode == Mode::Processes
+            && b.mode == Mode::Processes
+            && a.workers == b.workers
+            && a.retries == b.retries
+            && a.memory_limit == b.memory_limit
+            && a.max_items_per_worker == b.max_items_per_worker
+    };
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for i in 0..stages.len() {
+        if stages[i].kind.is_source() {
+            continue;
+        }
+        let joins = out.last().is_some_and(|chain| {
+            let prev = chain[chain.len() - 1];
+            stages[i].inputs == [prev]
+                && pipeline.consumers(prev) == [i]
+                && same_workers(&stages[prev], &stages[i])
+        });
+        match out.last_mut() {
+            Some(chain) if joins => chain.push(i),
+            _ => out.push(vec![i]),
+        }
+    }
+    out
 }
 
 /// Run a pipeline to the end (or until stopped) and summarise it.
@@ -263,19 +341,18 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
             .collect(),
     };
 
-    let mut txs: Vec<Option<Sender<Item>>> = Vec::with_capacity(n);
-    let mut rxs: Vec<Option<Receiver<Item>>> = Vec::with_capacity(n);
-    for b in &built {
-        if matches!(b, Built::Stage(_)) {
-            let (tx, rx) = bounded(pipeline.queue);
-            txs.push(Some(tx));
-            rxs.push(Some(rx));
-        } else {
-            txs.push(None);
-            rxs.push(None);
-        }
+    // One queue in front of each chain; sources and chain ends feed them.
+    let chains = chains(pipeline);
+    let mut txs: Vec<Option<Sender<Item>>> = vec![None; n];
+    let mut rxs: Vec<Option<Receiver<Item>>> = vec![None; n];
+    for chain in &chains {
+        let (tx, rx) = bounded(pipeline.queue);
+        txs[chain[0]] = Some(tx);
+        rxs[chain[0]] = Some(rx);
     }
-    let outs: Vec<Vec<Sender<Item>>> = (0..n)
+    // Senders live only in the threads that send, so that each queue closes
+    // when everything upstream of it is done.
+    let mut outs: Vec<Vec<Sender<Item>>> = (0..n)
         .map(|i| {
             pipeline
                 .consumers(i)
@@ -299,61 +376,72 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         opts,
     };
     let exe = supervisor::worker_exe();
-    let processes: Vec<Option<supervisor::StageProcesses>> = pipeline
-        .stages
+    let processes: Vec<Option<supervisor::ChainProcesses>> = chains
         .iter()
-        .map(|def| (def.mode == Mode::Processes).then(|| supervisor::StageProcesses::new(def, exe.clone())))
+        .map(|chain| {
+            let defs: Vec<&crate::config::StageDef> =
+                chain.iter().map(|&i| &pipeline.stages[i]).collect();
+            (defs[0].mode == Mode::Processes)
+                .then(|| supervisor::ChainProcesses::new(&defs, exe.clone()))
+        })
         .collect();
     let started = Instant::now();
     std::thread::scope(|scope| {
-        for (i, (b, out)) in built.iter().zip(outs).enumerate() {
-            let shared = &shared;
-            match b {
-                Built::Source(src) => {
-                    let ctx = ctx.clone();
-                    let src = Arc::clone(src);
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("{}/source", pipeline.stages[i].name))
-                        .spawn_scoped(scope, move || {
-                            run_source(shared, i, src.as_ref(), &ctx, out)
-                        });
-                    if let Err(e) = spawned {
-                        shared.fail(
-                            i,
-                            u64::MAX,
-                            PathBuf::from(&pipeline.stages[i].name),
-                            format!("cannot start a thread: {e}"),
-                        );
-                    }
+        let shared = &shared;
+        for (i, b) in built.iter().enumerate() {
+            if let Built::Source(src) = b {
+                let (ctx, src, out) = (ctx.clone(), Arc::clone(src), std::mem::take(&mut outs[i]));
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}/source", pipeline.stages[i].name))
+                    .spawn_scoped(scope, move || {
+                        run_source(shared, i, src.as_ref(), &ctx, out)
+                    });
+                if let Err(e) = spawned {
+                    let name = PathBuf::from(&pipeline.stages[i].name);
+                    shared.fail(i, u64::MAX, name, format!("cannot start a thread: {e}"));
                 }
-                Built::Stage(stage) => {
-                    let Some(rx) = rxs[i].take() else { continue };
-                    let def = &pipeline.stages[i];
-                    for w in 0..def.workers {
-                        let (rx, out, stage) = (rx.clone(), out.clone(), Arc::clone(stage));
-                        let spawned = if def.mode == Mode::Processes {
-                            let procs = &processes[i];
-                            std::thread::Builder::new()
-                                .name(format!("{}/process-{w}", def.name))
-                                .spawn_scoped(scope, move || {
-                                    let Some(procs) = procs else { return };
-                                    let mut slot = supervisor::Slot::new(procs, &opts.interrupt);
-                                    worker_loop(shared, i, &mut |item| slot.call(item), rx, out);
-                                })
-                        } else {
-                            std::thread::Builder::new()
-                                .name(format!("{}/thread-{w}", def.name))
-                                .spawn_scoped(scope, move || {
-                                    worker_loop(shared, i, &mut |item| call_in_thread(stage.as_ref(), item), rx, out)
-                                })
-                        };
-                        if let Err(e) = spawned {
-                            // Without its workers the stage can't run: stop
-                            // the run rather than leave upstream waiting.
-                            shared.stop.store(true, Ordering::Relaxed);
-                            shared.fail(i, u64::MAX, PathBuf::from(&def.name), format!("cannot start a thread: {e}"));
-                        }
+            }
+        }
+        for (c, chain) in chains.iter().enumerate() {
+            let (head, tail) = (chain[0], chain[chain.len() - 1]);
+            let Some(rx) = rxs[head].take() else { continue };
+            let out = std::mem::take(&mut outs[tail]);
+            let def = &pipeline.stages[head];
+            for w in 0..def.workers {
+                let (rx, out) = (rx.clone(), out.clone());
+                let spawned = match (&processes[c], &built[head]) {
+                    (Some(procs), _) => std::thread::Builder::new()
+                        .name(format!("{}/process-{w}", def.name))
+                        .spawn_scoped(scope, move || {
+                            let mut slot = supervisor::Slot::new(procs, &opts.interrupt);
+                            worker_loop(shared, chain, &mut |item| slot.call(item), rx, out);
+                        }),
+                    (None, Built::Stage(stage)) => {
+                        let stage = Arc::clone(stage);
+                        std::thread::Builder::new()
+                            .name(format!("{}/thread-{w}", def.name))
+                            .spawn_scoped(scope, move || {
+                                worker_loop(
+                                    shared,
+                                    chain,
+                                    &mut |item| call_in_thread(stage.as_ref(), item),
+                                    rx,
+                                    out,
+                                )
+                            })
                     }
+                    (None, Built::Source(_)) => continue,
+                };
+                if let Err(e) = spawned {
+                    // Without its workers the stage can't run: stop the run
+                    // rather than leave upstream waiting.
+                    shared.stop.store(true, Ordering::Relaxed);
+                    shared.fail(
+                        head,
+                        u64::MAX,
+                        PathBuf::from(&def.name),
+                        format!("cannot start a thread: {e}"),
+                    );
                 }
             }
         }
@@ -429,7 +517,10 @@ fn summarise(shared: Shared<'_>, elapsed: Duration) -> RunSummary {
             .failures
             .into_inner()
             .unwrap_or_else(|e| e.into_inner()),
-        stage_errors: shared.stage_errors.into_inner().unwrap_or_else(|e| e.into_inner()),
+        stage_errors: shared
+            .stage_errors
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner()),
         elapsed,
     }
 }

@@ -17,23 +17,42 @@ pub const WORKER_ARG: &str = "__conveyor-worker";
 /// and the one its answers come on.
 pub type Bootstrap = (IpcSender<ToWorker>, IpcReceiver<FromWorker>);
 
+/// One stage for a worker to build: its kind and its options as TOML text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageInit {
+    pub kind: String,
+    pub options: String,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToWorker {
-    /// Sent once, first: the stage to become.
-    Init { kind: String, options: String },
-    /// One item to process; the worker answers before it gets the next.
+    /// Sent once, first: the chain of stages to become (consecutive stages
+    /// in processes mode share a worker, so pixels stay in it).
+    Init(Vec<StageInit>),
+    /// One item to take through the chain; the worker answers before it
+    /// gets the next.
     Item(WireItem),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromWorker {
     Ready,
-    /// The stage could not be built from its options.
+    /// A stage could not be built from its options.
     InitFailed(String),
-    /// The item's outcome: processed (or dropped on purpose), or failed.
-    Done(Result<Option<WireItem>, String>),
-    /// The stage panicked on the item; the worker exits after saying so.
-    Panicked(String),
+    /// The item moves on to the chain's stage number `.0`, so a crash or a
+    /// hang from now on is that stage's.
+    Enter(usize),
+    /// The item's outcome at chain stage `at`: through the whole chain,
+    /// dropped on purpose, or failed.
+    Done {
+        at: usize,
+        result: Result<Option<WireItem>, String>,
+    },
+    /// Chain stage `at` panicked; the worker exits after saying so.
+    Panicked {
+        at: usize,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -78,7 +97,9 @@ impl From<Item> for WireItem {
                     DynamicImage::ImageLuma8(b) => (Color::L8, b.into_raw()),
                     DynamicImage::ImageRgb8(b) => (Color::Rgb8, b.into_raw()),
                     DynamicImage::ImageRgba8(b) => (Color::Rgba8, b.into_raw()),
-                    other if other.color().has_alpha() => (Color::Rgba8, other.to_rgba8().into_raw()),
+                    other if other.color().has_alpha() => {
+                        (Color::Rgba8, other.to_rgba8().into_raw())
+                    }
                     other => (Color::Rgb8, other.to_rgb8().into_raw()),
                 };
                 WirePayload::Image {
@@ -104,23 +125,30 @@ impl TryFrom<WireItem> for Item {
     type Error = String;
 
     fn try_from(w: WireItem) -> Result<Item, String> {
-        let payload = match w.payload {
-            WirePayload::Nothing => Payload::Nothing,
-            WirePayload::Bytes(b) => Payload::Bytes(b),
-            WirePayload::Image {
-                width,
-                height,
-                color,
-                pixels,
-            } => {
-                let img = match color {
-                    Color::L8 => GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8),
-                    Color::Rgb8 => RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8),
-                    Color::Rgba8 => RgbaImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgba8),
-                };
-                Payload::Image(img.ok_or_else(|| format!("pixel buffer does not match {width}x{height}"))?)
-            }
-        };
+        let payload =
+            match w.payload {
+                WirePayload::Nothing => Payload::Nothing,
+                WirePayload::Bytes(b) => Payload::Bytes(b),
+                WirePayload::Image {
+                    width,
+                    height,
+                    color,
+                    pixels,
+                } => {
+                    let img =
+                        match color {
+                            Color::L8 => GrayImage::from_raw(width, height, pixels)
+                                .map(DynamicImage::ImageLuma8),
+                            Color::Rgb8 => RgbImage::from_raw(width, height, pixels)
+                                .map(DynamicImage::ImageRgb8),
+                            Color::Rgba8 => RgbaImage::from_raw(width, height, pixels)
+                                .map(DynamicImage::ImageRgba8),
+                        };
+                    Payload::Image(
+                        img.ok_or_else(|| format!("pixel buffer does not match {width}x{height}"))?,
+                    )
+                }
+            };
         Ok(Item {
             id: w.id,
             path: w.path,

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 
-use super::CallError;
-use super::protocol::{Bootstrap, FromWorker, ToWorker, WORKER_ARG, WireItem};
+use super::protocol::{Bootstrap, FromWorker, StageInit, ToWorker, WORKER_ARG, WireItem};
+use super::{CallError, Outcome};
 use crate::config::StageDef;
 use crate::config::units::format_size;
 use crate::item::Item;
@@ -42,34 +42,42 @@ pub fn worker_exe() -> PathBuf {
     }
 }
 
-/// What every slot of one stage shares.
-pub struct StageProcesses {
-    pub stage: String,
-    pub kind: String,
-    /// The stage's options as TOML text, sent to each new worker.
-    pub options: String,
-    pub timeout: Option<Duration>,
+/// What every slot of a chain of stages shares. A chain is one stage, or
+/// consecutive processes-mode stages that share their workers.
+pub struct ChainProcesses {
+    /// Names of the chain's stages, in order.
+    pub names: Vec<String>,
+    pub inits: Vec<StageInit>,
+    /// Per-item time limit of each stage.
+    pub timeouts: Vec<Option<Duration>>,
     pub memory_limit: Option<u64>,
     pub max_items_per_worker: Option<u64>,
     pub exe: PathBuf,
-    /// Crashes since an item last finished, across the stage's workers.
+    /// Crashes since an item last finished, across the chain's workers.
     pub crashes_in_a_row: AtomicU32,
-    /// After this many crashes in a row the stage gives up.
+    /// After this many crashes in a row the chain gives up.
     pub crash_limit: u32,
 }
 
-impl StageProcesses {
-    pub fn new(def: &StageDef, exe: PathBuf) -> StageProcesses {
-        StageProcesses {
-            stage: def.name.clone(),
-            kind: def.kind.name.to_string(),
-            options: toml::to_string(&def.options).unwrap_or_default(),
-            timeout: def.timeout,
-            memory_limit: def.memory_limit,
-            max_items_per_worker: def.max_items_per_worker,
+impl ChainProcesses {
+    /// `defs` are consecutive stages with the same worker settings.
+    pub fn new(defs: &[&StageDef], exe: PathBuf) -> ChainProcesses {
+        let first = defs[0];
+        ChainProcesses {
+            names: defs.iter().map(|d| d.name.clone()).collect(),
+            inits: defs
+                .iter()
+                .map(|d| StageInit {
+                    kind: d.kind.name.to_string(),
+                    options: toml::to_string(&d.options).unwrap_or_default(),
+                })
+                .collect(),
+            timeouts: defs.iter().map(|d| d.timeout).collect(),
+            memory_limit: first.memory_limit,
+            max_items_per_worker: first.max_items_per_worker,
             exe,
             crashes_in_a_row: AtomicU32::new(0),
-            crash_limit: (2 * (def.retries + 1)).max(5),
+            crash_limit: (2 * (first.retries + 1)).max(5),
         }
     }
 }
@@ -86,7 +94,12 @@ struct Worker {
 
 impl Worker {
     fn stderr_tail(&self) -> Vec<String> {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Kill (if still running) and reap the child; returns how it ended.
@@ -145,12 +158,27 @@ fn signal_name(sig: i32) -> &'static str {
 }
 
 /// Why a worker died, in words a user can act on.
-fn describe_death(status: Option<ExitStatus>, tail: &[String], memory_limit: Option<u64>) -> String {
-    let alloc_failed = tail.iter().rev().find(|l| l.contains("memory allocation of"));
+fn describe_death(
+    status: Option<ExitStatus>,
+    tail: &[String],
+    memory_limit: Option<u64>,
+) -> String {
+    let alloc_failed = tail
+        .iter()
+        .rev()
+        .find(|l| l.contains("memory allocation of"));
     if let (Some(limit), Some(line)) = (memory_limit, alloc_failed) {
-        return format!("memory limit {} exceeded ({})", format_size(limit), line.trim());
+        return format!(
+            "memory limit {} exceeded ({})",
+            format_size(limit),
+            line.trim()
+        );
     }
-    let last = tail.iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string());
+    let last = tail
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string());
     let base = match status {
         Some(s) => match (s.signal(), s.code()) {
             (Some(sig), _) => format!("worker killed by signal {sig} ({})", signal_name(sig)),
@@ -165,16 +193,16 @@ fn describe_death(status: Option<ExitStatus>, tail: &[String], memory_limit: Opt
     }
 }
 
-/// One worker slot of a stage in processes mode.
+/// One worker slot of a chain in processes mode.
 pub struct Slot<'a> {
-    stage: &'a StageProcesses,
+    stage: &'a ChainProcesses,
     interrupt: &'a AtomicBool,
     worker: Option<Worker>,
     interrupted_at: Option<Instant>,
 }
 
 impl<'a> Slot<'a> {
-    pub fn new(stage: &'a StageProcesses, interrupt: &'a AtomicBool) -> Slot<'a> {
+    pub fn new(stage: &'a ChainProcesses, interrupt: &'a AtomicBool) -> Slot<'a> {
         Slot {
             stage,
             interrupt,
@@ -184,7 +212,8 @@ impl<'a> Slot<'a> {
     }
 
     fn spawn(&self) -> Result<Worker, String> {
-        let (server, name) = IpcOneShotServer::<Bootstrap>::new().map_err(|e| format!("cannot open a channel: {e}"))?;
+        let (server, name) = IpcOneShotServer::<Bootstrap>::new()
+            .map_err(|e| format!("cannot open a channel: {e}"))?;
         let mut cmd = Command::new(&self.stage.exe);
         cmd.arg(WORKER_ARG)
             .arg(&name)
@@ -226,7 +255,11 @@ impl<'a> Slot<'a> {
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(pipe);
                 let mut buf = Vec::new();
-                while reader.read_until(b'\n', &mut buf).map(|n| n > 0).unwrap_or(false) {
+                while reader
+                    .read_until(b'\n', &mut buf)
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+                {
                     let mut l = lines.lock().unwrap_or_else(|e| e.into_inner());
                     if l.len() == STDERR_LINES {
                         l.pop_front();
@@ -276,7 +309,12 @@ impl<'a> Slot<'a> {
                 if let Some(t) = stderr_thread {
                     let _ = t.join();
                 }
-                let tail: Vec<String> = stderr.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+                let tail: Vec<String> = stderr
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
                 let why = if detail.is_empty() {
                     describe_death(status, &tail, self.stage.memory_limit)
                 } else {
@@ -290,10 +328,7 @@ impl<'a> Slot<'a> {
                 return Err(format!("a worker exited before it connected: {why}{hint}"));
             }
         };
-        let init = ToWorker::Init {
-            kind: self.stage.kind.clone(),
-            options: self.stage.options.clone(),
-        };
+        let init = ToWorker::Init(self.stage.inits.clone());
         let sent = worker.tx.as_ref().map(|tx| tx.send(init));
         if !matches!(sent, Some(Ok(()))) {
             let (status, tail) = worker.kill();
@@ -324,12 +359,12 @@ impl<'a> Slot<'a> {
 
     /// The item's worker died or was killed: count it, and give up on the
     /// stage when workers keep dying without finishing anything.
-    fn crashed(&self, reason: String) -> CallError {
+    fn crashed(&self, at: usize, reason: String) -> CallError {
         let n = self.stage.crashes_in_a_row.fetch_add(1, Ordering::SeqCst) + 1;
         if n >= self.stage.crash_limit {
             CallError::Fatal(format!(
                 "{reason}; workers of stage `{}` crashed {n} times in a row without finishing an item, so the stage stopped",
-                self.stage.stage
+                self.stage.names.get(at).map_or("?", String::as_str)
             ))
         } else {
             CallError::Item(reason)
@@ -352,53 +387,101 @@ impl<'a> Slot<'a> {
         }
     }
 
-    /// Process one item in a worker, starting one if needed.
-    pub fn call(&mut self, item: Item) -> Result<Option<Item>, CallError> {
+    /// Take one item through the chain in a worker, starting one if needed.
+    pub fn call(&mut self, item: Item) -> Outcome {
+        let n = self.stage.names.len();
+        let mut busy = vec![Duration::ZERO; n];
+        let mut at = 0;
+        let mut started = Instant::now();
+        let result = self.call_inner(item, &mut at, &mut started, &mut busy);
+        if let Some(b) = busy.get_mut(at) {
+            *b += started.elapsed();
+        }
+        Outcome { result, at, busy }
+    }
+
+    fn call_inner(
+        &mut self,
+        item: Item,
+        at: &mut usize,
+        started: &mut Instant,
+        busy: &mut [Duration],
+    ) -> Result<Option<Item>, CallError> {
         if self.worker.is_none() {
             let w = self.spawn().map_err(|e| {
-                CallError::Fatal(format!("stage `{}` cannot start its workers: {e}", self.stage.stage))
+                CallError::Fatal(format!(
+                    "stage `{}` cannot start its workers: {e}",
+                    self.stage.names[0]
+                ))
             })?;
             self.worker = Some(w);
+            // Starting a worker is the stage's cost too, but not the item's
+            // time limit's.
+            *started = Instant::now();
         }
         let Some(worker) = self.worker.as_mut() else {
             return Err(CallError::Fatal("no worker".into()));
         };
-        let sent = worker.tx.as_ref().map(|tx| tx.send(ToWorker::Item(WireItem::from(item))));
+        let sent = worker
+            .tx
+            .as_ref()
+            .map(|tx| tx.send(ToWorker::Item(WireItem::from(item))));
         if !matches!(sent, Some(Ok(()))) {
-            return Err(self.lost_worker(false));
+            return Err(self.lost_worker(*at, false));
         }
-        let deadline = self.stage.timeout.map(|t| Instant::now() + t);
+        let deadline_for = |k: usize, from: Instant| {
+            self.stage
+                .timeouts
+                .get(k)
+                .copied()
+                .flatten()
+                .map(|t| (from + t, t))
+        };
+        let mut deadline = deadline_for(0, *started);
         loop {
             let mut wait = POLL;
-            if let Some(d) = deadline {
+            if let Some((d, _)) = deadline {
                 wait = wait.min(d.saturating_duration_since(Instant::now()));
             }
             let Some(worker) = self.worker.as_mut() else {
                 return Err(CallError::Fatal("no worker".into()));
             };
             match worker.rx.try_recv_timeout(wait) {
-                Ok(FromWorker::Done(Ok(out))) => {
+                Ok(FromWorker::Enter(k)) if k > *at && k < busy.len() => {
+                    let now = Instant::now();
+                    busy[*at] += now - *started;
+                    *at = k;
+                    *started = now;
+                    deadline = deadline_for(k, now);
+                }
+                Ok(FromWorker::Done { at: k, result }) if k < busy.len() => {
+                    if k != *at {
+                        let now = Instant::now();
+                        busy[*at] += now - *started;
+                        *at = k;
+                        *started = now;
+                    }
                     self.finished();
-                    return match out {
-                        Some(w) => Item::try_from(w).map(Some).map_err(CallError::Item),
-                        None => Ok(None),
+                    return match result {
+                        Ok(Some(w)) => Item::try_from(w).map(Some).map_err(CallError::Item),
+                        Ok(None) => Ok(None),
+                        Err(msg) => Err(CallError::Item(msg)),
                     };
                 }
-                Ok(FromWorker::Done(Err(msg))) => {
-                    self.finished();
-                    return Err(CallError::Item(msg));
-                }
-                Ok(FromWorker::Panicked(msg)) => {
+                Ok(FromWorker::Panicked { at: k, message }) => {
+                    if k < busy.len() {
+                        *at = k;
+                    }
                     if let Some(w) = self.worker.take() {
                         let _ = w.reap();
                     }
-                    return Err(self.crashed(format!("worker panicked: {msg}")));
+                    return Err(self.crashed(*at, format!("worker panicked: {message}")));
                 }
                 Ok(_) => {
                     if let Some(w) = self.worker.take() {
                         let _ = w.kill();
                     }
-                    return Err(self.crashed("worker answered out of turn".into()));
+                    return Err(self.crashed(*at, "worker answered out of turn".into()));
                 }
                 Err(TryRecvError::Empty) => {
                     if self.interrupt.load(Ordering::Relaxed) {
@@ -410,28 +493,32 @@ impl<'a> Slot<'a> {
                             return Err(CallError::Cancelled);
                         }
                     }
-                    if let (Some(d), Some(t)) = (deadline, self.stage.timeout) {
-                        if Instant::now() >= d {
-                            if let Some(w) = self.worker.take() {
-                                let _ = w.kill();
-                            }
-                            return Err(self.crashed(format!("timed out after {}", format_duration(t))));
+                    if let Some((d, t)) = deadline
+                        && Instant::now() >= d
+                    {
+                        if let Some(w) = self.worker.take() {
+                            let _ = w.kill();
                         }
+                        return Err(
+                            self.crashed(*at, format!("timed out after {}", format_duration(t)))
+                        );
                     }
                 }
-                Err(TryRecvError::IpcError(IpcError::Disconnected)) => return Err(self.lost_worker(true)),
-                Err(TryRecvError::IpcError(_)) => return Err(self.lost_worker(false)),
+                Err(TryRecvError::IpcError(IpcError::Disconnected)) => {
+                    return Err(self.lost_worker(*at, true));
+                }
+                Err(TryRecvError::IpcError(_)) => return Err(self.lost_worker(*at, false)),
             }
         }
     }
 
     /// The worker stopped answering: find out how it ended.
-    fn lost_worker(&mut self, ended: bool) -> CallError {
+    fn lost_worker(&mut self, at: usize, ended: bool) -> CallError {
         let Some(w) = self.worker.take() else {
             return CallError::Fatal("no worker".into());
         };
         let (status, tail) = if ended { w.reap() } else { w.kill() };
-        self.crashed(describe_death(status, &tail, self.stage.memory_limit))
+        self.crashed(at, describe_death(status, &tail, self.stage.memory_limit))
     }
 }
 

@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ipc_channel::ipc::{self, IpcSender};
 
-use super::protocol::{Bootstrap, FromWorker, ToWorker, WORKER_ARG, WireItem};
-use crate::stages::{Built, Registry};
+use std::sync::Arc;
+
+use super::protocol::{Bootstrap, FromWorker, StageInit, ToWorker, WORKER_ARG, WireItem};
+use crate::stages::{Built, Registry, Stage};
 
 static IN_WORKER: AtomicBool = AtomicBool::new(false);
 
@@ -40,7 +42,8 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     let Ok(bootstrap) = IpcSender::<Bootstrap>::connect(server.to_string()) else {
         return 3;
     };
-    let (Ok((to_tx, to_rx)), Ok((from_tx, from_rx))) = (ipc::channel::<ToWorker>(), ipc::channel::<FromWorker>())
+    let (Ok((to_tx, to_rx)), Ok((from_tx, from_rx))) =
+        (ipc::channel::<ToWorker>(), ipc::channel::<FromWorker>())
     else {
         return 3;
     };
@@ -49,25 +52,14 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     }
     drop(bootstrap);
 
-    let stage = match to_rx.recv() {
-        Ok(ToWorker::Init { kind, options }) => {
-            let built = match (registry.get(&kind), toml::from_str::<toml::Table>(&options)) {
-                (Some(spec), Ok(table)) => (spec.build)(&table),
-                (None, _) => Err(format!("this program has no stage kind `{kind}`")),
-                (_, Err(e)) => Err(format!("bad options: {e}")),
-            };
-            match built {
-                Ok(Built::Stage(stage)) => stage,
-                Ok(Built::Source(_)) => {
-                    let _ = from_tx.send(FromWorker::InitFailed(format!("`{kind}` is a source")));
-                    return 2;
-                }
-                Err(e) => {
-                    let _ = from_tx.send(FromWorker::InitFailed(e));
-                    return 2;
-                }
+    let stages = match to_rx.recv() {
+        Ok(ToWorker::Init(inits)) => match build_chain(&inits, registry) {
+            Ok(stages) => stages,
+            Err(e) => {
+                let _ = from_tx.send(FromWorker::InitFailed(e));
+                return 2;
             }
-        }
+        },
         _ => return 2,
     };
     if from_tx.send(FromWorker::Ready).is_err() {
@@ -75,32 +67,87 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     }
     super::install_panic_hook();
     // The answer to each item is sent before the next is read, so conveyor
-    // always knows which item a crash belongs to.
+    // always knows which item (and which stage) a crash belongs to.
     while let Ok(ToWorker::Item(wire)) = to_rx.recv() {
-        let item = match crate::item::Item::try_from(wire) {
-            Ok(item) => item,
-            Err(e) => {
-                if from_tx.send(FromWorker::Done(Err(e))).is_err() {
+        let answer = match crate::item::Item::try_from(wire) {
+            Ok(item) => run_chain(&stages, item, &from_tx),
+            Err(e) => Some(FromWorker::Done {
+                at: 0,
+                result: Err(e),
+            }),
+        };
+        match answer {
+            Some(msg) => {
+                let panicked = matches!(msg, FromWorker::Panicked { .. });
+                if from_tx.send(msg).is_err() {
                     return 0;
                 }
-                continue;
+                if panicked {
+                    // State after a panic can't be trusted: leave.
+                    return 101;
+                }
             }
-        };
-        super::IN_STAGE.with(|f| f.set(true));
-        let result = catch_unwind(AssertUnwindSafe(|| stage.process(item)));
-        super::IN_STAGE.with(|f| f.set(false));
-        let answer = match result {
-            Ok(Ok(out)) => FromWorker::Done(Ok(out.map(WireItem::from))),
-            Ok(Err(e)) => FromWorker::Done(Err(e.0)),
-            Err(payload) => {
-                // State after a panic can't be trusted: report, then leave.
-                let _ = from_tx.send(FromWorker::Panicked(super::panic_message(payload.as_ref())));
-                return 101;
-            }
-        };
-        if from_tx.send(answer).is_err() {
-            return 0;
+            None => return 0,
         }
     }
     0
+}
+
+fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn Stage>>, String> {
+    inits
+        .iter()
+        .map(|init| {
+            let spec = registry
+                .get(&init.kind)
+                .ok_or_else(|| format!("this program has no stage kind `{}`", init.kind))?;
+            let table: toml::Table =
+                toml::from_str(&init.options).map_err(|e| format!("bad options: {e}"))?;
+            match (spec.build)(&table)? {
+                Built::Stage(stage) => Ok(stage),
+                Built::Source(_) => Err(format!("`{}` is a source", init.kind)),
+            }
+        })
+        .collect()
+}
+
+/// Take one item through the chain. `None`: conveyor has gone away.
+fn run_chain(
+    stages: &[Arc<dyn Stage>],
+    mut item: crate::item::Item,
+    tx: &IpcSender<FromWorker>,
+) -> Option<FromWorker> {
+    let last = stages.len().saturating_sub(1);
+    for (at, stage) in stages.iter().enumerate() {
+        if at > 0 && tx.send(FromWorker::Enter(at)).is_err() {
+            return None;
+        }
+        super::IN_STAGE.with(|f| f.set(true));
+        let result = catch_unwind(AssertUnwindSafe(|| stage.process(item)));
+        super::IN_STAGE.with(|f| f.set(false));
+        match result {
+            Ok(Ok(Some(out))) if at < last => item = out,
+            Ok(Ok(out)) => {
+                return Some(FromWorker::Done {
+                    at,
+                    result: Ok(out.map(WireItem::from)),
+                });
+            }
+            Ok(Err(e)) => {
+                return Some(FromWorker::Done {
+                    at,
+                    result: Err(e.0),
+                });
+            }
+            Err(payload) => {
+                return Some(FromWorker::Panicked {
+                    at,
+                    message: super::panic_message(payload.as_ref()),
+                });
+            }
+        }
+    }
+    Some(FromWorker::Done {
+        at: last,
+        result: Ok(None),
+    })
 }

@@ -53,13 +53,19 @@ impl StageOptions for ChaosOptions {
         if let Some(p) = &self.pattern
             && let Err(e) = GlobBuilder::new(p).build()
         {
-            errors.push(OptionError::at("match", format!("invalid glob `{p}`: {}", e.kind())));
+            errors.push(OptionError::at(
+                "match",
+                format!("invalid glob `{p}`: {}", e.kind()),
+            ));
         }
         if self.every == Some(0) {
             errors.push(OptionError::at("every", "`every` must be at least 1"));
         }
         if self.pattern.is_some() && self.every.is_some() {
-            errors.push(OptionError::at("every", "give either `match` or `every`, not both"));
+            errors.push(OptionError::at(
+                "every",
+                "give either `match` or `every`, not both",
+            ));
         }
         errors
     }
