@@ -31,7 +31,7 @@ pub enum ToWorker {
     Init(Vec<StageInit>),
     /// One item to take through the chain; the worker answers before it
     /// gets the next.
-    Item(WireItem),
+    Item(Box<WireItem>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ pub enum FromWorker {
     /// dropped on purpose, or failed.
     Done {
         at: usize,
-        result: Result<Option<WireItem>, String>,
+        result: Result<Option<Box<WireItem>>, String>,
     },
     /// Chain stage `at` panicked; the worker exits after saying so.
     Panicked {

@@ -380,10 +380,8 @@ impl<'a> Slot<'a> {
             }
             _ => false,
         };
-        if recycle {
-            if let Some(w) = self.worker.take() {
-                w.shut_down();
-            }
+        if recycle && let Some(w) = self.worker.take() {
+            w.shut_down();
         }
     }
 
@@ -425,7 +423,7 @@ impl<'a> Slot<'a> {
         let sent = worker
             .tx
             .as_ref()
-            .map(|tx| tx.send(ToWorker::Item(WireItem::from(item))));
+            .map(|tx| tx.send(ToWorker::Item(Box::new(WireItem::from(item)))));
         if !matches!(sent, Some(Ok(()))) {
             return Err(self.lost_worker(*at, false));
         }
@@ -463,7 +461,7 @@ impl<'a> Slot<'a> {
                     }
                     self.finished();
                     return match result {
-                        Ok(Some(w)) => Item::try_from(w).map(Some).map_err(CallError::Item),
+                        Ok(Some(w)) => Item::try_from(*w).map(Some).map_err(CallError::Item),
                         Ok(None) => Ok(None),
                         Err(msg) => Err(CallError::Item(msg)),
                     };
@@ -536,7 +534,7 @@ impl Drop for Slot<'_> {
 
 fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -69,7 +69,7 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     // The answer to each item is sent before the next is read, so conveyor
     // always knows which item (and which stage) a crash belongs to.
     while let Ok(ToWorker::Item(wire)) = to_rx.recv() {
-        let answer = match crate::item::Item::try_from(wire) {
+        let answer = match crate::item::Item::try_from(*wire) {
             Ok(item) => run_chain(&stages, item, &from_tx),
             Err(e) => Some(FromWorker::Done {
                 at: 0,
@@ -129,7 +129,7 @@ fn run_chain(
             Ok(Ok(out)) => {
                 return Some(FromWorker::Done {
                     at,
-                    result: Ok(out.map(WireItem::from)),
+                    result: Ok(out.map(|i| Box::new(WireItem::from(i)))),
                 });
             }
             Ok(Err(e)) => {

@@ -105,7 +105,7 @@ impl Chaos {
     fn hits(&self, item: &Item) -> bool {
         let selected = match (&self.matcher, self.opts.every) {
             (Some(m), _) => m.is_match(item.rel_str()),
-            (None, Some(n)) => (item.id + 1) % n == 0,
+            (None, Some(n)) => (item.id + 1).is_multiple_of(n),
             (None, None) => true,
         };
         selected && self.opts.times.is_none_or(|t| item.attempt < t)
