@@ -143,6 +143,9 @@ pub struct RunSummary {
     pub failures: Vec<Failure>,
     /// Stages that stopped for good, and why.
     pub stage_errors: Vec<String>,
+    /// Stages run in worker processes (consecutive ones share workers), with
+    /// the number of workers started for them, replacements included.
+    pub process_chains: Vec<(Vec<String>, u64)>,
     pub elapsed: Duration,
 }
 
@@ -225,6 +228,20 @@ impl RunSummary {
             let _ = write!(out, ", {} not processed", self.cancelled);
         }
         out.push('\n');
+        for (names, started) in &self.process_chains {
+            let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            let shared = if names.len() > 1 {
+                " (sharing workers)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "processes: {}{shared}: {started} worker{} started",
+                names.join(", "),
+                if *started == 1 { "" } else { "s" }
+            );
+        }
         for e in &self.stage_errors {
             let _ = writeln!(out, "stage stopped: {e}");
         }

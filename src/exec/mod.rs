@@ -447,7 +447,18 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         }
     });
     let elapsed = started.elapsed();
-    Ok(summarise(shared, elapsed))
+    let mut summary = summarise(shared, elapsed);
+    summary.process_chains = processes
+        .iter()
+        .flatten()
+        .map(|p| {
+            (
+                p.names.clone(),
+                u64::from(p.started.load(Ordering::Relaxed)),
+            )
+        })
+        .collect();
+    Ok(summary)
 }
 
 fn run_source(
@@ -521,6 +532,7 @@ fn summarise(shared: Shared<'_>, elapsed: Duration) -> RunSummary {
             .stage_errors
             .into_inner()
             .unwrap_or_else(|e| e.into_inner()),
+        process_chains: Vec::new(),
         elapsed,
     }
 }

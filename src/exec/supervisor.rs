@@ -57,6 +57,8 @@ pub struct ChainProcesses {
     pub crashes_in_a_row: AtomicU32,
     /// After this many crashes in a row the chain gives up.
     pub crash_limit: u32,
+    /// Workers started so far (first ones, replacements, recycled).
+    pub started: AtomicU32,
 }
 
 impl ChainProcesses {
@@ -78,6 +80,7 @@ impl ChainProcesses {
             exe,
             crashes_in_a_row: AtomicU32::new(0),
             crash_limit: (2 * (first.retries + 1)).max(5),
+            started: AtomicU32::new(0),
         }
     }
 }
@@ -413,6 +416,7 @@ impl<'a> Slot<'a> {
                 ))
             })?;
             self.worker = Some(w);
+            self.stage.started.fetch_add(1, Ordering::Relaxed);
             // Starting a worker is the stage's cost too, but not the item's
             // time limit's.
             *started = Instant::now();
