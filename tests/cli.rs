@@ -1235,3 +1235,78 @@ fn file_descriptors_stay_flat_over_2000_items() {
         "descriptors grew from {early_max} to {late_max}"
     );
 }
+
+#[test]
+fn an_embedded_custom_kind_runs_in_worker_processes() {
+    // `cargo test` builds the examples next to the binary.
+    let exe = Path::new(BIN).parent().expect("dir").join("examples/embed");
+    if !exe.exists() {
+        eprintln!(
+            "skipped: {} not built (run `cargo test`, which builds examples)",
+            exe.display()
+        );
+        return;
+    }
+    let ws = Workspace::new();
+    ws.sample("tiny.jpg", "in/a.jpg");
+    ws.write(
+        "inv.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"in\"\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\n\n[[stage]]\nname = \"invert\"\nkind = \"invert\"\nmode = \"processes\"\nworkers = 1\n\n[[stage]]\nname = \"png\"\nkind = \"encode\"\nformat = \"png\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n",
+    );
+    let out = Command::new(&exe)
+        .current_dir(ws.path(""))
+        .args(["run", "inv.toml"])
+        .output()
+        .expect("run the example");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("processes: `invert`: 1 worker started"),
+        "{stderr}"
+    );
+    let original = image::open(ws.path("in/a.jpg")).expect("decode").to_rgb8();
+    let inverted = image::open(ws.path("out/a.png")).expect("decode").to_rgb8();
+    assert_eq!(original.dimensions(), inverted.dimensions());
+    for (a, b) in original.pixels().zip(inverted.pixels()) {
+        for c in 0..3 {
+            assert_eq!(a[c], 255 - b[c]);
+        }
+    }
+}
+
+#[test]
+fn a_second_interrupt_stops_at_once_and_sigterm_counts_as_one() {
+    let ws = Workspace::new();
+    // No timeout: only the interrupt ends these hangs.
+    chaos_pipeline(&ws, "action = \"hang\"");
+    for signals in [&["-INT", "-INT"][..], &["-TERM"][..]] {
+        let child = Command::new(BIN)
+            .current_dir(ws.path(""))
+            .args(["run", "chaos.toml"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        wait_for("two hanging workers", 60, || children_of(pid).len() >= 2);
+        let workers = children_of(pid);
+        let sent = std::time::Instant::now();
+        for sig in signals {
+            let _ = Command::new("kill")
+                .args([sig.to_string(), pid.to_string()])
+                .status();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("wait");
+        let took = sent.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{signals:?}: {stderr}");
+        // Twice: at once; once: after the grace period for items in flight.
+        let limit = if signals.len() == 2 { 1 } else { 4 };
+        assert!(
+            took < std::time::Duration::from_secs(limit),
+            "{signals:?} took {took:?}"
+        );
+        wait_for("workers to exit", 2, || workers.iter().all(|&w| !alive(w)));
+    }
+    assert!(ws.files("out").is_empty());
+}
