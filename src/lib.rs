@@ -1,6 +1,6 @@
 //! conveyor runs batch pipelines described in TOML files: a graph of stages
 //! (scan a folder, decode, resize, encode, write ...) where each stage runs
-//! `inline`, on `threads` (and soon in child `processes`), chosen per stage in
+//! `inline`, on `threads` or in child `processes`, chosen per stage in
 //! the file or on the command line.
 //!
 //! The path from a file to a run goes through separate types:
