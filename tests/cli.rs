@@ -1310,3 +1310,55 @@ fn a_second_interrupt_stops_at_once_and_sigterm_counts_as_one() {
     }
     assert!(ws.files("out").is_empty());
 }
+
+#[test]
+fn fan_in_merges_two_sources() {
+    let ws = Workspace::new();
+    ws.sample("tiny.jpg", "a/one.jpg")
+        .sample("tower.jpg", "a/two.jpg")
+        .sample("trips/hills.png", "b/three.png");
+    ws.write(
+        "merge.toml",
+        b"[[stage]]\nname = \"left\"\nkind = \"scan\"\nroot = \"a\"\n\n[[stage]]\nname = \"right\"\nkind = \"scan\"\nroot = \"b\"\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\ninputs = [\"left\", \"right\"]\n\n[[stage]]\nname = \"small\"\nkind = \"resize\"\nwidth = 50\n\n[[stage]]\nname = \"jpeg\"\nkind = \"encode\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n",
+    );
+    ws.conveyor()
+        .args(&["graph", "merge.toml"])
+        .run()
+        .code(0)
+        .stdout_has("<- left [nothing]")
+        .stdout_has("<- right [nothing]");
+    ws.conveyor()
+        .args(&["run", "merge.toml"])
+        .run()
+        .code(0)
+        .stderr_has("3 ok, 0 failed");
+    let files = ws.files("out");
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        vec!["one.jpg", "three.jpg", "two.jpg"]
+    );
+    for bytes in files.values() {
+        assert_eq!(dims(bytes).0, 50);
+    }
+}
+
+#[test]
+fn resize_filter_changes_pixels() {
+    let ws = Workspace::new();
+    for filter in ["lanczos3", "nearest"] {
+        ws.conveyor()
+            .args(&[
+                "run",
+                "pipelines/thumbnails.toml",
+                "--set",
+                &format!("thumb.filter=\"{filter}\""),
+                "--set",
+                &format!("save.dir=out/{filter}"),
+            ])
+            .run()
+            .code(0);
+    }
+    let (a, b) = (ws.files("out/lanczos3"), ws.files("out/nearest"));
+    assert_eq!(dims(&a["meadow.jpg"]), dims(&b["meadow.jpg"]));
+    assert_ne!(a["meadow.jpg"], b["meadow.jpg"]);
+}
