@@ -41,7 +41,7 @@ fn main() -> std::process::ExitCode {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(InvertOptions),
         check: conveyor::stages::check_options::<InvertOptions>,
-        build: |_| Ok(Built::Stage(Arc::new(Invert))),
+        build: |_, _| Ok(Built::Stage(Arc::new(Invert))),
     });
     std::process::ExitCode::from(conveyor::cli::main_with(registry) as u8)
 }

@@ -146,6 +146,8 @@ pub struct RunSummary {
     /// Stages run in worker processes (consecutive ones share workers), with
     /// the number of workers started for them, replacements included.
     pub process_chains: Vec<(Vec<String>, u64)>,
+    /// Files written at the end by gathering stages (manifests, sheets).
+    pub written: Vec<(String, PathBuf)>,
     pub elapsed: Duration,
 }
 
@@ -241,6 +243,9 @@ impl RunSummary {
                 names.join(", "),
                 if *started == 1 { "" } else { "s" }
             );
+        }
+        for (stage, path) in &self.written {
+            let _ = writeln!(out, "{stage}: wrote {}", path.display());
         }
         for e in &self.stage_errors {
             let _ = writeln!(out, "stage stopped: {e}");

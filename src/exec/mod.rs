@@ -67,6 +67,8 @@ struct Shared<'a> {
     scanned: AtomicU64,
     /// Stages that stopped for good (e.g. their workers keep crashing).
     stage_errors: Mutex<Vec<String>>,
+    /// Files written by gathering sinks at the end, with their stage.
+    written: Mutex<Vec<(String, PathBuf)>>,
     opts: &'a RunOptions,
 }
 
@@ -230,6 +232,7 @@ fn worker_loop(
     shared: &Shared<'_>,
     chain: &[usize],
     call: &mut dyn FnMut(Item) -> Outcome,
+    collector: Option<&dyn Stage>,
     rx: Receiver<Item>,
     outs: Vec<Sender<Item>>,
 ) {
@@ -253,10 +256,11 @@ fn worker_loop(
         }
         let stage = chain[at];
         match outcome.result {
-            Ok(Some(out)) => {
-                shared.stats[stage]
-                    .items_out
-                    .fetch_add(1, Ordering::Relaxed);
+            Ok(Some(mut out)) => {
+                shared.stats[stage].items_out.fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = collector {
+                    c.collect(&mut out);
+                }
                 shared.forward(out, &outs);
             }
             Ok(None) => {
@@ -290,7 +294,7 @@ fn worker_loop(
 /// the one before and is its only reader, share their workers; every other
 /// stage is a chain of one. Sharing keeps decoded pixels inside the worker
 /// instead of copying them across the process boundary between stages.
-fn chains(pipeline: &Pipeline) -> Vec<Vec<usize>> {
+fn chains(pipeline: &Pipeline, collects: &[bool]) -> Vec<Vec<usize>> {
     let stages = &pipeline.stages;
     let same_workers = |a: &crate::config::StageDef, b: &crate::config::StageDef| {
         a.mode == Mode::Processes
@@ -309,6 +313,8 @@ fn chains(pipeline: &Pipeline) -> Vec<Vec<usize>> {
             let prev = chain[chain.len() - 1];
             stages[i].inputs == [prev]
                 && pipeline.consumers(prev) == [i]
+                // A gathering stage's output must reach conveyor's process.
+                && !collects[prev]
                 && same_workers(&stages[prev], &stages[i])
         });
         match out.last_mut() {
@@ -325,7 +331,11 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
     let n = pipeline.stages.len();
     let mut built = Vec::with_capacity(n);
     for def in &pipeline.stages {
-        let b = (def.kind.build)(&def.options).map_err(|message| BuildError {
+        let ctx = crate::stages::BuildContext {
+            stage: def.name.clone(),
+            timeout: def.timeout,
+        };
+        let b = (def.kind.build)(&def.options, &ctx).map_err(|message| BuildError {
             stage: def.name.clone(),
             message,
         })?;
@@ -342,7 +352,11 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
     };
 
     // One queue in front of each chain; sources and chain ends feed them.
-    let chains = chains(pipeline);
+    let collects: Vec<bool> = built
+        .iter()
+        .map(|b| matches!(b, Built::Stage(s) if s.collects()))
+        .collect();
+    let chains = chains(pipeline, &collects);
     let mut txs: Vec<Option<Sender<Item>>> = vec![None; n];
     let mut rxs: Vec<Option<Receiver<Item>>> = vec![None; n];
     for chain in &chains {
@@ -373,6 +387,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         next_id: AtomicU64::new(0),
         scanned: AtomicU64::new(0),
         stage_errors: Mutex::new(Vec::new()),
+        written: Mutex::new(Vec::new()),
         opts,
     };
     let exe = supervisor::worker_exe();
@@ -407,6 +422,10 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
             let Some(rx) = rxs[head].take() else { continue };
             let out = std::mem::take(&mut outs[tail]);
             let def = &pipeline.stages[head];
+            let collector: Option<&dyn Stage> = match &built[tail] {
+                Built::Stage(s) if collects[tail] => Some(s.as_ref()),
+                _ => None,
+            };
             for w in 0..def.workers {
                 let (rx, out) = (rx.clone(), out.clone());
                 let spawned = match (&processes[c], &built[head]) {
@@ -414,7 +433,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                         .name(format!("{}/process-{w}", def.name))
                         .spawn_scoped(scope, move || {
                             let mut slot = supervisor::Slot::new(procs, &opts.interrupt);
-                            worker_loop(shared, chain, &mut |item| slot.call(item), rx, out);
+                            worker_loop(shared, chain, &mut |item| slot.call(item), collector, rx, out);
                         }),
                     (None, Built::Stage(stage)) => {
                         let stage = Arc::clone(stage);
@@ -425,6 +444,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                                     shared,
                                     chain,
                                     &mut |item| call_in_thread(stage.as_ref(), item),
+                                    collector,
                                     rx,
                                     out,
                                 )
@@ -446,6 +466,30 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
             }
         }
     });
+    // Gathering sinks write their results once everything is through.
+    for (i, b) in built.iter().enumerate() {
+        let Built::Stage(stage) = b else { continue };
+        if !collects[i] {
+            continue;
+        }
+        let failures = shared.failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match stage.finish(&failures) {
+            Ok(files) => shared
+                .written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(files.into_iter().map(|f| (pipeline.stages[i].name.clone(), f))),
+            Err(e) => {
+                let msg = format!("stage `{}` could not write its result: {e}", pipeline.stages[i].name);
+                (opts.on_failure)(&Failure {
+                    path: PathBuf::from(&pipeline.stages[i].name),
+                    stage: pipeline.stages[i].name.clone(),
+                    reason: msg.clone(),
+                });
+                shared.stage_errors.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+            }
+        }
+    }
     let elapsed = started.elapsed();
     let mut summary = summarise(shared, elapsed);
     summary.process_chains = processes
@@ -533,6 +577,7 @@ fn summarise(shared: Shared<'_>, elapsed: Duration) -> RunSummary {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner()),
         process_chains: Vec::new(),
+        written: shared.written.into_inner().unwrap_or_else(|e| e.into_inner()),
         elapsed,
     }
 }

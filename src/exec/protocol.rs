@@ -20,8 +20,10 @@ pub type Bootstrap = (IpcSender<ToWorker>, IpcReceiver<FromWorker>);
 /// One stage for a worker to build: its kind and its options as TOML text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageInit {
+    pub name: String,
     pub kind: String,
     pub options: String,
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -70,8 +70,10 @@ impl ChainProcesses {
             inits: defs
                 .iter()
                 .map(|d| StageInit {
+                    name: d.name.clone(),
                     kind: d.kind.name.to_string(),
                     options: toml::to_string(&d.options).unwrap_or_default(),
+                    timeout: d.timeout,
                 })
                 .collect(),
             timeouts: defs.iter().map(|d| d.timeout).collect(),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::*;
 use crate::config::{self, Override};
 use crate::item::{PayloadType, Types};
-use crate::stages::{KindSpec, Output, Registry, Source, StageOptions};
+use crate::stages::{BuildContext, KindSpec, Output, Registry, Source, StageOptions};
 
 const N: u64 = 10_000;
 
@@ -64,7 +64,7 @@ impl Stage for Sink {
 
 fn kind(
     name: &'static str,
-    build: fn(&toml::Table) -> Result<Built, String>,
+    build: fn(&toml::Table, &BuildContext) -> Result<Built, String>,
     source: bool,
 ) -> KindSpec {
     KindSpec {
@@ -92,11 +92,11 @@ fn load(text: &str, registry: &Registry, overrides: &[Override]) -> Pipeline {
 #[test]
 fn items_stream_through_bounded_queues() {
     let mut registry = Registry::builtin();
-    let mut counter = kind("counter", |_| Ok(Built::Source(Arc::new(Counter))), true);
+    let mut counter = kind("counter", |_, _| Ok(Built::Source(Arc::new(Counter))), true);
     counter.output = Output::Fixed(PayloadType::Nothing);
     registry.register(counter);
-    registry.register(kind("pass", |_| Ok(Built::Stage(Arc::new(Pass))), false));
-    registry.register(kind("sink", |_| Ok(Built::Stage(Arc::new(Sink))), false));
+    registry.register(kind("pass", |_, _| Ok(Built::Stage(Arc::new(Pass))), false));
+    registry.register(kind("sink", |_, _| Ok(Built::Stage(Arc::new(Sink))), false));
     let p = load(
         r#"
 [pipeline]
@@ -153,7 +153,7 @@ fn inline_keeps_scan_order() {
     let mut registry = Registry::builtin();
     registry.register(kind(
         "recorder",
-        |_| Ok(Built::Stage(Arc::new(Recorder))),
+        |_, _| Ok(Built::Stage(Arc::new(Recorder))),
         false,
     ));
     let text = format!(
@@ -188,7 +188,7 @@ fn panics_fail_one_item_and_retries_recover() {
         std::fs::write(dir.path().join(name), b"x").expect("write");
     }
     let mut registry = Registry::builtin();
-    registry.register(kind("flaky", |_| Ok(Built::Stage(Arc::new(Flaky))), false));
+    registry.register(kind("flaky", |_, _| Ok(Built::Stage(Arc::new(Flaky))), false));
     let text = format!(
         "[pipeline]\nretries = 1\n[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"{}\"\n\n[[stage]]\nname = \"f\"\nkind = \"flaky\"\n",
         dir.path().display()

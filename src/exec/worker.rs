@@ -102,7 +102,11 @@ fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn S
                 .ok_or_else(|| format!("this program has no stage kind `{}`", init.kind))?;
             let table: toml::Table =
                 toml::from_str(&init.options).map_err(|e| format!("bad options: {e}"))?;
-            match (spec.build)(&table)? {
+            let ctx = crate::stages::BuildContext {
+                stage: init.name.clone(),
+                timeout: init.timeout,
+            };
+            match (spec.build)(&table, &ctx)? {
                 Built::Stage(stage) => Ok(stage),
                 Built::Source(_) => Err(format!("`{}` is a source", init.kind)),
             }

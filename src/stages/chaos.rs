@@ -79,7 +79,7 @@ pub fn spec() -> KindSpec {
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(ChaosOptions),
         check: super::check_options::<ChaosOptions>,
-        build: |t| {
+        build: |t, _ctx| {
             let opts: ChaosOptions = super::parse_options(t)?;
             let matcher = match &opts.pattern {
                 Some(p) => Some(

@@ -60,7 +60,7 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(DecodeOptions),
         check: super::check_options::<DecodeOptions>,
-        build: |t| {
+        build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Decode {
                 opts: super::parse_options(t)?,
             })))

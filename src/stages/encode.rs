@@ -79,7 +79,7 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Bytes),
         schema: || schemars::schema_for!(EncodeOptions),
         check: super::check_options::<EncodeOptions>,
-        build: |t| {
+        build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Encode {
                 opts: super::parse_options(t)?,
             })))

@@ -55,6 +55,32 @@ pub trait Stage: Send + Sync {
     fn output_dir(&self) -> Option<&Path> {
         None
     }
+
+    /// True for sinks that gather every item (a manifest, a contact sheet).
+    /// Their `collect` and `finish` run in conveyor's own process whatever
+    /// the stage's mode; `process` may run in a worker.
+    fn collects(&self) -> bool {
+        false
+    }
+
+    /// Take what is needed from an item that came out of `process`.
+    fn collect(&self, _item: &mut Item) {}
+
+    /// Write the gathered result once every item is through. `failures` are
+    /// the run's failed items so far. Returns the files written.
+    fn finish(&self, _failures: &[crate::report::Failure]) -> Result<Vec<PathBuf>, StageError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Facts about the stage being built that are not among its kind's options.
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    /// The stage's name.
+    pub stage: String,
+    /// The stage's per-item `timeout`, for kinds that enforce it themselves
+    /// (e.g. `exec` ends its command) in every mode.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// What a source reports for each entry it finds.
@@ -205,7 +231,7 @@ pub struct KindSpec {
     /// Per-key and whole-table checks of its options.
     pub check: fn(&toml::Table) -> Vec<OptionError>,
     /// Construct it from checked options.
-    pub build: fn(&toml::Table) -> Result<Built, String>,
+    pub build: fn(&toml::Table, &BuildContext) -> Result<Built, String>,
 }
 
 impl KindSpec {

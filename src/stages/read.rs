@@ -24,7 +24,7 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Bytes),
         schema: || schemars::schema_for!(ReadOptions),
         check: super::check_options::<ReadOptions>,
-        build: |_| Ok(Built::Stage(Arc::new(Read))),
+        build: |_, _| Ok(Built::Stage(Arc::new(Read))),
     }
 }
 

@@ -106,7 +106,7 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(ResizeOpts),
         check: super::check_options::<ResizeOpts>,
-        build: |t| {
+        build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Resize {
                 opts: super::parse_options(t)?,
             })))

@@ -79,7 +79,7 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(ScanOptions),
         check: super::check_options::<ScanOptions>,
-        build: |t| {
+        build: |t, _ctx| {
             Ok(Built::Source(Arc::new(Scan::new(super::parse_options(
                 t,
             )?)?)))

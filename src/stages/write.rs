@@ -87,7 +87,7 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(WriteOptions),
         check: super::check_options::<WriteOptions>,
-        build: |t| {
+        build: |t, _ctx| {
             let opts: WriteOptions = super::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Write {
                 dir: PathBuf::from(&opts.dir),
