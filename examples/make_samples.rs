@@ -102,7 +102,32 @@ fn encoded(img: DynamicImage, format: image::ImageFormat) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A logo for the `watermark` examples: a white rounded bar with a ring,
+/// soft-edged through its alpha channel.
+fn logo() -> RgbaImage {
+    let (w, h) = (240u32, 80u32);
+    RgbaImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32, y as f32);
+        // Distance outside a rounded rectangle with radius 30.
+        let r = 30.0;
+        let cx = fx.clamp(r, w as f32 - r);
+        let cy = fy.clamp(r, h as f32 - r);
+        let d = ((fx - cx).powi(2) + (fy - cy).powi(2)).sqrt() - (r - 2.0);
+        let body = (1.0 - d).clamp(0.0, 1.0);
+        let ring = ((fx - 40.0).powi(2) + (fy - 40.0).powi(2)).sqrt();
+        let in_ring = (ring - 18.0).abs() < 6.0;
+        let stripe = (100.0..220.0).contains(&fx) && (fy - 40.0).abs() < 5.0;
+        let c = if in_ring || stripe { 40 } else { 250 };
+        Rgba([c, c, c, (body * 230.0) as u8])
+    })
+}
+
 fn main() {
+    save(
+        Path::new("samples"),
+        "watermark.png",
+        &encoded(DynamicImage::ImageRgba8(logo()), image::ImageFormat::Png),
+    );
     let root = Path::new("samples/photos");
     save(root, "meadow.jpg", &jpeg(&scene(640, 427, 1), 88));
     save(root, "dusk.jpg", &jpeg(&scene(600, 400, 2), 85));

@@ -128,6 +128,18 @@ pub struct Meta {
     pub source_format: Option<String>,
     /// Format of the encoded bytes in the payload, set by `encode`.
     pub format: Option<String>,
+    /// Modification time of the source file, seconds since the Unix epoch.
+    pub mtime: Option<i64>,
+    /// Content hash of the source file (hex) and its algorithm, from `hash`.
+    pub hash: Option<String>,
+    pub hash_algorithm: Option<String>,
+    /// Colour profile and EXIF block of the source image (EXIF with its
+    /// orientation reset when the pixels were already turned), for encoders
+    /// asked to keep metadata.
+    #[serde(with = "serde_bytes", default)]
+    pub icc: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes", default)]
+    pub exif: Option<Vec<u8>>,
     /// Files written for this item so far.
     pub outputs: Vec<PathBuf>,
     /// Anything else a stage wants to record (hashes, custom fields).

@@ -234,12 +234,16 @@ fn every_example_pipeline_runs_on_the_samples() {
         let files = ws.files("out");
         assert!(!files.is_empty(), "{rel} wrote nothing");
         for (name, bytes) in &files {
+            if name.ends_with(".csv") || name.ends_with(".jsonl") {
+                assert!(!bytes.is_empty(), "{rel}: {name} is empty");
+                continue;
+            }
             let (w, h) = dims(bytes);
             assert!(w > 0 && h > 0, "{rel}: {name} is empty");
         }
         ran += 1;
     }
-    assert!(ran >= 2, "expected the example pipelines, found {ran}");
+    assert!(ran >= 7, "expected the example pipelines, found {ran}");
 }
 
 #[test]

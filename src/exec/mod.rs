@@ -257,7 +257,9 @@ fn worker_loop(
         let stage = chain[at];
         match outcome.result {
             Ok(Some(mut out)) => {
-                shared.stats[stage].items_out.fetch_add(1, Ordering::Relaxed);
+                shared.stats[stage]
+                    .items_out
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Some(c) = collector {
                     c.collect(&mut out);
                 }
@@ -433,7 +435,14 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                         .name(format!("{}/process-{w}", def.name))
                         .spawn_scoped(scope, move || {
                             let mut slot = supervisor::Slot::new(procs, &opts.interrupt);
-                            worker_loop(shared, chain, &mut |item| slot.call(item), collector, rx, out);
+                            worker_loop(
+                                shared,
+                                chain,
+                                &mut |item| slot.call(item),
+                                collector,
+                                rx,
+                                out,
+                            );
                         }),
                     (None, Built::Stage(stage)) => {
                         let stage = Arc::clone(stage);
@@ -472,21 +481,36 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         if !collects[i] {
             continue;
         }
-        let failures = shared.failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let failures = shared
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         match stage.finish(&failures) {
             Ok(files) => shared
                 .written
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .extend(files.into_iter().map(|f| (pipeline.stages[i].name.clone(), f))),
+                .extend(
+                    files
+                        .into_iter()
+                        .map(|f| (pipeline.stages[i].name.clone(), f)),
+                ),
             Err(e) => {
-                let msg = format!("stage `{}` could not write its result: {e}", pipeline.stages[i].name);
+                let msg = format!(
+                    "stage `{}` could not write its result: {e}",
+                    pipeline.stages[i].name
+                );
                 (opts.on_failure)(&Failure {
                     path: PathBuf::from(&pipeline.stages[i].name),
                     stage: pipeline.stages[i].name.clone(),
                     reason: msg.clone(),
                 });
-                shared.stage_errors.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+                shared
+                    .stage_errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(msg);
             }
         }
     }
@@ -577,7 +601,10 @@ fn summarise(shared: Shared<'_>, elapsed: Duration) -> RunSummary {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner()),
         process_chains: Vec::new(),
-        written: shared.written.into_inner().unwrap_or_else(|e| e.into_inner()),
+        written: shared
+            .written
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner()),
         elapsed,
     }
 }

@@ -188,7 +188,11 @@ fn panics_fail_one_item_and_retries_recover() {
         std::fs::write(dir.path().join(name), b"x").expect("write");
     }
     let mut registry = Registry::builtin();
-    registry.register(kind("flaky", |_, _| Ok(Built::Stage(Arc::new(Flaky))), false));
+    registry.register(kind(
+        "flaky",
+        |_, _| Ok(Built::Stage(Arc::new(Flaky))),
+        false,
+    ));
     let text = format!(
         "[pipeline]\nretries = 1\n[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"{}\"\n\n[[stage]]\nname = \"f\"\nkind = \"flaky\"\n",
         dir.path().display()

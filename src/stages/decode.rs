@@ -72,11 +72,17 @@ struct Decode {
     opts: DecodeOptions,
 }
 
+/// A decoded image with what was learnt on the way.
+pub struct Decoded {
+    pub image: DynamicImage,
+    /// Format name as its usual extension (`jpg`, `png` ...).
+    pub format: &'static str,
+    pub icc: Option<Vec<u8>>,
+    pub exif: Option<Vec<u8>>,
+}
+
 /// Decode `bytes`, checking the declared size against the limits first.
-pub fn decode_bytes(
-    bytes: &[u8],
-    opts: &DecodeOptions,
-) -> Result<(DynamicImage, &'static str), StageError> {
+pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, StageError> {
     if bytes.is_empty() {
         return Err(StageError::new("empty file"));
     }
@@ -108,7 +114,13 @@ pub fn decode_bytes(
             opts.max_pixels
         )));
     }
+    let icc = decoder.icc_profile().ok().flatten();
+    let mut exif = decoder.exif_metadata().ok().flatten();
     let orientation = if opts.auto_orient {
+        // Applied to the pixels, so cleared from the EXIF that may be kept.
+        if let Some(e) = exif.as_mut() {
+            let _ = image::metadata::Orientation::remove_from_exif_chunk(e);
+        }
         decoder.orientation().ok()
     } else {
         None
@@ -118,13 +130,18 @@ pub fn decode_bytes(
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
-    Ok((normalise(img), format_name))
+    Ok(Decoded {
+        image: normalise(img),
+        format: format_name,
+        icc,
+        exif,
+    })
 }
 
 /// A complete JPEG has an end-of-image marker after its last start-of-scan.
 /// Neither marker can occur inside entropy-coded data (0xFF is stuffed
 /// there), and an embedded EXIF thumbnail comes before the main scans.
-fn jpeg_is_truncated(bytes: &[u8]) -> bool {
+pub(crate) fn jpeg_is_truncated(bytes: &[u8]) -> bool {
     let Some(last_sos) = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]) else {
         return false;
     };
@@ -133,7 +150,7 @@ fn jpeg_is_truncated(bytes: &[u8]) -> bool {
 
 /// Later stages handle 8-bit gray, RGB and RGBA; everything else is converted
 /// once here.
-fn normalise(img: DynamicImage) -> DynamicImage {
+pub(crate) fn normalise(img: DynamicImage) -> DynamicImage {
     match img {
         DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => {
             img
@@ -147,17 +164,19 @@ fn normalise(img: DynamicImage) -> DynamicImage {
 impl Stage for Decode {
     fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
         let bytes = super::bytes_of(&mut item)?;
-        let (img, format) = decode_bytes(&bytes, &self.opts)?;
+        let d = decode_bytes(&bytes, &self.opts)?;
         drop(bytes);
-        item.meta.width = Some(img.width());
-        item.meta.height = Some(img.height());
-        item.meta.source_format = Some(normalise_format_name(format).to_string());
-        item.payload = Payload::Image(img);
+        item.meta.width = Some(d.image.width());
+        item.meta.height = Some(d.image.height());
+        item.meta.source_format = Some(normalise_format_name(d.format).to_string());
+        item.meta.icc = d.icc;
+        item.meta.exif = d.exif;
+        item.payload = Payload::Image(d.image);
         Ok(Some(item))
     }
 }
 
-fn normalise_format_name(ext: &str) -> &str {
+pub(crate) fn normalise_format_name(ext: &str) -> &str {
     match ext {
         "jpg" | "jpeg" => "jpeg",
         "tif" | "tiff" => "tiff",

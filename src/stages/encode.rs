@@ -1,15 +1,15 @@
 //! `encode`: turn pixels into file bytes. JPEG goes through `jpeg-encoder`
 //! (SIMD, much faster than the `image` crate's own encoder); PNG and lossless
-//! WebP through `image`.
+//! WebP through `image`. Metadata is stripped unless asked to be kept.
 
 use std::sync::Arc;
 
-use image::DynamicImage;
+use image::{DynamicImage, ImageEncoder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
-use crate::item::{Item, Payload, PayloadType, Types};
+use crate::item::{Item, Meta, Payload, PayloadType, Types};
 
 /// Output file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -40,6 +40,18 @@ pub fn extension_for(format: &str) -> &str {
     }
 }
 
+/// PNG compression effort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// Quick, somewhat larger files.
+    #[default]
+    Fast,
+    Default,
+    /// Slowest, smallest files.
+    Best,
+}
+
 /// Options of `encode`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -47,6 +59,11 @@ pub struct EncodeOptions {
     pub format: Format,
     /// JPEG quality, 1 (smallest) to 100 (best).
     pub quality: u8,
+    /// PNG compression effort.
+    pub compression: Compression,
+    /// Drop the source's EXIF and colour profile (off: JPEG and PNG keep
+    /// them, with the EXIF orientation reset as the pixels are upright).
+    pub strip_metadata: bool,
 }
 
 impl Default for EncodeOptions {
@@ -54,6 +71,8 @@ impl Default for EncodeOptions {
         EncodeOptions {
             format: Format::Jpeg,
             quality: 85,
+            compression: Compression::Fast,
+            strip_metadata: true,
         }
     }
 }
@@ -91,14 +110,30 @@ struct Encode {
     opts: EncodeOptions,
 }
 
-/// Encode an image in `format`.
+/// Encode an image in `format` with default settings and no metadata.
 pub fn encode_image(
     img: &DynamicImage,
     format: Format,
     quality: u8,
 ) -> Result<Vec<u8>, StageError> {
+    let opts = EncodeOptions {
+        format,
+        quality,
+        ..EncodeOptions::default()
+    };
+    encode_with(img, &opts, None)
+}
+
+/// Encode an image; `keep` is the metadata to carry over, if any.
+pub fn encode_with(
+    img: &DynamicImage,
+    opts: &EncodeOptions,
+    keep: Option<&Meta>,
+) -> Result<Vec<u8>, StageError> {
     let mut out = Vec::new();
-    match format {
+    let icc = keep.and_then(|m| m.icc.clone());
+    let exif = keep.and_then(|m| m.exif.clone());
+    match opts.format {
         Format::Jpeg => {
             use jpeg_encoder::{ColorType, Encoder};
             let (w, h) = (img.width(), img.height());
@@ -117,12 +152,35 @@ pub fn encode_image(
                     (rgb.as_raw(), ColorType::Rgb)
                 }
             };
-            Encoder::new(&mut out, quality)
-                .encode(data, w16, h16, color)
-                .map_err(|e| StageError(format!("JPEG encoding failed: {e}")))?;
+            let mut enc = Encoder::new(&mut out, opts.quality);
+            let fail =
+                |e: jpeg_encoder::EncodingError| StageError(format!("JPEG encoding failed: {e}"));
+            if let Some(exif) = exif {
+                let mut segment = b"Exif\0\0".to_vec();
+                segment.extend_from_slice(&exif);
+                // An EXIF block too large for one segment is dropped, not fatal.
+                let _ = enc.add_app_segment(1, segment);
+            }
+            if let Some(icc) = icc {
+                enc.add_icc_profile(&icc).map_err(fail)?;
+            }
+            enc.encode(data, w16, h16, color).map_err(fail)?;
         }
         Format::Png => {
-            img.write_with_encoder(image::codecs::png::PngEncoder::new(&mut out))
+            use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+            let level = match opts.compression {
+                Compression::Fast => CompressionType::Fast,
+                Compression::Default => CompressionType::Default,
+                Compression::Best => CompressionType::Best,
+            };
+            let mut enc = PngEncoder::new_with_quality(&mut out, level, FilterType::Adaptive);
+            if let Some(icc) = icc {
+                let _ = enc.set_icc_profile(icc);
+            }
+            if let Some(exif) = exif {
+                let _ = enc.set_exif_metadata(exif);
+            }
+            img.write_with_encoder(enc)
                 .map_err(|e| StageError(format!("PNG encoding failed: {e}")))?;
         }
         Format::Webp => {
@@ -146,7 +204,8 @@ impl Stage for Encode {
         let Payload::Image(img) = std::mem::take(&mut item.payload) else {
             return Err(StageError::new("expected a decoded image"));
         };
-        let bytes = encode_image(&img, self.opts.format, self.opts.quality)?;
+        let keep = (!self.opts.strip_metadata).then_some(&item.meta);
+        let bytes = encode_with(&img, &self.opts, keep)?;
         drop(img);
         item.meta.format = Some(self.opts.format.name().to_string());
         item.payload = Payload::Bytes(bytes);

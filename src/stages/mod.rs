@@ -12,11 +12,23 @@ use serde::de::DeserializeOwned;
 use crate::item::{Item, PayloadType, Types};
 
 pub mod chaos;
+pub mod contact_sheet;
+pub mod copy;
+pub mod crop;
 pub mod decode;
 pub mod encode;
+pub mod exec;
+pub mod filter;
+pub mod filters;
+pub mod geometry;
+pub mod hash;
+pub mod manifest;
 pub mod read;
 pub mod resize;
 pub mod scan;
+pub mod template;
+pub mod thumbnail;
+pub mod watermark;
 pub mod write;
 
 /// Why a stage could not process an item. The message is shown to the user
@@ -284,6 +296,21 @@ impl Registry {
                 resize::spec(),
                 encode::spec(),
                 write::spec(),
+                thumbnail::spec(),
+                crop::spec(),
+                geometry::rotate_spec(),
+                geometry::flip_spec(),
+                geometry::grayscale_spec(),
+                filters::blur_spec(),
+                filters::sharpen_spec(),
+                filters::adjust_spec(),
+                watermark::spec(),
+                filter::spec(),
+                hash::spec(),
+                copy::spec(),
+                exec::spec(),
+                manifest::spec(),
+                contact_sheet::spec(),
                 chaos::spec(),
             ],
         }
@@ -329,3 +356,25 @@ pub(crate) fn bytes_of(item: &mut Item) -> Result<Vec<u8>, StageError> {
         }
     }
 }
+
+/// Apply `f` to an item's decoded image and record the new size.
+pub(crate) fn map_image(
+    mut item: Item,
+    f: impl FnOnce(image::DynamicImage) -> Result<image::DynamicImage, StageError>,
+) -> Result<Option<Item>, StageError> {
+    let crate::item::Payload::Image(img) = std::mem::take(&mut item.payload) else {
+        return Err(StageError::new("expected a decoded image"));
+    };
+    let out = f(img)?;
+    item.meta.width = Some(out.width());
+    item.meta.height = Some(out.height());
+    item.payload = crate::item::Payload::Image(out);
+    Ok(Some(item))
+}
+
+/// Options of kinds that take none.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoOptions {}
+
+impl StageOptions for NoOptions {}

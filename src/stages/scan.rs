@@ -207,7 +207,14 @@ impl Source for Scan {
                         }
                     }
                     let mut item = Item::new(path, rel);
-                    item.meta.size = e.metadata().ok().map(|m| m.len());
+                    if let Ok(m) = e.metadata() {
+                        item.meta.size = Some(m.len());
+                        item.meta.mtime = m
+                            .modified()
+                            .ok()
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .and_then(|d| i64::try_from(d.as_secs()).ok());
+                    }
                     Found::Item(item)
                 }
                 Err(err) => {

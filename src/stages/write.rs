@@ -3,7 +3,7 @@
 //! rename), and no template can place a file outside `dir`.
 
 use std::io::Write as _;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,10 +20,11 @@ pub struct WriteOptions {
     /// Folder to write into (created if missing).
     pub dir: String,
     /// File name template, relative to `dir` (a stage's `name` is its own
-    /// name, hence `filename`). Placeholders: `{rel_dir}` (the
-    /// source's folder relative to the scan root), `{stem}` (its file name
-    /// without extension), `{name}` (its file name), `{ext}` (the extension
-    /// of the encoded format, else the source's).
+    /// name, hence `filename`). Placeholders: `{rel_dir}` (the source's
+    /// folder relative to the scan root), `{stem}`, `{name}` (file name
+    /// without / with extension), `{ext}` (of the encoded format, else the
+    /// source's), `{hash}` (from a `hash` stage), `{date}`, `{year}`,
+    /// `{month}`, `{day}` (the source's modification date, UTC).
     pub filename: String,
 }
 
@@ -36,8 +37,6 @@ impl Default for WriteOptions {
     }
 }
 
-const PLACEHOLDERS: [&str; 4] = ["rel_dir", "stem", "name", "ext"];
-
 impl StageOptions for WriteOptions {
     fn validate(&self) -> Vec<OptionError> {
         let mut errors = Vec::new();
@@ -46,35 +45,7 @@ impl StageOptions for WriteOptions {
                 "`write` needs `dir`, the folder to write into",
             ));
         }
-        let mut rest = self.filename.as_str();
-        while let Some(open) = rest.find('{') {
-            let Some(close) = rest[open..].find('}') else {
-                errors.push(OptionError::at("filename", "unclosed `{` in `filename`"));
-                break;
-            };
-            let ph = &rest[open + 1..open + close];
-            if !PLACEHOLDERS.contains(&ph) {
-                let mut e = OptionError::at(
-                    "filename",
-                    format!("unknown placeholder `{{{ph}}}` in `filename`"),
-                );
-                if let Some(s) = crate::config::suggest(ph, PLACEHOLDERS) {
-                    e = e.help(format!("did you mean `{{{s}}}`?"));
-                }
-                errors.push(e);
-            }
-            rest = &rest[open + close + 1..];
-        }
-        if self.filename.trim().is_empty() {
-            errors.push(OptionError::at("filename", "`filename` must not be empty"));
-        } else if Path::new(&self.filename).is_absolute()
-            || self.filename.split(['/', '\\']).any(|p| p == "..")
-        {
-            errors.push(OptionError::at(
-                "filename",
-                "`filename` must stay inside `dir` (no `..`, no absolute path)",
-            ));
-        }
+        errors.extend(super::template::validate(&self.filename, "filename"));
         errors
     }
 }
@@ -103,60 +74,6 @@ struct Write {
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// The output path relative to `dir`, with every component checked.
-pub fn render_name(template: &str, item: &Item) -> Result<PathBuf, StageError> {
-    let rel = &item.rel;
-    let rel_dir = rel
-        .parent()
-        .map(|p| {
-            p.components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/")
-        })
-        .unwrap_or_default();
-    let stem = rel
-        .file_stem()
-        .map(|s| s.to_string_lossy())
-        .unwrap_or_default();
-    let name = rel
-        .file_name()
-        .map(|s| s.to_string_lossy())
-        .unwrap_or_default();
-    let ext = match &item.meta.format {
-        Some(f) => super::encode::extension_for(f).to_string(),
-        None => rel
-            .extension()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    };
-    // Rendered segment by segment, so an empty `{rel_dir}` (a file at the
-    // scan root) leaves no empty or absolute component behind.
-    let mut out = PathBuf::new();
-    for segment in template.split('/') {
-        let rendered = segment
-            .replace("{rel_dir}", &rel_dir)
-            .replace("{stem}", &stem)
-            .replace("{name}", &name)
-            .replace("{ext}", &ext);
-        for comp in Path::new(&rendered).components() {
-            match comp {
-                Component::Normal(c) => out.push(c),
-                Component::CurDir => {}
-                _ => {
-                    return Err(StageError(format!(
-                        "output name `{template}` gives `{rendered}`, which would land outside the output folder"
-                    )));
-                }
-            }
-        }
-    }
-    if out.as_os_str().is_empty() {
-        return Err(StageError::new("output name is empty"));
-    }
-    Ok(out)
-}
 
 /// Write `bytes` to `path` so that the file appears whole or not at all.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -188,7 +105,9 @@ impl Stage for Write {
         let Payload::Bytes(bytes) = std::mem::take(&mut item.payload) else {
             return Err(StageError::new("expected bytes to write"));
         };
-        let path = self.dir.join(render_name(&self.opts.filename, &item)?);
+        let path = self
+            .dir
+            .join(super::template::render(&self.opts.filename, &item)?);
         if let (Ok(a), Ok(b)) = (path.canonicalize(), item.path.canonicalize())
             && a == b
         {

@@ -1,0 +1,251 @@
+//! `blur`, `sharpen` and `adjust`: per-pixel tone and detail changes.
+
+use std::sync::Arc;
+
+use image::DynamicImage;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
+use crate::item::{Item, PayloadType, Types};
+
+const IMAGE: Types = Types::of(&[PayloadType::Image]);
+
+/// Channels per pixel and whether the last one is alpha.
+fn layout(img: &DynamicImage) -> Result<(usize, bool), StageError> {
+    match img {
+        DynamicImage::ImageLuma8(_) => Ok((1, false)),
+        DynamicImage::ImageRgb8(_) => Ok((3, false)),
+        DynamicImage::ImageRgba8(_) => Ok((4, true)),
+        other => Err(StageError(format!(
+            "unsupported pixel layout {:?}",
+            other.color()
+        ))),
+    }
+}
+
+fn bytes_mut(img: &mut DynamicImage) -> &mut [u8] {
+    match img {
+        DynamicImage::ImageLuma8(b) => b,
+        DynamicImage::ImageRgb8(b) => b,
+        DynamicImage::ImageRgba8(b) => b,
+        _ => &mut [],
+    }
+}
+
+fn positive(key: &str, v: f32) -> Option<OptionError> {
+    (!(v.is_finite() && v > 0.0))
+        .then(|| OptionError::at(key, format!("`{key}` must be more than 0, not {v}")))
+}
+
+/// Options of `blur`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlurOptions {
+    /// Standard deviation of the Gaussian, in pixels.
+    pub sigma: f32,
+}
+
+impl Default for BlurOptions {
+    fn default() -> Self {
+        BlurOptions { sigma: 2.0 }
+    }
+}
+
+impl StageOptions for BlurOptions {
+    fn validate(&self) -> Vec<OptionError> {
+        positive("sigma", self.sigma).into_iter().collect()
+    }
+}
+
+pub fn blur_spec() -> KindSpec {
+    KindSpec {
+        name: "blur",
+        summary: "Gaussian blur (fast box approximation)",
+        accepts: IMAGE,
+        output: Output::Fixed(PayloadType::Image),
+        schema: || schemars::schema_for!(BlurOptions),
+        check: super::check_options::<BlurOptions>,
+        build: |t, _ctx| {
+            let o: BlurOptions = super::parse_options(t)?;
+            Ok(Built::Stage(Arc::new(Blur(o.sigma))))
+        },
+    }
+}
+
+struct Blur(f32);
+
+impl Stage for Blur {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        super::map_image(item, |img| Ok(img.fast_blur(self.0)))
+    }
+}
+
+/// Options of `sharpen` (an unsharp mask).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharpenOptions {
+    /// Radius of the blur the mask is made from, in pixels.
+    pub sigma: f32,
+    /// How much of the difference to add back (1.0: all of it).
+    pub amount: f32,
+    /// Leave pixels alone whose difference is at most this (0-255), so flat
+    /// areas and noise are not sharpened.
+    pub threshold: u8,
+}
+
+impl Default for SharpenOptions {
+    fn default() -> Self {
+        SharpenOptions {
+            sigma: 1.0,
+            amount: 1.0,
+            threshold: 0,
+        }
+    }
+}
+
+impl StageOptions for SharpenOptions {
+    fn validate(&self) -> Vec<OptionError> {
+        positive("sigma", self.sigma)
+            .into_iter()
+            .chain(positive("amount", self.amount))
+            .collect()
+    }
+}
+
+pub fn sharpen_spec() -> KindSpec {
+    KindSpec {
+        name: "sharpen",
+        summary: "unsharp mask: sigma, amount, threshold",
+        accepts: IMAGE,
+        output: Output::Fixed(PayloadType::Image),
+        schema: || schemars::schema_for!(SharpenOptions),
+        check: super::check_options::<SharpenOptions>,
+        build: |t, _ctx| Ok(Built::Stage(Arc::new(Sharpen(super::parse_options(t)?)))),
+    }
+}
+
+struct Sharpen(SharpenOptions);
+
+impl Stage for Sharpen {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        super::map_image(item, |mut img| {
+            let (channels, alpha) = layout(&img)?;
+            let blurred = img.fast_blur(self.0.sigma);
+            let mask = blurred.as_bytes();
+            let (amount, threshold) = (self.0.amount, i32::from(self.0.threshold));
+            for (i, (px, &b)) in bytes_mut(&mut img).iter_mut().zip(mask).enumerate() {
+                if alpha && i % channels == channels - 1 {
+                    continue;
+                }
+                let diff = i32::from(*px) - i32::from(b);
+                if diff.abs() > threshold {
+                    *px = (f32::from(*px) + amount * diff as f32)
+                        .round()
+                        .clamp(0.0, 255.0) as u8;
+                }
+            }
+            Ok(img)
+        })
+    }
+}
+
+/// Options of `adjust`. Every factor is 1.0 for "unchanged".
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdjustOptions {
+    /// Multiplies every value (0.5: half as bright).
+    pub brightness: f32,
+    /// Spreads values from mid-grey (0: flat grey, 2: twice the contrast).
+    pub contrast: f32,
+    /// Colourfulness (0: grey, 2: twice as vivid).
+    pub saturation: f32,
+    /// Gamma correction exponent (above 1 brightens the mid-tones).
+    pub gamma: f32,
+}
+
+impl Default for AdjustOptions {
+    fn default() -> Self {
+        AdjustOptions {
+            brightness: 1.0,
+            contrast: 1.0,
+            saturation: 1.0,
+            gamma: 1.0,
+        }
+    }
+}
+
+impl StageOptions for AdjustOptions {
+    fn validate(&self) -> Vec<OptionError> {
+        let mut errors: Vec<OptionError> = positive("gamma", self.gamma).into_iter().collect();
+        for (key, v) in [
+            ("brightness", self.brightness),
+            ("contrast", self.contrast),
+            ("saturation", self.saturation),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                errors.push(OptionError::at(
+                    key,
+                    format!("`{key}` must be 0 or more, not {v}"),
+                ));
+            }
+        }
+        errors
+    }
+}
+
+pub fn adjust_spec() -> KindSpec {
+    KindSpec {
+        name: "adjust",
+        summary: "brightness, contrast, saturation and gamma",
+        accepts: IMAGE,
+        output: Output::Fixed(PayloadType::Image),
+        schema: || schemars::schema_for!(AdjustOptions),
+        check: super::check_options::<AdjustOptions>,
+        build: |t, _ctx| {
+            let o: AdjustOptions = super::parse_options(t)?;
+            // Brightness, contrast and gamma act on each value alone: one
+            // lookup table per image instead of float maths per pixel.
+            let mut lut = [0u8; 256];
+            for (v, out) in lut.iter_mut().enumerate() {
+                let mut x = v as f32 / 255.0;
+                x *= o.brightness;
+                x = (x - 0.5) * o.contrast + 0.5;
+                x = x.clamp(0.0, 1.0).powf(1.0 / o.gamma);
+                *out = (x * 255.0).round().clamp(0.0, 255.0) as u8;
+            }
+            Ok(Built::Stage(Arc::new(Adjust {
+                lut,
+                saturation: o.saturation,
+            })))
+        },
+    }
+}
+
+struct Adjust {
+    lut: [u8; 256],
+    saturation: f32,
+}
+
+impl Stage for Adjust {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        super::map_image(item, |mut img| {
+            let (channels, alpha) = layout(&img)?;
+            let colour = if alpha { channels - 1 } else { channels };
+            let s = self.saturation;
+            for px in bytes_mut(&mut img).chunks_exact_mut(channels) {
+                for v in &mut px[..colour] {
+                    *v = self.lut[usize::from(*v)];
+                }
+                if colour == 3 && (s - 1.0).abs() > f32::EPSILON {
+                    let (r, g, b) = (f32::from(px[0]), f32::from(px[1]), f32::from(px[2]));
+                    let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+                    for (v, c) in px[..3].iter_mut().zip([r, g, b]) {
+                        *v = (luma + (c - luma) * s).round().clamp(0.0, 255.0) as u8;
+                    }
+                }
+            }
+            Ok(img)
+        })
+    }
+}

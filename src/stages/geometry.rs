@@ -1,0 +1,143 @@
+//! `rotate`, `flip` and `grayscale`: lossless pixel rearrangements.
+
+use std::sync::Arc;
+
+use image::DynamicImage;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Built, KindSpec, NoOptions, OptionError, Output, Stage, StageError, StageOptions};
+use crate::item::{Item, PayloadType, Types};
+
+const IMAGE: Types = Types::of(&[PayloadType::Image]);
+
+/// Options of `rotate`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RotateOptions {
+    /// Clockwise: 90, 180 or 270.
+    pub degrees: u32,
+}
+
+impl Default for RotateOptions {
+    fn default() -> Self {
+        RotateOptions { degrees: 90 }
+    }
+}
+
+impl StageOptions for RotateOptions {
+    fn validate(&self) -> Vec<OptionError> {
+        if [90, 180, 270].contains(&self.degrees) {
+            Vec::new()
+        } else {
+            vec![OptionError::at(
+                "degrees",
+                format!("`degrees` must be 90, 180 or 270, not {}", self.degrees),
+            )]
+        }
+    }
+}
+
+pub fn rotate_spec() -> KindSpec {
+    KindSpec {
+        name: "rotate",
+        summary: "rotate images clockwise by 90, 180 or 270 degrees",
+        accepts: IMAGE,
+        output: Output::Fixed(PayloadType::Image),
+        schema: || schemars::schema_for!(RotateOptions),
+        check: super::check_options::<RotateOptions>,
+        build: |t, _ctx| {
+            let o: RotateOptions = super::parse_options(t)?;
+            Ok(Built::Stage(Arc::new(Rotate(o.degrees))))
+        },
+    }
+}
+
+struct Rotate(u32);
+
+impl Stage for Rotate {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        super::map_image(item, |img| {
+            Ok(match self.0 {
+                90 => img.rotate90(),
+                180 => img.rotate180(),
+                _ => img.rotate270(),
+            })
+        })
+    }
+}
+
+/// Which way `flip` mirrors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Left and right swap.
+    #[default]
+    Horizontal,
+    /// Top and bottom swap.
+    Vertical,
+}
+
+/// Options of `flip`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlipOptions {
+    pub direction: Direction,
+}
+
+impl StageOptions for FlipOptions {}
+
+pub fn flip_spec() -> KindSpec {
+    KindSpec {
+        name: "flip",
+        summary: "mirror images horizontally or vertically",
+        accepts: IMAGE,
+        output: Output::Fixed(PayloadType::Image),
+        schema: || schemars::schema_for!(FlipOptions),
+        check: super::check_options::<FlipOptions>,
+        build: |t, _ctx| {
+            let o: FlipOptions = super::parse_options(t)?;
+            Ok(Built::Stage(Arc::new(Flip(o.direction))))
+        },
+    }
+}
+
+struct Flip(Direction);
+
+impl Stage for Flip {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        super::map_image(item, |img| {
+            Ok(match self.0 {
+                Direction::Horizontal => img.fliph(),
+                Direction::Vertical => img.flipv(),
+            })
+        })
+    }
+}
+
+pub fn grayscale_spec() -> KindSpec {
+    KindSpec {
+        name: "grayscale",
+        summary: "convert images to shades of grey (alpha kept)",
+        accepts: IMAGE,
+        output: Output::Fixed(PayloadType::Image),
+        schema: || schemars::schema_for!(NoOptions),
+        check: super::check_options::<NoOptions>,
+        build: |_, _| Ok(Built::Stage(Arc::new(Grayscale))),
+    }
+}
+
+struct Grayscale;
+
+impl Stage for Grayscale {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        super::map_image(item, |img| {
+            Ok(if img.color().has_alpha() {
+                // Back to RGBA so later stages keep handling three layouts.
+                DynamicImage::ImageRgba8(DynamicImage::ImageLumaA8(img.to_luma_alpha8()).to_rgba8())
+            } else {
+                DynamicImage::ImageLuma8(img.to_luma8())
+            })
+        })
+    }
+}

@@ -1,0 +1,106 @@
+//! `hash`: a content hash of each source file (SHA-256 or BLAKE3) into the
+//! item's metadata, for deduplication, archive names and manifests.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use super::{Built, KindSpec, Output, Stage, StageError, StageOptions};
+use crate::item::{Item, Payload, PayloadType, Types};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    #[default]
+    Sha256,
+    Blake3,
+}
+
+/// Options of `hash`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HashOptions {
+    pub algorithm: Algorithm,
+}
+
+impl StageOptions for HashOptions {}
+
+pub fn spec() -> KindSpec {
+    KindSpec {
+        name: "hash",
+        summary: "hash each file's bytes (sha256 or blake3) into its metadata",
+        accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
+        output: Output::SameAsInput,
+        schema: || schemars::schema_for!(HashOptions),
+        check: super::check_options::<HashOptions>,
+        build: |t, _ctx| {
+            let o: HashOptions = super::parse_options(t)?;
+            Ok(Built::Stage(Arc::new(Hash(o.algorithm))))
+        },
+    }
+}
+
+struct Hash(Algorithm);
+
+enum Hasher {
+    Sha256(sha2::Sha256),
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl Hasher {
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Blake3(h) => {
+                h.update(data);
+            }
+        }
+    }
+
+    fn hex(self) -> String {
+        let bytes: Vec<u8> = match self {
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Blake3(h) => h.finalize().as_bytes().to_vec(),
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl Stage for Hash {
+    fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        let mut hasher = match self.0 {
+            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Blake3 => Hasher::Blake3(Box::new(blake3::Hasher::new())),
+        };
+        match &item.payload {
+            Payload::Bytes(b) => hasher.update(b),
+            // Streamed, so hashing a large file does not load it whole.
+            _ => {
+                let mut f = std::fs::File::open(&item.path)
+                    .map_err(|e| StageError(format!("cannot read file: {e}")))?;
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = f
+                        .read(&mut buf)
+                        .map_err(|e| StageError(format!("cannot read file: {e}")))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                }
+            }
+        }
+        item.meta.hash = Some(hasher.hex());
+        item.meta.hash_algorithm = Some(
+            match self.0 {
+                Algorithm::Sha256 => "sha256",
+                Algorithm::Blake3 => "blake3",
+            }
+            .to_string(),
+        );
+        Ok(Some(item))
+    }
+}

@@ -1,0 +1,144 @@
+//! `watermark`: blend a PNG over each image, scaled to its width, at a
+//! corner or edge.
+
+use std::sync::Arc;
+
+use image::{DynamicImage, RgbaImage};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::crop::Gravity;
+use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
+use crate::item::{Item, PayloadType, Types};
+
+/// Options of `watermark`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatermarkOptions {
+    /// The PNG (with alpha) to lay over each image.
+    pub image: String,
+    /// Where it goes (`smart` means `center` here).
+    pub gravity: Gravity,
+    /// Distance from the edges it leans on, in pixels.
+    pub margin: u32,
+    /// 0 (invisible) to 1 (as opaque as the PNG).
+    pub opacity: f32,
+    /// Its width as a fraction of the image's width.
+    pub scale: f32,
+}
+
+impl Default for WatermarkOptions {
+    fn default() -> Self {
+        WatermarkOptions {
+            image: String::new(),
+            gravity: Gravity::Southeast,
+            margin: 16,
+            opacity: 0.5,
+            scale: 0.2,
+        }
+    }
+}
+
+impl StageOptions for WatermarkOptions {
+    fn validate(&self) -> Vec<OptionError> {
+        let mut errors = Vec::new();
+        if self.image.is_empty() {
+            errors.push(OptionError::stage(
+                "`watermark` needs `image`, the PNG to lay over",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.opacity) {
+            errors.push(OptionError::at(
+                "opacity",
+                format!("`opacity` must be between 0 and 1, not {}", self.opacity),
+            ));
+        }
+        if !(self.scale > 0.0 && self.scale <= 1.0) {
+            errors.push(OptionError::at(
+                "scale",
+                format!(
+                    "`scale` must be more than 0 and at most 1, not {}",
+                    self.scale
+                ),
+            ));
+        }
+        errors
+    }
+}
+
+pub fn spec() -> KindSpec {
+    KindSpec {
+        name: "watermark",
+        summary: "blend a PNG over each image at a gravity, scaled to its width",
+        accepts: Types::of(&[PayloadType::Image]),
+        output: Output::Fixed(PayloadType::Image),
+        schema: || schemars::schema_for!(WatermarkOptions),
+        check: super::check_options::<WatermarkOptions>,
+        build: |t, _ctx| {
+            let opts: WatermarkOptions = super::parse_options(t)?;
+            // Read once, when the run starts: a missing file stops the run
+            // before any work instead of failing every item.
+            let mark = image::open(&opts.image)
+                .map_err(|e| format!("cannot read watermark image {}: {e}", opts.image))?
+                .to_rgba8();
+            Ok(Built::Stage(Arc::new(Watermark { opts, mark })))
+        },
+    }
+}
+
+struct Watermark {
+    opts: WatermarkOptions,
+    mark: RgbaImage,
+}
+
+impl Stage for Watermark {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        super::map_image(item, |img| {
+            let (iw, ih) = (img.width(), img.height());
+            let mw = ((iw as f32 * self.opts.scale).round() as u32).clamp(1, iw);
+            let mh =
+                ((f64::from(self.mark.height()) * f64::from(mw) / f64::from(self.mark.width()))
+                    .round() as u32)
+                    .clamp(1, ih);
+            let mark = DynamicImage::ImageRgba8(self.mark.clone());
+            let mark =
+                super::resize::resize_image(&mark, mw, mh, false, super::resize::Filter::Lanczos3)?
+                    .to_rgba8();
+            let (x0, y0) = self.opts.gravity.place(iw, ih, mw, mh, self.opts.margin);
+            let opacity = self.opts.opacity;
+            let mut out = img;
+            let blend = |dst: &mut [u8], src: &image::Rgba<u8>| {
+                let a = f32::from(src[3]) / 255.0 * opacity;
+                for c in 0..dst.len().min(3) {
+                    dst[c] = (f32::from(dst[c]) * (1.0 - a) + f32::from(src[c]) * a).round() as u8;
+                }
+            };
+            match &mut out {
+                DynamicImage::ImageRgb8(buf) => {
+                    for (x, y, p) in mark.enumerate_pixels() {
+                        blend(&mut buf.get_pixel_mut(x0 + x, y0 + y).0, p);
+                    }
+                }
+                DynamicImage::ImageRgba8(buf) => {
+                    for (x, y, p) in mark.enumerate_pixels() {
+                        blend(&mut buf.get_pixel_mut(x0 + x, y0 + y).0, p);
+                    }
+                }
+                DynamicImage::ImageLuma8(_) => {
+                    let mut rgb = out.to_rgb8();
+                    for (x, y, p) in mark.enumerate_pixels() {
+                        blend(&mut rgb.get_pixel_mut(x0 + x, y0 + y).0, p);
+                    }
+                    out = DynamicImage::ImageRgb8(rgb);
+                }
+                other => {
+                    return Err(StageError(format!(
+                        "unsupported pixel layout {:?}",
+                        other.color()
+                    )));
+                }
+            }
+            Ok(out)
+        })
+    }
+}
