@@ -548,7 +548,7 @@ fn run_source(
             Found::Item(mut item) => {
                 item.id = id;
                 stats.items_out.fetch_add(1, Ordering::Relaxed);
-                shared.forward(item, &outs);
+                shared.forward(*item, &outs);
             }
             Found::Error { path, reason } => shared.fail(idx, id, path, reason),
         }

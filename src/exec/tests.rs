@@ -32,7 +32,10 @@ impl Source for Counter {
         for i in 0..N {
             EMITTED.fetch_add(1, Ordering::SeqCst);
             let name = format!("f{i:05}.txt");
-            if !emit(Found::Item(Item::new(name.clone().into(), name.into()))) {
+            if !emit(Found::Item(Box::new(Item::new(
+                name.clone().into(),
+                name.into(),
+            )))) {
                 return;
             }
         }

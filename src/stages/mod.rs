@@ -97,7 +97,7 @@ pub struct BuildContext {
 
 /// What a source reports for each entry it finds.
 pub enum Found {
-    Item(Item),
+    Item(Box<Item>),
     /// An entry that could not be read (permission denied, a link loop ...).
     Error {
         path: PathBuf,

@@ -215,7 +215,7 @@ impl Source for Scan {
                             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                             .and_then(|d| i64::try_from(d.as_secs()).ok());
                     }
-                    Found::Item(item)
+                    Found::Item(Box::new(item))
                 }
                 Err(err) => {
                     let path = err

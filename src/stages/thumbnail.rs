@@ -96,6 +96,9 @@ pub fn spec() -> KindSpec {
 
 struct Thumbnail(ThumbnailOptions);
 
+/// A reduced-scale decode and the full size (after orientation) it came from.
+type Scaled = (Decoded, (u32, u32));
+
 /// Whether an EXIF orientation swaps width and height.
 fn swaps_axes(o: Orientation) -> bool {
     matches!(
@@ -111,10 +114,7 @@ impl Thumbnail {
     /// Shrink-on-load decode of a JPEG, with the full-size dimensions (after
     /// orientation); `None` for layouts it leaves to the general decoder
     /// (CMYK, 16-bit).
-    fn decode_jpeg_scaled(
-        &self,
-        bytes: &[u8],
-    ) -> Result<Option<(Decoded, (u32, u32))>, StageError> {
+    fn decode_jpeg_scaled(&self, bytes: &[u8]) -> Result<Option<Scaled>, StageError> {
         let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
         dec.read_info()
             .map_err(|e| StageError(format!("cannot decode jpg: {e}")))?;

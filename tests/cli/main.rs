@@ -1,5 +1,9 @@
 //! Integration tests: the real `conveyor` binary on real files, checking what
 //! lands on disk (files decoded, counted, compared), not only exit codes.
+//! One test binary; this file holds the fluent builder and the core tests,
+//! `stages.rs` the golden tests of each stage kind.
+
+mod stages;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,601 @@
+//! Golden tests of the stage kinds on real pixels. Each image operation runs
+//! in threads and in processes mode, and both must write the same bytes.
+
+use std::collections::BTreeMap;
+
+use image::{GrayImage, RgbImage};
+
+use super::*;
+
+/// Run `scan -> decode -> STAGE... -> encode png -> write` over `include`
+/// of the samples, in threads mode and in processes mode; check both wrote
+/// identical files and return them decoded, by relative path.
+fn image_op(stages: &str, include: &str) -> BTreeMap<String, RgbImage> {
+    let ws = Workspace::new();
+    let text = format!(
+        "[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"samples/photos\"\ninclude = [\"{include}\"]\n\n\
+         [[stage]]\nname = \"load\"\nkind = \"decode\"\n\n{stages}\n\n\
+         [[stage]]\nname = \"png\"\nkind = \"encode\"\nformat = \"png\"\n\n\
+         [[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n"
+    );
+    ws.write("op.toml", text.as_bytes());
+    ws.conveyor()
+        .args(&["run", "op.toml", "--set", "save.dir=\"out/t\""])
+        .run()
+        .code(0);
+    ws.conveyor()
+        .args(&[
+            "run",
+            "op.toml",
+            "--mode",
+            "processes",
+            "--set",
+            "save.dir=\"out/p\"",
+        ])
+        .run()
+        .code(0)
+        .stderr_has("processes x");
+    let threads = ws.files("out/t");
+    assert!(!threads.is_empty(), "nothing written");
+    assert_eq!(threads, ws.files("out/p"), "threads and processes differ");
+    threads
+        .into_iter()
+        .map(|(name, bytes)| {
+            let img = image::load_from_memory(&bytes).expect("decodes").to_rgb8();
+            (name, img)
+        })
+        .collect()
+}
+
+/// The sample decoded as the tests' reference (no EXIF rotation on these).
+fn source(rel: &str) -> RgbImage {
+    image::open(Path::new(REPO).join("samples/photos").join(rel))
+        .expect("sample decodes")
+        .to_rgb8()
+}
+
+/// Mean absolute difference between neighbouring pixels: local contrast.
+fn local_contrast(img: &RgbImage) -> f64 {
+    let gray: GrayImage = image::DynamicImage::ImageRgb8(img.clone()).to_luma8();
+    let (w, h) = gray.dimensions();
+    let mut sum = 0f64;
+    for y in 0..h {
+        for x in 1..w {
+            sum +=
+                (f64::from(gray.get_pixel(x, y)[0]) - f64::from(gray.get_pixel(x - 1, y)[0])).abs();
+        }
+    }
+    sum / f64::from((w - 1) * h)
+}
+
+fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let total: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    total as f64 / a.as_raw().len() as f64
+}
+
+#[test]
+fn crop_box_has_its_size_and_content() {
+    let out = image_op(
+        "[[stage]]\nname = \"cut\"\nkind = \"crop\"\nx = 100\ny = 50\nwidth = 200\nheight = 120",
+        "meadow.jpg",
+    );
+    let img = &out["meadow.png"];
+    assert_eq!(img.dimensions(), (200, 120));
+    let src = source("meadow.jpg");
+    let expected = image::imageops::crop_imm(&src, 100, 50, 200, 120).to_image();
+    assert_eq!(img, &expected);
+}
+
+#[test]
+fn crop_to_an_aspect_ratio_by_gravity() {
+    for (gravity, x) in [
+        ("west", 0),
+        ("center", (640 - 427) / 2),
+        ("east", 640 - 427),
+    ] {
+        let out = image_op(
+            &format!(
+                "[[stage]]\nname = \"cut\"\nkind = \"crop\"\naspect = \"1:1\"\ngravity = \"{gravity}\""
+            ),
+            "meadow.jpg",
+        );
+        let img = &out["meadow.png"];
+        assert_eq!(img.dimensions(), (427, 427));
+        let expected = image::imageops::crop_imm(&source("meadow.jpg"), x, 0, 427, 427).to_image();
+        assert_eq!(img, &expected, "gravity {gravity}");
+    }
+    // `smart` keeps the most detailed square: a valid 427x427 crop.
+    let out = image_op(
+        "[[stage]]\nname = \"cut\"\nkind = \"crop\"\naspect = \"1:1\"\ngravity = \"smart\"",
+        "meadow.jpg",
+    );
+    assert_eq!(out["meadow.png"].dimensions(), (427, 427));
+}
+
+#[test]
+fn rotate_and_flip_rearrange_pixels() {
+    let r90 = image_op(
+        "[[stage]]\nname = \"r\"\nkind = \"rotate\"\ndegrees = 90",
+        "tower.jpg",
+    );
+    let r90x2 = image_op(
+        "[[stage]]\nname = \"r1\"\nkind = \"rotate\"\ndegrees = 90\n\n[[stage]]\nname = \"r2\"\nkind = \"rotate\"\ndegrees = 90",
+        "tower.jpg",
+    );
+    let r180 = image_op(
+        "[[stage]]\nname = \"r\"\nkind = \"rotate\"\ndegrees = 180",
+        "tower.jpg",
+    );
+    let src = source("tower.jpg");
+    assert_eq!(r90["tower.png"].dimensions(), (540, 360));
+    assert_eq!(r90["tower.png"], image::imageops::rotate90(&src));
+    assert_eq!(r90x2["tower.png"], r180["tower.png"]);
+    let flipped = image_op(
+        "[[stage]]\nname = \"f\"\nkind = \"flip\"\ndirection = \"horizontal\"",
+        "tower.jpg",
+    );
+    assert_eq!(flipped["tower.png"].dimensions(), (360, 540));
+    assert_eq!(flipped["tower.png"], image::imageops::flip_horizontal(&src));
+    let v = image_op(
+        "[[stage]]\nname = \"f\"\nkind = \"flip\"\ndirection = \"vertical\"",
+        "tower.jpg",
+    );
+    assert_eq!(v["tower.png"], image::imageops::flip_vertical(&src));
+}
+
+#[test]
+fn grayscale_has_equal_channels() {
+    let out = image_op(
+        "[[stage]]\nname = \"g\"\nkind = \"grayscale\"",
+        "**/*.{jpg,png}",
+    );
+    assert_eq!(out.len(), 8);
+    for (name, img) in &out {
+        assert!(
+            img.pixels().all(|p| p[0] == p[1] && p[1] == p[2]),
+            "{name} has colour"
+        );
+    }
+}
+
+#[test]
+fn blur_lowers_and_sharpen_raises_local_contrast() {
+    let base = local_contrast(&source("meadow.jpg"));
+    let blurred = image_op(
+        "[[stage]]\nname = \"b\"\nkind = \"blur\"\nsigma = 2.0",
+        "meadow.jpg",
+    );
+    let sharp = image_op(
+        "[[stage]]\nname = \"s\"\nkind = \"sharpen\"\nsigma = 1.0\namount = 1.5",
+        "meadow.jpg",
+    );
+    let (b, s) = (
+        local_contrast(&blurred["meadow.png"]),
+        local_contrast(&sharp["meadow.png"]),
+    );
+    assert!(b < base * 0.8, "blur: {b} vs {base}");
+    assert!(s > base * 1.2, "sharpen: {s} vs {base}");
+}
+
+#[test]
+fn adjust_changes_tone_as_asked() {
+    let src = source("meadow.jpg");
+    let mean = |img: &RgbImage| {
+        img.as_raw().iter().map(|&v| f64::from(v)).sum::<f64>() / img.as_raw().len() as f64
+    };
+    let darker = image_op(
+        "[[stage]]\nname = \"a\"\nkind = \"adjust\"\nbrightness = 0.5",
+        "meadow.jpg",
+    );
+    assert!((mean(&darker["meadow.png"]) - mean(&src) * 0.5).abs() < 2.0);
+    let gray = image_op(
+        "[[stage]]\nname = \"a\"\nkind = \"adjust\"\nsaturation = 0.0",
+        "meadow.jpg",
+    );
+    assert!(
+        gray["meadow.png"]
+            .pixels()
+            .all(|p| p[0].abs_diff(p[1]) <= 1 && p[1].abs_diff(p[2]) <= 1)
+    );
+    let same = image_op("[[stage]]\nname = \"a\"\nkind = \"adjust\"", "meadow.jpg");
+    assert_eq!(same["meadow.png"], src);
+}
+
+#[test]
+fn watermark_changes_pixels_only_inside_its_box() {
+    let out = image_op(
+        "[[stage]]\nname = \"mark\"\nkind = \"watermark\"\nimage = \"samples/watermark.png\"\ngravity = \"southeast\"\nmargin = 10\nscale = 0.25\nopacity = 0.8",
+        "meadow.jpg",
+    );
+    let (img, src) = (&out["meadow.png"], source("meadow.jpg"));
+    // 640 wide: the 240x80 logo becomes 160x53, 10 px from the bottom right.
+    let (bx, by, bw, bh) = (640 - 10 - 160, 427 - 10 - 53, 160, 53);
+    let mut changed_inside = 0;
+    for (x, y, p) in img.enumerate_pixels() {
+        let inside = (bx..bx + bw).contains(&x) && (by..by + bh).contains(&y);
+        if p != src.get_pixel(x, y) {
+            assert!(inside, "pixel ({x}, {y}) outside the watermark changed");
+            changed_inside += 1;
+        }
+    }
+    assert!(
+        changed_inside > bw * bh / 2,
+        "only {changed_inside} pixels changed"
+    );
+}
+
+#[test]
+fn a_missing_watermark_stops_the_run_before_work() {
+    let ws = Workspace::new();
+    ws.conveyor()
+        .args(&[
+            "run",
+            "pipelines/web-gallery.toml",
+            "--set",
+            "mark.image=nope.png",
+        ])
+        .run()
+        .code(2)
+        .stderr_has("stage `mark` cannot start: cannot read watermark image nope.png");
+    assert!(!ws.path("out").exists());
+}
+
+/// Decode + resize and thumbnail of the same photos agree closely.
+fn thumbnail_matches_decode_resize(dir: &Path, include: &str, max_diff: f64) -> usize {
+    let ws = Workspace::new();
+    let root = format!("scan.root=\"{}\"", dir.display());
+    let inc = format!("scan.include=[\"{include}\"]");
+    ws.conveyor()
+        .args(&[
+            "run",
+            "pipelines/thumbnails.toml",
+            "--set",
+            &root,
+            "--set",
+            &inc,
+            "--set",
+            "jpeg.format=\"png\"",
+            "--set",
+            "save.dir=\"out/resize\"",
+        ])
+        .run()
+        .code(0);
+    let thumb = "[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"ROOT\"\ninclude = [\"INC\"]\n\n[[stage]]\nname = \"t\"\nkind = \"thumbnail\"\nwidth = 256\nheight = 256\n\n[[stage]]\nname = \"png\"\nkind = \"encode\"\nformat = \"png\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out/thumb\"\n"
+        .replace("ROOT", &dir.display().to_string())
+        .replace("INC", include);
+    ws.write("thumb.toml", thumb.as_bytes());
+    ws.conveyor()
+        .args(&["run", "thumb.toml", "--mode", "t=processes"])
+        .run()
+        .code(0);
+    let (a, b) = (ws.files("out/resize"), ws.files("out/thumb"));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        let x = image::load_from_memory(bytes).expect("decodes").to_rgb8();
+        let y = image::load_from_memory(&b[name])
+            .expect("decodes")
+            .to_rgb8();
+        assert_eq!(x.dimensions(), y.dimensions(), "{name}");
+        let d = mean_abs_diff(&x, &y);
+        assert!(d < max_diff, "{name}: mean difference {d:.2}");
+    }
+    a.len()
+}
+
+#[test]
+fn thumbnail_matches_decode_and_resize() {
+    // A large generated JPEG, so shrink-on-load really decodes at 1/4.
+    let ws = Workspace::new();
+    let big = RgbImage::from_fn(2400, 1600, |x, y| {
+        image::Rgb([
+            (x / 10 % 256) as u8,
+            (y / 7 % 256) as u8,
+            ((x + y) / 13 % 256) as u8,
+        ])
+    });
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(big)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Jpeg,
+        )
+        .expect("encode");
+    ws.write("big/large.jpg", &bytes);
+    ws.sample("rotated.jpg", "big/rotated.jpg")
+        .sample("trips/hills.png", "big/hills.png");
+    let n = thumbnail_matches_decode_resize(&ws.path("big"), "*", 2.5);
+    assert_eq!(n, 3);
+    if let Some(corpus) = corpus() {
+        assert_eq!(thumbnail_matches_decode_resize(&corpus, "*", 2.5), 21);
+    }
+}
+
+#[test]
+fn filter_counts_what_it_drops() {
+    let ws = Workspace::new();
+    ws.write(
+        "f.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"samples/photos\"\n\n[[stage]]\nname = \"keep\"\nkind = \"filter\"\nextensions = [\"jpg\", \"png\"]\nmin_width = 300\nmode = \"processes\"\n\n[[stage]]\nname = \"read\"\nkind = \"read\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n",
+    );
+    // 8 JPEGs and PNGs, of which tiny.jpg (120 wide) is too small; 4 other formats.
+    ws.conveyor()
+        .args(&["run", "f.toml"])
+        .run()
+        .code(0)
+        .stderr_has("12 items in")
+        .stderr_has("7 ok, 0 failed, 5 filtered");
+    assert_eq!(ws.files("out").len(), 7);
+    assert!(!ws.files("out").contains_key("tiny.jpg"));
+    ws.conveyor()
+        .args(&[
+            "run",
+            "f.toml",
+            "--set",
+            "keep.max_size=\"40KiB\"",
+            "--set",
+            "save.dir=small",
+        ])
+        .run()
+        .code(0);
+    // Only JPEGs and PNGs of at least 300 px and at most 40 KiB.
+    for (name, bytes) in ws.files("small") {
+        assert!(bytes.len() <= 40 * 1024, "{name}");
+    }
+}
+
+#[test]
+fn hash_equals_sha256sum_and_manifest_has_a_row_per_item() {
+    let ws = Workspace::new();
+    ws.write(
+        "h.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"samples/photos\"\n\n[[stage]]\nname = \"hash\"\nkind = \"hash\"\nmode = \"processes\"\n\n[[stage]]\nname = \"index\"\nkind = \"manifest\"\npath = \"out/m.jsonl\"\nformat = \"jsonl\"\nmode = \"processes\"\n",
+    );
+    ws.conveyor()
+        .args(&["run", "h.toml"])
+        .run()
+        .code(0)
+        .stderr_has("index: wrote out/m.jsonl");
+    let text = std::fs::read_to_string(ws.path("out/m.jsonl")).expect("manifest");
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(rows.len(), 12);
+    let sha256sum = Command::new("sha256sum").arg("--version").output().is_ok();
+    for row in &rows {
+        assert_eq!(row["status"], "ok");
+        let path = row["path"].as_str().expect("path");
+        let hash = row["hash"].as_str().expect("hash");
+        let hex = hash.strip_prefix("sha256:").expect("sha256 prefix");
+        if sha256sum {
+            let out = Command::new("sha256sum")
+                .arg(ws.path(path))
+                .output()
+                .expect("sha256sum");
+            let expected = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                hex,
+                expected.split_whitespace().next().unwrap_or(""),
+                "{path}"
+            );
+        }
+        use sha2::Digest;
+        let ours = sha2::Sha256::digest(std::fs::read(ws.path(path)).expect("read"));
+        let ours: String = ours.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, ours, "{path}");
+    }
+    // CSV: a header and one row per item, failures included.
+    ws.write("bad/x.jpg", b"not a photo")
+        .sample("tiny.jpg", "bad/ok.jpg");
+    ws.write(
+        "c.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"bad\"\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\n\n[[stage]]\nname = \"index\"\nkind = \"manifest\"\npath = \"out/m.csv\"\n",
+    );
+    ws.conveyor().args(&["run", "c.toml"]).run().code(1);
+    let csv = std::fs::read_to_string(ws.path("out/m.csv")).expect("csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("path,rel,status,size,width,height,format"));
+    assert!(
+        lines[1].starts_with("bad/ok.jpg,ok.jpg,ok,") && lines[1].contains(",120,80,jpeg,"),
+        "{csv}"
+    );
+    assert!(
+        lines[2].starts_with("bad/x.jpg,,failed,")
+            && lines[2].contains("not a recognised image format"),
+        "{csv}"
+    );
+}
+
+#[test]
+fn copy_archives_by_hash_and_keeps_duplicates_once() {
+    let ws = Workspace::new();
+    ws.sample("tiny.jpg", "in/a.jpg")
+        .sample("tiny.jpg", "in/sub/same.jpg")
+        .sample("dusk.jpg", "in/b.jpg");
+    ws.write(
+        "a.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"in\"\n\n[[stage]]\nname = \"hash\"\nkind = \"hash\"\n\n[[stage]]\nname = \"store\"\nkind = \"copy\"\ndir = \"archive\"\nfilename = \"{hash}.{ext}\"\nmode = \"processes\"\nworkers = 1\n",
+    );
+    ws.conveyor()
+        .args(&["run", "a.toml"])
+        .run()
+        .code(0)
+        .stderr_has("3 ok, 0 failed");
+    let files = ws.files("archive");
+    assert_eq!(files.len(), 2, "{:?}", files.keys());
+    for (name, bytes) in &files {
+        use sha2::Digest;
+        let h: String = sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(name, &format!("{h}.jpg"));
+    }
+    // The sources are untouched by a copy, and gone after a move.
+    assert_eq!(ws.files("in").len(), 3);
+    ws.conveyor()
+        .args(&[
+            "run",
+            "a.toml",
+            "--set",
+            "store.move=true",
+            "--set",
+            "store.dir=moved",
+            "--set",
+            "store.filename=\"{rel_dir}/{name}\"",
+        ])
+        .run()
+        .code(0);
+    assert_eq!(ws.files("in").len(), 0);
+    assert_eq!(
+        ws.files("moved").keys().collect::<Vec<_>>(),
+        vec!["a.jpg", "b.jpg", "sub/same.jpg"]
+    );
+}
+
+#[test]
+fn exec_failures_stay_with_their_item() {
+    let ws = Workspace::new();
+    ws.write(
+        "x.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"samples/photos\"\ninclude = [\"*.jpg\"]\n\n[[stage]]\nname = \"tool\"\nkind = \"exec\"\nshell = true\ncommand = [\"case {rel} in *tower*) echo 'no towers here' >&2; exit 3;; esac; cp {path} {out}\"]\ndir = \"out\"\nmode = \"processes\"\n",
+    );
+    ws.conveyor()
+        .args(&["run", "x.toml"])
+        .run()
+        .code(1)
+        .stderr_has("tower.jpg: `case {rel} in *tower*) echo 'no towers here' >&2; exit 3;; esac; cp {path} {out}` exited with code 3: no towers here")
+        .stderr_has("5 ok, 1 failed");
+    let files = ws.files("out");
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        vec![
+            "dusk.jpg",
+            "meadow.jpg",
+            "rotated.jpg",
+            "tiny.jpg",
+            "trips/coast.jpg"
+        ]
+    );
+    assert_eq!(
+        files["dusk.jpg"],
+        std::fs::read(Path::new(REPO).join("samples/photos/dusk.jpg")).expect("read")
+    );
+    // A timeout ends a command that hangs.
+    ws.write(
+        "slow.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"samples/photos\"\ninclude = [\"tiny.jpg\"]\n\n[[stage]]\nname = \"tool\"\nkind = \"exec\"\ncommand = [\"sleep\", \"30\"]\ntimeout = \"300ms\"\n",
+    );
+    ws.conveyor()
+        .args(&["run", "slow.toml"])
+        .run()
+        .code(1)
+        .stderr_has("`sleep` timed out after 0.3s");
+}
+
+#[test]
+fn contact_sheet_tiles_every_image() {
+    let ws = Workspace::new();
+    ws.conveyor()
+        .args(&[
+            "run",
+            "pipelines/contact-sheet.toml",
+            "--set",
+            "sheet.path=\"out/sheet.png\"",
+            "--mode",
+            "processes",
+        ])
+        .run()
+        .code(0)
+        .stderr_has("sheet: wrote out/sheet.png");
+    let sheet = image::open(ws.path("out/sheet.png"))
+        .expect("decodes")
+        .to_rgb8();
+    // 12 samples, 4 columns of 200 px tiles with 8 px gaps: 3 rows.
+    assert_eq!(sheet.dimensions(), (4 * 208 + 8, 3 * 208 + 8));
+    // Every cell holds a picture, not just background.
+    for i in 0..12u32 {
+        let (cx, cy) = (8 + (i % 4) * 208 + 100, 8 + (i / 4) * 208 + 100);
+        assert_ne!(sheet.get_pixel(cx, cy).0, [24, 24, 24], "cell {i} is empty");
+    }
+}
+
+#[test]
+fn png_and_webp_encoding_options() {
+    let ws = Workspace::new();
+    for level in ["fast", "best"] {
+        ws.conveyor()
+            .args(&[
+                "run",
+                "pipelines/png-to-webp.toml",
+                "--set",
+                "webp.format=\"png\"",
+                "--set",
+                &format!("webp.compression=\"{level}\""),
+                "--set",
+                &format!("save.dir=\"out/{level}\""),
+            ])
+            .run()
+            .code(0);
+    }
+    let (fast, best) = (ws.files("out/fast"), ws.files("out/best"));
+    let hills = |m: &BTreeMap<String, Vec<u8>>| m["trips/hills.png"].clone();
+    assert!(hills(&best).len() < hills(&fast).len());
+    assert_eq!(
+        image::load_from_memory(&hills(&best))
+            .expect("png")
+            .to_rgb8(),
+        image::load_from_memory(&hills(&fast))
+            .expect("png")
+            .to_rgb8()
+    );
+    // WebP is lossless: same pixels as the PNG source.
+    ws.conveyor()
+        .args(&["run", "pipelines/png-to-webp.toml"])
+        .run()
+        .code(0);
+    let webp = image::open(ws.path("out/webp/trips/hills.webp"))
+        .expect("webp")
+        .to_rgb8();
+    assert_eq!(webp, source("trips/hills.png"));
+}
+
+#[test]
+fn strip_metadata_false_keeps_the_exif_block() {
+    let ws = Workspace::new();
+    for strip in ["true", "false"] {
+        ws.conveyor()
+            .args(&[
+                "run",
+                "pipelines/thumbnails.toml",
+                "--set",
+                &format!("jpeg.strip_metadata={strip}"),
+                "--set",
+                &format!("save.dir=\"out/{strip}\""),
+            ])
+            .run()
+            .code(0);
+    }
+    let has_exif = |b: &[u8]| b.windows(6).any(|w| w == b"Exif\0\0");
+    assert!(!has_exif(&ws.files("out/true")["rotated.jpg"]));
+    let kept = &ws.files("out/false")["rotated.jpg"];
+    assert!(has_exif(kept));
+    // The pixels are upright already, so the kept orientation says so: a
+    // viewer that honours EXIF must not turn the image again.
+    let reader = image::ImageReader::new(std::io::Cursor::new(kept))
+        .with_guessed_format()
+        .expect("reader");
+    let mut decoder = reader.into_decoder().expect("decoder");
+    use image::ImageDecoder;
+    assert_eq!(
+        decoder.orientation().expect("orientation"),
+        image::metadata::Orientation::NoTransforms
+    );
+}
