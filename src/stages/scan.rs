@@ -179,7 +179,13 @@ impl Source for Scan {
         for entry in iter {
             let found = match entry {
                 Ok(e) => {
-                    if e.file_type().is_dir() {
+                    let ft = e.file_type();
+                    if ft.is_dir() {
+                        continue;
+                    }
+                    // FIFOs, sockets and devices are not files to process: a
+                    // FIFO named `x.jpg` would block its reader forever.
+                    if !ft.is_file() && !ft.is_symlink() {
                         continue;
                     }
                     let path = e.path().to_path_buf();
@@ -189,11 +195,11 @@ impl Source for Scan {
                     {
                         continue;
                     }
-                    if e.path_is_symlink() && !self.opts.follow_links {
-                        // A link is taken as the file it points to only when
-                        // asked; a dangling one is reported, not skipped.
+                    // A link to a file counts as that file (its size and
+                    // time are the target's); a dangling one is reported.
+                    let meta = if e.path_is_symlink() && !self.opts.follow_links {
                         match std::fs::metadata(&path) {
-                            Ok(m) if m.is_file() => {}
+                            Ok(m) if m.is_file() => Some(m),
                             Ok(_) => continue,
                             Err(err) => {
                                 if !emit(Found::Error {
@@ -205,9 +211,11 @@ impl Source for Scan {
                                 continue;
                             }
                         }
-                    }
+                    } else {
+                        e.metadata().ok()
+                    };
                     let mut item = Item::new(path, rel);
-                    if let Ok(m) = e.metadata() {
+                    if let Some(m) = meta {
                         item.meta.size = Some(m.len());
                         item.meta.mtime = m
                             .modified()
@@ -222,8 +230,12 @@ impl Source for Scan {
                         .path()
                         .map(Path::to_path_buf)
                         .unwrap_or_else(|| root.clone());
+                    let dangling = err.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                        && path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
                     let reason = if err.loop_ancestor().is_some() {
                         "symbolic link loop".to_string()
+                    } else if dangling {
+                        "broken symbolic link: it points to nothing".to_string()
                     } else if let Some(io) = err.io_error() {
                         io.to_string()
                     } else {
