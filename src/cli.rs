@@ -198,7 +198,7 @@ fn run(args: &RunArgs, registry: &Registry) -> Exit {
                 flag.store(true, Ordering::SeqCst);
                 eprintln!("\ninterrupted: finishing the items in progress (again to stop at once)");
             } else {
-                std::process::exit(Exit::Interrupted as i32);
+                crate::exec::cleanup::exit_now(Exit::Interrupted as i32);
             }
         });
     }

@@ -3,6 +3,7 @@
 //! processes in processes mode); items stream from the sources through the
 //! graph, so memory stays bounded by the queues whatever the number of files.
 
+pub mod cleanup;
 pub mod protocol;
 pub mod supervisor;
 pub mod worker;
@@ -328,14 +329,40 @@ fn chains(pipeline: &Pipeline, collects: &[bool]) -> Vec<Vec<usize>> {
 }
 
 /// Run a pipeline to the end (or until stopped) and summarise it.
+/// A temp folder private to one run, removed when the run ends.
+struct RunDir(PathBuf);
+
+impl RunDir {
+    fn create() -> Option<RunDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("conveyor-run-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok().map(|_| RunDir(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildError> {
     install_panic_hook();
+    let run_dir = RunDir::create();
     let n = pipeline.stages.len();
     let mut built = Vec::with_capacity(n);
     for def in &pipeline.stages {
         let ctx = crate::stages::BuildContext {
             stage: def.name.clone(),
             timeout: def.timeout,
+            run_dir: run_dir.as_ref().map(|d| d.path().to_path_buf()),
         };
         let b = (def.kind.build)(&def.options, &ctx).map_err(|message| BuildError {
             stage: def.name.clone(),
@@ -353,6 +380,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
             .collect(),
     };
 
+    cleanup::watch_dirs(&ctx.skip_dirs);
     // One queue in front of each chain; sources and chain ends feed them.
     let collects: Vec<bool> = built
         .iter()
@@ -399,7 +427,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
             let defs: Vec<&crate::config::StageDef> =
                 chain.iter().map(|&i| &pipeline.stages[i]).collect();
             (defs[0].mode == Mode::Processes)
-                .then(|| supervisor::ChainProcesses::new(&defs, exe.clone()))
+                .then(|| supervisor::ChainProcesses::new(&defs, exe.clone(), run_dir.as_ref().map(|d| d.path().to_path_buf())))
         })
         .collect();
     let started = Instant::now();
@@ -514,6 +542,9 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
             }
         }
     }
+    // Workers killed mid-write (timeouts, crashes, interrupts) leave temp
+    // files; every worker is gone now, so they can go too.
+    cleanup::sweep();
     let elapsed = started.elapsed();
     let mut summary = summarise(shared, elapsed);
     summary.process_chains = processes

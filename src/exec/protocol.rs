@@ -24,6 +24,7 @@ pub struct StageInit {
     pub kind: String,
     pub options: String,
     pub timeout: Option<std::time::Duration>,
+    pub run_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

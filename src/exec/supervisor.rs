@@ -63,7 +63,7 @@ pub struct ChainProcesses {
 
 impl ChainProcesses {
     /// `defs` are consecutive stages with the same worker settings.
-    pub fn new(defs: &[&StageDef], exe: PathBuf) -> ChainProcesses {
+    pub fn new(defs: &[&StageDef], exe: PathBuf, run_dir: Option<PathBuf>) -> ChainProcesses {
         let first = defs[0];
         ChainProcesses {
             names: defs.iter().map(|d| d.name.clone()).collect(),
@@ -74,6 +74,7 @@ impl ChainProcesses {
                     kind: d.kind.name.to_string(),
                     options: toml::to_string(&d.options).unwrap_or_default(),
                     timeout: d.timeout,
+                    run_dir: run_dir.clone(),
                 })
                 .collect(),
             timeouts: defs.iter().map(|d| d.timeout).collect(),
@@ -254,6 +255,7 @@ impl<'a> Slot<'a> {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.stage.exe.display()))?;
+        super::cleanup::watch_worker(child.id());
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_thread = child.stderr.take().map(|pipe| {
             let lines = Arc::clone(&stderr);

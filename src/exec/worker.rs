@@ -105,6 +105,7 @@ fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn S
             let ctx = crate::stages::BuildContext {
                 stage: init.name.clone(),
                 timeout: init.timeout,
+                run_dir: init.run_dir.clone(),
             };
             match (spec.build)(&table, &ctx)? {
                 Built::Stage(stage) => Ok(stage),

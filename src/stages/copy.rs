@@ -23,6 +23,9 @@ pub struct CopyOptions {
     /// Move instead of copy (the source is removed once the copy is whole).
     #[serde(rename = "move")]
     pub move_files: bool,
+    /// Replace a different file already at the destination (off: an error;
+    /// an identical file is always fine, it is the same content).
+    pub overwrite: bool,
 }
 
 impl Default for CopyOptions {
@@ -31,6 +34,7 @@ impl Default for CopyOptions {
             dir: String::new(),
             filename: "{rel_dir}/{name}".into(),
             move_files: false,
+            overwrite: false,
         }
     }
 }
@@ -115,9 +119,10 @@ impl Stage for Copy {
                     item.meta.outputs.push(dest);
                     return Ok(Some(item));
                 }
+                Ok(false) if self.opts.overwrite => {}
                 Ok(false) => {
                     return Err(StageError(format!(
-                        "{} already exists with different content",
+                        "{} already exists with different content (set `overwrite = true` to replace it)",
                         dest.display()
                     )));
                 }

@@ -6,7 +6,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
@@ -85,6 +84,7 @@ pub fn spec() -> KindSpec {
                 dir: opts.dir.as_ref().map(PathBuf::from),
                 opts,
                 timeout: ctx.timeout,
+                run_dir: ctx.run_dir.clone(),
             })))
         },
     }
@@ -94,9 +94,8 @@ struct Exec {
     opts: ExecOptions,
     dir: Option<PathBuf>,
     timeout: Option<Duration>,
+    run_dir: Option<PathBuf>,
 }
-
-static TEMP: AtomicU64 = AtomicU64::new(0);
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -121,18 +120,10 @@ impl Stage for Exec {
             Some(dir) => Some(dir.join(super::template::render(&self.opts.filename, &item)?)),
             None => None,
         };
-        let tmp = out.as_ref().map(|o| {
-            let name = o
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
-            // Keep the extension last: tools often pick the format from it.
-            o.with_file_name(format!(
-                ".{}-{}.conveyor-tmp.{name}",
-                std::process::id(),
-                TEMP.fetch_add(1, Ordering::Relaxed)
-            ))
-        });
+        if let Some(o) = &out {
+            super::claim_output(self.run_dir.as_deref(), o, &item.path)?;
+        }
+        let tmp = out.as_deref().map(crate::exec::cleanup::temp_path_for);
         if let Some(parent) = tmp.as_ref().and_then(|t| t.parent()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StageError(format!("cannot create {}: {e}", parent.display())))?;
@@ -169,6 +160,16 @@ impl Stage for Exec {
                 let _ = std::fs::remove_file(t);
             }
         };
+        // The command dies with whoever runs it (a worker killed for a
+        // timeout must not leave it behind). Only async-signal-safe calls.
+        // SAFETY: prctl is async-signal-safe and touches no memory.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -93,6 +93,47 @@ pub struct BuildContext {
     /// The stage's per-item `timeout`, for kinds that enforce it themselves
     /// (e.g. `exec` ends its command) in every mode.
     pub timeout: Option<std::time::Duration>,
+    /// A folder private to this run, shared by conveyor and its workers:
+    /// stages that write files claim their output paths there, so two items
+    /// of one run can't silently overwrite each other's output.
+    pub run_dir: Option<PathBuf>,
+}
+
+/// Claim `output` for `source` in this run. Fails, naming the first owner,
+/// when another item of the run has claimed the same file.
+pub fn claim_output(ctx_run_dir: Option<&Path>, output: &Path, source: &Path) -> Result<(), StageError> {
+    use sha2::Digest;
+    let Some(dir) = ctx_run_dir else {
+        return Ok(());
+    };
+    let absolute = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf());
+    let key: String = sha2::Sha256::digest(absolute.to_string_lossy().as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let claim = dir.join(key);
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).open(&claim);
+    match created {
+        Ok(mut f) => {
+            use std::io::Write as _;
+            let _ = f.write_all(source.to_string_lossy().as_bytes());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let owner = std::fs::read_to_string(&claim).unwrap_or_default();
+            if Path::new(&owner) == source {
+                // The same item again (a retry): still its own output.
+                return Ok(());
+            }
+            Err(StageError(format!(
+                "{} is also the output of {owner}: two inputs would write the same file (set `overwrite = true` to let the last one win)",
+                output.display()
+            )))
+        }
+        // Without a claim the write goes on: refusing it would be worse.
+        Err(_) => Ok(()),
+    }
 }
 
 /// What a source reports for each entry it finds.

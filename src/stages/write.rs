@@ -5,7 +5,6 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -26,6 +25,9 @@ pub struct WriteOptions {
     /// source's), `{hash}` (from a `hash` stage), `{date}`, `{year}`,
     /// `{month}`, `{day}` (the source's modification date, UTC).
     pub filename: String,
+    /// Let two inputs of one run write the same file, the last one winning
+    /// (off: the second is an error, and the first file stays).
+    pub overwrite: bool,
 }
 
 impl Default for WriteOptions {
@@ -33,6 +35,7 @@ impl Default for WriteOptions {
         WriteOptions {
             dir: String::new(),
             filename: "{rel_dir}/{stem}.{ext}".into(),
+            overwrite: false,
         }
     }
 }
@@ -58,11 +61,12 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(WriteOptions),
         check: super::check_options::<WriteOptions>,
-        build: |t, _ctx| {
+        build: |t, ctx| {
             let opts: WriteOptions = super::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Write {
                 dir: PathBuf::from(&opts.dir),
                 opts,
+                run_dir: ctx.run_dir.clone(),
             })))
         },
     }
@@ -71,23 +75,14 @@ pub fn spec() -> KindSpec {
 struct Write {
     opts: WriteOptions,
     dir: PathBuf,
+    run_dir: Option<PathBuf>,
 }
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Write `bytes` to `path` so that the file appears whole or not at all.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(
-        ".{file_name}.{}-{}.conveyor-tmp",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = crate::exec::cleanup::temp_path_for(path);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -115,6 +110,9 @@ impl Stage for Write {
                 "refusing to overwrite the source file {}",
                 item.path.display()
             )));
+        }
+        if !self.opts.overwrite {
+            super::claim_output(self.run_dir.as_deref(), &path, &item.path)?;
         }
         write_atomic(&path, &bytes)
             .map_err(|e| StageError(format!("cannot write {}: {e}", path.display())))?;
