@@ -166,3 +166,143 @@ fn unreadable_files_fail_with_the_os_reason() {
         .stderr_has("in/locked.jpg: cannot read file: Permission denied");
     assert!(ws.files("out/thumbs").contains_key("open.jpg"));
 }
+
+#[test]
+fn two_inputs_with_one_output_name_are_an_error_not_an_overwrite() {
+    for mode in ["threads", "processes"] {
+        let ws = Workspace::new();
+        ws.sample("trips/hills.png", "in/a/x.png").sample("tiny.jpg", "in/a/x.jpg").sample("dusk.jpg", "in/b.jpg");
+        let done = ws
+            .conveyor()
+            .args(&["run", "pipelines/thumbnails.toml", "--set", "scan.root=in", "--mode", mode])
+            .run();
+        done.code(1).stderr_has("2 ok, 1 failed").stderr_has(
+            "two inputs would write the same file (set `overwrite = true` to let the last one win)",
+        );
+        let stderr = done.stderr();
+        let line = stderr.lines().find(|l| l.contains("two inputs")).unwrap_or_default();
+        // Scan order is x.jpg then x.png: the PNG is refused, the JPEG's stays.
+        assert!(line.starts_with("error: in/a/x.png: out/thumbs/a/x.jpg is also the output of in/a/x.jpg"), "{mode}: {line}");
+        let files = ws.files("out/thumbs");
+        assert_eq!(files.len(), 2);
+        assert_eq!(dims(&files["a/x.jpg"]), (120, 80), "{mode}: the first output was replaced");
+        // Asked for, the last one wins.
+        ws.conveyor()
+            .args(&["run", "pipelines/thumbnails.toml", "--set", "scan.root=in", "--set", "save.overwrite=true", "--mode", mode])
+            .run()
+            .code(0);
+    }
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(at: PathBuf, options: &str) -> Option<Mount> {
+        std::fs::create_dir_all(&at).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Mount(at))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_items_with_the_os_reason_and_leaves_no_partial_file() {
+    let ws = Workspace::new();
+    let Some(_mount) = Mount::tmpfs(ws.path("small"), "size=48k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    for i in 0..6 {
+        ws.sample("meadow.jpg", &format!("in/{i}.jpg"));
+    }
+    // Full-size PNGs of 640x427 are ~500 KB each: not one fits in 48 KB.
+    let done = ws
+        .conveyor()
+        .args(&[
+            "run",
+            "pipelines/thumbnails.toml",
+            "--set",
+            "scan.root=in",
+            "--set",
+            "thumb.width=640",
+            "--set",
+            "thumb.height=640",
+            "--set",
+            "jpeg.format=\"png\"",
+            "--set",
+            "save.dir=small",
+        ])
+        .run();
+    done.code(1).stderr_has("No space left on device");
+    for (name, bytes) in ws.files("small") {
+        assert!(!name.contains("conveyor-tmp"), "temp file left: {name}");
+        dims(&bytes);
+    }
+    // on_error = "fail" stops at the first one.
+    let text = std::fs::read_to_string(Path::new(REPO).join("pipelines/thumbnails.toml"))
+        .expect("pipeline")
+        .replace("on_error = \"skip\"", "on_error = \"fail\"");
+    ws.write("fail.toml", text.as_bytes());
+    ws.conveyor()
+        .args(&["run", "fail.toml", "--set", "scan.root=in", "--set", "thumb.width=640", "--set", "thumb.height=640", "--set", "jpeg.format=\"png\"", "--set", "save.dir=small", "--mode", "inline"])
+        .run()
+        .code(1)
+        .stderr_has("stopped at the first failure");
+}
+
+#[test]
+fn a_read_only_output_folder_fails_cleanly() {
+    let ws = Workspace::new();
+    let Some(_mount) = Mount::tmpfs(ws.path("ro"), "ro,size=1m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    ws.sample("tiny.jpg", "in/a.jpg");
+    ws.conveyor()
+        .args(&["run", "pipelines/thumbnails.toml", "--set", "scan.root=in", "--set", "save.dir=ro/thumbs", "--mode", "processes"])
+        .run()
+        .code(1)
+        .stderr_has("Read-only file system");
+    assert!(ws.files("ro").is_empty());
+}
+
+#[test]
+fn a_worker_killed_mid_write_leaves_no_temp_file() {
+    let ws = Workspace::new();
+    ws.write(
+        "slow.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"samples/photos\"\ninclude = [\"tiny.jpg\"]\n\n[[stage]]\nname = \"tool\"\nkind = \"exec\"\nshell = true\ncommand = [\"echo partial > {out}; exec sleep 30\"]\ndir = \"out\"\nmode = \"processes\"\n",
+    );
+    let child = Command::new(BIN)
+        .current_dir(ws.path(""))
+        .args(["run", "slow.toml"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The command has started writing its output under a temp name.
+    wait_for("a temp file", 30, || ws.count("out") == 1);
+    let workers = children_of(child.id());
+    let sleepers: Vec<u32> = workers.iter().flat_map(|&w| children_of(w)).collect();
+    assert!(!sleepers.is_empty(), "no command seen");
+    for w in &workers {
+        let _ = Command::new("kill").args(["-KILL", &w.to_string()]).status();
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("worker killed by signal 9 (SIGKILL)"), "{stderr}");
+    // The worker could not clean up; conveyor did.
+    assert_eq!(ws.files("out").len(), 0, "{:?}", ws.files("out").keys());
+    // And the command died with its worker.
+    wait_for("the command to exit", 2, || sleepers.iter().all(|&p| !alive(p)));
+}
