@@ -686,3 +686,6 @@ pub fn property_names(schema: schemars::Schema) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;
