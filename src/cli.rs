@@ -73,6 +73,9 @@ pub struct RunArgs {
     /// Print only failures, no summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Redo every item, even those whose outputs are up to date.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// How a command ended; the process exit code.
@@ -204,6 +207,8 @@ fn run(args: &RunArgs, registry: &Registry) -> Exit {
     }
     let style = stderr_style();
     let opts = RunOptions {
+        force: args.force,
+        state_tag: String::new(),
         interrupt,
         on_failure: Box::new(move |f| {
             eprintln!("{}error{}: {f}", style.error, style.reset);

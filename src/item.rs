@@ -130,6 +130,8 @@ pub struct Meta {
     pub format: Option<String>,
     /// Modification time of the source file, seconds since the Unix epoch.
     pub mtime: Option<i64>,
+    /// The same in nanoseconds, for telling changed files apart.
+    pub mtime_ns: Option<u64>,
     /// Content hash of the source file (hex) and its algorithm, from `hash`.
     pub hash: Option<String>,
     pub hash_algorithm: Option<String>,

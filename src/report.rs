@@ -133,6 +133,8 @@ pub struct RunSummary {
     /// Entries found by the sources (files, and entries that could not be read).
     pub scanned: u64,
     pub ok: u64,
+    /// Items whose outputs were up to date, so nothing was done for them.
+    pub up_to_date: u64,
     pub failed: u64,
     pub filtered: u64,
     /// Items dropped because the run was stopping.
@@ -223,6 +225,9 @@ impl RunSummary {
             self.ok,
             self.failed
         );
+        if self.up_to_date > 0 {
+            let _ = write!(out, ", {} up to date", self.up_to_date);
+        }
         if self.filtered > 0 {
             let _ = write!(out, ", {} filtered", self.filtered);
         }

@@ -23,11 +23,61 @@ impl Rng {
 }
 
 const TOKENS: &[&str] = &[
-    "[[stage]]", "[pipeline]", "[stage]", "name", "kind", "input", "inputs", "mode", "workers", " = ", "=", "\"", "'",
-    "\"\"\"", "[", "]", "{", "}", ",", "\n", "#", "${", "${X:-", "}", "-1", "0", "99999999999999999999", "1e400",
-    "nan", "inf", "true", "1979-05-27T07:32:00Z", "\"processes\"", "\"threads\"", "\"inline\"", "\"scan\"",
-    "\"decode\"", "\"resize\"", "\"write\"", "\"chaos\"", "width", "timeout = \"", "memory_limit = \"", "\u{0}",
-    "é", "🦀", "\\u0000", "..", "/", "{stem}", "{", "filename", "aspect = \"0:0\"", "x.y.z", "a.b = 1",
+    "[[stage]]",
+    "[pipeline]",
+    "[stage]",
+    "name",
+    "kind",
+    "input",
+    "inputs",
+    "mode",
+    "workers",
+    " = ",
+    "=",
+    "\"",
+    "'",
+    "\"\"\"",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "\n",
+    "#",
+    "${",
+    "${X:-",
+    "}",
+    "-1",
+    "0",
+    "99999999999999999999",
+    "1e400",
+    "nan",
+    "inf",
+    "true",
+    "1979-05-27T07:32:00Z",
+    "\"processes\"",
+    "\"threads\"",
+    "\"inline\"",
+    "\"scan\"",
+    "\"decode\"",
+    "\"resize\"",
+    "\"write\"",
+    "\"chaos\"",
+    "width",
+    "timeout = \"",
+    "memory_limit = \"",
+    "\u{0}",
+    "é",
+    "🦀",
+    "\\u0000",
+    "..",
+    "/",
+    "{stem}",
+    "{",
+    "filename",
+    "aspect = \"0:0\"",
+    "x.y.z",
+    "a.b = 1",
 ];
 
 fn mutate(rng: &mut Rng, text: &str) -> String {
@@ -86,7 +136,10 @@ fn must_not_panic(text: &str, overrides: &[Override]) {
             assert!(d.has_errors() || d.items.is_empty());
         }
     }));
-    assert!(result.is_ok(), "the loader panicked on:\n{text}\nwith {overrides:?}");
+    assert!(
+        result.is_ok(),
+        "the loader panicked on:\n{text}\nwith {overrides:?}"
+    );
 }
 
 #[test]
@@ -118,7 +171,9 @@ fn random_overrides_never_panic_the_loader() {
     let examples = examples();
     let mut rng = Rng(0x0FE2_2D00_0000_0003);
     let stages = ["scan", "load", "thumb", "jpeg", "save", "nope", "", "."];
-    let keys = ["width", "mode", "workers", "dir", "filename", "timeout", "", "a.b", "=", "kind", "inputs"];
+    let keys = [
+        "width", "mode", "workers", "dir", "filename", "timeout", "", "a.b", "=", "kind", "inputs",
+    ];
     for i in 0..2000 {
         let token = TOKENS[rng.below(TOKENS.len())];
         let value = mutate(&mut rng, token);

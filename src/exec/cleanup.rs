@@ -25,7 +25,10 @@ static STATE: Mutex<Option<State>> = Mutex::new(None);
 /// A fresh temp path beside `path`, for a file that is renamed over `path`
 /// once complete. The original name stays last, extension included.
 pub fn temp_path_for(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     path.with_file_name(format!(
         "{TEMP_PREFIX}{}-{}-{name}",
         std::process::id(),
@@ -52,7 +55,11 @@ pub fn watch_worker(pid: u32) {
 
 /// The PID in a temp file's name, if it is one of ours.
 fn temp_owner(name: &str) -> Option<u32> {
-    name.strip_prefix(TEMP_PREFIX)?.split('-').next()?.parse().ok()
+    name.strip_prefix(TEMP_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Remove temp files left in the watched folders by this process or its
@@ -62,7 +69,10 @@ pub fn sweep() -> usize {
     pids.insert(std::process::id());
     let mut removed = 0;
     for dir in dirs {
-        for entry in walkdir::WalkDir::new(&dir).into_iter().filter_map(Result::ok) {
+        for entry in walkdir::WalkDir::new(&dir)
+            .into_iter()
+            .filter_map(Result::ok)
+        {
             let name = entry.file_name().to_string_lossy();
             if entry.file_type().is_file()
                 && temp_owner(&name).is_some_and(|p| pids.contains(&p))
@@ -97,7 +107,10 @@ mod tests {
     #[test]
     fn temp_names_carry_the_writer() {
         let t = temp_path_for(Path::new("out/a/photo.jpg"));
-        let name = t.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = t
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         assert!(name.ends_with("-photo.jpg"), "{name}");
         assert_eq!(t.parent(), Some(Path::new("out/a")));
         assert_eq!(temp_owner(&name), Some(std::process::id()));

@@ -5,6 +5,7 @@
 
 pub mod cleanup;
 pub mod protocol;
+pub mod resume;
 pub mod supervisor;
 pub mod worker;
 
@@ -29,6 +30,11 @@ pub struct RunOptions {
     pub interrupt: Arc<AtomicBool>,
     /// Called once per failed item, as it happens.
     pub on_failure: Box<dyn Fn(&Failure) + Send + Sync>,
+    /// Redo every item, even those whose outputs are up to date.
+    pub force: bool,
+    /// Added to journal names, so runs that must not share resume state
+    /// (shards of one job) keep their own.
+    pub state_tag: String,
 }
 
 impl Default for RunOptions {
@@ -36,6 +42,8 @@ impl Default for RunOptions {
         RunOptions {
             interrupt: Arc::new(AtomicBool::new(false)),
             on_failure: Box::new(|_| {}),
+            force: false,
+            state_tag: String::new(),
         }
     }
 }
@@ -70,6 +78,10 @@ struct Shared<'a> {
     stage_errors: Mutex<Vec<String>>,
     /// Files written by gathering sinks at the end, with their stage.
     written: Mutex<Vec<(String, PathBuf)>>,
+    resume: &'a resume::Resume,
+    up_to_date: AtomicU64,
+    /// Up-to-date items with their files, kept only for gathering stages.
+    up_to_date_items: Option<Mutex<Vec<(PathBuf, Vec<PathBuf>)>>>,
     opts: &'a RunOptions,
 }
 
@@ -261,6 +273,9 @@ fn worker_loop(
                 shared.stats[stage]
                     .items_out
                     .fetch_add(1, Ordering::Relaxed);
+                if shared.resume.records(stage) {
+                    shared.resume.record(stage, &out);
+                }
                 if let Some(c) = collector {
                     c.collect(&mut out);
                 }
@@ -297,7 +312,7 @@ fn worker_loop(
 /// the one before and is its only reader, share their workers; every other
 /// stage is a chain of one. Sharing keeps decoded pixels inside the worker
 /// instead of copying them across the process boundary between stages.
-fn chains(pipeline: &Pipeline, collects: &[bool]) -> Vec<Vec<usize>> {
+fn chains(pipeline: &Pipeline, ends_chain: &[bool]) -> Vec<Vec<usize>> {
     let stages = &pipeline.stages;
     let same_workers = |a: &crate::config::StageDef, b: &crate::config::StageDef| {
         a.mode == Mode::Processes
@@ -316,8 +331,7 @@ fn chains(pipeline: &Pipeline, collects: &[bool]) -> Vec<Vec<usize>> {
             let prev = chain[chain.len() - 1];
             stages[i].inputs == [prev]
                 && pipeline.consumers(prev) == [i]
-                // A gathering stage's output must reach conveyor's process.
-                && !collects[prev]
+                && !ends_chain[prev]
                 && same_workers(&stages[prev], &stages[i])
         });
         match out.last_mut() {
@@ -386,7 +400,11 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         .iter()
         .map(|b| matches!(b, Built::Stage(s) if s.collects()))
         .collect();
-    let chains = chains(pipeline, &collects);
+    let resume = resume::Resume::new(pipeline, &built, opts.force, &opts.state_tag);
+    // Gathering and journaling stages must hand their output to this
+    // process, so a shared worker chain ends with them.
+    let ends_chain: Vec<bool> = (0..n).map(|i| collects[i] || resume.records(i)).collect();
+    let chains = chains(pipeline, &ends_chain);
     let mut txs: Vec<Option<Sender<Item>>> = vec![None; n];
     let mut rxs: Vec<Option<Receiver<Item>>> = vec![None; n];
     for chain in &chains {
@@ -418,6 +436,9 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         scanned: AtomicU64::new(0),
         stage_errors: Mutex::new(Vec::new()),
         written: Mutex::new(Vec::new()),
+        resume: &resume,
+        up_to_date: AtomicU64::new(0),
+        up_to_date_items: collects.iter().any(|&c| c).then(|| Mutex::new(Vec::new())),
         opts,
     };
     let exe = supervisor::worker_exe();
@@ -426,8 +447,13 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         .map(|chain| {
             let defs: Vec<&crate::config::StageDef> =
                 chain.iter().map(|&i| &pipeline.stages[i]).collect();
-            (defs[0].mode == Mode::Processes)
-                .then(|| supervisor::ChainProcesses::new(&defs, exe.clone(), run_dir.as_ref().map(|d| d.path().to_path_buf())))
+            (defs[0].mode == Mode::Processes).then(|| {
+                supervisor::ChainProcesses::new(
+                    &defs,
+                    exe.clone(),
+                    run_dir.as_ref().map(|d| d.path().to_path_buf()),
+                )
+            })
         })
         .collect();
     let started = Instant::now();
@@ -514,7 +540,16 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        match stage.finish(&failures) {
+        let up_to_date = shared
+            .up_to_date_items
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default();
+        let run = crate::stages::Finish {
+            failures: &failures,
+            up_to_date: &up_to_date,
+        };
+        match stage.finish(&run) {
             Ok(files) => shared
                 .written
                 .lock()
@@ -579,7 +614,17 @@ fn run_source(
             Found::Item(mut item) => {
                 item.id = id;
                 stats.items_out.fetch_add(1, Ordering::Relaxed);
-                shared.forward(*item, &outs);
+                match shared.resume.up_to_date(idx, &item) {
+                    Some(outputs) => {
+                        shared.up_to_date.fetch_add(1, Ordering::Relaxed);
+                        if let Some(list) = &shared.up_to_date_items {
+                            list.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push((item.path, outputs));
+                        }
+                    }
+                    None => shared.forward(*item, &outs),
+                }
             }
             Found::Error { path, reason } => shared.fail(idx, id, path, reason),
         }
@@ -613,11 +658,13 @@ fn summarise(shared: Shared<'_>, elapsed: Duration) -> RunSummary {
         count(ItemStatus::Filtered),
         count(ItemStatus::Cancelled),
     );
+    let up_to_date = shared.up_to_date.load(Ordering::Relaxed);
     RunSummary {
         pipeline: shared.pipeline.name.clone(),
         stages: shared.stats.iter().map(StageStats::snapshot).collect(),
         scanned,
-        ok: scanned.saturating_sub(failed + filtered + cancelled),
+        ok: scanned.saturating_sub(failed + filtered + cancelled + up_to_date),
+        up_to_date,
         failed,
         filtered,
         cancelled,

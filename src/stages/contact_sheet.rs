@@ -144,7 +144,11 @@ impl Stage for ContactSheet {
         }
     }
 
-    fn finish(&self, _failures: &[crate::report::Failure]) -> Result<Vec<PathBuf>, StageError> {
+    fn needs_every_item(&self) -> bool {
+        true
+    }
+
+    fn finish(&self, _run: &super::Finish<'_>) -> Result<Vec<PathBuf>, StageError> {
         let mut tiles = std::mem::take(&mut *self.tiles.lock().unwrap_or_else(|e| e.into_inner()));
         if tiles.is_empty() {
             return Ok(Vec::new());

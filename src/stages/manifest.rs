@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Finish;
 use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, PayloadType, Types};
-use crate::report::Failure;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -131,9 +131,20 @@ impl Stage for Manifest {
             .push(row);
     }
 
-    fn finish(&self, failures: &[Failure]) -> Result<Vec<PathBuf>, StageError> {
+    fn finish(&self, run: &Finish<'_>) -> Result<Vec<PathBuf>, StageError> {
         let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        rows.extend(failures.iter().map(|f| Row {
+        rows.extend(run.up_to_date.iter().map(|(path, outputs)| {
+            Row {
+                path: path.to_string_lossy().into_owned(),
+                status: "up_to_date",
+                outputs: outputs
+                    .iter()
+                    .map(|o| o.to_string_lossy().into_owned())
+                    .collect(),
+                ..Row::default()
+            }
+        }));
+        rows.extend(run.failures.iter().map(|f| Row {
             path: f.path.to_string_lossy().into_owned(),
             status: "failed",
             stage: Some(f.stage.clone()),

@@ -78,11 +78,25 @@ pub trait Stage: Send + Sync {
     /// Take what is needed from an item that came out of `process`.
     fn collect(&self, _item: &mut Item) {}
 
-    /// Write the gathered result once every item is through. `failures` are
-    /// the run's failed items so far. Returns the files written.
-    fn finish(&self, _failures: &[crate::report::Failure]) -> Result<Vec<PathBuf>, StageError> {
+    /// Write the gathered result once every item is through. Returns the
+    /// files written.
+    fn finish(&self, _run: &Finish<'_>) -> Result<Vec<PathBuf>, StageError> {
         Ok(Vec::new())
     }
+
+    /// True for stages that must see every item on every run (a contact
+    /// sheet): items they would get are never skipped as up to date.
+    fn needs_every_item(&self) -> bool {
+        false
+    }
+}
+
+/// What a gathering stage learns of the whole run when it finishes.
+pub struct Finish<'a> {
+    /// Items that failed, at any stage.
+    pub failures: &'a [crate::report::Failure],
+    /// Items skipped as up to date (their source and the files they have).
+    pub up_to_date: &'a [(PathBuf, Vec<PathBuf>)],
 }
 
 /// Facts about the stage being built that are not among its kind's options.
@@ -101,7 +115,11 @@ pub struct BuildContext {
 
 /// Claim `output` for `source` in this run. Fails, naming the first owner,
 /// when another item of the run has claimed the same file.
-pub fn claim_output(ctx_run_dir: Option<&Path>, output: &Path, source: &Path) -> Result<(), StageError> {
+pub fn claim_output(
+    ctx_run_dir: Option<&Path>,
+    output: &Path,
+    source: &Path,
+) -> Result<(), StageError> {
     use sha2::Digest;
     let Some(dir) = ctx_run_dir else {
         return Ok(());
@@ -113,7 +131,10 @@ pub fn claim_output(ctx_run_dir: Option<&Path>, output: &Path, source: &Path) ->
         .map(|b| format!("{b:02x}"))
         .collect();
     let claim = dir.join(key);
-    let created = std::fs::OpenOptions::new().write(true).create_new(true).open(&claim);
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&claim);
     match created {
         Ok(mut f) => {
             use std::io::Write as _;

@@ -217,11 +217,13 @@ impl Source for Scan {
                     let mut item = Item::new(path, rel);
                     if let Some(m) = meta {
                         item.meta.size = Some(m.len());
-                        item.meta.mtime = m
+                        let since_epoch = m
                             .modified()
                             .ok()
-                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                            .and_then(|d| i64::try_from(d.as_secs()).ok());
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                        item.meta.mtime = since_epoch.and_then(|d| i64::try_from(d.as_secs()).ok());
+                        item.meta.mtime_ns =
+                            since_epoch.and_then(|d| u64::try_from(d.as_nanos()).ok());
                     }
                     Found::Item(Box::new(item))
                 }
@@ -230,8 +232,12 @@ impl Source for Scan {
                         .path()
                         .map(Path::to_path_buf)
                         .unwrap_or_else(|| root.clone());
-                    let dangling = err.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
-                        && path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
+                    let dangling = err
+                        .io_error()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                        && path
+                            .symlink_metadata()
+                            .is_ok_and(|m| m.file_type().is_symlink());
                     let reason = if err.loop_ancestor().is_some() {
                         "symbolic link loop".to_string()
                     } else if dangling {

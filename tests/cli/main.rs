@@ -78,6 +78,7 @@ impl Workspace {
     fn count(&self, rel: &str) -> usize {
         walkdir::WalkDir::new(self.path(rel))
             .into_iter()
+            .filter_entry(|e| e.file_name() != ".conveyor-state")
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_file())
             .count()
@@ -90,7 +91,12 @@ impl Workspace {
         if !root.exists() {
             return out;
         }
-        for e in walkdir::WalkDir::new(&root).sort_by_file_name() {
+        // Resume journals are conveyor's bookkeeping, not outputs.
+        let walk = walkdir::WalkDir::new(&root)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.file_name() != ".conveyor-state");
+        for e in walk {
             let e = e.expect("walk");
             if e.file_type().is_file() {
                 let name = e

@@ -8,7 +8,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -38,16 +42,24 @@ fn find_chunk(png: &[u8], kind: &[u8; 4]) -> usize {
 /// Every kind of hostile or unusual input, next to two good photos. Returns
 /// the names expected to fail, with a piece of each one's reason.
 fn hostile_folder(ws: &Workspace) -> Vec<(&'static str, &'static str)> {
-    ws.sample("meadow.jpg", "in/good1.jpg").sample("trips/hills.png", "in/good2.png");
+    ws.sample("meadow.jpg", "in/good1.jpg")
+        .sample("trips/hills.png", "in/good2.png");
     let good_jpeg = std::fs::read(Path::new(REPO).join("samples/photos/dusk.jpg")).expect("sample");
     let good_png = encode(
-        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]))),
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([x as u8 * 4, y as u8 * 5, 90])
+        })),
         image::ImageFormat::Png,
     );
     ws.write("in/zero.jpg", b"");
     ws.write("in/truncated.jpg", &good_jpeg[..good_jpeg.len() / 2]);
     ws.write("in/truncated.png", &good_png[..good_png.len() * 2 / 3]);
-    ws.write("in/random.jpg", &(0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<_>>());
+    ws.write(
+        "in/random.jpg",
+        &(0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<_>>(),
+    );
     ws.write("in/text.png", b"just some text pretending to be a PNG\n");
     // A flipped bit in the image data: the chunk's CRC no longer matches.
     let mut bad_crc = good_png.clone();
@@ -56,7 +68,10 @@ fn hostile_folder(ws: &Workspace) -> Vec<(&'static str, &'static str)> {
     ws.write("in/badcrc.png", &bad_crc);
     // Garbage where the zlib stream should be, with a correct CRC.
     let mut bad_zlib = good_png[..idat].to_vec();
-    bad_zlib.extend(png_chunk(b"IDAT", &[0x78, 0x9C, 0xFF, 0xFF, 0x00, 0x12, 0x34, 0x56, 0x78, 0x9A]));
+    bad_zlib.extend(png_chunk(
+        b"IDAT",
+        &[0x78, 0x9C, 0xFF, 0xFF, 0x00, 0x12, 0x34, 0x56, 0x78, 0x9A],
+    ));
     bad_zlib.extend(png_chunk(b"IEND", &[]));
     ws.write("in/badzlib.png", &bad_zlib);
     // A tiny file claiming 100000 x 100000 pixels.
@@ -65,7 +80,10 @@ fn hostile_folder(ws: &Workspace) -> Vec<(&'static str, &'static str)> {
     ihdr.extend(100_000u32.to_be_bytes());
     ihdr.extend([8, 2, 0, 0, 0]);
     bomb.extend(png_chunk(b"IHDR", &ihdr));
-    bomb.extend(png_chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    bomb.extend(png_chunk(
+        b"IDAT",
+        &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
     bomb.extend(png_chunk(b"IEND", &[]));
     ws.write("in/bomb.png", &bomb);
     // A GIF whose screen and first frame claim 65535 x 65535.
@@ -73,14 +91,29 @@ fn hostile_folder(ws: &Workspace) -> Vec<(&'static str, &'static str)> {
     gif.extend(b"\x2c\x00\x00\x00\x00\xff\xff\xff\xff\x00\x02\x02\x44\x01\x00\x3b");
     ws.write("in/bomb.gif", &gif);
     // An ICO header claiming a 256 x 256 PNG entry that is not there.
-    ws.write("in/bomb.ico", b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x01\x00\x20\x00\xff\xff\xff\x7f\x16\x00\x00\x00");
+    ws.write(
+        "in/bomb.ico",
+        b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x01\x00\x20\x00\xff\xff\xff\x7f\x16\x00\x00\x00",
+    );
     // Unusual but valid: CMYK JPEG and 16-bit PNG decode.
     let mut cmyk = Vec::new();
-    let px: Vec<u8> = (0..80 * 60).flat_map(|i| [(i % 200) as u8, 40, 90, 10]).collect();
-    jpeg_encoder::Encoder::new(&mut cmyk, 90).encode(&px, 80, 60, jpeg_encoder::ColorType::Cmyk).expect("cmyk");
+    let px: Vec<u8> = (0..80 * 60)
+        .flat_map(|i| [(i % 200) as u8, 40, 90, 10])
+        .collect();
+    jpeg_encoder::Encoder::new(&mut cmyk, 90)
+        .encode(&px, 80, 60, jpeg_encoder::ColorType::Cmyk)
+        .expect("cmyk");
     ws.write("in/cmyk.jpg", &cmyk);
-    let png16 = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(50, 40, |x, y| image::Rgb([x as u16 * 1000, y as u16 * 1500, 30000]));
-    ws.write("in/deep16.png", &encode(image::DynamicImage::ImageRgb16(png16), image::ImageFormat::Png));
+    let png16 = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(50, 40, |x, y| {
+        image::Rgb([x as u16 * 1000, y as u16 * 1500, 30000])
+    });
+    ws.write(
+        "in/deep16.png",
+        &encode(
+            image::DynamicImage::ImageRgb16(png16),
+            image::ImageFormat::Png,
+        ),
+    );
     // Links: one dangling, one looping back up (only followed on request).
     std::os::unix::fs::symlink("nowhere.jpg", ws.path("in/dangling.jpg")).expect("symlink");
     std::os::unix::fs::symlink("..", ws.path("in/sub/loop")).ok();
@@ -98,7 +131,10 @@ fn hostile_folder(ws: &Workspace) -> Vec<(&'static str, &'static str)> {
         ("text.png", "not a recognised image format"),
         ("badcrc.png", "cannot decode png"),
         ("badzlib.png", "cannot decode png"),
-        ("bomb.png", "image is 100000x100000 (10000000000 pixels), over the limit"),
+        (
+            "bomb.png",
+            "image is 100000x100000 (10000000000 pixels), over the limit",
+        ),
         ("bomb.gif", "image is 65535x65535"),
         ("bomb.ico", "cannot"),
         ("dangling.jpg", "broken symbolic link"),
@@ -136,11 +172,16 @@ fn hostile_inputs_fail_alone_in_every_mode() {
             assert!(line.contains(reason), "{mode}: {name}: {line}");
         }
         // The link loop is reported as such, once.
-        assert!(stderr.contains("symbolic link loop") || stderr.contains("File system loop"), "{mode}: {stderr}");
+        assert!(
+            stderr.contains("symbolic link loop") || stderr.contains("File system loop"),
+            "{mode}: {stderr}"
+        );
         // Good and unusual-but-valid files are all written and decode.
         let files = ws.files("out/thumbs");
         for name in ["good1.jpg", "good2.jpg", "cmyk.jpg", "deep16.jpg"] {
-            let bytes = files.get(name).unwrap_or_else(|| panic!("{mode}: {name} missing: {:?}", files.keys()));
+            let bytes = files
+                .get(name)
+                .unwrap_or_else(|| panic!("{mode}: {name} missing: {:?}", files.keys()));
             dims(bytes);
         }
         assert_eq!(files.len(), 4, "{mode}: {:?}", files.keys());
@@ -156,9 +197,14 @@ fn unreadable_files_fail_with_the_os_reason() {
         return;
     }
     let ws = Workspace::new();
-    ws.sample("tiny.jpg", "in/locked.jpg").sample("tiny.jpg", "in/open.jpg");
+    ws.sample("tiny.jpg", "in/locked.jpg")
+        .sample("tiny.jpg", "in/open.jpg");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(ws.path("in/locked.jpg"), std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    std::fs::set_permissions(
+        ws.path("in/locked.jpg"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .expect("chmod");
     ws.conveyor()
         .args(&["run", "pipelines/thumbnails.toml", "--set", "scan.root=in"])
         .run()
@@ -171,24 +217,54 @@ fn unreadable_files_fail_with_the_os_reason() {
 fn two_inputs_with_one_output_name_are_an_error_not_an_overwrite() {
     for mode in ["threads", "processes"] {
         let ws = Workspace::new();
-        ws.sample("trips/hills.png", "in/a/x.png").sample("tiny.jpg", "in/a/x.jpg").sample("dusk.jpg", "in/b.jpg");
+        ws.sample("trips/hills.png", "in/a/x.png")
+            .sample("tiny.jpg", "in/a/x.jpg")
+            .sample("dusk.jpg", "in/b.jpg");
         let done = ws
             .conveyor()
-            .args(&["run", "pipelines/thumbnails.toml", "--set", "scan.root=in", "--mode", mode])
+            .args(&[
+                "run",
+                "pipelines/thumbnails.toml",
+                "--set",
+                "scan.root=in",
+                "--mode",
+                mode,
+            ])
             .run();
         done.code(1).stderr_has("2 ok, 1 failed").stderr_has(
             "two inputs would write the same file (set `overwrite = true` to let the last one win)",
         );
         let stderr = done.stderr();
-        let line = stderr.lines().find(|l| l.contains("two inputs")).unwrap_or_default();
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("two inputs"))
+            .unwrap_or_default();
         // Scan order is x.jpg then x.png: the PNG is refused, the JPEG's stays.
-        assert!(line.starts_with("error: in/a/x.png: out/thumbs/a/x.jpg is also the output of in/a/x.jpg"), "{mode}: {line}");
+        assert!(
+            line.starts_with(
+                "error: in/a/x.png: out/thumbs/a/x.jpg is also the output of in/a/x.jpg"
+            ),
+            "{mode}: {line}"
+        );
         let files = ws.files("out/thumbs");
         assert_eq!(files.len(), 2);
-        assert_eq!(dims(&files["a/x.jpg"]), (120, 80), "{mode}: the first output was replaced");
+        assert_eq!(
+            dims(&files["a/x.jpg"]),
+            (120, 80),
+            "{mode}: the first output was replaced"
+        );
         // Asked for, the last one wins.
         ws.conveyor()
-            .args(&["run", "pipelines/thumbnails.toml", "--set", "scan.root=in", "--set", "save.overwrite=true", "--mode", mode])
+            .args(&[
+                "run",
+                "pipelines/thumbnails.toml",
+                "--set",
+                "scan.root=in",
+                "--set",
+                "save.overwrite=true",
+                "--mode",
+                mode,
+            ])
             .run()
             .code(0);
     }
@@ -254,7 +330,22 @@ fn a_full_disk_fails_items_with_the_os_reason_and_leaves_no_partial_file() {
         .replace("on_error = \"skip\"", "on_error = \"fail\"");
     ws.write("fail.toml", text.as_bytes());
     ws.conveyor()
-        .args(&["run", "fail.toml", "--set", "scan.root=in", "--set", "thumb.width=640", "--set", "thumb.height=640", "--set", "jpeg.format=\"png\"", "--set", "save.dir=small", "--mode", "inline"])
+        .args(&[
+            "run",
+            "fail.toml",
+            "--set",
+            "scan.root=in",
+            "--set",
+            "thumb.width=640",
+            "--set",
+            "thumb.height=640",
+            "--set",
+            "jpeg.format=\"png\"",
+            "--set",
+            "save.dir=small",
+            "--mode",
+            "inline",
+        ])
         .run()
         .code(1)
         .stderr_has("stopped at the first failure");
@@ -269,7 +360,16 @@ fn a_read_only_output_folder_fails_cleanly() {
     };
     ws.sample("tiny.jpg", "in/a.jpg");
     ws.conveyor()
-        .args(&["run", "pipelines/thumbnails.toml", "--set", "scan.root=in", "--set", "save.dir=ro/thumbs", "--mode", "processes"])
+        .args(&[
+            "run",
+            "pipelines/thumbnails.toml",
+            "--set",
+            "scan.root=in",
+            "--set",
+            "save.dir=ro/thumbs",
+            "--mode",
+            "processes",
+        ])
         .run()
         .code(1)
         .stderr_has("Read-only file system");
@@ -295,14 +395,21 @@ fn a_worker_killed_mid_write_leaves_no_temp_file() {
     let sleepers: Vec<u32> = workers.iter().flat_map(|&w| children_of(w)).collect();
     assert!(!sleepers.is_empty(), "no command seen");
     for w in &workers {
-        let _ = Command::new("kill").args(["-KILL", &w.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &w.to_string()])
+            .status();
     }
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("worker killed by signal 9 (SIGKILL)"), "{stderr}");
+    assert!(
+        stderr.contains("worker killed by signal 9 (SIGKILL)"),
+        "{stderr}"
+    );
     // The worker could not clean up; conveyor did.
     assert_eq!(ws.files("out").len(), 0, "{:?}", ws.files("out").keys());
     // And the command died with its worker.
-    wait_for("the command to exit", 2, || sleepers.iter().all(|&p| !alive(p)));
+    wait_for("the command to exit", 2, || {
+        sleepers.iter().all(|&p| !alive(p))
+    });
 }

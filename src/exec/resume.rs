@@ -1,0 +1,283 @@
+//! Resume: a re-run redoes only what changed. Every stage that writes files
+//! (`write`, `copy`, `exec` with `dir`) keeps a journal in its output folder,
+//! `.conveyor-state/PIPELINE.STAGE.jsonl`: one line per item it finished,
+//! with the item's fingerprint and the files it wrote. The fingerprint hashes
+//! the source's path, size and modification time with the kind and options
+//! of every stage on the way to that writer, so changing an input redoes that
+//! item and changing an option redoes every item on that branch.
+//!
+//! The journal is only appended to, a line at a time, so a crash mid-write
+//! loses at most the line being written (an incomplete last line is
+//! ignored). An item is up to date when, for every writer it would reach, its
+//! fingerprint matches and the files it wrote are all still there; it is
+//! then counted, not processed: no decoding at all.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::config::Pipeline;
+use crate::item::Item;
+use crate::stages::Built;
+
+/// One line of a journal.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    source: String,
+    fp: String,
+    outputs: Vec<String>,
+}
+
+/// What the journal knew of an item when the run started.
+struct Known {
+    fp: [u8; 16],
+    outputs: Vec<PathBuf>,
+}
+
+/// One writing stage's journal.
+struct Journal {
+    path: PathBuf,
+    known: HashMap<String, Known>,
+    out: Mutex<Option<std::fs::File>>,
+    /// Options of every stage that leads here, folded into fingerprints.
+    signature: String,
+}
+
+fn fp_bytes(hex: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Journal {
+    fn open(path: PathBuf, signature: String, forget: bool) -> Journal {
+        let mut known = HashMap::new();
+        let mut lines = 0usize;
+        if !forget && let Ok(f) = std::fs::File::open(&path) {
+            for line in BufReader::new(f).lines() {
+                let Ok(line) = line else { break };
+                lines += 1;
+                // A line cut short by a crash does not parse: skipped.
+                if let Ok(e) = serde_json::from_str::<Entry>(&line)
+                    && let Some(fp) = fp_bytes(&e.fp)
+                {
+                    let outputs = e.outputs.into_iter().map(PathBuf::from).collect();
+                    known.insert(e.source, Known { fp, outputs });
+                }
+            }
+        }
+        // Re-runs append; when most lines are stale, start the file afresh.
+        if lines > 64 && lines > 2 * known.len() {
+            let mut text = String::new();
+            for (source, k) in &known {
+                let e = Entry {
+                    source: source.clone(),
+                    fp: hex(&k.fp),
+                    outputs: k
+                        .outputs
+                        .iter()
+                        .map(|o| o.to_string_lossy().into_owned())
+                        .collect(),
+                };
+                if let Ok(line) = serde_json::to_string(&e) {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+            let _ = crate::stages::write::write_atomic(&path, text.as_bytes());
+        }
+        Journal {
+            path,
+            known,
+            out: Mutex::new(None),
+            signature,
+        }
+    }
+
+    fn fingerprint(&self, item: &Item) -> [u8; 16] {
+        let mut h = sha2::Sha256::new();
+        h.update(item.path.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(item.meta.size.unwrap_or(u64::MAX).to_le_bytes());
+        h.update(item.meta.mtime_ns.unwrap_or(u64::MAX).to_le_bytes());
+        h.update(self.signature.as_bytes());
+        let full = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+
+    fn up_to_date(&self, item: &Item) -> Option<&[PathBuf]> {
+        let k = self.known.get(item.path.to_string_lossy().as_ref())?;
+        (k.fp == self.fingerprint(item) && k.outputs.iter().all(|o| o.is_file()))
+            .then_some(&k.outputs)
+    }
+
+    fn record(&self, item: &Item) {
+        let e = Entry {
+            source: item.path.to_string_lossy().into_owned(),
+            fp: hex(&self.fingerprint(item)),
+            outputs: item
+                .meta
+                .outputs
+                .iter()
+                .map(|o| o.to_string_lossy().into_owned())
+                .collect(),
+        };
+        let Ok(mut line) = serde_json::to_string(&e) else {
+            return;
+        };
+        line.push('\n');
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        if out.is_none() {
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            *out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .ok();
+        }
+        if let Some(f) = out.as_mut() {
+            // One write per line: a crash leaves at most one partial line.
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Which items of a run can be skipped, and the journals that say so.
+pub struct Resume {
+    /// Per stage: its journal, if it writes files.
+    journals: Vec<Option<Journal>>,
+    /// Per source stage: the writers its items reach, or `None` when its
+    /// items can never be skipped (a branch ends without a writer, or a
+    /// stage needs every item, like `contact_sheet`).
+    reach: Vec<Option<Vec<usize>>>,
+}
+
+fn descendants(p: &Pipeline, from: usize) -> Vec<usize> {
+    let mut seen = vec![false; p.stages.len()];
+    let mut stack = vec![from];
+    while let Some(i) = stack.pop() {
+        for j in p.consumers(i) {
+            if !seen[j] {
+                seen[j] = true;
+                stack.push(j);
+            }
+        }
+    }
+    (0..p.stages.len()).filter(|&i| seen[i]).collect()
+}
+
+fn ancestors(p: &Pipeline, of: usize) -> Vec<usize> {
+    let mut seen = vec![false; p.stages.len()];
+    let mut stack = vec![of];
+    seen[of] = true;
+    while let Some(i) = stack.pop() {
+        for &j in &p.stages[i].inputs {
+            if !seen[j] {
+                seen[j] = true;
+                stack.push(j);
+            }
+        }
+    }
+    (0..p.stages.len()).filter(|&i| seen[i]).collect()
+}
+
+impl Resume {
+    /// `forget`: `--force`, every item is redone (and journaled again).
+    /// `tag` tells apart runs that must not share journals (shards).
+    pub fn new(p: &Pipeline, built: &[Built], forget: bool, tag: &str) -> Resume {
+        let n = p.stages.len();
+        let journals: Vec<Option<Journal>> = (0..n)
+            .map(|i| {
+                let Built::Stage(stage) = &built[i] else {
+                    return None;
+                };
+                let dir = stage.output_dir()?;
+                let signature = ancestors(p, i)
+                    .into_iter()
+                    .map(|a| {
+                        let s = &p.stages[a];
+                        format!(
+                            "{}:{}:{}",
+                            s.name,
+                            s.kind.name,
+                            toml::to_string(&s.options).unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let file = format!("{}.{}{tag}.jsonl", p.name, p.stages[i].name);
+                Some(Journal::open(
+                    dir.join(".conveyor-state").join(file),
+                    signature,
+                    forget,
+                ))
+            })
+            .collect();
+        let reach = (0..n)
+            .map(|s| {
+                if !p.stages[s].kind.is_source() {
+                    return None;
+                }
+                let down = descendants(p, s);
+                let needs_all = down
+                    .iter()
+                    .any(|&d| matches!(&built[d], Built::Stage(st) if st.needs_every_item()));
+                let writers: Vec<usize> = down
+                    .iter()
+                    .copied()
+                    .filter(|&d| journals[d].is_some())
+                    .collect();
+                // Every branch must end at or after a writer.
+                let covered = down
+                    .iter()
+                    .filter(|&&d| p.consumers(d).is_empty())
+                    .all(|&leaf| {
+                        journals[leaf].is_some()
+                            || ancestors(p, leaf).iter().any(|a| writers.contains(a))
+                    });
+                (!needs_all && covered && !writers.is_empty()).then_some(writers)
+            })
+            .collect();
+        Resume { journals, reach }
+    }
+
+    /// The files an item from `source` wrote last time, when everything it
+    /// would produce is up to date.
+    pub fn up_to_date(&self, source: usize, item: &Item) -> Option<Vec<PathBuf>> {
+        let writers = self.reach.get(source)?.as_ref()?;
+        let mut outputs = Vec::new();
+        for &w in writers {
+            let j = self.journals[w].as_ref()?;
+            outputs.extend_from_slice(j.up_to_date(item)?);
+        }
+        outputs.sort();
+        outputs.dedup();
+        Some(outputs)
+    }
+
+    /// Whether stage `i` journals what it writes.
+    pub fn records(&self, i: usize) -> bool {
+        self.journals.get(i).is_some_and(Option::is_some)
+    }
+
+    /// Note that `item` came out of writing stage `i`.
+    pub fn record(&self, i: usize, item: &Item) {
+        if let Some(Some(j)) = self.journals.get(i) {
+            j.record(item);
+        }
+    }
+}
