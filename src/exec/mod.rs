@@ -63,6 +63,9 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+/// An item skipped as up to date: its source and the files it has.
+type UpToDate = (PathBuf, Vec<PathBuf>);
+
 /// State shared by every thread of a run.
 struct Shared<'a> {
     pipeline: &'a Pipeline,
@@ -81,7 +84,7 @@ struct Shared<'a> {
     resume: &'a resume::Resume,
     up_to_date: AtomicU64,
     /// Up-to-date items with their files, kept only for gathering stages.
-    up_to_date_items: Option<Mutex<Vec<(PathBuf, Vec<PathBuf>)>>>,
+    up_to_date_items: Option<Mutex<Vec<UpToDate>>>,
     opts: &'a RunOptions,
 }
 

@@ -413,3 +413,207 @@ fn a_worker_killed_mid_write_leaves_no_temp_file() {
         sleepers.iter().all(|&p| !alive(p))
     });
 }
+
+/// Ok and up-to-date counts of a run, from its summary line.
+fn counts(done: &Done) -> (u64, u64) {
+    let stderr = done.stderr();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" items in "))
+        .unwrap_or_default()
+        .to_string();
+    let line = line.replace(": ", ", ");
+    let num = |label: &str| -> u64 {
+        line.split(", ")
+            .find_map(|part| {
+                part.trim()
+                    .strip_suffix(label)
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    (num(" ok"), num(" up to date"))
+}
+
+#[test]
+fn resume_redoes_only_what_changed() {
+    for mode in ["threads", "processes"] {
+        let ws = Workspace::new();
+        for s in ["meadow.jpg", "tower.jpg", "tiny.jpg", "trips/hills.png"] {
+            ws.sample(s, &format!("in/{s}"));
+        }
+        let run = |extra: &[&str]| {
+            let mut args = vec![
+                "run",
+                "pipelines/thumbnails.toml",
+                "--set",
+                "scan.root=in",
+                "--mode",
+                mode,
+            ];
+            args.extend_from_slice(extra);
+            ws.conveyor().args(&args).run()
+        };
+        let first = run(&[]);
+        first.code(0);
+        assert_eq!(counts(&first), (4, 0), "{mode}");
+        let before = ws.files("out/thumbs");
+
+        // Nothing changed: nothing is decoded.
+        let again = run(&[]);
+        again.code(0).stderr_has("load   decode");
+        assert_eq!(counts(&again), (0, 4), "{mode}: {}", again.stderr());
+        assert!(
+            again
+                .stderr()
+                .lines()
+                .any(|l| l.starts_with("load ") && l.contains(" 0    0 ")),
+            "{}",
+            again.stderr()
+        );
+        assert_eq!(ws.files("out/thumbs"), before);
+
+        // One input changed: one item redone.
+        ws.sample("dusk.jpg", "in/tower.jpg");
+        let one = run(&[]);
+        assert_eq!(counts(&one), (1, 3), "{mode}: {}", one.stderr());
+        assert_ne!(ws.files("out/thumbs")["tower.jpg"], before["tower.jpg"]);
+
+        // An option changed: the whole branch redone; then up to date again.
+        assert_eq!(
+            counts(&run(&["--set", "thumb.width=100"])),
+            (4, 0),
+            "{mode}"
+        );
+        assert_eq!(
+            counts(&run(&["--set", "thumb.width=100"])),
+            (0, 4),
+            "{mode}"
+        );
+        assert_eq!(dims(&ws.files("out/thumbs")["meadow.jpg"]).0, 100);
+
+        // A deleted output is written again; --force redoes everything.
+        std::fs::remove_file(ws.path("out/thumbs/tiny.jpg")).expect("rm");
+        assert_eq!(
+            counts(&run(&["--set", "thumb.width=100"])),
+            (1, 3),
+            "{mode}"
+        );
+        assert_eq!(
+            counts(&run(&["--set", "thumb.width=100", "--force"])),
+            (4, 0),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn resume_state_survives_a_crash_mid_write() {
+    let ws = Workspace::new();
+    for s in ["meadow.jpg", "tower.jpg", "tiny.jpg"] {
+        ws.sample(s, &format!("in/{s}"));
+    }
+    let args = ["run", "pipelines/thumbnails.toml", "--set", "scan.root=in"];
+    ws.conveyor().args(&args).run().code(0);
+    // A crash while a journal line was being written leaves half a line.
+    let journal = ws.path("out/thumbs/.conveyor-state/thumbnails.save.jsonl");
+    let mut text = std::fs::read_to_string(&journal).expect("journal");
+    assert_eq!(text.lines().count(), 3);
+    text.push_str("{\"source\":\"in/tiny.jpg\",\"fp\":\"0123");
+    std::fs::write(&journal, text).expect("write");
+    let done = ws.conveyor().args(&args).run();
+    done.code(0);
+    assert_eq!(counts(&done), (0, 3), "{}", done.stderr());
+}
+
+#[test]
+fn interrupted_runs_resume_where_they_stopped() {
+    for mode in ["threads", "processes"] {
+        let ws = Workspace::new();
+        let tiny = std::fs::read(Path::new(REPO).join("samples/photos/tiny.jpg")).expect("sample");
+        for i in 0..1500 {
+            ws.write(&format!("many/{:02}/{i:04}.jpg", i / 100), &tiny);
+        }
+        let args = [
+            "run",
+            "pipelines/thumbnails.toml",
+            "--set",
+            "scan.root=many",
+            "--mode",
+            mode,
+        ];
+        let child = Command::new(BIN)
+            .current_dir(ws.path(""))
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        wait_for("some thumbnails", 60, || ws.count("out/thumbs") >= 50);
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let sent = std::time::Instant::now();
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            sent.elapsed() < std::time::Duration::from_secs(2),
+            "{mode}: took {:?}",
+            sent.elapsed()
+        );
+        assert_eq!(out.status.code(), Some(130), "{mode}");
+        let written = ws.files("out/thumbs");
+        assert!(written.len() < 1500, "{mode}: not interrupted");
+        for (name, bytes) in &written {
+            assert!(
+                !name.contains("conveyor-tmp"),
+                "{mode}: temp file left: {name}"
+            );
+            dims(bytes);
+        }
+        // The next run does the rest, and only the rest.
+        let done = ws.conveyor().args(&args).run();
+        done.code(0);
+        let (ok, up) = counts(&done);
+        assert_eq!(ok + up, 1500, "{mode}: {}", done.stderr());
+        assert_eq!(
+            up as usize,
+            written.len(),
+            "{mode}: every file written before was up to date"
+        );
+        assert_eq!(ws.files("out/thumbs").len(), 1500);
+    }
+}
+
+#[test]
+fn a_manifest_lists_up_to_date_items() {
+    let ws = Workspace::new();
+    ws.conveyor()
+        .args(&["run", "pipelines/web-gallery.toml"])
+        .run()
+        .code(0);
+    let done = ws
+        .conveyor()
+        .args(&["run", "pipelines/web-gallery.toml"])
+        .run();
+    done.code(0);
+    assert_eq!(counts(&done), (0, 8), "{}", done.stderr());
+    let csv = std::fs::read_to_string(ws.path("out/gallery/manifest.csv")).expect("manifest");
+    assert_eq!(csv.lines().count(), 9, "{csv}");
+    assert_eq!(
+        csv.lines()
+            .skip(1)
+            .filter(|l| l.contains(",up_to_date,"))
+            .count(),
+        8,
+        "{csv}"
+    );
+    // A contact sheet needs every image, so its pipeline never skips.
+    ws.conveyor()
+        .args(&["run", "pipelines/contact-sheet.toml"])
+        .run()
+        .code(0);
+    let again = ws
+        .conveyor()
+        .args(&["run", "pipelines/contact-sheet.toml"])
+        .run();
+    assert_eq!(counts(&again), (12, 0));
+}
