@@ -617,3 +617,131 @@ fn a_manifest_lists_up_to_date_items() {
         .run();
     assert_eq!(counts(&again), (12, 0));
 }
+
+/// Run conveyor to the end; its exit code, stderr and peak RSS in KiB (of
+/// conveyor itself, not its workers).
+fn run_measured(ws: &Workspace, args: &[&str]) -> (i32, String, i64) {
+    let mut child = Command::new(BIN)
+        .current_dir(ws.path(""))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    let pid = i32::try_from(child.id()).expect("pid");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be filled in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, with valid pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, stderr, usage.ru_maxrss)
+}
+
+/// Scanned, ok, failed, filtered and up-to-date counts of a summary.
+fn accounted(stderr: &str) -> (u64, u64, u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" items in "))
+        .unwrap_or_default()
+        .replace(": ", ", ");
+    let num = |label: &str| -> u64 {
+        line.split(", ")
+            .find_map(|part| {
+                part.trim()
+                    .strip_suffix(label)
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let scanned = line
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (
+        scanned,
+        num(" ok"),
+        num(" failed"),
+        num(" filtered"),
+        num(" up to date"),
+    )
+}
+
+#[test]
+fn twenty_thousand_files_are_all_accounted_for_in_bounded_memory() {
+    let ws = Workspace::new();
+    let mut small = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(16, 12, |x, y| {
+        image::Rgb([x as u8 * 15, y as u8 * 20, 128])
+    }))
+    .write_to(
+        &mut std::io::Cursor::new(&mut small),
+        image::ImageFormat::Jpeg,
+    )
+    .expect("encode");
+    // 2,000 and 20,000 inputs, each with 1% broken files and 1% text files
+    // that the filter drops.
+    for (dir, n) in [("few", 2_000usize), ("many", 20_000)] {
+        for i in 0..n {
+            let rel = format!("{dir}/{:03}/{i:05}", i / 500);
+            match i % 100 {
+                7 => ws.write(&format!("{rel}.jpg"), b"broken"),
+                8 => ws.write(&format!("{rel}.txt"), b"notes"),
+                _ => ws.write(&format!("{rel}.jpg"), &small),
+            };
+        }
+    }
+    ws.write(
+        "load.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"few\"\n\n[[stage]]\nname = \"keep\"\nkind = \"filter\"\nextensions = [\"jpg\"]\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\n\n[[stage]]\nname = \"small\"\nkind = \"resize\"\nwidth = 8\n\n[[stage]]\nname = \"jpeg\"\nkind = \"encode\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n",
+    );
+    let mut peaks = Vec::new();
+    for mode in ["inline", "threads", "processes"] {
+        for (dir, n) in [("few", 2_000u64), ("many", 20_000)] {
+            let root = format!("scan.root={dir}");
+            let save = format!("save.dir=out/{mode}/{dir}");
+            let (code, stderr, peak) = run_measured(
+                &ws,
+                &[
+                    "run",
+                    "load.toml",
+                    "--set",
+                    &root,
+                    "--set",
+                    &save,
+                    "--mode",
+                    mode,
+                ],
+            );
+            assert_eq!(code, 1, "{mode} {dir}: {stderr}");
+            let (scanned, ok, failed, filtered, up) = accounted(&stderr);
+            assert_eq!(scanned, n, "{mode} {dir}: {stderr}");
+            assert_eq!(
+                ok + failed + filtered + up,
+                scanned,
+                "{mode} {dir}: {stderr}"
+            );
+            assert_eq!((failed, filtered), (n / 100, n / 100), "{mode} {dir}");
+            assert_eq!(ws.count(&format!("out/{mode}/{dir}")) as u64, ok);
+            peaks.push((mode, dir, peak));
+        }
+    }
+    for pair in peaks.chunks(2) {
+        let ((mode, _, few), (_, _, many)) = (pair[0], pair[1]);
+        eprintln!("peak RSS, {mode}: 2,000 files {few} KiB, 20,000 files {many} KiB");
+        assert!(
+            many as f64 <= few as f64 * 1.3,
+            "{mode}: peak memory grew from {few} KiB (2,000 files) to {many} KiB (20,000 files)"
+        );
+    }
+}
