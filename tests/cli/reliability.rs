@@ -620,6 +620,8 @@ fn a_manifest_lists_up_to_date_items() {
 
 /// Run conveyor to the end; its exit code, stderr and peak RSS in KiB (of
 /// conveyor itself, not its workers).
+// The child is reaped with wait4, which also gives its resource usage.
+#[allow(clippy::zombie_processes)]
 fn run_measured(ws: &Workspace, args: &[&str]) -> (i32, String, i64) {
     let mut child = Command::new(BIN)
         .current_dir(ws.path(""))
