@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Override, Style};
+use crate::exec::observe::{Bars, ProgressMode};
 use crate::exec::{self, RunOptions};
 use crate::graph::{self, GraphFormat};
 use crate::stages::Registry;
@@ -18,6 +19,10 @@ use crate::stages::Registry;
 #[derive(Debug, Parser)]
 #[command(name = "conveyor", version, about, propagate_version = true)]
 pub struct Cli {
+    /// Log the engine's own events on stderr: -v worker starts and losses,
+    /// -vv also retries and full queues.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -36,6 +41,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: GraphFormat,
     },
+    /// Print a JSON Schema of pipeline files, for editors (Taplo).
+    Schema,
     /// List stage kinds, or show one kind's options.
     Stages {
         /// A kind to describe in full.
@@ -76,6 +83,20 @@ pub struct RunArgs {
     /// Redo every item, even those whose outputs are up to date.
     #[arg(long)]
     pub force: bool,
+    /// Write a JSON line per item to FILE: path, status, failing stage and
+    /// reason, outputs, milliseconds per stage.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write a Chrome trace to FILE (open it in ui.perfetto.dev).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Plan only: list what each stage would see and which files would be
+    /// written or are up to date, without decoding or writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Progress on stderr: bars on a terminal (auto), none, or JSON lines.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
 }
 
 /// How a command ended; the process exit code.
@@ -143,6 +164,19 @@ pub fn main_with(registry: Registry) -> Exit {
             return code;
         }
     };
+    if cli.verbose > 0 {
+        let level = if cli.verbose == 1 {
+            tracing::Level::INFO
+        } else {
+            tracing::Level::DEBUG
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(level)
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .with_target(false)
+            .try_init();
+    }
     match cli.command {
         Command::Run(args) => run(&args, &registry),
         Command::Check(args) => match load(&args, &registry) {
@@ -164,6 +198,12 @@ pub fn main_with(registry: Registry) -> Exit {
             }
             Err(code) => code,
         },
+        Command::Schema => {
+            let schema = crate::schema::pipeline_schema(&registry);
+            let text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+            print_stdout(&format!("{text}\n"));
+            Exit::Ok
+        }
         Command::Stages { kind } => match kind {
             None => {
                 print_stdout(&crate::describe::list(&registry));
@@ -206,13 +246,80 @@ fn run(args: &RunArgs, registry: &Registry) -> Exit {
         });
     }
     let style = stderr_style();
+    let bars =
+        (args.progress == ProgressMode::Auto && !args.quiet && std::io::stderr().is_terminal())
+            .then(|| {
+                let names: Vec<String> = loaded
+                    .pipeline
+                    .stages
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect();
+                Arc::new(Bars::new(&names))
+            });
+    let on_failure: Box<dyn Fn(&crate::report::Failure) + Send + Sync> = match &bars {
+        Some(b) => {
+            let b = Arc::clone(b);
+            Box::new(move |f| b.println(&format!("{}error{}: {f}", style.error, style.reset)))
+        }
+        None => Box::new(move |f| eprintln!("{}error{}: {f}", style.error, style.reset)),
+    };
+    let (on_progress, every): (Option<exec::ProgressFn>, _) = match (&bars, args.progress) {
+        (Some(b), _) => {
+            let b = Arc::clone(b);
+            (
+                Some(Box::new(move |s, finished| b.update(s, finished))),
+                100,
+            )
+        }
+        (None, ProgressMode::Json) => (
+            Some(Box::new(|stages: &[exec::observe::StageProgress], _| {
+                let mut err = std::io::stderr().lock();
+                for s in stages {
+                    if let Ok(line) = serde_json::to_string(s) {
+                        let _ = writeln!(err, "{line}");
+                    }
+                }
+            })),
+            250,
+        ),
+        _ => (None, 250),
+    };
+    let on_item_end: Option<exec::ItemEndFn> = args.dry_run.then(|| {
+        Arc::new(|line: &exec::observe::Line| {
+            use exec::observe::Status;
+            let mut text = String::new();
+            match line.status {
+                Status::Ok if line.outputs.is_empty() => {
+                    text = format!("process     {}\n", line.path.display());
+                }
+                Status::Ok => {
+                    for o in &line.outputs {
+                        text.push_str(&format!("write       {}\n", o.display()));
+                    }
+                }
+                Status::UpToDate => {
+                    for o in &line.outputs {
+                        text.push_str(&format!("up to date  {}\n", o.display()));
+                    }
+                }
+                Status::Filtered => text = format!("filtered    {}\n", line.path.display()),
+                Status::Failed | Status::Cancelled => {}
+            }
+            print_stdout(&text);
+        }) as exec::ItemEndFn
+    });
     let opts = RunOptions {
+        dry_run: args.dry_run,
+        on_item_end,
         force: args.force,
         state_tag: String::new(),
+        report: args.report.clone(),
+        trace: args.trace.clone(),
+        on_progress,
+        progress_every: std::time::Duration::from_millis(every),
         interrupt,
-        on_failure: Box::new(move |f| {
-            eprintln!("{}error{}: {f}", style.error, style.reset);
-        }),
+        on_failure,
     };
     let summary = match exec::run(&loaded.pipeline, &opts) {
         Ok(s) => s,
@@ -221,6 +328,9 @@ fn run(args: &RunArgs, registry: &Registry) -> Exit {
             return Exit::Invalid;
         }
     };
+    if let Some(b) = &bars {
+        b.finish();
+    }
     if !args.quiet {
         eprint!("{}", summary.table());
     }

@@ -25,4 +25,5 @@ pub mod exec;
 pub mod graph;
 pub mod item;
 pub mod report;
+pub mod schema;
 pub mod stages;

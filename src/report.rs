@@ -59,6 +59,8 @@ pub struct StageStats {
     pub failed: AtomicU64,
     pub filtered: AtomicU64,
     pub busy_nanos: AtomicU64,
+    /// Items being processed right now (on a chain's first stage).
+    pub in_flight: std::sync::atomic::AtomicI64,
 }
 
 impl StageStats {
@@ -77,6 +79,7 @@ impl StageStats {
             failed: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
             busy_nanos: AtomicU64::new(0),
+            in_flight: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -150,6 +153,8 @@ pub struct RunSummary {
     pub process_chains: Vec<(Vec<String>, u64)>,
     /// Files written at the end by gathering stages (manifests, sheets).
     pub written: Vec<(String, PathBuf)>,
+    /// Nothing was written: the run only planned.
+    pub dry_run: bool,
     pub elapsed: Duration,
 }
 
@@ -249,8 +254,12 @@ impl RunSummary {
                 if *started == 1 { "" } else { "s" }
             );
         }
+        let verb = if self.dry_run { "would write" } else { "wrote" };
         for (stage, path) in &self.written {
-            let _ = writeln!(out, "{stage}: wrote {}", path.display());
+            let _ = writeln!(out, "{stage}: {verb} {}", path.display());
+        }
+        if self.dry_run {
+            out.push_str("dry run: no pixel was decoded and no file written\n");
         }
         for e in &self.stage_errors {
             let _ = writeln!(out, "stage stopped: {e}");

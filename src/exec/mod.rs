@@ -4,6 +4,7 @@
 //! graph, so memory stays bounded by the queues whatever the number of files.
 
 pub mod cleanup;
+pub mod observe;
 pub mod protocol;
 pub mod resume;
 pub mod supervisor;
@@ -32,10 +33,28 @@ pub struct RunOptions {
     pub on_failure: Box<dyn Fn(&Failure) + Send + Sync>,
     /// Redo every item, even those whose outputs are up to date.
     pub force: bool,
+    /// Only plan: say what would be read and written, touch nothing.
+    pub dry_run: bool,
+    /// Called with each item's outcome as it ends.
+    pub on_item_end: Option<ItemEndFn>,
     /// Added to journal names, so runs that must not share resume state
     /// (shards of one job) keep their own.
     pub state_tag: String,
+    /// Write a JSON line per item here.
+    pub report: Option<PathBuf>,
+    /// Write a Chrome trace (Perfetto) here.
+    pub trace: Option<PathBuf>,
+    /// Called every `progress_every` with each stage's numbers and how many
+    /// items have finished.
+    pub on_progress: Option<ProgressFn>,
+    pub progress_every: Duration,
 }
+
+/// Called with each item's outcome as it ends.
+pub type ItemEndFn = Arc<dyn Fn(&observe::Line) + Send + Sync>;
+
+/// A progress callback: each stage's numbers, and items finished so far.
+pub type ProgressFn = Box<dyn Fn(&[observe::StageProgress], u64) + Send + Sync>;
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -43,7 +62,13 @@ impl Default for RunOptions {
             interrupt: Arc::new(AtomicBool::new(false)),
             on_failure: Box::new(|_| {}),
             force: false,
+            dry_run: false,
+            on_item_end: None,
             state_tag: String::new(),
+            report: None,
+            trace: None,
+            on_progress: None,
+            progress_every: Duration::from_millis(250),
         }
     }
 }
@@ -85,6 +110,10 @@ struct Shared<'a> {
     up_to_date: AtomicU64,
     /// Up-to-date items with their files, kept only for gathering stages.
     up_to_date_items: Option<Mutex<Vec<UpToDate>>>,
+    report: observe::Report,
+    trace: Option<observe::Trace>,
+    /// Sources still scanning; the total is known when it reaches 0.
+    sources_left: std::sync::atomic::AtomicUsize,
     opts: &'a RunOptions,
 }
 
@@ -101,12 +130,34 @@ impl Shared<'_> {
         }
     }
 
+    /// The run is stopping and the item was dropped at `stage`.
+    fn cancel(&self, id: u64, stage: usize) {
+        self.mark(id, ItemStatus::Cancelled);
+        let name = &self.pipeline.stages[stage].name;
+        self.report
+            .ended(id, observe::Status::Cancelled, Some(name), None, &[]);
+    }
+
     fn fail(&self, stage: usize, id: u64, path: PathBuf, reason: String) {
         self.stats[stage].failed.fetch_add(1, Ordering::Relaxed);
         self.mark(id, ItemStatus::Failed);
+        let name = &self.pipeline.stages[stage].name;
+        if !self
+            .report
+            .ended(id, observe::Status::Failed, Some(name), Some(&reason), &[])
+        {
+            self.report.single(observe::Line {
+                path: path.clone(),
+                status: observe::Status::Failed,
+                stage: Some(name.clone()),
+                reason: Some(reason.clone()),
+                outputs: Vec::new(),
+                ms: Default::default(),
+            });
+        }
         let failure = Failure {
             path,
-            stage: self.pipeline.stages[stage].name.clone(),
+            stage: name.clone(),
             reason,
         };
         (self.opts.on_failure)(&failure);
@@ -122,6 +173,13 @@ impl Shared<'_> {
     /// Hand an item to every consumer: copies for all but the last, which
     /// gets the item itself.
     fn forward(&self, item: Item, outs: &[Sender<Item>]) {
+        if outs.is_empty() {
+            let outputs = &item.meta.outputs;
+            self.report
+                .ended(item.id, observe::Status::Ok, None, None, outputs);
+        } else {
+            self.report.fanned_out(item.id, outs.len());
+        }
         if let Some((last, rest)) = outs.split_last() {
             for tx in rest {
                 let _ = tx.send(item.clone());
@@ -183,10 +241,16 @@ pub struct Outcome {
 
 /// Run one item through a stage in this process, a panic becoming the item's
 /// failure.
-fn call_in_thread(stage: &dyn Stage, item: Item) -> Outcome {
+fn call_in_thread(stage: &dyn Stage, item: Item, dry_run: bool) -> Outcome {
     let started = Instant::now();
     IN_STAGE.with(|f| f.set(true));
-    let result = catch_unwind(AssertUnwindSafe(|| stage.process(item)));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        if dry_run {
+            stage.plan(item)
+        } else {
+            stage.process(item)
+        }
+    }));
     IN_STAGE.with(|f| f.set(false));
     let result = match result {
         Ok(Ok(out)) => Ok(out),
@@ -249,34 +313,49 @@ fn worker_loop(
     chain: &[usize],
     call: &mut dyn FnMut(Item) -> Outcome,
     collector: Option<&dyn Stage>,
+    track: &dyn Fn() -> String,
     rx: Receiver<Item>,
     outs: Vec<Sender<Item>>,
 ) {
     let retries = shared.pipeline.stages[chain[0]].retries;
+    let head = &shared.stats[chain[0]];
     while let Ok(item) = rx.recv() {
         if shared.stopping() {
             // Keep draining so that upstream never blocks on a full queue.
-            shared.mark(item.id, ItemStatus::Cancelled);
+            shared.cancel(item.id, chain[0]);
             continue;
         }
         let (id, path) = (item.id, item.path.clone());
+        let rel = shared.trace.as_ref().map(|_| item.rel_str());
+        let started = Instant::now();
+        head.in_flight.fetch_add(1, Ordering::Relaxed);
         let outcome = process_item(call, item, retries);
+        head.in_flight.fetch_sub(1, Ordering::Relaxed);
         let at = outcome.at.min(chain.len() - 1);
+        let mut span_start = started;
         for (k, &stage) in chain.iter().enumerate().take(at + 1) {
             let stats = &shared.stats[stage];
+            let busy = outcome.busy.get(k).copied().unwrap_or_default();
             stats.items_in.fetch_add(1, Ordering::Relaxed);
-            stats.add_busy(outcome.busy.get(k).copied().unwrap_or_default());
+            stats.add_busy(busy);
             if k < at {
                 stats.items_out.fetch_add(1, Ordering::Relaxed);
             }
+            let name = &shared.pipeline.stages[stage].name;
+            shared.report.timed(id, name, busy);
+            if let (Some(trace), Some(rel)) = (&shared.trace, &rel) {
+                trace.span(&track(), rel, name, span_start, busy);
+            }
+            span_start += busy;
         }
         let stage = chain[at];
+        let name = &shared.pipeline.stages[stage].name;
         match outcome.result {
             Ok(Some(mut out)) => {
                 shared.stats[stage]
                     .items_out
                     .fetch_add(1, Ordering::Relaxed);
-                if shared.resume.records(stage) {
+                if shared.resume.records(stage) && !shared.opts.dry_run {
                     shared.resume.record(stage, &out);
                 }
                 if let Some(c) = collector {
@@ -287,23 +366,29 @@ fn worker_loop(
             Ok(None) => {
                 shared.stats[stage].filtered.fetch_add(1, Ordering::Relaxed);
                 shared.mark(id, ItemStatus::Filtered);
+                shared
+                    .report
+                    .ended(id, observe::Status::Filtered, Some(name), None, &[]);
             }
             Err(CallError::Item(e)) => shared.fail(stage, id, path, e),
-            Err(CallError::Cancelled) => shared.mark(id, ItemStatus::Cancelled),
+            Err(CallError::Cancelled) => shared.cancel(id, stage),
             Err(CallError::Fatal(e)) => {
                 let first = {
                     let mut errors = shared
                         .stage_errors
                         .lock()
                         .unwrap_or_else(|e| e.into_inner());
-                    errors.push(e.clone());
-                    errors.len() == 1
+                    let first = errors.is_empty();
+                    if !errors.contains(&e) {
+                        errors.push(e.clone());
+                    }
+                    first
                 };
                 shared.stop.store(true, Ordering::Relaxed);
                 if first {
                     shared.fail(stage, id, path, e);
                 } else {
-                    shared.mark(id, ItemStatus::Cancelled);
+                    shared.cancel(id, stage);
                 }
             }
         }
@@ -345,7 +430,6 @@ fn chains(pipeline: &Pipeline, ends_chain: &[bool]) -> Vec<Vec<usize>> {
     out
 }
 
-/// Run a pipeline to the end (or until stopped) and summarise it.
 /// A temp folder private to one run, removed when the run ends.
 struct RunDir(PathBuf);
 
@@ -370,6 +454,7 @@ impl Drop for RunDir {
     }
 }
 
+/// Run a pipeline to the end (or until stopped) and summarise it.
 pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildError> {
     install_panic_hook();
     let run_dir = RunDir::create();
@@ -428,6 +513,24 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         .collect();
     drop(txs);
 
+    let started = Instant::now();
+    let on_end = opts.on_item_end.as_ref().map(|f| {
+        let f = Arc::clone(f);
+        Box::new(move |l: &observe::Line| f(l)) as observe::ItemEndFn
+    });
+    let report = observe::Report::new(opts.report.as_deref(), on_end).map_err(|e| BuildError {
+        stage: "--report".into(),
+        message: format!("cannot write the report: {e}"),
+    })?;
+    let trace = match &opts.trace {
+        Some(path) => Some(
+            observe::Trace::create(path, started).map_err(|e| BuildError {
+                stage: "--trace".into(),
+                message: format!("cannot write the trace: {e}"),
+            })?,
+        ),
+        None => None,
+    };
     let shared = Shared {
         pipeline,
         stats: pipeline.stages.iter().map(StageStats::new).collect(),
@@ -442,6 +545,14 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         resume: &resume,
         up_to_date: AtomicU64::new(0),
         up_to_date_items: collects.iter().any(|&c| c).then(|| Mutex::new(Vec::new())),
+        report,
+        trace,
+        sources_left: std::sync::atomic::AtomicUsize::new(
+            built
+                .iter()
+                .filter(|b| matches!(b, Built::Source(_)))
+                .count(),
+        ),
         opts,
     };
     let exe = supervisor::worker_exe();
@@ -450,7 +561,8 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         .map(|chain| {
             let defs: Vec<&crate::config::StageDef> =
                 chain.iter().map(|&i| &pipeline.stages[i]).collect();
-            (defs[0].mode == Mode::Processes).then(|| {
+            // A dry run touches nothing: every stage plans in this process.
+            (defs[0].mode == Mode::Processes && !opts.dry_run).then(|| {
                 supervisor::ChainProcesses::new(
                     &defs,
                     exe.clone(),
@@ -459,79 +571,101 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
             })
         })
         .collect();
-    let started = Instant::now();
-    std::thread::scope(|scope| {
+    let all_done = AtomicBool::new(false);
+    let heads: Vec<(String, Receiver<Item>)> = chains
+        .iter()
+        .filter_map(|c| {
+            rxs[c[0]]
+                .clone()
+                .map(|rx| (pipeline.stages[c[0]].name.clone(), rx))
+        })
+        .collect();
+    std::thread::scope(|outer| {
         let shared = &shared;
-        for (i, b) in built.iter().enumerate() {
-            if let Built::Source(src) = b {
-                let (ctx, src, out) = (ctx.clone(), Arc::clone(src), std::mem::take(&mut outs[i]));
-                let spawned = std::thread::Builder::new()
-                    .name(format!("{}/source", pipeline.stages[i].name))
-                    .spawn_scoped(scope, move || {
-                        run_source(shared, i, src.as_ref(), &ctx, out)
-                    });
-                if let Err(e) = spawned {
-                    let name = PathBuf::from(&pipeline.stages[i].name);
-                    shared.fail(i, u64::MAX, name, format!("cannot start a thread: {e}"));
+        let all_done = &all_done;
+        // Progress, queue depths in the trace, and stalled queues in the log.
+        outer.spawn(move || watch(shared, &heads, all_done));
+        std::thread::scope(|scope| {
+            for (i, b) in built.iter().enumerate() {
+                if let Built::Source(src) = b {
+                    let (ctx, src, out) =
+                        (ctx.clone(), Arc::clone(src), std::mem::take(&mut outs[i]));
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("{}/source", pipeline.stages[i].name))
+                        .spawn_scoped(scope, move || {
+                            run_source(shared, i, src.as_ref(), &ctx, out)
+                        });
+                    if let Err(e) = spawned {
+                        let name = PathBuf::from(&pipeline.stages[i].name);
+                        shared.fail(i, u64::MAX, name, format!("cannot start a thread: {e}"));
+                    }
                 }
             }
-        }
-        for (c, chain) in chains.iter().enumerate() {
-            let (head, tail) = (chain[0], chain[chain.len() - 1]);
-            let Some(rx) = rxs[head].take() else { continue };
-            let out = std::mem::take(&mut outs[tail]);
-            let def = &pipeline.stages[head];
-            let collector: Option<&dyn Stage> = match &built[tail] {
-                Built::Stage(s) if collects[tail] => Some(s.as_ref()),
-                _ => None,
-            };
-            for w in 0..def.workers {
-                let (rx, out) = (rx.clone(), out.clone());
-                let spawned = match (&processes[c], &built[head]) {
-                    (Some(procs), _) => std::thread::Builder::new()
-                        .name(format!("{}/process-{w}", def.name))
-                        .spawn_scoped(scope, move || {
-                            let mut slot = supervisor::Slot::new(procs, &opts.interrupt);
-                            worker_loop(
-                                shared,
-                                chain,
-                                &mut |item| slot.call(item),
-                                collector,
-                                rx,
-                                out,
-                            );
-                        }),
-                    (None, Built::Stage(stage)) => {
-                        let stage = Arc::clone(stage);
-                        std::thread::Builder::new()
-                            .name(format!("{}/thread-{w}", def.name))
+            for (c, chain) in chains.iter().enumerate() {
+                let (head, tail) = (chain[0], chain[chain.len() - 1]);
+                let Some(rx) = rxs[head].take() else { continue };
+                let out = std::mem::take(&mut outs[tail]);
+                let def = &pipeline.stages[head];
+                let label: String = chain
+                    .iter()
+                    .map(|&i| pipeline.stages[i].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join("+");
+                let collector: Option<&dyn Stage> = match &built[tail] {
+                    Built::Stage(s) if collects[tail] => Some(s.as_ref()),
+                    _ => None,
+                };
+                for w in 0..def.workers {
+                    let (rx, out, label) = (rx.clone(), out.clone(), label.clone());
+                    let spawned = match (&processes[c], &built[head]) {
+                        (Some(procs), _) => std::thread::Builder::new()
+                            .name(format!("{}/process-{w}", def.name))
                             .spawn_scoped(scope, move || {
+                                let mut slot = supervisor::Slot::new(procs, &opts.interrupt);
+                                let pid = slot.pid_handle();
+                                let track =
+                                    || format!("{label}/pid-{}", pid.load(Ordering::Relaxed));
                                 worker_loop(
                                     shared,
                                     chain,
-                                    &mut |item| call_in_thread(stage.as_ref(), item),
+                                    &mut |item| slot.call(item),
                                     collector,
+                                    &track,
                                     rx,
                                     out,
-                                )
-                            })
+                                );
+                            }),
+                        (None, Built::Stage(stage)) => {
+                            let stage = Arc::clone(stage);
+                            std::thread::Builder::new()
+                                .name(format!("{}/thread-{w}", def.name))
+                                .spawn_scoped(scope, move || {
+                                    let track = || format!("{label}/thread-{w}");
+                                    let dry = opts.dry_run;
+                                    let mut call = |item| call_in_thread(stage.as_ref(), item, dry);
+                                    worker_loop(
+                                        shared, chain, &mut call, collector, &track, rx, out,
+                                    )
+                                })
+                        }
+                        (None, Built::Source(_)) => continue,
+                    };
+                    if let Err(e) = spawned {
+                        // Without its workers the stage can't run: stop the
+                        // run rather than leave upstream waiting.
+                        shared.stop.store(true, Ordering::Relaxed);
+                        let name = PathBuf::from(&def.name);
+                        shared.fail(head, u64::MAX, name, format!("cannot start a thread: {e}"));
                     }
-                    (None, Built::Source(_)) => continue,
-                };
-                if let Err(e) = spawned {
-                    // Without its workers the stage can't run: stop the run
-                    // rather than leave upstream waiting.
-                    shared.stop.store(true, Ordering::Relaxed);
-                    shared.fail(
-                        head,
-                        u64::MAX,
-                        PathBuf::from(&def.name),
-                        format!("cannot start a thread: {e}"),
-                    );
                 }
             }
-        }
+        });
+        all_done.store(true, Ordering::Relaxed);
     });
+    shared.report.finish();
+    if let Some(t) = &shared.trace {
+        t.finish();
+    }
     // Gathering sinks write their results once everything is through.
     for (i, b) in built.iter().enumerate() {
         let Built::Stage(stage) = b else { continue };
@@ -552,7 +686,12 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
             failures: &failures,
             up_to_date: &up_to_date,
         };
-        match stage.finish(&run) {
+        let finished = if opts.dry_run {
+            stage.plan_finish()
+        } else {
+            stage.finish(&run)
+        };
+        match finished {
             Ok(files) => shared
                 .written
                 .lock()
@@ -582,9 +721,12 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
     }
     // Workers killed mid-write (timeouts, crashes, interrupts) leave temp
     // files; every worker is gone now, so they can go too.
-    cleanup::sweep();
+    if !opts.dry_run {
+        cleanup::sweep();
+    }
     let elapsed = started.elapsed();
     let mut summary = summarise(shared, elapsed);
+    summary.dry_run = opts.dry_run;
     summary.process_chains = processes
         .iter()
         .flatten()
@@ -596,6 +738,62 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         })
         .collect();
     Ok(summary)
+}
+
+/// The run's observer thread: every `progress_every`, report progress,
+/// record queue depths in the trace, and log queues that stay full.
+fn watch(shared: &Shared<'_>, heads: &[(String, Receiver<Item>)], done: &AtomicBool) {
+    let every = shared.opts.progress_every.max(Duration::from_millis(20));
+    let wants = shared.opts.on_progress.is_some()
+        || shared.trace.is_some()
+        || tracing::enabled!(tracing::Level::DEBUG);
+    let start = Instant::now();
+    let mut full_since: Vec<Option<Instant>> = vec![None; heads.len()];
+    let mut last = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(10));
+        if !wants || last.elapsed() < every {
+            continue;
+        }
+        last = Instant::now();
+        let total = shared.scanned.load(Ordering::Relaxed);
+        let known = shared.sources_left.load(Ordering::Relaxed) == 0;
+        if let Some(progress) = &shared.opts.on_progress {
+            let snapshot: Vec<observe::StageProgress> = shared
+                .stats
+                .iter()
+                .map(|s| observe::StageProgress {
+                    stage: s.name.clone(),
+                    done: s.items_out.load(Ordering::Relaxed)
+                        + s.failed.load(Ordering::Relaxed)
+                        + s.filtered.load(Ordering::Relaxed),
+                    failed: s.failed.load(Ordering::Relaxed),
+                    in_flight: s.in_flight.load(Ordering::Relaxed),
+                    total,
+                    total_known: known,
+                    elapsed: start.elapsed().as_secs_f64(),
+                })
+                .collect();
+            let finished = shared.report.finished() + shared.up_to_date.load(Ordering::Relaxed);
+            progress(&snapshot, finished.min(total));
+        }
+        let depths: Vec<(String, usize)> =
+            heads.iter().map(|(n, rx)| (n.clone(), rx.len())).collect();
+        if let Some(trace) = &shared.trace {
+            trace.queues(Instant::now(), &depths);
+        }
+        for ((name, rx), since) in heads.iter().zip(full_since.iter_mut()) {
+            if rx.is_full() {
+                let at = *since.get_or_insert_with(Instant::now);
+                if at.elapsed() >= Duration::from_secs(1) {
+                    tracing::debug!(stage = %name, "queue full for {:.1}s: the stage is the bottleneck", at.elapsed().as_secs_f64());
+                    *since = Some(Instant::now());
+                }
+            } else {
+                *since = None;
+            }
+        }
+    }
 }
 
 fn run_source(
@@ -620,13 +818,24 @@ fn run_source(
                 match shared.resume.up_to_date(idx, &item) {
                     Some(outputs) => {
                         shared.up_to_date.fetch_add(1, Ordering::Relaxed);
+                        shared.report.single(observe::Line {
+                            path: item.path.clone(),
+                            status: observe::Status::UpToDate,
+                            stage: None,
+                            reason: None,
+                            outputs: outputs.clone(),
+                            ms: Default::default(),
+                        });
                         if let Some(list) = &shared.up_to_date_items {
                             list.lock()
                                 .unwrap_or_else(|e| e.into_inner())
                                 .push((item.path, outputs));
                         }
                     }
-                    None => shared.forward(*item, &outs),
+                    None => {
+                        shared.report.started(id, &item.path);
+                        shared.forward(*item, &outs);
+                    }
                 }
             }
             Found::Error { path, reason } => shared.fail(idx, id, path, reason),
@@ -647,6 +856,7 @@ fn run_source(
         );
     }
     stats.add_busy(started.elapsed());
+    shared.sources_left.fetch_sub(1, Ordering::Relaxed);
 }
 
 fn summarise(shared: Shared<'_>, elapsed: Duration) -> RunSummary {
@@ -682,6 +892,7 @@ fn summarise(shared: Shared<'_>, elapsed: Duration) -> RunSummary {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner()),
         process_chains: Vec::new(),
+        dry_run: false,
         written: shared
             .written
             .into_inner()

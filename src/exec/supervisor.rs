@@ -202,6 +202,8 @@ fn describe_death(
 /// One worker slot of a chain in processes mode.
 pub struct Slot<'a> {
     stage: &'a ChainProcesses,
+    /// PID of the current worker (0: none yet), for naming trace tracks.
+    pid: Arc<AtomicU32>,
     interrupt: &'a AtomicBool,
     worker: Option<Worker>,
     interrupted_at: Option<Instant>,
@@ -211,10 +213,16 @@ impl<'a> Slot<'a> {
     pub fn new(stage: &'a ChainProcesses, interrupt: &'a AtomicBool) -> Slot<'a> {
         Slot {
             stage,
+            pid: Arc::new(AtomicU32::new(0)),
             interrupt,
             worker: None,
             interrupted_at: None,
         }
+    }
+
+    /// Where the current worker's PID can be read.
+    pub fn pid_handle(&self) -> Arc<AtomicU32> {
+        Arc::clone(&self.pid)
     }
 
     fn spawn(&self) -> Result<Worker, String> {
@@ -256,6 +264,8 @@ impl<'a> Slot<'a> {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.stage.exe.display()))?;
         super::cleanup::watch_worker(child.id());
+        self.pid.store(child.id(), Ordering::Relaxed);
+        tracing::info!(stage = %self.stage.names.join("+"), pid = child.id(), "worker started");
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_thread = child.stderr.take().map(|pipe| {
             let lines = Arc::clone(&stderr);
@@ -368,6 +378,7 @@ impl<'a> Slot<'a> {
     /// stage when workers keep dying without finishing anything.
     fn crashed(&self, at: usize, reason: String) -> CallError {
         let n = self.stage.crashes_in_a_row.fetch_add(1, Ordering::SeqCst) + 1;
+        tracing::info!(stage = %self.stage.names.get(at).map_or("?", String::as_str), "worker lost: {reason}");
         if n >= self.stage.crash_limit {
             CallError::Fatal(format!(
                 "{reason}; workers of stage `{}` crashed {n} times in a row without finishing an item, so the stage stopped",

@@ -135,6 +135,14 @@ impl Stage for ContactSheet {
         true
     }
 
+    fn plan(&self, item: Item) -> Result<Option<Item>, StageError> {
+        Ok(Some(item))
+    }
+
+    fn plan_finish(&self) -> Result<Vec<PathBuf>, StageError> {
+        Ok(vec![PathBuf::from(&self.opts.path)])
+    }
+
     fn collect(&self, item: &mut Item) {
         if let Payload::Image(tile) = std::mem::take(&mut item.payload) {
             self.tiles

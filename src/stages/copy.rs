@@ -95,6 +95,14 @@ fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
 }
 
 impl Stage for Copy {
+    fn plan(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        let dest = self
+            .dir
+            .join(super::template::render(&self.opts.filename, &item)?);
+        item.meta.outputs.push(dest);
+        Ok(Some(item))
+    }
+
     fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
         let dest = self
             .dir

@@ -200,6 +200,11 @@ pub fn encode_with(
 }
 
 impl Stage for Encode {
+    fn plan(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        item.meta.format = Some(self.opts.format.name().to_string());
+        Ok(Some(item))
+    }
+
     fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
         let Payload::Image(img) = std::mem::take(&mut item.payload) else {
             return Err(StageError::new("expected a decoded image"));

@@ -115,6 +115,15 @@ fn tail(bytes: &[u8]) -> String {
 }
 
 impl Stage for Exec {
+    fn plan(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        if let Some(dir) = &self.dir {
+            let out = dir.join(super::template::render(&self.opts.filename, &item)?);
+            super::claim_output(self.run_dir.as_deref(), &out, &item.path)?;
+            item.meta.outputs.push(out);
+        }
+        Ok(Some(item))
+    }
+
     fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
         let out = match &self.dir {
             Some(dir) => Some(dir.join(super::template::render(&self.opts.filename, &item)?)),

@@ -139,6 +139,11 @@ impl Filter {
 }
 
 impl Stage for Filter {
+    fn plan(&self, item: Item) -> Result<Option<Item>, StageError> {
+        // Reads at most an image header: allowed in a dry run.
+        self.process(item)
+    }
+
     fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
         if !self.extensions.is_empty() {
             let ext = item

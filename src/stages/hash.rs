@@ -70,6 +70,11 @@ impl Hasher {
 }
 
 impl Stage for Hash {
+    fn plan(&self, item: Item) -> Result<Option<Item>, StageError> {
+        // Reading to hash is not decoding; `{hash}` names need it.
+        self.process(item)
+    }
+
     fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
         let mut hasher = match self.0 {
             Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),

@@ -103,6 +103,10 @@ impl Stage for Manifest {
         true
     }
 
+    fn plan_finish(&self) -> Result<Vec<PathBuf>, StageError> {
+        Ok(vec![PathBuf::from(&self.opts.path)])
+    }
+
     fn collect(&self, item: &mut Item) {
         let m = &item.meta;
         let row = Row {

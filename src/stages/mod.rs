@@ -84,6 +84,18 @@ pub trait Stage: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// What `process` would do, without reading pixels or writing files:
+    /// for a dry run. Stages that name outputs record them in the item's
+    /// `outputs`; the default passes the item on.
+    fn plan(&self, item: Item) -> Result<Option<Item>, StageError> {
+        Ok(Some(item))
+    }
+
+    /// The files `finish` would write, for a dry run.
+    fn plan_finish(&self) -> Result<Vec<PathBuf>, StageError> {
+        Ok(Vec::new())
+    }
+
     /// True for stages that must see every item on every run (a contact
     /// sheet): items they would get are never skipped as up to date.
     fn needs_every_item(&self) -> bool {

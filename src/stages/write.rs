@@ -95,14 +95,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-impl Stage for Write {
-    fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
-        let Payload::Bytes(bytes) = std::mem::take(&mut item.payload) else {
-            return Err(StageError::new("expected bytes to write"));
-        };
+impl Write {
+    /// Where the item goes, checked against its source and this run's other
+    /// outputs.
+    fn destination(&self, item: &Item) -> Result<PathBuf, StageError> {
         let path = self
             .dir
-            .join(super::template::render(&self.opts.filename, &item)?);
+            .join(super::template::render(&self.opts.filename, item)?);
         if let (Ok(a), Ok(b)) = (path.canonicalize(), item.path.canonicalize())
             && a == b
         {
@@ -114,6 +113,23 @@ impl Stage for Write {
         if !self.opts.overwrite {
             super::claim_output(self.run_dir.as_deref(), &path, &item.path)?;
         }
+        Ok(path)
+    }
+}
+
+impl Stage for Write {
+    fn plan(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        let path = self.destination(&item)?;
+        item.payload = Payload::Nothing;
+        item.meta.outputs.push(path);
+        Ok(Some(item))
+    }
+
+    fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        let Payload::Bytes(bytes) = std::mem::take(&mut item.payload) else {
+            return Err(StageError::new("expected bytes to write"));
+        };
+        let path = self.destination(&item)?;
         write_atomic(&path, &bytes)
             .map_err(|e| StageError(format!("cannot write {}: {e}", path.display())))?;
         item.meta.outputs.push(path);

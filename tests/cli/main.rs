@@ -3,6 +3,7 @@
 //! One test binary; this file holds the fluent builder and the core tests,
 //! `stages.rs` the golden tests of each stage kind.
 
+mod observe;
 mod reliability;
 mod stages;
 
@@ -17,16 +18,39 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// linked in so the example files run unchanged, as from the repository.
 struct Workspace {
     dir: tempfile::TempDir,
+    _turn: Turn,
+}
+
+/// Tests share the machine; a measuring test takes it alone.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+enum Turn {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
 }
 
 impl Workspace {
     fn new() -> Workspace {
+        Workspace::with(Turn::Shared(
+            MACHINE.read().unwrap_or_else(|e| e.into_inner()),
+        ))
+    }
+
+    /// For tests that measure (memory, descriptors): no other test runs
+    /// while this workspace lives.
+    fn alone() -> Workspace {
+        Workspace::with(Turn::Alone(
+            MACHINE.write().unwrap_or_else(|e| e.into_inner()),
+        ))
+    }
+
+    fn with(turn: Turn) -> Workspace {
         let dir = tempfile::tempdir().expect("temp dir");
         for name in ["samples", "pipelines"] {
             std::os::unix::fs::symlink(Path::new(REPO).join(name), dir.path().join(name))
                 .expect("symlink");
         }
-        Workspace { dir }
+        Workspace { dir, _turn: turn }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -1194,7 +1218,7 @@ fn fd_count(pid: u32) -> Option<usize> {
 
 #[test]
 fn file_descriptors_stay_flat_over_2000_items() {
-    let ws = Workspace::new();
+    let ws = Workspace::alone();
     for i in 0..2000 {
         ws.write(
             &format!("many/{:02}/{i:04}.txt", i / 100),

@@ -618,35 +618,42 @@ fn a_manifest_lists_up_to_date_items() {
     assert_eq!(counts(&again), (12, 0));
 }
 
-/// Run conveyor to the end; its exit code, stderr and peak RSS in KiB (of
-/// conveyor itself, not its workers).
-// The child is reaped with wait4, which also gives its resource usage.
-#[allow(clippy::zombie_processes)]
-fn run_measured(ws: &Workspace, args: &[&str]) -> (i32, String, i64) {
+fn vm_hwm(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Run conveyor to the end; its exit code, stderr, and the peak resident
+/// memory in KiB of conveyor itself and of its largest worker, read from
+/// /proc while it runs.
+fn run_measured(ws: &Workspace, args: &[&str]) -> (i32, String, u64, u64) {
     let mut child = Command::new(BIN)
         .current_dir(ws.path(""))
         .args(args)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut stderr);
+    let pid = child.id();
+    let reader = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut s = String::new();
+            let _ = e.read_to_string(&mut s);
+            s
+        })
+    });
+    let (mut own, mut worker) = (0u64, 0u64);
+    while child.try_wait().expect("try_wait").is_none() {
+        own = own.max(vm_hwm(pid).unwrap_or(0));
+        for w in children_of(pid) {
+            worker = worker.max(vm_hwm(w).unwrap_or(0));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let pid = i32::try_from(child.id()).expect("pid");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value to be filled in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child, with valid pointers.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (code, stderr, usage.ru_maxrss)
+    let code = child.wait().expect("wait").code().unwrap_or(-1);
+    let stderr = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    (code, stderr, own, worker)
 }
 
 /// Scanned, ok, failed, filtered and up-to-date counts of a summary.
@@ -681,7 +688,7 @@ fn accounted(stderr: &str) -> (u64, u64, u64, u64, u64) {
 
 #[test]
 fn twenty_thousand_files_are_all_accounted_for_in_bounded_memory() {
-    let ws = Workspace::new();
+    let ws = Workspace::alone();
     let mut small = Vec::new();
     image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(16, 12, |x, y| {
         image::Rgb([x as u8 * 15, y as u8 * 20, 128])
@@ -712,7 +719,7 @@ fn twenty_thousand_files_are_all_accounted_for_in_bounded_memory() {
         for (dir, n) in [("few", 2_000u64), ("many", 20_000)] {
             let root = format!("scan.root={dir}");
             let save = format!("save.dir=out/{mode}/{dir}");
-            let (code, stderr, peak) = run_measured(
+            let (code, stderr, peak, worker_peak) = run_measured(
                 &ws,
                 &[
                     "run",
@@ -735,15 +742,21 @@ fn twenty_thousand_files_are_all_accounted_for_in_bounded_memory() {
             );
             assert_eq!((failed, filtered), (n / 100, n / 100), "{mode} {dir}");
             assert_eq!(ws.count(&format!("out/{mode}/{dir}")) as u64, ok);
-            peaks.push((mode, dir, peak));
+            peaks.push((mode, dir, peak, worker_peak));
         }
     }
     for pair in peaks.chunks(2) {
-        let ((mode, _, few), (_, _, many)) = (pair[0], pair[1]);
-        eprintln!("peak RSS, {mode}: 2,000 files {few} KiB, 20,000 files {many} KiB");
+        let ((mode, _, few, wfew), (_, _, many, wmany)) = (pair[0], pair[1]);
+        eprintln!(
+            "peak RSS, {mode}: 2,000 files {few} KiB, 20,000 files {many} KiB (largest worker {wfew} / {wmany} KiB)"
+        );
         assert!(
             many as f64 <= few as f64 * 1.3,
             "{mode}: peak memory grew from {few} KiB (2,000 files) to {many} KiB (20,000 files)"
+        );
+        assert!(
+            wmany as f64 <= wfew as f64 * 1.3 + 1024.0,
+            "{mode}: worker memory grew from {wfew} KiB to {wmany} KiB"
         );
     }
 }

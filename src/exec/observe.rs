@@ -1,0 +1,374 @@
+//! Watching a run: the per-item report (`--report`, JSON lines), the timeline
+//! (`--trace`, Chrome trace events for Perfetto), and progress on stderr
+//! (`--progress`: bars on a terminal, JSON lines, or nothing).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// How an item ended, as the report says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Failed,
+    Filtered,
+    UpToDate,
+    Cancelled,
+}
+
+impl Status {
+    fn rank(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::UpToDate => 1,
+            Status::Filtered => 2,
+            Status::Cancelled => 3,
+            Status::Failed => 4,
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub path: PathBuf,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub outputs: Vec<PathBuf>,
+    /// Milliseconds spent on the item in each stage.
+    pub ms: BTreeMap<String, f64>,
+}
+
+/// An item still on its way: how many copies of it (fan-out) are still
+/// travelling, and what is known so far.
+struct Pending {
+    copies: usize,
+    line: Line,
+    /// Whether stage times are kept (only when a report is written).
+    timed: bool,
+}
+
+/// Follows every item to its end: counts finished items for progress and,
+/// with `--report FILE`, writes a line per item when its last copy ends, so
+/// memory holds only the items in flight.
+/// The report file (if any) and the items still travelling.
+type ReportState = (Option<BufWriter<File>>, HashMap<u64, Pending>);
+
+pub struct Report {
+    out: Mutex<ReportState>,
+    finished: std::sync::atomic::AtomicU64,
+    on_end: Option<ItemEndFn>,
+}
+
+/// Called with each item's line when the item ends.
+pub type ItemEndFn = Box<dyn Fn(&Line) + Send + Sync>;
+
+impl Report {
+    pub fn new(path: Option<&Path>, on_end: Option<ItemEndFn>) -> std::io::Result<Report> {
+        let file = match path {
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                Some(BufWriter::new(File::create(path)?))
+            }
+            None => None,
+        };
+        Ok(Report {
+            out: Mutex::new((file, HashMap::new())),
+            finished: std::sync::atomic::AtomicU64::new(0),
+            on_end,
+        })
+    }
+
+    /// Items that have ended, whatever their status.
+    pub fn finished(&self) -> u64 {
+        self.finished.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn write(&self, out: &mut Option<BufWriter<File>>, line: &Line) {
+        self.finished
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(f) = &self.on_end {
+            f(line);
+        }
+        if let Some(out) = out
+            && let Ok(text) = serde_json::to_string(line)
+        {
+            let _ = writeln!(out, "{text}");
+        }
+    }
+
+    /// An item left its source.
+    pub fn started(&self, id: u64, path: &Path) {
+        let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let timed = g.0.is_some();
+        g.1.insert(
+            id,
+            Pending {
+                copies: 1,
+                line: Line {
+                    path: path.to_path_buf(),
+                    status: Status::Ok,
+                    stage: None,
+                    reason: None,
+                    outputs: Vec::new(),
+                    ms: BTreeMap::new(),
+                },
+                timed,
+            },
+        );
+    }
+
+    /// An item that ended before travelling (up to date, or unreadable).
+    pub fn single(&self, line: Line) {
+        let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        self.write(&mut g.0, &line);
+    }
+
+    /// Time an item spent in a stage.
+    pub fn timed(&self, id: u64, stage: &str, d: Duration) {
+        let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = g.1.get_mut(&id)
+            && p.timed
+        {
+            *p.line.ms.entry(stage.to_string()).or_default() += d.as_secs_f64() * 1000.0;
+        }
+    }
+
+    /// The item was copied to `n` consumers.
+    pub fn fanned_out(&self, id: u64, n: usize) {
+        if n > 1 {
+            let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = g.1.get_mut(&id) {
+                p.copies += n - 1;
+            }
+        }
+    }
+
+    /// One copy of the item ended; the line is written with the last.
+    /// Returns false when the item was not being followed.
+    pub fn ended(
+        &self,
+        id: u64,
+        status: Status,
+        stage: Option<&str>,
+        reason: Option<&str>,
+        outputs: &[PathBuf],
+    ) -> bool {
+        let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let (out, pending) = &mut *g;
+        let Some(p) = pending.get_mut(&id) else {
+            return false;
+        };
+        p.line.outputs.extend_from_slice(outputs);
+        if status.rank() > p.line.status.rank() {
+            p.line.status = status;
+            p.line.stage = stage.map(str::to_string);
+            p.line.reason = reason.map(str::to_string);
+        }
+        p.copies = p.copies.saturating_sub(1);
+        if p.copies == 0
+            && let Some(done) = pending.remove(&id)
+        {
+            self.write(out, &done.line);
+        }
+        true
+    }
+
+    /// Items still travelling when the run stopped are reported as such.
+    pub fn finish(&self) {
+        let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let (out, pending) = &mut *g;
+        let mut rest: Vec<Pending> = pending.drain().map(|(_, p)| p).collect();
+        rest.sort_by(|a, b| a.line.path.cmp(&b.line.path));
+        for mut p in rest {
+            if p.line.status == Status::Ok {
+                p.line.status = Status::Cancelled;
+            }
+            self.write(out, &p.line);
+        }
+        if let Some(out) = out {
+            let _ = out.flush();
+        }
+    }
+}
+
+/// `--trace FILE`: Chrome trace events, streamed as a JSON array.
+pub struct Trace {
+    start: Instant,
+    out: Mutex<(BufWriter<File>, bool, HashMap<String, u64>)>,
+}
+
+impl Trace {
+    pub fn create(path: &Path, start: Instant) -> std::io::Result<Trace> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = BufWriter::new(File::create(path)?);
+        f.write_all(b"[\n")?;
+        Ok(Trace {
+            start,
+            out: Mutex::new((f, true, HashMap::new())),
+        })
+    }
+
+    fn us(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.start).as_secs_f64() * 1e6
+    }
+
+    fn event(out: &mut BufWriter<File>, first: &mut bool, value: serde_json::Value) {
+        if !*first {
+            let _ = out.write_all(b",\n");
+        }
+        *first = false;
+        let _ = out.write_all(value.to_string().as_bytes());
+    }
+
+    /// The track id of a worker, naming the track the first time.
+    fn track(g: &mut (BufWriter<File>, bool, HashMap<String, u64>), name: &str) -> u64 {
+        if let Some(&t) = g.2.get(name) {
+            return t;
+        }
+        let t = g.2.len() as u64 + 1;
+        g.2.insert(name.to_string(), t);
+        let meta = serde_json::json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": t, "args": {"name": name}});
+        Self::event(&mut g.0, &mut g.1, meta);
+        t
+    }
+
+    /// One item's time in one stage, on a worker's track.
+    pub fn span(&self, track: &str, item: &str, stage: &str, start: Instant, dur: Duration) {
+        let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let tid = Self::track(&mut g, track);
+        let ev = serde_json::json!({
+            "name": item, "cat": stage, "ph": "X", "pid": 1, "tid": tid,
+            "ts": self.us(start), "dur": dur.as_secs_f64() * 1e6,
+            "args": {"stage": stage},
+        });
+        let (out, first, _) = &mut *g;
+        Self::event(out, first, ev);
+    }
+
+    /// Queue depths, as counters.
+    pub fn queues(&self, at: Instant, depths: &[(String, usize)]) {
+        let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let args: serde_json::Map<String, serde_json::Value> = depths
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .collect();
+        let ev = serde_json::json!({"name": "queue depth", "ph": "C", "pid": 1, "ts": self.us(at), "args": args});
+        let (out, first, _) = &mut *g;
+        Self::event(out, first, ev);
+    }
+
+    pub fn finish(&self) {
+        let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = g.0.write_all(b"\n]\n");
+        let _ = g.0.flush();
+    }
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// Bars when stderr is a terminal, nothing otherwise.
+    #[default]
+    Auto,
+    Never,
+    /// One JSON object per stage per update on stderr.
+    Json,
+}
+
+/// One stage's numbers at a moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageProgress {
+    pub stage: String,
+    pub done: u64,
+    pub failed: u64,
+    pub in_flight: i64,
+    /// Items found so far, and whether the scan is over.
+    pub total: u64,
+    pub total_known: bool,
+    pub elapsed: f64,
+}
+
+/// Live bars on a terminal (indicatif): one per stage, and one overall.
+pub struct Bars {
+    multi: indicatif::MultiProgress,
+    stages: Vec<indicatif::ProgressBar>,
+    overall: indicatif::ProgressBar,
+}
+
+impl Bars {
+    pub fn new(names: &[String]) -> Bars {
+        let multi = indicatif::MultiProgress::with_draw_target(
+            indicatif::ProgressDrawTarget::stderr_with_hz(8),
+        );
+        let width = names.iter().map(String::len).max().unwrap_or(4);
+        let style = indicatif::ProgressStyle::with_template(&format!(
+            "{{prefix:<{width}}} {{bar:30.cyan/blue}} {{pos:>7}}/{{len:7}} {{per_sec:>10}} {{msg}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let stages = names
+            .iter()
+            .map(|n| {
+                let b = multi.add(indicatif::ProgressBar::new(0));
+                b.set_style(style.clone());
+                b.set_prefix(n.clone());
+                b
+            })
+            .collect();
+        let overall = multi.add(indicatif::ProgressBar::new(0));
+        overall.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{prefix:<{width}}} {{bar:30.green/white}} {{pos:>7}}/{{len:7}} {{elapsed_precise}} eta {{eta}}"
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        overall.set_prefix("all");
+        Bars {
+            multi,
+            stages,
+            overall,
+        }
+    }
+
+    pub fn update(&self, snapshot: &[StageProgress], finished: u64) {
+        for (bar, s) in self.stages.iter().zip(snapshot) {
+            bar.set_length(s.total.max(s.done));
+            bar.set_position(s.done);
+            bar.set_message(format!(
+                "{} in flight, {} failed",
+                s.in_flight.max(0),
+                s.failed
+            ));
+        }
+        if let Some(s) = snapshot.first() {
+            self.overall.set_length(s.total.max(finished));
+        }
+        self.overall.set_position(finished);
+    }
+
+    /// Print a line above the bars.
+    pub fn println(&self, line: &str) {
+        let _ = self.multi.println(line);
+    }
+
+    pub fn finish(&self) {
+        for b in &self.stages {
+            b.finish_and_clear();
+        }
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}

@@ -1,0 +1,354 @@
+//! Seeing what happens: progress, the per-item report, the trace, the
+//! schema, dry runs, logs, and plain output when stderr is not a terminal.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Summary counts: (scanned, ok, failed, filtered, up to date).
+fn summary(stderr: &str) -> (u64, u64, u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" items in "))
+        .unwrap_or_default()
+        .replace(": ", ", ");
+    let num = |label: &str| -> u64 {
+        line.split(", ")
+            .find_map(|p| {
+                p.trim()
+                    .strip_suffix(label)
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let scanned = line
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (
+        scanned,
+        num(" ok"),
+        num(" failed"),
+        num(" filtered"),
+        num(" up to date"),
+    )
+}
+
+/// Per-stage (in, out) from the summary table.
+fn table(stderr: &str) -> BTreeMap<String, (String, String)> {
+    stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("stage "))
+        .skip(1)
+        .take_while(|l| !l.contains(" items in "))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            // stage kind mode [xN] in out failed busy items/s
+            let n = cols.len();
+            (n >= 7).then(|| {
+                (
+                    cols[0].to_string(),
+                    (cols[n - 5].to_string(), cols[n - 4].to_string()),
+                )
+            })
+        })
+        .collect()
+}
+
+fn mixed_with_filter(ws: &Workspace) {
+    for s in ["meadow.jpg", "tower.jpg", "tiny.jpg", "trips/hills.png"] {
+        ws.sample(s, &format!("in/{s}"));
+    }
+    ws.write("in/broken.jpg", b"nope")
+        .write("in/notes.txt", b"text");
+    ws.write(
+        "p.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"in\"\n\n[[stage]]\nname = \"keep\"\nkind = \"filter\"\nextensions = [\"jpg\", \"png\"]\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\n\n[[stage]]\nname = \"thumb\"\nkind = \"resize\"\nwidth = 64\n\n[[stage]]\nname = \"jpeg\"\nkind = \"encode\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n",
+    );
+}
+
+#[test]
+fn json_progress_lines_parse_and_only_grow() {
+    let ws = Workspace::new();
+    let tiny = std::fs::read(Path::new(REPO).join("samples/photos/tiny.jpg")).expect("sample");
+    for i in 0..400 {
+        ws.write(&format!("many/{i:03}.jpg"), &tiny);
+    }
+    let done = ws
+        .conveyor()
+        .args(&[
+            "run",
+            "pipelines/thumbnails.toml",
+            "--set",
+            "scan.root=many",
+            "--mode",
+            "inline",
+            "--progress",
+            "json",
+        ])
+        .run();
+    done.code(0);
+    let lines = json_lines(&done.stderr());
+    assert!(!lines.is_empty(), "no progress lines: {}", done.stderr());
+    let mut last: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    let mut ticks = 0;
+    for l in &lines {
+        let stage = l["stage"].as_str().expect("stage").to_string();
+        let doneness = l["done"].as_u64().expect("done");
+        let elapsed = l["elapsed"].as_f64().expect("elapsed");
+        assert!(l["failed"].is_u64() && l["in_flight"].is_i64());
+        if let Some((d, e)) = last.get(&stage) {
+            assert!(doneness >= *d && elapsed >= *e, "{stage} went back: {l}");
+        }
+        if stage == "scan" {
+            ticks += 1;
+        }
+        last.insert(stage, (doneness, elapsed));
+    }
+    assert_eq!(
+        last.keys().collect::<Vec<_>>(),
+        vec!["jpeg", "load", "save", "scan", "thumb"]
+    );
+    // At most a few updates a second.
+    let elapsed = last["scan"].1;
+    assert!(
+        f64::from(ticks) <= elapsed * 5.0 + 1.0,
+        "{ticks} updates in {elapsed:.2}s"
+    );
+}
+
+#[test]
+fn the_report_adds_up_to_the_summary() {
+    let ws = Workspace::new();
+    mixed_with_filter(&ws);
+    for (round, mode) in ["threads", "processes"].iter().enumerate() {
+        let report = format!("report{round}.jsonl");
+        let done = ws
+            .conveyor()
+            .args(&["run", "p.toml", "--report", &report, "--mode", mode])
+            .run();
+        let stderr = done.stderr();
+        let lines = json_lines(&std::fs::read_to_string(ws.path(&report)).expect("report"));
+        let (scanned, ok, failed, filtered, up) = summary(&stderr);
+        assert_eq!(lines.len() as u64, scanned, "{stderr}");
+        assert_eq!(scanned, 6);
+        let count = |s: &str| lines.iter().filter(|l| l["status"] == s).count() as u64;
+        assert_eq!(
+            (
+                count("ok"),
+                count("failed"),
+                count("filtered"),
+                count("up_to_date")
+            ),
+            (ok, failed, filtered, up),
+            "{mode}: {stderr}"
+        );
+        // The second round finds the first round's outputs up to date.
+        if round == 0 {
+            assert_eq!((ok, failed, filtered, up), (4, 1, 1, 0));
+        } else {
+            assert_eq!((ok, failed, filtered, up), (0, 1, 1, 4));
+        }
+        let broken = lines
+            .iter()
+            .find(|l| l["path"] == "in/broken.jpg")
+            .expect("broken line");
+        assert_eq!(broken["status"], "failed");
+        assert_eq!(broken["stage"], "load");
+        assert_eq!(broken["reason"], "not a recognised image format");
+        let notes = lines
+            .iter()
+            .find(|l| l["path"] == "in/notes.txt")
+            .expect("notes line");
+        assert_eq!(
+            (notes["status"].as_str(), notes["stage"].as_str()),
+            (Some("filtered"), Some("keep"))
+        );
+        let meadow = lines
+            .iter()
+            .find(|l| l["path"] == "in/meadow.jpg")
+            .expect("meadow line");
+        assert_eq!(meadow["outputs"], serde_json::json!(["out/meadow.jpg"]));
+        if round == 0 {
+            for stage in ["keep", "load", "thumb", "jpeg", "save"] {
+                assert!(
+                    meadow["ms"][stage].as_f64().is_some_and(|ms| ms >= 0.0),
+                    "{stage}: {meadow}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_trace_has_a_span_per_item_per_stage() {
+    for mode in ["threads", "processes"] {
+        let ws = Workspace::new();
+        ws.conveyor()
+            .args(&[
+                "run",
+                "pipelines/thumbnails.toml",
+                "--trace",
+                "trace.json",
+                "--mode",
+                mode,
+            ])
+            .run()
+            .code(0);
+        let events: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(ws.path("trace.json")).expect("trace"))
+                .expect("trace is JSON");
+        let tracks: BTreeMap<u64, String> = events
+            .iter()
+            .filter(|e| e["ph"] == "M")
+            .map(|e| {
+                (
+                    e["tid"].as_u64().expect("tid"),
+                    e["args"]["name"].as_str().expect("name").to_string(),
+                )
+            })
+            .collect();
+        let spans: Vec<&serde_json::Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+        for stage in ["load", "thumb", "jpeg", "save"] {
+            let mut items: Vec<&str> = spans
+                .iter()
+                .filter(|e| e["cat"] == stage)
+                .map(|e| e["name"].as_str().expect("name"))
+                .collect();
+            items.sort();
+            items.dedup();
+            let n = spans.iter().filter(|e| e["cat"] == stage).count();
+            assert_eq!((items.len(), n), (12, 12), "{mode}: {stage}");
+        }
+        for e in &spans {
+            assert!(e["ts"].as_f64().is_some() && e["dur"].as_f64().is_some_and(|d| d >= 0.0));
+            let track = &tracks[&e["tid"].as_u64().expect("tid")];
+            let expected = if mode == "processes" {
+                "/pid-"
+            } else {
+                "/thread-"
+            };
+            assert!(track.contains(expected), "{mode}: track {track}");
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| e["ph"] == "C" && e["name"] == "queue depth"),
+            "{mode}: no queue counters"
+        );
+    }
+}
+
+#[test]
+fn the_schema_accepts_every_example_and_rejects_typos() {
+    let ws = Workspace::new();
+    let done = ws.conveyor().args(&["schema"]).run();
+    done.code(0);
+    let schema: serde_json::Value = serde_json::from_str(&done.stdout()).expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(Path::new(REPO).join("pipelines")).expect("pipelines") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let doc: serde_json::Value = toml::from_str(&text).expect("TOML");
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 7);
+    let typo = std::fs::read_to_string(Path::new(REPO).join("pipelines/thumbnails.toml"))
+        .expect("read")
+        .replace("width = 256", "widht = 256");
+    let doc: serde_json::Value = toml::from_str(&typo).expect("TOML");
+    assert!(!validator.is_valid(&doc), "a typo was accepted");
+    let bad_value = std::fs::read_to_string(Path::new(REPO).join("pipelines/thumbnails.toml"))
+        .expect("read")
+        .replace("fit = \"contain\"", "fit = \"stretch\"");
+    assert!(!validator.is_valid(&toml::from_str(&bad_value).expect("TOML")));
+}
+
+#[test]
+fn a_dry_run_touches_nothing_and_predicts_the_run() {
+    let ws = Workspace::new();
+    mixed_with_filter(&ws);
+    let dry = ws.conveyor().args(&["run", "p.toml", "--dry-run"]).run();
+    dry.stderr_has("dry run: no pixel was decoded and no file written");
+    assert!(!ws.path("out").exists(), "a dry run wrote something");
+    let real = ws.conveyor().args(&["run", "p.toml"]).run();
+    real.code(1);
+    // Same counts, except that the broken file's failure shows only when
+    // decoding is tried.
+    let (ds, dok, _, dfilt, dup) = summary(&dry.stderr());
+    let (rs, rok, rfail, rfilt, rup) = summary(&real.stderr());
+    assert_eq!((ds, dfilt, dup), (rs, rfilt, rup));
+    assert_eq!(dok, rok + rfail);
+    let (dt, rt) = (table(&dry.stderr()), table(&real.stderr()));
+    assert_eq!(dt["scan"], rt["scan"]);
+    assert_eq!(dt["keep"], rt["keep"]);
+    let mut listed: Vec<String> = dry
+        .stdout()
+        .lines()
+        .filter_map(|l| l.strip_prefix("write       ").map(str::to_string))
+        .collect();
+    listed.retain(|l| l != "out/broken.jpg");
+    listed.sort();
+    let written: Vec<String> = ws
+        .files("out")
+        .into_keys()
+        .map(|k| format!("out/{k}"))
+        .collect();
+    assert_eq!(listed, written);
+    // After the run, a dry run finds them up to date.
+    let again = ws.conveyor().args(&["run", "p.toml", "--dry-run"]).run();
+    let out = again.stdout();
+    let up: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("up to date  "))
+        .collect();
+    assert_eq!(up.len(), 4, "{}", again.stdout());
+    again.stderr_has("4 up to date");
+}
+
+#[test]
+fn output_is_plain_when_stderr_is_not_a_terminal() {
+    let ws = Workspace::new();
+    mixed_with_filter(&ws);
+    let done = ws.conveyor().args(&["run", "p.toml"]).run();
+    assert!(
+        !done.stderr().contains('\u{1b}'),
+        "escape codes in: {:?}",
+        done.stderr()
+    );
+    let bad = ws
+        .conveyor()
+        .args(&["check", "p.toml", "--set", "thumb.widht=3"])
+        .run();
+    bad.code(2);
+    assert!(!bad.stderr().contains('\u{1b}'));
+    bad.stderr_has("^^^^^ unknown key");
+}
+
+#[test]
+fn verbose_logs_name_worker_starts() {
+    let ws = Workspace::new();
+    ws.conveyor()
+        .args(&[
+            "run",
+            "pipelines/thumbnails.toml",
+            "--mode",
+            "processes",
+            "-v",
+        ])
+        .run()
+        .code(0)
+        .stderr_has("worker started")
+        .stderr_has("stage=load+thumb+jpeg+save");
+}
