@@ -316,7 +316,7 @@ impl Bars {
         );
         let width = names.iter().map(String::len).max().unwrap_or(4);
         let style = indicatif::ProgressStyle::with_template(&format!(
-            "{{prefix:<{width}}} {{bar:30.cyan/blue}} {{pos:>7}}/{{len:7}} {{per_sec:>10}} {{msg}}"
+            "{{prefix:<{width}}} {{bar:30.cyan/blue}} {{pos:>7}}/{{len:7}} {{msg}}"
         ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         let stages = names
@@ -347,8 +347,13 @@ impl Bars {
         for (bar, s) in self.stages.iter().zip(snapshot) {
             bar.set_length(s.total.max(s.done));
             bar.set_position(s.done);
+            let rate = if s.elapsed > 0.0 {
+                s.done as f64 / s.elapsed
+            } else {
+                0.0
+            };
             bar.set_message(format!(
-                "{} in flight, {} failed",
+                "{rate:>8.1}/s  {} in flight, {} failed",
                 s.in_flight.max(0),
                 s.failed
             ));
