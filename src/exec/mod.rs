@@ -284,8 +284,9 @@ fn process_item(call: &mut dyn FnMut(Item) -> Outcome, mut item: Item, retries: 
             *total += *b;
         }
         match (outcome.result, spare) {
-            (Err(CallError::Item(_)), Some(mut copy)) => {
+            (Err(CallError::Item(msg)), Some(mut copy)) => {
                 copy.attempt += 1;
+                tracing::debug!(item = %copy.rel_str(), attempt = copy.attempt + 1, "retrying after: {msg}");
                 item = copy;
             }
             (Err(CallError::Item(msg)), None) if attempt > 0 => {

@@ -129,6 +129,7 @@ impl Worker {
     /// Let the child finish on its own (its input closes), killing it if it
     /// does not within a second.
     fn shut_down(mut self) {
+        tracing::debug!(pid = self.child.id(), "worker stopping");
         self.tx.take();
         let deadline = Instant::now() + Duration::from_secs(1);
         while Instant::now() < deadline {
