@@ -90,6 +90,10 @@ pub struct RunArgs {
     /// Write a Chrome trace to FILE (open it in ui.perfetto.dev).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// How many items stages with `workers = "auto"` may process at once,
+    /// all together (default: the CPU count).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
     /// Plan only: list what each stage would see and which files would be
     /// written or are up to date, without decoding or writing anything.
     #[arg(long)]
@@ -311,6 +315,7 @@ fn run(args: &RunArgs, registry: &Registry) -> Exit {
     });
     let opts = RunOptions {
         dry_run: args.dry_run,
+        jobs: args.jobs.map(|j| j as usize),
         on_item_end,
         force: args.force,
         state_tag: String::new(),

@@ -178,6 +178,8 @@ impl RunSummary {
         for s in &self.stages {
             let mode = if s.mode == "source" {
                 s.mode.clone()
+            } else if let Some(m) = s.mode.strip_suffix(" auto") {
+                format!("{m} auto/{}", s.workers)
             } else {
                 format!("{} x{}", s.mode, s.workers)
             };

@@ -90,6 +90,71 @@ impl StageOptions for PipelineKeys {
     }
 }
 
+/// `workers`: a count, or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Workers {
+    Count(usize),
+    #[serde(serialize_with = "auto_word")]
+    Auto,
+}
+
+fn auto_word<S: serde::Serializer>(s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("auto")
+}
+
+impl Workers {
+    pub fn count(self) -> Option<usize> {
+        match self {
+            Workers::Count(n) => Some(n),
+            Workers::Auto => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Workers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Workers, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Workers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of workers or \"auto\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Workers, E> {
+                usize::try_from(v)
+                    .map(Workers::Count)
+                    .map_err(|_| E::custom("too many workers"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Workers, E> {
+                usize::try_from(v)
+                    .map(Workers::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Workers, E> {
+                if v == "auto" {
+                    Ok(Workers::Auto)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Workers {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Workers".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A number of workers, or \"auto\".",
+            "oneOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]
+        })
+    }
+}
+
 /// Keys every stage has, whatever its kind.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -104,8 +169,10 @@ pub struct CommonKeys {
     pub inputs: Option<Vec<String>>,
     /// inline | threads | processes.
     pub mode: Option<Mode>,
-    /// Worker threads or processes; default: the CPU count (inline: 1).
-    pub workers: Option<usize>,
+    /// Worker threads or processes, or "auto" (the default; inline: 1):
+    /// the stage shares the run's `--jobs` budget with the other auto
+    /// stages, so the cores go wherever the work is.
+    pub workers: Option<Workers>,
     /// Retries per failed item; default: the pipeline's `retries`.
     pub retries: Option<u32>,
     /// Per-item time limit (processes mode), e.g. "30s".
@@ -130,7 +197,7 @@ impl StageOptions for CommonKeys {
                 format!("stage name `{name}` may only use a-z, 0-9, `_` and `-`"),
             ));
         }
-        if self.workers == Some(0) {
+        if self.workers == Some(Workers::Count(0)) {
             errors.push(OptionError::at("workers", "`workers` must be at least 1"));
         }
         if self.max_items_per_worker == Some(0) {
@@ -167,7 +234,11 @@ pub struct StageDef {
     /// Indices (into `Pipeline::stages`) of the stages this one reads from.
     pub inputs: Vec<usize>,
     pub mode: Mode,
+    /// Worker count; for `auto` stages, the CPU count until the run sets
+    /// it to its `--jobs` budget.
     pub workers: usize,
+    /// `workers = "auto"`: shares the run's job budget with other such stages.
+    pub auto: bool,
     pub retries: u32,
     pub timeout: Option<Duration>,
     pub memory_limit: Option<u64>,
@@ -623,7 +694,8 @@ fn validate(
     for (i, p) in partials.into_iter().enumerate() {
         let kind = p.kind?;
         let mode = p.common.mode.unwrap_or_default();
-        let workers = match (mode, p.common.workers) {
+        let auto = mode != Mode::Inline && matches!(p.common.workers, None | Some(Workers::Auto));
+        let workers = match (mode, p.common.workers.and_then(Workers::count)) {
             (Mode::Inline, Some(w)) if w > 1 => {
                 let loc = p.table.get("workers").map(|e| e.value.loc.clone());
                 diags.push(
@@ -643,11 +715,13 @@ fn validate(
             (_, None) => cpus,
         };
         let workers = if kind.is_source() { 1 } else { workers };
+        let auto = auto && !kind.is_source();
         stages.push(StageDef {
             name: p.name,
             inputs: checked.inputs[i].clone(),
             mode,
             workers,
+            auto,
             retries: p.common.retries.unwrap_or(keys.retries),
             timeout: p
                 .common

@@ -114,7 +114,7 @@ fn wrong_type() {
     assert_eq!(
         one(&text),
         (
-            "stage `load`: `workers`: invalid type: string \"four\", expected usize".into(),
+            "stage `load`: `workers`: invalid value: string \"four\", expected a number of workers or \"auto\"".into(),
             9,
             11,
             None

@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub force: bool,
     /// Only plan: say what would be read and written, touch nothing.
     pub dry_run: bool,
+    /// How many items auto stages may process at once, all together
+    /// (default: the CPU count).
+    pub jobs: Option<usize>,
     /// Called with each item's outcome as it ends.
     pub on_item_end: Option<ItemEndFn>,
     /// Added to journal names, so runs that must not share resume state
@@ -63,6 +66,7 @@ impl Default for RunOptions {
             on_failure: Box::new(|_| {}),
             force: false,
             dry_run: false,
+            jobs: None,
             on_item_end: None,
             state_tag: String::new(),
             report: None,
@@ -112,6 +116,8 @@ struct Shared<'a> {
     up_to_date_items: Option<Mutex<Vec<UpToDate>>>,
     report: observe::Report,
     trace: Option<observe::Trace>,
+    /// The job budget shared by auto stages, as tokens in a channel.
+    permits: Option<(Sender<()>, Receiver<()>)>,
     /// Sources still scanning; the total is known when it reaches 0.
     sources_left: std::sync::atomic::AtomicUsize,
     opts: &'a RunOptions,
@@ -328,10 +334,23 @@ fn worker_loop(
         }
         let (id, path) = (item.id, item.path.clone());
         let rel = shared.trace.as_ref().map(|_| item.rel_str());
+        // Auto stages share the run's jobs: a permit per item being
+        // processed, returned before the result is passed on, so a worker
+        // never holds one while it waits on a full queue.
+        let permit = shared
+            .permits
+            .as_ref()
+            .filter(|_| shared.pipeline.stages[chain[0]].auto);
+        if let Some((_, take)) = permit {
+            let _ = take.recv();
+        }
         let started = Instant::now();
         head.in_flight.fetch_add(1, Ordering::Relaxed);
         let outcome = process_item(call, item, retries);
         head.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some((give, _)) = permit {
+            let _ = give.send(());
+        }
         let at = outcome.at.min(chain.len() - 1);
         let mut span_start = started;
         for (k, &stage) in chain.iter().enumerate().take(at + 1) {
@@ -514,6 +533,14 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         .collect();
     drop(txs);
 
+    let jobs = opts
+        .jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
     let started = Instant::now();
     let on_end = opts.on_item_end.as_ref().map(|f| {
         let f = Arc::clone(f);
@@ -534,7 +561,25 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
     };
     let shared = Shared {
         pipeline,
-        stats: pipeline.stages.iter().map(StageStats::new).collect(),
+        stats: pipeline
+            .stages
+            .iter()
+            .map(|d| {
+                let mut s = StageStats::new(d);
+                if d.auto {
+                    s.workers = jobs;
+                    s.mode = format!("{} auto", s.mode);
+                }
+                s
+            })
+            .collect(),
+        permits: {
+            let (give, take) = bounded(jobs);
+            for _ in 0..jobs {
+                let _ = give.send(());
+            }
+            Some((give, take))
+        },
         status: Mutex::new(HashMap::new()),
         failures: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
@@ -616,7 +661,8 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                     Built::Stage(s) if collects[tail] => Some(s.as_ref()),
                     _ => None,
                 };
-                for w in 0..def.workers {
+                let workers = if def.auto { jobs } else { def.workers };
+                for w in 0..workers {
                     let (rx, out, label) = (rx.clone(), out.clone(), label.clone());
                     let spawned = match (&processes[c], &built[head]) {
                         (Some(procs), _) => std::thread::Builder::new()

@@ -1032,7 +1032,7 @@ fn threads_and_processes_write_identical_files() {
         ])
         .run()
         .code(0)
-        .stderr_has("processes x");
+        .stderr_has("processes auto/");
     let t = ws.files("out/t");
     assert_eq!(t.len(), 8);
     assert_eq!(t, ws.files("out/p"));

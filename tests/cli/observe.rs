@@ -352,3 +352,46 @@ fn verbose_logs_name_worker_starts() {
         .stderr_has("worker started")
         .stderr_has("stage=load+thumb+jpeg+save");
 }
+
+#[test]
+fn auto_workers_share_the_job_budget() {
+    for jobs in [1usize, 2] {
+        let ws = Workspace::new();
+        let done = ws
+            .conveyor()
+            .args(&[
+                "run",
+                "pipelines/thumbnails.toml",
+                "--jobs",
+                &jobs.to_string(),
+                "--trace",
+                "t.json",
+            ])
+            .run();
+        done.code(0).stderr_has(&format!("threads auto/{jobs}"));
+        let events: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(ws.path("t.json")).expect("trace"))
+                .expect("JSON");
+        // Whatever the number of threads, no more than `jobs` items are
+        // being processed at any moment.
+        let mut edges: Vec<(f64, i32)> = Vec::new();
+        for e in events.iter().filter(|e| e["ph"] == "X") {
+            let ts = e["ts"].as_f64().expect("ts");
+            let dur = e["dur"].as_f64().expect("dur");
+            edges.push((ts, 1));
+            edges.push((ts + dur, -1));
+        }
+        // Ends sort before starts at the same instant.
+        edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let (mut now, mut most) = (0, 0);
+        for (_, d) in edges {
+            now += d;
+            most = most.max(now);
+        }
+        assert!(
+            most as usize <= jobs,
+            "{most} items at once with --jobs {jobs}"
+        );
+        assert_eq!(ws.files("out/thumbs").len(), 12);
+    }
+}

@@ -34,7 +34,7 @@ fn image_op(stages: &str, include: &str) -> BTreeMap<String, RgbImage> {
         ])
         .run()
         .code(0)
-        .stderr_has("processes x");
+        .stderr_has("processes auto/");
     let threads = ws.files("out/t");
     assert!(!threads.is_empty(), "nothing written");
     assert_eq!(threads, ws.files("out/p"), "threads and processes differ");
