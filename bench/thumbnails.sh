@@ -83,7 +83,7 @@ for mode in threads processes; do
   time_runs "thumbnail kind, $mode" conveyor pipelines/thumbnails-fast.toml --mode "$mode"
 done
 if python3 -c "import PIL" 2>/dev/null; then
-  time_runs "Pillow thumbnail(), Pool($jobs)" python3 bench/pillow_thumbs.py "$folder" "$out/thumbs" "$jobs"
+  time_runs "Pillow thumbnail(), Pool($jobs)" python3 bench/pillow_bench.py thumbs "$folder" "$out/thumbs" "$jobs"
   pillow=${rates["Pillow thumbnail(), Pool($jobs)"]}
   echo
   echo "ratio to Pillow (images/s over Pillow's images/s):"

@@ -147,6 +147,10 @@ impl Thumbnail {
         } else {
             (2 * tw, 2 * th)
         };
+        // No reduction possible: the general decoder is faster at full size.
+        if w.div_ceil(2) < rw || h.div_ceil(2) < rh {
+            return Ok(None);
+        }
         let clamp16 = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
         dec.scale(clamp16(rw), clamp16(rh))
             .map_err(|e| StageError(format!("cannot decode jpg: {e}")))?;
