@@ -65,8 +65,10 @@ pub struct PipelineKeys {
     pub on_error: OnError,
     /// Default number of retries per item, for every stage.
     pub retries: u32,
-    /// Default capacity, in items, of each queue between stages.
-    pub queue: usize,
+    /// Capacity, in items, of each queue between stages (default 64; queues
+    /// that carry decoded images default to twice the job count, as each
+    /// image may weigh megabytes).
+    pub queue: Option<usize>,
 }
 
 impl Default for PipelineKeys {
@@ -75,7 +77,7 @@ impl Default for PipelineKeys {
             name: None,
             on_error: OnError::Skip,
             retries: 0,
-            queue: 64,
+            queue: None,
         }
     }
 }
@@ -83,7 +85,7 @@ impl Default for PipelineKeys {
 impl StageOptions for PipelineKeys {
     fn validate(&self) -> Vec<OptionError> {
         let mut errors = Vec::new();
-        if self.queue == 0 {
+        if self.queue == Some(0) {
             errors.push(OptionError::at("queue", "`queue` must be at least 1"));
         }
         errors
@@ -257,7 +259,8 @@ pub struct Pipeline {
     pub name: String,
     pub on_error: OnError,
     pub retries: u32,
-    pub queue: usize,
+    /// Queue capacity set in the file, if any.
+    pub queue: Option<usize>,
     pub stages: Vec<StageDef>,
 }
 

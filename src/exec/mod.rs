@@ -477,6 +477,14 @@ impl Drop for RunDir {
 /// Run a pipeline to the end (or until stopped) and summarise it.
 pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildError> {
     install_panic_hook();
+    let jobs = opts
+        .jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
     let run_dir = RunDir::create();
     let n = pipeline.stages.len();
     let mut built = Vec::with_capacity(n);
@@ -516,7 +524,17 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
     let mut txs: Vec<Option<Sender<Item>>> = vec![None; n];
     let mut rxs: Vec<Option<Receiver<Item>>> = vec![None; n];
     for chain in &chains {
-        let (tx, rx) = bounded(pipeline.queue);
+        // Decoded images are large: unless the file sets `queue`, their
+        // queues hold just enough to keep every job busy.
+        let carries_images = pipeline.stages[chain[0]]
+            .input_types
+            .contains(crate::item::PayloadType::Image);
+        let capacity = match pipeline.queue {
+            Some(q) => q,
+            None if carries_images => 2 * jobs,
+            None => 64,
+        };
+        let (tx, rx) = bounded(capacity);
         txs[chain[0]] = Some(tx);
         rxs[chain[0]] = Some(rx);
     }
@@ -533,14 +551,6 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         .collect();
     drop(txs);
 
-    let jobs = opts
-        .jobs
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-        .max(1);
     let started = Instant::now();
     let on_end = opts.on_item_end.as_ref().map(|f| {
         let f = Arc::clone(f);
