@@ -202,6 +202,42 @@ impl Done {
     }
 }
 
+/// Scanned, ok, failed, filtered and up-to-date counts of a run summary.
+fn summary_counts(stderr: &str) -> (u64, u64, u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" items in "))
+        .unwrap_or_default()
+        .replace(": ", ", ");
+    let num = |label: &str| -> u64 {
+        line.split(", ")
+            .find_map(|part| {
+                part.trim()
+                    .strip_suffix(label)
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let scanned = line
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (
+        scanned,
+        num(" ok"),
+        num(" failed"),
+        num(" filtered"),
+        num(" up to date"),
+    )
+}
+
+/// Ok and up-to-date counts of a finished run.
+fn counts(done: &Done) -> (u64, u64) {
+    let (_, ok, _, _, up) = summary_counts(&done.stderr());
+    (ok, up)
+}
+
 fn dims(bytes: &[u8]) -> (u32, u32) {
     let img = image::load_from_memory(bytes).expect("output decodes");
     (img.width(), img.height())

@@ -12,36 +12,6 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Summary counts: (scanned, ok, failed, filtered, up to date).
-fn summary(stderr: &str) -> (u64, u64, u64, u64, u64) {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains(" items in "))
-        .unwrap_or_default()
-        .replace(": ", ", ");
-    let num = |label: &str| -> u64 {
-        line.split(", ")
-            .find_map(|p| {
-                p.trim()
-                    .strip_suffix(label)
-                    .and_then(|n| n.trim().parse().ok())
-            })
-            .unwrap_or(0)
-    };
-    let scanned = line
-        .split(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    (
-        scanned,
-        num(" ok"),
-        num(" failed"),
-        num(" filtered"),
-        num(" up to date"),
-    )
-}
-
 /// Per-stage (in, out) from the summary table.
 fn table(stderr: &str) -> BTreeMap<String, (String, String)> {
     stderr
@@ -137,7 +107,7 @@ fn the_report_adds_up_to_the_summary() {
             .run();
         let stderr = done.stderr();
         let lines = json_lines(&std::fs::read_to_string(ws.path(&report)).expect("report"));
-        let (scanned, ok, failed, filtered, up) = summary(&stderr);
+        let (scanned, ok, failed, filtered, up) = summary_counts(&stderr);
         assert_eq!(lines.len() as u64, scanned, "{stderr}");
         assert_eq!(scanned, 6);
         let count = |s: &str| lines.iter().filter(|l| l["status"] == s).count() as u64;
@@ -286,8 +256,8 @@ fn a_dry_run_touches_nothing_and_predicts_the_run() {
     real.code(1);
     // Same counts, except that the broken file's failure shows only when
     // decoding is tried.
-    let (ds, dok, _, dfilt, dup) = summary(&dry.stderr());
-    let (rs, rok, rfail, rfilt, rup) = summary(&real.stderr());
+    let (ds, dok, _, dfilt, dup) = summary_counts(&dry.stderr());
+    let (rs, rok, rfail, rfilt, rup) = summary_counts(&real.stderr());
     assert_eq!((ds, dfilt, dup), (rs, rfilt, rup));
     assert_eq!(dok, rok + rfail);
     let (dt, rt) = (table(&dry.stderr()), table(&real.stderr()));

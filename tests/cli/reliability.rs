@@ -420,27 +420,6 @@ fn a_worker_killed_mid_write_leaves_no_temp_file() {
     });
 }
 
-/// Ok and up-to-date counts of a run, from its summary line.
-fn counts(done: &Done) -> (u64, u64) {
-    let stderr = done.stderr();
-    let line = stderr
-        .lines()
-        .find(|l| l.contains(" items in "))
-        .unwrap_or_default()
-        .to_string();
-    let line = line.replace(": ", ", ");
-    let num = |label: &str| -> u64 {
-        line.split(", ")
-            .find_map(|part| {
-                part.trim()
-                    .strip_suffix(label)
-                    .and_then(|n| n.trim().parse().ok())
-            })
-            .unwrap_or(0)
-    };
-    (num(" ok"), num(" up to date"))
-}
-
 #[test]
 fn resume_redoes_only_what_changed() {
     for mode in ["threads", "processes"] {
@@ -662,36 +641,6 @@ fn run_measured(ws: &Workspace, args: &[&str]) -> (i32, String, u64, u64) {
     (code, stderr, own, worker)
 }
 
-/// Scanned, ok, failed, filtered and up-to-date counts of a summary.
-fn accounted(stderr: &str) -> (u64, u64, u64, u64, u64) {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains(" items in "))
-        .unwrap_or_default()
-        .replace(": ", ", ");
-    let num = |label: &str| -> u64 {
-        line.split(", ")
-            .find_map(|part| {
-                part.trim()
-                    .strip_suffix(label)
-                    .and_then(|n| n.trim().parse().ok())
-            })
-            .unwrap_or(0)
-    };
-    let scanned = line
-        .split(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    (
-        scanned,
-        num(" ok"),
-        num(" failed"),
-        num(" filtered"),
-        num(" up to date"),
-    )
-}
-
 #[test]
 fn twenty_thousand_files_are_all_accounted_for_in_bounded_memory() {
     let ws = Workspace::alone();
@@ -739,7 +688,7 @@ fn twenty_thousand_files_are_all_accounted_for_in_bounded_memory() {
                 ],
             );
             assert_eq!(code, 1, "{mode} {dir}: {stderr}");
-            let (scanned, ok, failed, filtered, up) = accounted(&stderr);
+            let (scanned, ok, failed, filtered, up) = summary_counts(&stderr);
             assert_eq!(scanned, n, "{mode} {dir}: {stderr}");
             assert_eq!(
                 ok + failed + filtered + up,
