@@ -43,6 +43,16 @@ pub enum Command {
     },
     /// Print a JSON Schema of pipeline files, for editors (Taplo).
     Schema,
+    /// Run a pipeline as a Slurm array job, one task per shard: print the
+    /// sbatch script, or submit it.
+    Slurm(SlurmArgs),
+    /// Combine the JSON-lines reports of several shards; print the merged
+    /// lines on stdout and the counts on stderr.
+    MergeReports {
+        /// Report files (`run --report`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// List stage kinds, or show one kind's options.
     Stages {
         /// A kind to describe in full.
@@ -90,6 +100,14 @@ pub struct RunArgs {
     /// Write a Chrome trace to FILE (open it in ui.perfetto.dev).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Process only slice I of N of the input (0-based), chosen by a stable
+    /// hash of each file's path; `auto` reads Slurm's SLURM_ARRAY_TASK_ID and
+    /// SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards.
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<String>,
+    /// The shard count for `--shard auto` in a Kubernetes indexed job.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
     /// How many items stages with `workers = "auto"` may process at once,
     /// all together (default: the CPU count).
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -101,6 +119,29 @@ pub struct RunArgs {
     /// Progress on stderr: bars on a terminal (auto), none, or JSON lines.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SlurmArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Number of shards (array tasks).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub shards: u32,
+    /// CPUs per task, and the `--jobs` of each run (default: this machine's
+    /// CPU count).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Folder for the script, the tasks' logs and their reports.
+    #[arg(long, value_name = "DIR", default_value = "conveyor-slurm")]
+    pub dir: PathBuf,
+    /// Submit the script with sbatch instead of printing it.
+    #[arg(long)]
+    pub submit: bool,
+    /// With --submit: wait for every task, then print the merged summary and
+    /// exit as `run` would.
+    #[arg(long, requires = "submit")]
+    pub wait: bool,
 }
 
 /// How a command ended; the process exit code.
@@ -202,6 +243,24 @@ pub fn main_with(registry: Registry) -> Exit {
             }
             Err(code) => code,
         },
+        Command::Slurm(args) => slurm(&args, &registry),
+        Command::MergeReports { files } => {
+            let mut out = std::io::stdout().lock();
+            match crate::cluster::merge_reports(&files, Some(&mut out)) {
+                Ok(m) => {
+                    eprintln!("{}", m.line());
+                    if m.failed > 0 {
+                        Exit::ItemsFailed
+                    } else {
+                        Exit::Ok
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Exit::Invalid
+                }
+            }
+        }
         Command::Schema => {
             let schema = crate::schema::pipeline_schema(&registry);
             let text = serde_json::to_string_pretty(&schema).unwrap_or_default();
@@ -231,6 +290,25 @@ pub fn main_with(registry: Registry) -> Exit {
 }
 
 fn run(args: &RunArgs, registry: &Registry) -> Exit {
+    let shard = match args.shard.as_deref() {
+        None => None,
+        Some("auto") => {
+            match exec::shard::Shard::from_env(|k| std::env::var(k).ok(), args.shards) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Exit::Invalid;
+                }
+            }
+        }
+        Some(text) => match exec::shard::Shard::parse(text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: --shard {e}");
+                return Exit::Invalid;
+            }
+        },
+    };
     let loaded = match load(&args.pipeline, registry) {
         Ok(l) => l,
         Err(code) => return code,
@@ -315,6 +393,7 @@ fn run(args: &RunArgs, registry: &Registry) -> Exit {
     });
     let opts = RunOptions {
         dry_run: args.dry_run,
+        shard,
         jobs: args.jobs.map(|j| j as usize),
         on_item_end,
         force: args.force,
@@ -342,6 +421,124 @@ fn run(args: &RunArgs, registry: &Registry) -> Exit {
     if summary.interrupted {
         Exit::Interrupted
     } else if summary.failed > 0 || summary.cancelled > 0 {
+        Exit::ItemsFailed
+    } else {
+        Exit::Ok
+    }
+}
+
+fn slurm(args: &SlurmArgs, registry: &Registry) -> Exit {
+    let loaded = match load(&args.pipeline, registry) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let jobs = args.jobs.map(|j| j as usize).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let mut overrides = Vec::new();
+    for m in &args.pipeline.mode {
+        overrides.push("--mode".to_string());
+        overrides.push(m.clone());
+    }
+    for s in &args.pipeline.set {
+        overrides.push("--set".to_string());
+        overrides.push(s.clone());
+    }
+    let p = &loaded.pipeline;
+    let script = crate::cluster::sbatch_script(
+        p,
+        &args.pipeline.pipeline,
+        args.shards,
+        jobs,
+        &args.dir,
+        &overrides,
+    );
+    if !args.submit {
+        print_stdout(&script);
+        return Exit::Ok;
+    }
+    let reports = args.dir.join("reports");
+    for d in [args.dir.join("logs"), reports.clone()] {
+        if let Err(e) = std::fs::create_dir_all(&d) {
+            eprintln!("error: cannot create {}: {e}", d.display());
+            return Exit::Invalid;
+        }
+    }
+    // Reports of an earlier submission would be merged with this one's.
+    if let Ok(entries) = std::fs::read_dir(&reports) {
+        let prefix = format!("{}-shard-", p.name);
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let file = args.dir.join(format!("{}.sbatch", p.name));
+    if let Err(e) = std::fs::write(&file, &script) {
+        eprintln!("error: cannot write {}: {e}", file.display());
+        return Exit::Invalid;
+    }
+    let mut cmd = std::process::Command::new("sbatch");
+    cmd.arg("--parsable");
+    if args.wait {
+        cmd.arg("--wait");
+    }
+    let out = match cmd.arg(&file).output() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: cannot run sbatch: {e} (is Slurm installed here?)");
+            return Exit::Invalid;
+        }
+    };
+    let job = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !args.wait {
+        if !out.status.success() {
+            eprintln!(
+                "error: sbatch failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return Exit::Invalid;
+        }
+        println!("{job}");
+        eprintln!(
+            "submitted array job {job}: {} tasks, script {}",
+            args.shards,
+            file.display()
+        );
+        return Exit::Ok;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&reports)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let merged = match crate::cluster::merge_reports(&files, None) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::ItemsFailed;
+        }
+    };
+    eprintln!(
+        "array job {job}: {} of {} shard reports",
+        files.len(),
+        args.shards
+    );
+    eprintln!("{}", merged.line());
+    if files.len() as u32 != args.shards || !out.status.success() {
+        eprintln!(
+            "error: not every task finished well (see {})",
+            args.dir.join("logs").display()
+        );
+        return Exit::ItemsFailed;
+    }
+    if merged.failed > 0 {
         Exit::ItemsFailed
     } else {
         Exit::Ok

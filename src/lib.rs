@@ -19,6 +19,7 @@
 //! ```
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod describe;
 pub mod exec;

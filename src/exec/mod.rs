@@ -7,6 +7,7 @@ pub mod cleanup;
 pub mod observe;
 pub mod protocol;
 pub mod resume;
+pub mod shard;
 pub mod supervisor;
 pub mod worker;
 
@@ -43,6 +44,8 @@ pub struct RunOptions {
     /// Added to journal names, so runs that must not share resume state
     /// (shards of one job) keep their own.
     pub state_tag: String,
+    /// Process only this slice of the input.
+    pub shard: Option<shard::Shard>,
     /// Write a JSON line per item here.
     pub report: Option<PathBuf>,
     /// Write a Chrome trace (Perfetto) here.
@@ -69,6 +72,7 @@ impl Default for RunOptions {
             jobs: None,
             on_item_end: None,
             state_tag: String::new(),
+            shard: None,
             report: None,
             trace: None,
             on_progress: None,
@@ -516,7 +520,12 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         .iter()
         .map(|b| matches!(b, Built::Stage(s) if s.collects()))
         .collect();
-    let resume = resume::Resume::new(pipeline, &built, opts.force, &opts.state_tag);
+    let tag = format!(
+        "{}{}",
+        opts.state_tag,
+        opts.shard.map(|s| s.tag()).unwrap_or_default()
+    );
+    let resume = resume::Resume::new(pipeline, &built, opts.force, &tag);
     // Gathering and journaling stages must hand their output to this
     // process, so a shared worker chain ends with them.
     let ends_chain: Vec<bool> = (0..n).map(|i| collects[i] || resume.records(i)).collect();
@@ -865,6 +874,16 @@ fn run_source(
     let mut emit = |found: Found| -> bool {
         if shared.stopping() {
             return false;
+        }
+        // Another shard's file: not this run's business at all.
+        if let Some(shard) = &shared.opts.shard {
+            let rel = match &found {
+                Found::Item(item) => item.rel_str(),
+                Found::Error { path, .. } => path.to_string_lossy().into_owned(),
+            };
+            if !shard.takes(&rel) {
+                return true;
+            }
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         shared.scanned.fetch_add(1, Ordering::Relaxed);

@@ -3,6 +3,7 @@
 //! One test binary; this file holds the fluent builder and the core tests,
 //! `stages.rs` the golden tests of each stage kind.
 
+mod cluster;
 mod observe;
 mod reliability;
 mod stages;
