@@ -137,3 +137,91 @@ fn the_slurm_script_runs_every_shard() {
     paths.dedup();
     assert_eq!((n, paths.len()), (12, 12));
 }
+
+/// A one-node Slurm started by `scripts/slurm-local.sh`, stopped on drop.
+struct Slurm {
+    dir: tempfile::TempDir,
+    conf: String,
+}
+
+impl Slurm {
+    fn start() -> Result<Slurm, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = Command::new("bash")
+            .arg(Path::new(REPO).join("scripts/slurm-local.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let conf = text
+            .lines()
+            .find_map(|l| l.strip_prefix("export SLURM_CONF="))
+            .map(str::to_string)
+            .ok_or_else(|| format!("{}{}", text, String::from_utf8_lossy(&out.stderr)))?;
+        Ok(Slurm { dir, conf })
+    }
+}
+
+impl Drop for Slurm {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Path::new(REPO).join("scripts/slurm-local.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_real_slurm_runs_the_shards() {
+    if std::env::var_os("CONVEYOR_TEST_SLURM").is_none() {
+        eprintln!(
+            "skipped: set CONVEYOR_TEST_SLURM=1 to run against a one-node Slurm on loopback \
+             (needs root; installs Debian's slurm-wlm; .ci/run does this)"
+        );
+        return;
+    }
+    let slurm = match Slurm::start() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("skipped: could not start a local Slurm here: {e}");
+            return;
+        }
+    };
+    let ws = Workspace::new();
+    let done = ws
+        .conveyor()
+        .args(&[
+            "slurm",
+            "pipelines/thumbnails.toml",
+            "--shards",
+            "4",
+            "--jobs",
+            "1",
+            "--submit",
+            "--wait",
+        ])
+        .env("SLURM_CONF", &slurm.conf)
+        .run();
+    done.code(0)
+        .stderr_has("4 of 4 shard reports")
+        .stderr_has("12 items: 12 ok, 0 failed, 0 filtered, 0 up to date, 0 not processed");
+    // Every input processed exactly once, by one of the four tasks.
+    assert_eq!(ws.files("out/thumbs").len(), 12);
+    let mut seen = Vec::new();
+    for i in 0..4 {
+        let report = std::fs::read_to_string(ws.path(&format!(
+            "conveyor-slurm/reports/thumbnails-shard-{i}.jsonl"
+        )))
+        .expect("a report per task");
+        for line in report.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            seen.push(v["path"].as_str().expect("path").to_string());
+        }
+    }
+    seen.sort();
+    let n = seen.len();
+    seen.dedup();
+    assert_eq!((n, seen.len()), (12, 12));
+}
