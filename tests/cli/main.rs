@@ -91,6 +91,27 @@ impl Workspace {
         out
     }
 
+    /// Start conveyor in the background with its stderr captured, for tests
+    /// that signal or watch a run while it goes.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(BIN)
+            .current_dir(self.path(""))
+            .args(args)
+            .env_remove("PHOTOS")
+            .env_remove("OUT")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn conveyor")
+    }
+
+    /// `n` copies of the tiny sample under `dir`, a hundred per folder.
+    fn many_tiny(&self, dir: &str, n: usize) {
+        let tiny = std::fs::read(Path::new(REPO).join("samples/photos/tiny.jpg")).expect("sample");
+        for i in 0..n {
+            self.write(&format!("{dir}/{:02}/{i:04}.jpg", i / 100), &tiny);
+        }
+    }
+
     fn conveyor(&self) -> Run {
         let mut cmd = Command::new(BIN);
         cmd.current_dir(self.dir.path())
@@ -835,23 +856,15 @@ fn cover_fills_the_box_without_upscaling() {
 #[test]
 fn sigint_stops_the_run_with_130_and_no_partial_files() {
     let ws = Workspace::new();
-    let tiny = std::fs::read(Path::new(REPO).join("samples/photos/tiny.jpg")).expect("sample");
-    for i in 0..3000 {
-        ws.write(&format!("many/{:02}/{i:04}.jpg", i / 100), &tiny);
-    }
-    let child = Command::new(BIN)
-        .current_dir(ws.path(""))
-        .args([
-            "run",
-            "pipelines/thumbnails.toml",
-            "--set",
-            "scan.root=many",
-            "--mode",
-            "inline",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    ws.many_tiny("many", 3000);
+    let child = ws.spawn(&[
+        "run",
+        "pipelines/thumbnails.toml",
+        "--set",
+        "scan.root=many",
+        "--mode",
+        "inline",
+    ]);
     // Wait until some thumbnails exist, so the run is under way.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while ws.count("out/thumbs") < 20 && std::time::Instant::now() < deadline {
@@ -1136,12 +1149,7 @@ fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
 fn a_worker_killed_from_outside_fails_only_its_item() {
     let ws = Workspace::new();
     chaos_pipeline(&ws, "action = \"hang\"\nmatch = \"tower.jpg\"");
-    let child = Command::new(BIN)
-        .current_dir(ws.path(""))
-        .args(["run", "chaos.toml"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = ws.spawn(&["run", "chaos.toml"]);
     let pid = child.id();
     // Every other item done: the one worker left busy holds tower.jpg.
     wait_for("11 outputs", 60, || ws.count("out") == 11);
@@ -1171,23 +1179,15 @@ fn a_worker_killed_from_outside_fails_only_its_item() {
 #[test]
 fn sigint_in_processes_mode_leaves_no_children_and_no_partial_files() {
     let ws = Workspace::new();
-    let tiny = std::fs::read(Path::new(REPO).join("samples/photos/tiny.jpg")).expect("sample");
-    for i in 0..2000 {
-        ws.write(&format!("many/{:02}/{i:04}.jpg", i / 100), &tiny);
-    }
-    let child = Command::new(BIN)
-        .current_dir(ws.path(""))
-        .args([
-            "run",
-            "pipelines/thumbnails.toml",
-            "--set",
-            "scan.root=many",
-            "--mode",
-            "processes",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    ws.many_tiny("many", 2000);
+    let child = ws.spawn(&[
+        "run",
+        "pipelines/thumbnails.toml",
+        "--set",
+        "scan.root=many",
+        "--mode",
+        "processes",
+    ]);
     let pid = child.id();
     wait_for("some thumbnails", 60, || ws.count("out/thumbs") >= 20);
     let workers = children_of(pid);
@@ -1266,12 +1266,7 @@ fn file_descriptors_stay_flat_over_2000_items() {
         "copy.toml",
         b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"many\"\n\n[[stage]]\nname = \"read\"\nkind = \"read\"\nmode = \"processes\"\nworkers = 2\nmax_items_per_worker = 50\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"copied\"\n",
     );
-    let mut child = Command::new(BIN)
-        .current_dir(ws.path(""))
-        .args(["run", "copy.toml"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = ws.spawn(&["run", "copy.toml"]);
     let pid = child.id();
     let mut samples = Vec::new();
     while child.try_wait().expect("try_wait").is_none() {
@@ -1356,12 +1351,7 @@ fn a_second_interrupt_stops_at_once_and_sigterm_counts_as_one() {
     // No timeout: only the interrupt ends these hangs.
     chaos_pipeline(&ws, "action = \"hang\"");
     for signals in [&["-INT", "-INT"][..], &["-TERM"][..]] {
-        let child = Command::new(BIN)
-            .current_dir(ws.path(""))
-            .args(["run", "chaos.toml"])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let child = ws.spawn(&["run", "chaos.toml"]);
         let pid = child.id();
         wait_for("two hanging workers", 60, || children_of(pid).len() >= 2);
         let workers = children_of(pid);

@@ -389,12 +389,7 @@ fn a_worker_killed_mid_write_leaves_no_temp_file() {
         "slow.toml",
         b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"samples/photos\"\ninclude = [\"tiny.jpg\"]\n\n[[stage]]\nname = \"tool\"\nkind = \"exec\"\nshell = true\ncommand = [\"echo partial > {out}; exec sleep 30\"]\ndir = \"out\"\nmode = \"processes\"\n",
     );
-    let child = Command::new(BIN)
-        .current_dir(ws.path(""))
-        .args(["run", "slow.toml"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = ws.spawn(&["run", "slow.toml"]);
     // The command has started writing its output under a temp name.
     wait_for("a temp file", 30, || ws.count("out") == 1);
     let workers = children_of(child.id());
@@ -515,10 +510,7 @@ fn resume_state_survives_a_crash_mid_write() {
 fn interrupted_runs_resume_where_they_stopped() {
     for mode in ["threads", "processes"] {
         let ws = Workspace::new();
-        let tiny = std::fs::read(Path::new(REPO).join("samples/photos/tiny.jpg")).expect("sample");
-        for i in 0..1500 {
-            ws.write(&format!("many/{:02}/{i:04}.jpg", i / 100), &tiny);
-        }
+        ws.many_tiny("many", 1500);
         let args = [
             "run",
             "pipelines/thumbnails.toml",
@@ -527,12 +519,7 @@ fn interrupted_runs_resume_where_they_stopped() {
             "--mode",
             mode,
         ];
-        let child = Command::new(BIN)
-            .current_dir(ws.path(""))
-            .args(args)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let child = ws.spawn(&args);
         wait_for("some thumbnails", 60, || ws.count("out/thumbs") >= 50);
         let _ = Command::new("kill")
             .args(["-INT", &child.id().to_string()])
@@ -613,12 +600,7 @@ fn vm_hwm(pid: u32) -> Option<u64> {
 /// memory in KiB of conveyor itself and of its largest worker, read from
 /// /proc while it runs.
 fn run_measured(ws: &Workspace, args: &[&str]) -> (i32, String, u64, u64) {
-    let mut child = Command::new(BIN)
-        .current_dir(ws.path(""))
-        .args(args)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = ws.spawn(args);
     let pid = child.id();
     let reader = child.stderr.take().map(|mut e| {
         std::thread::spawn(move || {
