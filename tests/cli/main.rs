@@ -260,6 +260,23 @@ fn counts(done: &Done) -> (u64, u64) {
     (ok, up)
 }
 
+/// Send signal `sig` (`-INT`, `-KILL` ...) to process `pid` with kill(1);
+/// whether kill succeeded.
+fn signal(pid: impl std::fmt::Display, sig: &str) -> bool {
+    Command::new("kill")
+        .args([sig.to_string(), pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The thumbnails pipeline with `on_error = "fail"`, as `fail.toml`.
+fn write_fail_fast_thumbnails(ws: &Workspace) {
+    let text = std::fs::read_to_string(Path::new(REPO).join("pipelines/thumbnails.toml"))
+        .expect("pipeline")
+        .replace("on_error = \"skip\"", "on_error = \"fail\"");
+    ws.write("fail.toml", text.as_bytes());
+}
+
 fn dims(bytes: &[u8]) -> (u32, u32) {
     let img = image::load_from_memory(bytes).expect("output decodes");
     (img.width(), img.height())
@@ -471,10 +488,7 @@ fn on_error_fail_stops_the_run() {
         ws.sample("tiny.jpg", &format!("in/{i:02}.jpg"));
     }
     ws.write("in/00-bad.jpg", b"garbage");
-    let text = std::fs::read_to_string(Path::new(REPO).join("pipelines/thumbnails.toml"))
-        .expect("pipeline")
-        .replace("on_error = \"skip\"", "on_error = \"fail\"");
-    ws.write("fail.toml", text.as_bytes());
+    write_fail_fast_thumbnails(&ws);
     let done = ws
         .conveyor()
         .args(&[
@@ -870,11 +884,7 @@ fn sigint_stops_the_run_with_130_and_no_partial_files() {
     while ws.count("out/thumbs") < 20 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    assert!(signal(child.id(), "-INT"));
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
@@ -1157,9 +1167,7 @@ fn a_worker_killed_from_outside_fails_only_its_item() {
     let workers = children_of(pid);
     assert!(!workers.is_empty());
     for w in &workers {
-        let _ = Command::new("kill")
-            .args(["-KILL", &w.to_string()])
-            .status();
+        signal(w, "-KILL");
     }
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1192,9 +1200,7 @@ fn sigint_in_processes_mode_leaves_no_children_and_no_partial_files() {
     wait_for("some thumbnails", 60, || ws.count("out/thumbs") >= 20);
     let workers = children_of(pid);
     assert!(!workers.is_empty(), "no workers seen");
-    let _ = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status();
+    signal(pid, "-INT");
     let started = std::time::Instant::now();
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1357,9 +1363,7 @@ fn a_second_interrupt_stops_at_once_and_sigterm_counts_as_one() {
         let workers = children_of(pid);
         let sent = std::time::Instant::now();
         for sig in signals {
-            let _ = Command::new("kill")
-                .args([sig.to_string(), pid.to_string()])
-                .status();
+            signal(pid, sig);
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let out = child.wait_with_output().expect("wait");

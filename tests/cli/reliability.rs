@@ -331,10 +331,7 @@ fn a_full_disk_fails_items_with_the_os_reason_and_leaves_no_partial_file() {
         dims(&bytes);
     }
     // on_error = "fail" stops at the first one.
-    let text = std::fs::read_to_string(Path::new(REPO).join("pipelines/thumbnails.toml"))
-        .expect("pipeline")
-        .replace("on_error = \"skip\"", "on_error = \"fail\"");
-    ws.write("fail.toml", text.as_bytes());
+    write_fail_fast_thumbnails(&ws);
     ws.conveyor()
         .args(&[
             "run",
@@ -396,9 +393,7 @@ fn a_worker_killed_mid_write_leaves_no_temp_file() {
     let sleepers: Vec<u32> = workers.iter().flat_map(|&w| children_of(w)).collect();
     assert!(!sleepers.is_empty(), "no command seen");
     for w in &workers {
-        let _ = Command::new("kill")
-            .args(["-KILL", &w.to_string()])
-            .status();
+        signal(w, "-KILL");
     }
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -521,9 +516,7 @@ fn interrupted_runs_resume_where_they_stopped() {
         ];
         let child = ws.spawn(&args);
         wait_for("some thumbnails", 60, || ws.count("out/thumbs") >= 50);
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
+        signal(child.id(), "-INT");
         let sent = std::time::Instant::now();
         let out = child.wait_with_output().expect("wait");
         assert!(
