@@ -18,6 +18,8 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 struct State {
     dirs: Vec<PathBuf>,
     pids: HashSet<u32>,
+    /// Private scratch folders, removed whole.
+    scratch: Vec<PathBuf>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -44,6 +46,41 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
 /// Folders this run writes into.
 pub fn watch_dirs(dirs: &[PathBuf]) {
     with_state(|s| s.dirs.extend(dirs.iter().cloned()));
+}
+
+/// A scratch folder of this run, removed whole by [`exit_now`] (a normal
+/// end removes it itself).
+pub fn watch_scratch(dir: &Path) {
+    with_state(|s| s.scratch.push(dir.to_path_buf()));
+}
+
+/// Remove scratch folders `PREFIX-PID-...` in `parent` whose process is gone:
+/// a run killed outright (SIGKILL, OOM) can't remove its own.
+pub fn sweep_stale_scratch(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid > 0 && !process_alive(pid) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// A worker process this run started.
@@ -97,6 +134,9 @@ pub fn exit_now(code: i32) -> ! {
         }
     }
     sweep();
+    for dir in with_state(|s| s.scratch.clone()) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     std::process::exit(code)
 }
 
@@ -115,5 +155,26 @@ mod tests {
         assert_eq!(t.parent(), Some(Path::new("out/a")));
         assert_eq!(temp_owner(&name), Some(std::process::id()));
         assert_eq!(temp_owner("photo.jpg"), None);
+    }
+
+    #[test]
+    fn stale_scratch_of_dead_runs_is_removed_and_live_ones_stay() {
+        let parent = tempfile::tempdir().expect("temp dir");
+        let dead = std::process::Command::new("true")
+            .spawn()
+            .and_then(|mut c| c.wait().map(|_| c.id()))
+            .expect("run true");
+        let mine = parent
+            .path()
+            .join(format!("conveyor-run-{}-1", std::process::id()));
+        let gone = parent.path().join(format!("conveyor-run-{dead}-1"));
+        let other = parent.path().join(format!("conveyor-runner-{dead}-1"));
+        for d in [&mine, &gone, &other] {
+            std::fs::create_dir_all(d.join("inner")).expect("mkdir");
+        }
+        sweep_stale_scratch(parent.path(), "conveyor-run");
+        assert!(mine.exists(), "a live run's folder must stay");
+        assert!(!gone.exists(), "a dead run's folder must go");
+        assert!(other.exists(), "other names must stay");
     }
 }

@@ -454,8 +454,11 @@ fn chains(pipeline: &Pipeline, ends_chain: &[bool]) -> Vec<Vec<usize>> {
     out
 }
 
-/// A temp folder private to one run, removed when the run ends.
+/// A temp folder private to one run, removed when the run ends (or by the
+/// next run, if this one was killed outright).
 struct RunDir(PathBuf);
+
+const RUN_DIR_PREFIX: &str = "conveyor-run";
 
 impl RunDir {
     fn create() -> Option<RunDir> {
@@ -463,8 +466,12 @@ impl RunDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("conveyor-run-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok().map(|_| RunDir(dir))
+        let tmp = std::env::temp_dir();
+        cleanup::sweep_stale_scratch(&tmp, RUN_DIR_PREFIX);
+        let dir = tmp.join(format!("{RUN_DIR_PREFIX}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        cleanup::watch_scratch(&dir);
+        Some(RunDir(dir))
     }
 
     fn path(&self) -> &std::path::Path {

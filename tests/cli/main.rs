@@ -93,12 +93,17 @@ impl Workspace {
 
     /// Start conveyor in the background with its stderr captured, for tests
     /// that signal or watch a run while it goes.
+    /// Its scratch folder goes to `.tmp` in the workspace, so tests can see
+    /// it is removed.
     fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let tmp = self.path(".tmp");
+        std::fs::create_dir_all(&tmp).expect("mkdir .tmp");
         Command::new(BIN)
             .current_dir(self.path(""))
             .args(args)
             .env_remove("PHOTOS")
             .env_remove("OUT")
+            .env("TMPDIR", &tmp)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn conveyor")
@@ -1377,8 +1382,38 @@ fn a_second_interrupt_stops_at_once_and_sigterm_counts_as_one() {
             "{signals:?} took {took:?}"
         );
         wait_for("workers to exit", 2, || workers.iter().all(|&w| !alive(w)));
+        assert_eq!(scratch_dirs(&ws), Vec::<String>::new(), "{signals:?}");
     }
     assert!(ws.files("out").is_empty());
+    // Killed outright, a run can't clean up; the next run removes its folder.
+    let child = ws.spawn(&["run", "chaos.toml"]);
+    let pid = child.id();
+    wait_for("two hanging workers", 60, || children_of(pid).len() >= 2);
+    assert_eq!(scratch_dirs(&ws).len(), 1);
+    signal(pid, "-KILL");
+    let _ = child.wait_with_output();
+    let next = ws.spawn(&["run", "chaos.toml"]);
+    wait_for("two hanging workers", 60, || {
+        children_of(next.id()).len() >= 2
+    });
+    let left = scratch_dirs(&ws);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains(&format!("-{}-", next.id())), "{left:?}");
+    signal(next.id(), "-INT");
+    signal(next.id(), "-INT");
+    let _ = next.wait_with_output();
+}
+
+/// The run scratch folders in the workspace's TMPDIR.
+fn scratch_dirs(ws: &Workspace) -> Vec<String> {
+    std::fs::read_dir(ws.path(".tmp"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("conveyor-run-"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]
