@@ -497,13 +497,20 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         })
         .max(1);
     let run_dir = RunDir::create();
+    // Claims live in memory unless workers must see them too.
+    let claims = match &run_dir {
+        Some(d) if pipeline.stages.iter().any(|s| s.mode == Mode::Processes) => {
+            crate::stages::Claims::Files(d.path().to_path_buf())
+        }
+        _ => crate::stages::Claims::memory(),
+    };
     let n = pipeline.stages.len();
     let mut built = Vec::with_capacity(n);
     for def in &pipeline.stages {
         let ctx = crate::stages::BuildContext {
             stage: def.name.clone(),
             timeout: def.timeout,
-            run_dir: run_dir.as_ref().map(|d| d.path().to_path_buf()),
+            claims: claims.clone(),
         };
         let b = (def.kind.build)(&def.options, &ctx).map_err(|message| BuildError {
             stage: def.name.clone(),
@@ -638,7 +645,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                 supervisor::ChainProcesses::new(
                     &defs,
                     exe.clone(),
-                    run_dir.as_ref().map(|d| d.path().to_path_buf()),
+                    claims.dir().map(std::path::Path::to_path_buf),
                 )
             })
         })

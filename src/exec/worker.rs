@@ -105,7 +105,10 @@ fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn S
             let ctx = crate::stages::BuildContext {
                 stage: init.name.clone(),
                 timeout: init.timeout,
-                run_dir: init.run_dir.clone(),
+                claims: match &init.run_dir {
+                    Some(dir) => crate::stages::Claims::Files(dir.clone()),
+                    None => crate::stages::Claims::Unchecked,
+                },
             };
             match (spec.build)(&table, &ctx)? {
                 Built::Stage(stage) => Ok(stage),

@@ -141,11 +141,15 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
 /// A complete JPEG has an end-of-image marker after its last start-of-scan.
 /// Neither marker can occur inside entropy-coded data (0xFF is stuffed
 /// there), and an embedded EXIF thumbnail comes before the main scans.
+/// Put the other way: truncated when a start-of-scan follows the last
+/// end-of-image, or there is no end-of-image at all; searching from the end
+/// finds the end-of-image within a few bytes in a whole file.
 pub(crate) fn jpeg_is_truncated(bytes: &[u8]) -> bool {
-    let Some(last_sos) = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]) else {
-        return false;
-    };
-    !bytes[last_sos..].windows(2).any(|w| w == [0xFF, 0xD9])
+    let has_sos = |b: &[u8]| b.windows(2).any(|w| w == [0xFF, 0xDA]);
+    match bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]) {
+        Some(last_eoi) => has_sos(&bytes[last_eoi + 2..]),
+        None => has_sos(bytes),
+    }
 }
 
 /// Later stages handle 8-bit gray, RGB and RGBA; everything else is converted
@@ -181,5 +185,30 @@ pub(crate) fn normalise_format_name(ext: &str) -> &str {
         "jpg" | "jpeg" => "jpeg",
         "tif" | "tiff" => "tiff",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jpeg_is_truncated;
+
+    #[test]
+    fn truncation_is_found_wherever_the_data_stops() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/photos/meadow.jpg");
+        let whole = std::fs::read(path).expect("sample");
+        assert!(!jpeg_is_truncated(&whole));
+        // Bytes after the end-of-image (some cameras pad) are harmless.
+        let mut padded = whole.clone();
+        padded.extend_from_slice(&[0, 0, 0xFF, 0x00]);
+        assert!(!jpeg_is_truncated(&padded));
+        for cut in [whole.len() - 2, whole.len() / 2, 700] {
+            assert!(jpeg_is_truncated(&whole[..cut]), "cut at {cut}");
+        }
+        // Two images glued together, the second cut short.
+        let mut glued = whole.clone();
+        glued.extend_from_slice(&whole[..whole.len() / 2]);
+        assert!(jpeg_is_truncated(&glued));
+        // Before any scan there is nothing to call truncated.
+        assert!(!jpeg_is_truncated(&whole[..4]));
     }
 }

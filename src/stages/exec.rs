@@ -84,7 +84,7 @@ pub fn spec() -> KindSpec {
                 dir: opts.dir.as_ref().map(PathBuf::from),
                 opts,
                 timeout: ctx.timeout,
-                run_dir: ctx.run_dir.clone(),
+                claims: ctx.claims.clone(),
             })))
         },
     }
@@ -94,7 +94,7 @@ struct Exec {
     opts: ExecOptions,
     dir: Option<PathBuf>,
     timeout: Option<Duration>,
-    run_dir: Option<PathBuf>,
+    claims: super::Claims,
 }
 
 fn shell_quote(s: &str) -> String {
@@ -118,7 +118,7 @@ impl Stage for Exec {
     fn plan(&self, mut item: Item) -> Result<Option<Item>, StageError> {
         if let Some(dir) = &self.dir {
             let out = dir.join(super::template::render(&self.opts.filename, &item)?);
-            super::claim_output(self.run_dir.as_deref(), &out, &item.path)?;
+            super::claim_output(&self.claims, &out, &item.path)?;
             item.meta.outputs.push(out);
         }
         Ok(Some(item))
@@ -130,7 +130,7 @@ impl Stage for Exec {
             None => None,
         };
         if let Some(o) = &out {
-            super::claim_output(self.run_dir.as_deref(), o, &item.path)?;
+            super::claim_output(&self.claims, o, &item.path)?;
         }
         let tmp = out.as_deref().map(crate::exec::cleanup::temp_path_for);
         if let Some(parent) = tmp.as_ref().and_then(|t| t.parent()) {

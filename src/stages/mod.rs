@@ -2,9 +2,10 @@
 //! registers (options, payload types, constructor), and the registry that the
 //! checker, `conveyor stages` and the executor all read.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -119,24 +120,64 @@ pub struct BuildContext {
     /// The stage's per-item `timeout`, for kinds that enforce it themselves
     /// (e.g. `exec` ends its command) in every mode.
     pub timeout: Option<std::time::Duration>,
-    /// A folder private to this run, shared by conveyor and its workers:
-    /// stages that write files claim their output paths there, so two items
+    /// Where stages that write files claim their output paths, so two items
     /// of one run can't silently overwrite each other's output.
-    pub run_dir: Option<PathBuf>,
+    pub claims: Claims,
+}
+
+/// The output paths claimed in one run.
+#[derive(Debug, Clone, Default)]
+pub enum Claims {
+    /// Not checked (a stage built outside a run).
+    #[default]
+    Unchecked,
+    /// In memory: every claiming stage runs in this process.
+    Memory(Arc<Mutex<HashMap<PathBuf, PathBuf>>>),
+    /// A file per claim in a folder private to the run, shared by conveyor
+    /// and its workers (slower: a file created per output).
+    Files(PathBuf),
+}
+
+impl Claims {
+    /// An empty registry in memory.
+    pub fn memory() -> Claims {
+        Claims::Memory(Arc::default())
+    }
+
+    /// The folder of file claims, to hand to workers.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            Claims::Files(d) => Some(d),
+            _ => None,
+        }
+    }
 }
 
 /// Claim `output` for `source` in this run. Fails, naming the first owner,
 /// when another item of the run has claimed the same file.
-pub fn claim_output(
-    ctx_run_dir: Option<&Path>,
-    output: &Path,
-    source: &Path,
-) -> Result<(), StageError> {
+pub fn claim_output(claims: &Claims, output: &Path, source: &Path) -> Result<(), StageError> {
     use sha2::Digest;
-    let Some(dir) = ctx_run_dir else {
-        return Ok(());
-    };
     let absolute = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf());
+    let collision = |owner: &str| {
+        StageError(format!(
+            "{} is also the output of {owner}: two inputs would write the same file (set `overwrite = true` to let the last one win)",
+            output.display()
+        ))
+    };
+    let dir = match claims {
+        Claims::Unchecked => return Ok(()),
+        Claims::Memory(map) => {
+            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+            let owner = map.entry(absolute).or_insert_with(|| source.to_path_buf());
+            // The same item again (a retry) still owns its output.
+            return if owner == source {
+                Ok(())
+            } else {
+                Err(collision(&owner.to_string_lossy()))
+            };
+        }
+        Claims::Files(dir) => dir,
+    };
     let key: String = sha2::Sha256::digest(absolute.to_string_lossy().as_bytes())
         .iter()
         .take(16)
@@ -159,10 +200,7 @@ pub fn claim_output(
                 // The same item again (a retry): still its own output.
                 return Ok(());
             }
-            Err(StageError(format!(
-                "{} is also the output of {owner}: two inputs would write the same file (set `overwrite = true` to let the last one win)",
-                output.display()
-            )))
+            Err(collision(&owner))
         }
         // Without a claim the write goes on: refusing it would be worse.
         Err(_) => Ok(()),

@@ -1,9 +1,9 @@
-//! `thumbnail`: decode and resize in one step. A JPEG is decoded at the
-//! smallest IDCT scale (1/2, 1/4, 1/8) that still gives at least twice the
-//! target size, then resized properly, so a 256 px thumbnail of a 20 MP
+//! `thumbnail`: decode and resize in one step. A JPEG is decoded by libjpeg
+//! (the mozjpeg crate, built from C) at the smallest IDCT scale (1/8 to 7/8)
+//! that still gives at least twice the target size, then resized properly, so a 256 px thumbnail of a 20 MP
 //! photo never decodes all 20 MP. Other formats are decoded in full.
 
-use std::io::Cursor;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use image::metadata::Orientation;
@@ -111,26 +111,49 @@ fn swaps_axes(o: Orientation) -> bool {
 }
 
 impl Thumbnail {
-    /// Shrink-on-load decode of a JPEG, with the full-size dimensions (after
-    /// orientation); `None` for layouts it leaves to the general decoder
-    /// (CMYK, 16-bit).
+    /// Shrink-on-load decode of a JPEG with libjpeg's scaled IDCT, with the
+    /// full-size dimensions (after orientation); `None` for what it leaves to
+    /// the general decoder (no reduction possible, CMYK).
     fn decode_jpeg_scaled(&self, bytes: &[u8]) -> Result<Option<Scaled>, StageError> {
-        let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-        dec.read_info()
-            .map_err(|e| StageError(format!("cannot decode jpg: {e}")))?;
-        let Some(info) = dec.info() else {
-            return Ok(None);
-        };
-        let (w, h) = (u32::from(info.width), u32::from(info.height));
+        // libjpeg reports fatal errors by unwinding out of the C code (the
+        // mozjpeg crate's error manager); they end here as the item's error.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.scaled_with_libjpeg(bytes))) {
+            Ok(result) => result.map_err(|e| StageError(format!("cannot decode jpg: {e}"))),
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| payload.downcast_ref::<&str>().copied())
+                    .unwrap_or("libjpeg failed");
+                let msg = msg.strip_prefix("libjpeg fatal error: ").unwrap_or(msg);
+                Err(StageError(format!("cannot decode jpg: {msg}")))
+            }
+        }
+    }
+
+    fn scaled_with_libjpeg(&self, bytes: &[u8]) -> Result<Option<Scaled>, String> {
+        use mozjpeg::{ColorSpace, Decompress, Marker};
+        let dec = Decompress::builder()
+            .with_markers(&[Marker::APP(1), Marker::APP(2)])
+            .from_mem(bytes)
+            .map_err(|e| e.to_string())?;
+        let (w, h) = (
+            u32::try_from(dec.width()).unwrap_or(u32::MAX),
+            u32::try_from(dec.height()).unwrap_or(u32::MAX),
+        );
         let pixels = u64::from(w) * u64::from(h);
         if pixels > self.0.max_pixels {
-            return Err(StageError(format!(
+            return Err(format!(
                 "image is {w}x{h} ({pixels} pixels), over the limit of {} pixels (thumbnail.max_pixels)",
                 self.0.max_pixels
-            )));
+            ));
         }
-        let mut exif = dec.exif_data().map(<[u8]>::to_vec);
-        let icc = dec.icc_profile();
+        let gray = match dec.color_space() {
+            ColorSpace::JCS_GRAYSCALE => true,
+            ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => false,
+            _ => return Ok(None),
+        };
+        let (mut exif, icc) = jpeg_metadata(&dec);
         let orientation = if self.0.auto_orient {
             exif.as_mut()
                 .and_then(|e| Orientation::remove_from_exif_chunk(e))
@@ -147,33 +170,27 @@ impl Thumbnail {
         } else {
             (2 * tw, 2 * th)
         };
-        // No reduction possible: the general decoder is faster at full size.
-        if w.div_ceil(2) < rw || h.div_ceil(2) < rh {
-            return Ok(None);
-        }
-        let clamp16 = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
-        dec.scale(clamp16(rw), clamp16(rh))
-            .map_err(|e| StageError(format!("cannot decode jpg: {e}")))?;
-        let data = dec
-            .decode()
-            .map_err(|e| StageError(format!("cannot decode jpg: {e}")))?;
-        let Some(info) = dec.info() else {
+        let Some(eighths) = scale_eighths(w, h, rw, rh) else {
+            // No reduction possible: zune-jpeg is faster at full size.
             return Ok(None);
         };
-        let (sw, sh) = (u32::from(info.width), u32::from(info.height));
-        let img = match info.pixel_format {
-            jpeg_decoder::PixelFormat::L8 => {
-                GrayImage::from_raw(sw, sh, data).map(DynamicImage::ImageLuma8)
-            }
-            jpeg_decoder::PixelFormat::RGB24 => {
-                RgbImage::from_raw(sw, sh, data).map(DynamicImage::ImageRgb8)
-            }
-            _ => return Ok(None),
+        let mut dec = dec;
+        dec.scale(eighths);
+        let img = if gray {
+            let mut started = dec.grayscale().map_err(|e| e.to_string())?;
+            let (sw, sh) = started_size(&started);
+            let data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
+            started.finish().map_err(|e| e.to_string())?;
+            GrayImage::from_raw(sw, sh, data).map(DynamicImage::ImageLuma8)
+        } else {
+            let mut started = dec.rgb().map_err(|e| e.to_string())?;
+            let (sw, sh) = started_size(&started);
+            let data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
+            started.finish().map_err(|e| e.to_string())?;
+            RgbImage::from_raw(sw, sh, data).map(DynamicImage::ImageRgb8)
         };
         let Some(mut img) = img else {
-            return Err(StageError::new(
-                "cannot decode jpg: pixel data does not match its size",
-            ));
+            return Err("pixel data does not match its size".into());
         };
         if let Some(o) = orientation {
             img.apply_orientation(o);
@@ -186,6 +203,49 @@ impl Thumbnail {
         };
         Ok(Some((decoded, (ow, oh))))
     }
+}
+
+/// The smallest libjpeg scale, in eighths (1..=7), whose output is at least
+/// `rw` x `rh`; `None` when only full size (8/8) is.
+fn scale_eighths(w: u32, h: u32, rw: u32, rh: u32) -> Option<u8> {
+    // libjpeg rounds scaled sizes up.
+    let at = |n: u32, v: u32| (u64::from(v) * u64::from(n)).div_ceil(8);
+    (1..8u8).find(|&n| at(u32::from(n), w) >= u64::from(rw) && at(u32::from(n), h) >= u64::from(rh))
+}
+
+fn started_size<R>(started: &mozjpeg::decompress::DecompressStarted<R>) -> (u32, u32) {
+    (
+        u32::try_from(started.width()).unwrap_or(u32::MAX),
+        u32::try_from(started.height()).unwrap_or(u32::MAX),
+    )
+}
+
+/// The EXIF block (after its `Exif\0\0` header) and the ICC profile (its
+/// APP2 chunks joined in order) of a JPEG.
+fn jpeg_metadata<R>(dec: &mozjpeg::Decompress<R>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    const ICC_TAG: &[u8] = b"ICC_PROFILE\0";
+    let mut exif = None;
+    let mut chunks: Vec<(u8, &[u8])> = Vec::new();
+    for m in dec.markers() {
+        match m.marker {
+            mozjpeg::Marker::APP(1) if exif.is_none() => {
+                if let Some(rest) = m.data.strip_prefix(b"Exif\0\0".as_slice()) {
+                    exif = Some(rest.to_vec());
+                }
+            }
+            mozjpeg::Marker::APP(2) => {
+                if let Some(rest) = m.data.strip_prefix(ICC_TAG)
+                    && rest.len() >= 2
+                {
+                    chunks.push((rest[0], &rest[2..]));
+                }
+            }
+            _ => {}
+        }
+    }
+    chunks.sort_by_key(|c| c.0);
+    let icc = (!chunks.is_empty()).then(|| chunks.iter().flat_map(|c| c.1).copied().collect());
+    (exif, icc)
 }
 
 impl Stage for Thumbnail {

@@ -66,7 +66,7 @@ pub fn spec() -> KindSpec {
             Ok(Built::Stage(Arc::new(Write {
                 dir: PathBuf::from(&opts.dir),
                 opts,
-                run_dir: ctx.run_dir.clone(),
+                claims: ctx.claims.clone(),
             })))
         },
     }
@@ -75,7 +75,7 @@ pub fn spec() -> KindSpec {
 struct Write {
     opts: WriteOptions,
     dir: PathBuf,
-    run_dir: Option<PathBuf>,
+    claims: super::Claims,
 }
 
 /// Write `bytes` to `path` so that the file appears whole or not at all.
@@ -111,7 +111,7 @@ impl Write {
             )));
         }
         if !self.opts.overwrite {
-            super::claim_output(self.run_dir.as_deref(), &path, &item.path)?;
+            super::claim_output(&self.claims, &path, &item.path)?;
         }
         Ok(path)
     }

@@ -246,8 +246,13 @@ fn a_missing_watermark_stops_the_run_before_work() {
     assert!(!ws.path("out").exists());
 }
 
-/// Decode + resize and thumbnail of the same photos agree closely.
-fn thumbnail_matches_decode_resize(dir: &Path, include: &str, max_diff: f64) -> usize {
+/// Decode + resize and thumbnail of the same photos agree closely. Returns
+/// the thumbnails (PNG) by name.
+fn thumbnail_matches_decode_resize(
+    dir: &Path,
+    include: &str,
+    max_diff: f64,
+) -> BTreeMap<String, Vec<u8>> {
     let ws = Workspace::new();
     let root = format!("scan.root=\"{}\"", dir.display());
     let inc = format!("scan.include=[\"{include}\"]");
@@ -285,34 +290,164 @@ fn thumbnail_matches_decode_resize(dir: &Path, include: &str, max_diff: f64) -> 
         let d = mean_abs_diff(&x, &y);
         assert!(d < max_diff, "{name}: mean difference {d:.2}");
     }
-    a.len()
+    b
 }
 
-#[test]
-fn thumbnail_matches_decode_and_resize() {
-    // A large generated JPEG, so shrink-on-load really decodes at 1/4.
-    let ws = Workspace::new();
-    let big = RgbImage::from_fn(2400, 1600, |x, y| {
+/// A large generated JPEG (2400 x 1600 unless given), colour or gray.
+fn big_jpeg(w: u32, h: u32, gray: bool) -> Vec<u8> {
+    let big = RgbImage::from_fn(w, h, |x, y| {
         image::Rgb([
             (x / 10 % 256) as u8,
             (y / 7 % 256) as u8,
             ((x + y) / 13 % 256) as u8,
         ])
     });
+    let img = if gray {
+        image::DynamicImage::ImageLuma8(image::DynamicImage::ImageRgb8(big).to_luma8())
+    } else {
+        image::DynamicImage::ImageRgb8(big)
+    };
     let mut bytes = Vec::new();
-    image::DynamicImage::ImageRgb8(big)
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Jpeg,
-        )
-        .expect("encode");
-    ws.write("big/large.jpg", &bytes);
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Jpeg,
+    )
+    .expect("encode");
+    bytes
+}
+
+/// `jpeg` with marker segments (each: marker byte, payload) right after SOI.
+fn with_segments(jpeg: &[u8], segments: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    for (marker, payload) in segments {
+        out.extend([0xFF, *marker]);
+        out.extend(((payload.len() + 2) as u16).to_be_bytes());
+        out.extend(payload);
+    }
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// An EXIF block holding only an orientation.
+fn exif_orientation(orientation: u8) -> Vec<u8> {
+    let mut app1 = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+    app1.extend([0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0x00, orientation, 0, 0]);
+    app1.extend([0, 0, 0, 0]);
+    app1
+}
+
+#[test]
+fn thumbnail_matches_decode_and_resize() {
+    // Large generated JPEGs, so shrink-on-load really decodes at a reduced
+    // scale: colour, gray, and one stored on its side (EXIF orientation 6).
+    let ws = Workspace::new();
+    ws.write("big/large.jpg", &big_jpeg(2400, 1600, false));
+    ws.write("big/gray.jpg", &big_jpeg(1800, 1200, true));
+    ws.write(
+        "big/sideways.jpg",
+        &with_segments(&big_jpeg(1500, 1000, false), &[(0xE1, exif_orientation(6))]),
+    );
     ws.sample("rotated.jpg", "big/rotated.jpg")
         .sample("trips/hills.png", "big/hills.png");
-    let n = thumbnail_matches_decode_resize(&ws.path("big"), "*", 2.5);
-    assert_eq!(n, 3);
+    let thumbs = thumbnail_matches_decode_resize(&ws.path("big"), "*", 2.5);
+    assert_eq!(thumbs.len(), 5);
+    let sideways = image::load_from_memory(&thumbs["sideways.png"]);
+    assert_eq!(
+        sideways.map(|i| (i.width(), i.height())).ok(),
+        Some((171, 256)),
+        "shown upright"
+    );
     if let Some(corpus) = corpus() {
-        assert_eq!(thumbnail_matches_decode_resize(&corpus, "*", 2.5), 21);
+        assert_eq!(thumbnail_matches_decode_resize(&corpus, "*", 2.5).len(), 21);
+    }
+}
+
+#[test]
+fn shrink_on_load_keeps_the_icc_profile_and_exif() {
+    // A profile split over two APP2 chunks, stored out of order: readers
+    // must join them by sequence number.
+    let profile: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let chunk = |seq: u8, part: &[u8]| {
+        let mut c = b"ICC_PROFILE\0".to_vec();
+        c.extend([seq, 2]);
+        c.extend(part);
+        (0xE2, c)
+    };
+    let ws = Workspace::new();
+    ws.write(
+        "in/big.jpg",
+        &with_segments(
+            &big_jpeg(2400, 1600, false),
+            &[
+                (0xE1, exif_orientation(1)),
+                chunk(2, &profile[1000..]),
+                chunk(1, &profile[..1000]),
+            ],
+        ),
+    );
+    ws.conveyor()
+        .args(&[
+            "run",
+            "pipelines/thumbnails-fast.toml",
+            "--set",
+            "scan.root=in",
+            "--set",
+            "jpeg.strip_metadata=false",
+        ])
+        .run()
+        .code(0);
+    let out = &ws.files("out/thumbs")["big.jpg"];
+    let reader = image::ImageReader::new(std::io::Cursor::new(out))
+        .with_guessed_format()
+        .expect("reader");
+    let mut decoder = reader.into_decoder().expect("decoder");
+    use image::ImageDecoder;
+    assert_eq!(decoder.icc_profile().expect("icc"), Some(profile));
+    assert!(decoder.exif_metadata().expect("exif").is_some());
+    assert_eq!(decoder.dimensions(), (256, 171));
+}
+
+#[test]
+fn corrupt_jpegs_fail_alone_in_the_shrink_on_load_decoder() {
+    let good = big_jpeg(1200, 800, false);
+    let sof = good
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline SOF");
+    let dht = good
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC4])
+        .expect("DHT");
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut b = good.clone();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        b
+    };
+    let ws = Workspace::new();
+    ws.write("in/good.jpg", &good)
+        .write("in/precision.jpg", &patched(sof + 4, &[12]))
+        .write("in/huffman.jpg", &patched(dht + 4, &[0xFF; 24]))
+        .write("in/wide.jpg", &patched(sof + 5, &[0xFF; 4]));
+    for mode in ["inline", "threads", "processes"] {
+        let done = ws
+            .conveyor()
+            .args(&[
+                "run",
+                "pipelines/thumbnails-fast.toml",
+                "--set",
+                "scan.root=in",
+                "--mode",
+                mode,
+                "--force",
+            ])
+            .run();
+        done.code(1)
+            .stderr_has("1 ok, 3 failed")
+            .stderr_has("in/precision.jpg: cannot decode jpg: Unsupported JPEG data precision 12")
+            .stderr_has("in/huffman.jpg: cannot decode jpg: Bogus Huffman table definition")
+            .stderr_has("in/wide.jpg: cannot decode jpg: Maximum supported image dimension");
+        assert!(!done.stderr().contains("panicked"), "{mode}");
+        assert_eq!(dims(&ws.files("out/thumbs")["good.jpg"]), (256, 171));
     }
 }
 
