@@ -277,6 +277,26 @@ fn call_in_thread(stage: &dyn Stage, item: Item, dry_run: bool) -> Outcome {
     }
 }
 
+/// Run one item through consecutive stages in this process, stopping where
+/// it fails or is dropped.
+fn call_chain_in_thread(stages: &[Arc<dyn Stage>], item: Item, dry_run: bool) -> Outcome {
+    let mut busy = Vec::with_capacity(stages.len());
+    let mut item = item;
+    for (at, stage) in stages.iter().enumerate() {
+        let outcome = call_in_thread(stage.as_ref(), item, dry_run);
+        busy.extend(outcome.busy);
+        match outcome.result {
+            Ok(Some(next)) if at + 1 < stages.len() => item = next,
+            result => return Outcome { result, at, busy },
+        }
+    }
+    Outcome {
+        result: Ok(None),
+        at: stages.len().saturating_sub(1),
+        busy,
+    }
+}
+
 /// Run one item through `call`, retrying up to `retries` times when it fails.
 fn process_item(call: &mut dyn FnMut(Item) -> Outcome, mut item: Item, retries: u32) -> Outcome {
     item.attempt = 0;
@@ -419,20 +439,27 @@ fn worker_loop(
     }
 }
 
-/// Split the stages into chains that run together: consecutive stages in
-/// processes mode with the same worker settings, where each reads only from
-/// the one before and is its only reader, share their workers; every other
-/// stage is a chain of one. Sharing keeps decoded pixels inside the worker
-/// instead of copying them across the process boundary between stages.
+/// Split the stages into chains that run together: consecutive stages where
+/// each reads only from the one before and is its only reader share their
+/// workers when they are in processes mode with the same worker settings,
+/// or in threads mode with `workers = "auto"`; every other stage is a chain
+/// of one. In a worker process, sharing keeps decoded pixels inside it
+/// instead of copying them across the process boundary; on threads, an
+/// item goes through its stages on one core while its pixels are still in
+/// that core's cache, instead of waiting in a queue for another thread.
 fn chains(pipeline: &Pipeline, ends_chain: &[bool]) -> Vec<Vec<usize>> {
     let stages = &pipeline.stages;
     let same_workers = |a: &crate::config::StageDef, b: &crate::config::StageDef| {
-        a.mode == Mode::Processes
-            && b.mode == Mode::Processes
-            && a.workers == b.workers
-            && a.retries == b.retries
-            && a.memory_limit == b.memory_limit
-            && a.max_items_per_worker == b.max_items_per_worker
+        a.retries == b.retries
+            && match (a.mode, b.mode) {
+                (Mode::Processes, Mode::Processes) => {
+                    a.workers == b.workers
+                        && a.memory_limit == b.memory_limit
+                        && a.max_items_per_worker == b.max_items_per_worker
+                }
+                (Mode::Threads, Mode::Threads) => a.auto && b.auto,
+                _ => false,
+            }
     };
     let mut out: Vec<Vec<usize>> = Vec::new();
     for i in 0..stages.len() {
@@ -715,14 +742,20 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                                     out,
                                 );
                             }),
-                        (None, Built::Stage(stage)) => {
-                            let stage = Arc::clone(stage);
+                        (None, Built::Stage(_)) => {
+                            let stages: Vec<Arc<dyn Stage>> = chain
+                                .iter()
+                                .filter_map(|&i| match &built[i] {
+                                    Built::Stage(s) => Some(Arc::clone(s)),
+                                    Built::Source(_) => None,
+                                })
+                                .collect();
                             std::thread::Builder::new()
                                 .name(format!("{}/thread-{w}", def.name))
                                 .spawn_scoped(scope, move || {
                                     let track = || format!("{label}/thread-{w}");
                                     let dry = opts.dry_run;
-                                    let mut call = |item| call_in_thread(stage.as_ref(), item, dry);
+                                    let mut call = |item| call_chain_in_thread(&stages, item, dry);
                                     worker_loop(
                                         shared, chain, &mut call, collector, &track, rx, out,
                                     )
