@@ -7,7 +7,14 @@
 # re-encodes, so start-up costs don't dominate).
 #
 #   bench/compare.sh [FOLDER] [JOBS] [RUNS]
-#   bench/compare.sh --scaling [FOLDER]    conveyor at 1, 2, 4 ... jobs
+#   bench/compare.sh --scaling [FOLDER] [JOBS] [RUNS]
+#
+# The first also runs conveyor in processes mode (ratio to threads mode) and
+# compares its peak RSS on 50 and 500 generated files. --scaling runs conveyor
+# alone on the 500 files, both tasks: at 1, 2, 4 ... jobs up to the core
+# count, then `workers = "auto"` against every stage at the CPU count and
+# against every hand-picked combination of worker counts (1, half and all
+# the cores) for the costly stages.
 #
 # Peers are installed if missing: Pillow with pip; libvips-tools, imagemagick,
 # parallel and time with apt-get. Each row: median wall time of RUNS runs
@@ -71,6 +78,7 @@ measure() {
   n=$(find "$outdir" -type f \( -name '*.jpg' -o -name '*.jpeg' \) | wc -l)
   med=$(printf '%s\n' "${times[@]}" | median)
   peak=$(printf '%s\n' "${peaks[@]}" | median)
+  last_peak=$peak
   r=$(awk -v n="$n" -v t="$med" 'BEGIN {print n / t}')
   rate[$name]=$r
   printf '  %-34s %6d %8.3fs %9.1f %9.0f MiB\n' "$name" "$n" "$med" "$r" "$(awk -v k="$peak" 'BEGIN {print k / 1024}')"
@@ -90,6 +98,9 @@ run_task() {
   measure "conveyor" "$out" "$bin" run "$pipeline" --quiet --progress never --jobs "$jobs" \
     --set "scan.root=\"$input\"" --set "scan.include=[\"**/*.jpg\", \"**/*.jpeg\", \"**/*.png\"]" \
     --set "save.dir=\"$out\"" --set "save.filename=\"{rel_dir}/{stem}.jpg\"" --force
+  measure "conveyor --mode processes" "$out" "$bin" run "$pipeline" --quiet --progress never --jobs "$jobs" \
+    --set "scan.root=\"$input\"" --set "scan.include=[\"**/*.jpg\", \"**/*.jpeg\", \"**/*.png\"]" \
+    --set "save.dir=\"$out\"" --set "save.filename=\"{rel_dir}/{stem}.jpg\"" --force --mode processes
   measure "Pillow, Pool($jobs)" "$out" python3 bench/pillow_bench.py "$task" "$input" "$out" "$jobs"
   if [ "$task" = thumbs ]; then
     measure "vipsthumbnail, parallel -j$jobs" "$out" sh -c \
@@ -102,6 +113,9 @@ run_task() {
     measure "convert -resize -unsharp, parallel" "$out" sh -c \
       "$(declare -f files); files '$input' | parallel -q -j$jobs $convert {} -resize '1600x>' -unsharp 0x1 -quality 85 '$out/{/.}.jpg'"
   fi
+  awk -v c="${rate[conveyor]}" -v p="${rate[conveyor --mode processes]}" \
+    'BEGIN {printf "  processes mode / threads mode             %.2fx\n", p / c}'
+  unset "rate[conveyor --mode processes]"
   for peer in "Pillow, Pool($jobs)" "vipsthumbnail, parallel -j$jobs" "convert -thumbnail, parallel -j$jobs" \
     "vips thumbnail+sharpen, parallel" "convert -resize -unsharp, parallel"; do
     [ -n "${rate[$peer]:-}" ] || continue
@@ -112,29 +126,61 @@ run_task() {
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(date -u +%F)"
 
+# conveyor NAME TASK INPUT ARGS...: one measured conveyor run of TASK.
+conveyor_run() {
+  local name=$1 task=$2 input=$3
+  shift 3
+  local pipeline=pipelines/thumbnails-fast.toml
+  [ "$task" = large ] && pipeline=pipelines/web-large.toml
+  measure "$name" "$work/out" "$bin" run "$pipeline" --quiet --progress never \
+    --set "scan.root=\"$input\"" --set "save.dir=\"$work/out\"" --force "$@"
+}
+
 if $scaling; then
-  echo "conveyor scaling, thumbs task on $folder (thumbnails-fast.toml, workers = auto):"
-  printf '  %-34s %6s %9s %9s %13s\n' jobs images median images/s "peak RSS"
-  j=1
-  while :; do
-    measure "--jobs $j" "$work/out" "$bin" run pipelines/thumbnails-fast.toml --quiet --progress never --jobs "$j" \
-      --set "scan.root=\"$folder\"" --set "save.dir=\"$work/out\"" --force
-    [ "$j" -ge "$(nproc)" ] && break
-    j=$((j * 2))
-    [ "$j" -gt "$(nproc)" ] && j=$(nproc)
-  done
-  echo "workers per stage (thumbs task, $(nproc) cores):"
-  measure "auto (--jobs $(nproc))" "$work/out" "$bin" run pipelines/thumbnails-fast.toml --quiet --progress never \
-    --set "scan.root=\"$folder\"" --set "save.dir=\"$work/out\"" --force
   n=$(nproc)
-  measure "every stage workers = $n" "$work/out" "$bin" run pipelines/thumbnails-fast.toml --quiet --progress never \
-    --set "thumb.workers=$n" --set "jpeg.workers=$n" --set "save.workers=$n" \
-    --set "scan.root=\"$folder\"" --set "save.dir=\"$work/out\"" --force
-  for t in 1 2; do for e in 1 2; do
-    measure "hand: thumb=$t jpeg=$e save=inline" "$work/out" "$bin" run pipelines/thumbnails-fast.toml --quiet \
-      --progress never --set "thumb.workers=$t" --set "jpeg.workers=$e" --mode save=inline \
-      --set "scan.root=\"$folder\"" --set "save.dir=\"$work/out\"" --force
-  done; done
+  # Worker counts tried per stage by hand: 1, n/2 (from 4 cores up), n.
+  counts=(1)
+  [ "$n" -ge 4 ] && counts+=($((n / 2)))
+  [ "$n" -gt 1 ] && counts+=("$n")
+  set500=$work/set500
+  echo "making 500 files from $folder ..." >&2
+  python3 bench/make_set.py "$folder" "$set500" 500
+  for task in thumbs large; do
+    if [ "$task" = thumbs ]; then heavy=(thumb jpeg); else heavy=(large crisp jpeg); fi
+    echo
+    echo "conveyor scaling, $task task on 500 generated files, median of $runs:"
+    printf '  %-34s %6s %9s %9s %13s\n' run images median images/s "peak RSS"
+    j=1
+    while :; do
+      conveyor_run "--jobs $j" "$task" "$set500" --jobs "$j"
+      [ "$j" -ge "$n" ] && break
+      j=$((j * 2))
+      [ "$j" -gt "$n" ] && j=$n
+    done
+    conveyor_run "auto (--jobs $n)" "$task" "$set500"
+    all=()
+    for st in "${heavy[@]}" save; do all+=(--set "$st.workers=$n"); done
+    conveyor_run "every stage workers = $n" "$task" "$set500" "${all[@]}"
+    # Every combination of hand-picked counts for the costly stages, `save`
+    # inline; the best of them is the one to beat.
+    best=0 best_name=""
+    combos=("")
+    for st in "${heavy[@]}"; do
+      next=()
+      for c in "${combos[@]}"; do for k in "${counts[@]}"; do next+=("$c $st=$k"); done; done
+      combos=("${next[@]}")
+    done
+    for combo in "${combos[@]}"; do
+      args=(--mode save=inline)
+      for kv in $combo; do args+=(--set "${kv%%=*}.workers=${kv#*=}"); done
+      conveyor_run "hand:$combo" "$task" "$set500" "${args[@]}"
+      if awk -v a="${rate[hand:$combo]}" -v b="$best" 'BEGIN {exit !(a > b)}'; then
+        best=${rate[hand:$combo]} best_name="hand:$combo"
+      fi
+    done
+    awk -v a="${rate[auto (--jobs $n)]}" -v b="$best" -v e="${rate[every stage workers = $n]}" -v name="$best_name" \
+      'BEGIN {printf "  auto / best hand-tuned (%s)   %.2fx\n  auto / every stage workers = CPU count   %.2fx\n", name, a / b, a / e}'
+  done
   exit 0
 fi
 
@@ -150,3 +196,19 @@ for input in "$folder" "$set500"; do
     run_task "$task" "$input"
   done
 done
+
+# Memory must not grow with the number of files: conveyor's peak RSS on 50
+# and on 500 of them (the large task holds the most pixels).
+set50=$work/set50
+python3 bench/make_set.py "$folder" "$set50" 50
+echo
+echo "conveyor peak RSS by input size, large task, median of $runs:"
+printf '  %-34s %6s %9s %9s %13s\n' input images median images/s "peak RSS"
+declare -A peak_of
+for input in "$set50" "$set500"; do
+  label="$(basename "$input") files"
+  conveyor_run "$label" large "$input" --jobs "$jobs"
+  peak_of[$label]=$last_peak
+done
+awk -v a="${peak_of[set500 files]}" -v b="${peak_of[set50 files]}" \
+  'BEGIN {printf "  peak RSS 500 files / 50 files           %.2fx\n", a / b}'

@@ -527,7 +527,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
     // Claims live in memory unless workers must see them too.
     let claims = match &run_dir {
         Some(d) if pipeline.stages.iter().any(|s| s.mode == Mode::Processes) => {
-            crate::stages::Claims::Files(d.path().to_path_buf())
+            crate::stages::Claims::shared(d.path())
         }
         _ => crate::stages::Claims::memory(),
     };

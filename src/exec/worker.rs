@@ -106,7 +106,7 @@ fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn S
                 stage: init.name.clone(),
                 timeout: init.timeout,
                 claims: match &init.run_dir {
-                    Some(dir) => crate::stages::Claims::Files(dir.clone()),
+                    Some(dir) => crate::stages::Claims::shared(dir),
                     None => crate::stages::Claims::Unchecked,
                 },
             };

@@ -118,7 +118,7 @@ impl Stage for Exec {
     fn plan(&self, mut item: Item) -> Result<Option<Item>, StageError> {
         if let Some(dir) = &self.dir {
             let out = dir.join(super::template::render(&self.opts.filename, &item)?);
-            super::claim_output(&self.claims, &out, &item.path)?;
+            self.claims.claim(&out, &item.path)?;
             item.meta.outputs.push(out);
         }
         Ok(Some(item))
@@ -130,7 +130,7 @@ impl Stage for Exec {
             None => None,
         };
         if let Some(o) = &out {
-            super::claim_output(&self.claims, o, &item.path)?;
+            self.claims.claim(o, &item.path)?;
         }
         let tmp = out.as_deref().map(crate::exec::cleanup::temp_path_for);
         if let Some(parent) = tmp.as_ref().and_then(|t| t.parent()) {

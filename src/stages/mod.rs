@@ -2,10 +2,9 @@
 //! registers (options, payload types, constructor), and the registry that the
 //! checker, `conveyor stages` and the executor all read.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::item::{Item, PayloadType, Types};
 
 pub mod chaos;
+mod claims;
 pub mod contact_sheet;
 pub mod copy;
 pub mod crop;
@@ -31,6 +31,8 @@ pub mod template;
 pub mod thumbnail;
 pub mod watermark;
 pub mod write;
+
+pub use claims::Claims;
 
 /// Why a stage could not process an item. The message is shown to the user
 /// next to the item's path, so it says what went wrong, not where in the code.
@@ -123,88 +125,6 @@ pub struct BuildContext {
     /// Where stages that write files claim their output paths, so two items
     /// of one run can't silently overwrite each other's output.
     pub claims: Claims,
-}
-
-/// The output paths claimed in one run.
-#[derive(Debug, Clone, Default)]
-pub enum Claims {
-    /// Not checked (a stage built outside a run).
-    #[default]
-    Unchecked,
-    /// In memory: every claiming stage runs in this process.
-    Memory(Arc<Mutex<HashMap<PathBuf, PathBuf>>>),
-    /// A file per claim in a folder private to the run, shared by conveyor
-    /// and its workers (slower: a file created per output).
-    Files(PathBuf),
-}
-
-impl Claims {
-    /// An empty registry in memory.
-    pub fn memory() -> Claims {
-        Claims::Memory(Arc::default())
-    }
-
-    /// The folder of file claims, to hand to workers.
-    pub fn dir(&self) -> Option<&Path> {
-        match self {
-            Claims::Files(d) => Some(d),
-            _ => None,
-        }
-    }
-}
-
-/// Claim `output` for `source` in this run. Fails, naming the first owner,
-/// when another item of the run has claimed the same file.
-pub fn claim_output(claims: &Claims, output: &Path, source: &Path) -> Result<(), StageError> {
-    use sha2::Digest;
-    let absolute = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf());
-    let collision = |owner: &str| {
-        StageError(format!(
-            "{} is also the output of {owner}: two inputs would write the same file (set `overwrite = true` to let the last one win)",
-            output.display()
-        ))
-    };
-    let dir = match claims {
-        Claims::Unchecked => return Ok(()),
-        Claims::Memory(map) => {
-            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-            let owner = map.entry(absolute).or_insert_with(|| source.to_path_buf());
-            // The same item again (a retry) still owns its output.
-            return if owner == source {
-                Ok(())
-            } else {
-                Err(collision(&owner.to_string_lossy()))
-            };
-        }
-        Claims::Files(dir) => dir,
-    };
-    let key: String = sha2::Sha256::digest(absolute.to_string_lossy().as_bytes())
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let claim = dir.join(key);
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&claim);
-    match created {
-        Ok(mut f) => {
-            use std::io::Write as _;
-            let _ = f.write_all(source.to_string_lossy().as_bytes());
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let owner = std::fs::read_to_string(&claim).unwrap_or_default();
-            if Path::new(&owner) == source {
-                // The same item again (a retry): still its own output.
-                return Ok(());
-            }
-            Err(collision(&owner))
-        }
-        // Without a claim the write goes on: refusing it would be worse.
-        Err(_) => Ok(()),
-    }
 }
 
 /// What a source reports for each entry it finds.

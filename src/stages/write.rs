@@ -111,7 +111,7 @@ impl Write {
             )));
         }
         if !self.opts.overwrite {
-            super::claim_output(&self.claims, &path, &item.path)?;
+            self.claims.claim(&path, &item.path)?;
         }
         Ok(path)
     }
