@@ -524,12 +524,13 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         })
         .max(1);
     let run_dir = RunDir::create();
-    // Claims live in memory unless workers must see them too.
+    // Claims are shared through a file lock only when workers write too.
     let claims = match &run_dir {
         Some(d) if pipeline.stages.iter().any(|s| s.mode == Mode::Processes) => {
             crate::stages::Claims::shared(d.path())
         }
-        _ => crate::stages::Claims::memory(),
+        Some(d) => crate::stages::Claims::local(d.path()),
+        None => crate::stages::Claims::Unchecked,
     };
     let n = pipeline.stages.len();
     let mut built = Vec::with_capacity(n);

@@ -1,11 +1,14 @@
 //! Output claims: within one run no two items may write the same file, so a
 //! name collision fails the second item instead of silently replacing the
-//! first one's output. Claims live in memory when every writer runs in this
-//! process, or in a log shared with worker processes.
+//! first one's output. Every claim is appended to a log in the run's private
+//! folder; in memory each process keeps only two 64-bit hashes per claim, so
+//! a run of a million files stays small, and the log gives the first owner's
+//! name when a collision is found.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::hash::{Hash, Hasher};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,31 +23,43 @@ pub enum Claims {
     /// Not checked (a stage built outside a run).
     #[default]
     Unchecked,
-    /// In memory: every claiming stage runs in this process.
-    Memory(Arc<Mutex<HashMap<PathBuf, PathBuf>>>),
-    /// An append-only log in a folder private to the run, shared by conveyor
-    /// and its workers, read and extended under an exclusive file lock.
-    Shared(Arc<SharedLog>),
+    /// Every claiming stage runs in this process: the log is only read back
+    /// to name the owner of a collision.
+    Local(Arc<Ledger>),
+    /// Shared by conveyor and its workers: the log is read and extended under
+    /// an exclusive file lock, each process catching up on the others'
+    /// claims first.
+    Shared(Arc<Ledger>),
 }
 
 #[derive(Debug)]
-pub struct SharedLog {
+pub struct Ledger {
     dir: PathBuf,
-    state: Mutex<LogState>,
+    state: Mutex<State>,
 }
 
-/// What this process has read of the log so far.
 #[derive(Debug, Default)]
-struct LogState {
-    file: Option<File>,
+struct State {
+    /// Output hash -> source hash, of every claim this process has seen.
+    seen: HashMap<u64, u64>,
+    log: Option<BufWriter<File>>,
+    /// How much of the log this process has read (shared ledgers).
     read: u64,
-    owners: HashMap<String, String>,
+    /// The log could not be opened: claims go unchecked rather than fail.
+    broken: bool,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
     out: String,
     src: String,
+}
+
+fn hash(s: &str) -> u64 {
+    // The same binary in every process of a run, so the same hashes.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
 }
 
 /// Releases a `flock` when dropped.
@@ -59,24 +74,23 @@ impl Drop for Unlock {
     }
 }
 
+const LOG_NAME: &str = "claims.jsonl";
+
 impl Claims {
-    /// An empty registry in memory.
-    pub fn memory() -> Claims {
-        Claims::Memory(Arc::default())
+    /// Claims of a run whose writers all run in this process, logged in `dir`.
+    pub fn local(dir: &Path) -> Claims {
+        Claims::Local(Arc::new(Ledger::new(dir)))
     }
 
-    /// The registry kept in `dir`, shared with other processes of the run.
+    /// Claims kept in `dir`, shared with the run's other processes.
     pub fn shared(dir: &Path) -> Claims {
-        Claims::Shared(Arc::new(SharedLog {
-            dir: dir.to_path_buf(),
-            state: Mutex::default(),
-        }))
+        Claims::Shared(Arc::new(Ledger::new(dir)))
     }
 
-    /// The folder of a shared registry, to hand to workers.
+    /// The folder of a shared ledger, to hand to workers.
     pub fn dir(&self) -> Option<&Path> {
         match self {
-            Claims::Shared(log) => Some(&log.dir),
+            Claims::Shared(l) => Some(&l.dir),
             _ => None,
         }
     }
@@ -85,82 +99,118 @@ impl Claims {
     /// another item of the run has claimed the same file; the same item
     /// again (a retry) still owns its output.
     pub fn claim(&self, output: &Path, source: &Path) -> Result<(), StageError> {
+        let (ledger, shared) = match self {
+            Claims::Unchecked => return Ok(()),
+            Claims::Local(l) => (l, false),
+            Claims::Shared(l) => (l, true),
+        };
         let absolute = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf());
-        let collision = |owner: &str| {
-            StageError(format!(
+        let (out, src) = (absolute.to_string_lossy(), source.to_string_lossy());
+        match ledger.claim(&out, &src, shared) {
+            Some(owner) => Err(StageError(format!(
                 "{} is also the output of {owner}: two inputs would write the same file (set `overwrite = true` to let the last one win)",
                 output.display()
-            ))
-        };
-        match self {
-            Claims::Unchecked => Ok(()),
-            Claims::Memory(map) => {
-                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-                let owner = map.entry(absolute).or_insert_with(|| source.to_path_buf());
-                if owner == source {
-                    Ok(())
-                } else {
-                    Err(collision(&owner.to_string_lossy()))
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Ledger {
+    fn new(dir: &Path) -> Ledger {
+        Ledger {
+            dir: dir.to_path_buf(),
+            state: Mutex::default(),
+        }
+    }
+
+    /// The other source that already owns `out`, if any; otherwise `out`
+    /// is now `src`'s.
+    fn claim(&self, out: &str, src: &str, shared: bool) -> Option<String> {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *guard;
+        if state.log.is_none() && !state.broken {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(self.dir.join(LOG_NAME))
+            {
+                // Shared ledgers write each line at once, under the lock.
+                Ok(f) => {
+                    state.log = Some(BufWriter::with_capacity(if shared { 0 } else { 8192 }, f))
                 }
+                Err(_) => state.broken = true,
             }
-            Claims::Shared(log) => {
-                let out = absolute.to_string_lossy();
-                let src = source.to_string_lossy();
-                match log.claim(&out, &src) {
-                    Some(owner) if owner != src => Err(collision(&owner)),
-                    // Without a working log the write goes on: refusing it
-                    // would be worse.
-                    _ => Ok(()),
-                }
+        }
+        let fd = state.log.as_ref()?.get_ref().as_raw_fd();
+        let _unlock = if shared {
+            // SAFETY: locking a descriptor this process holds open.
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+                return None;
+            }
+            state.catch_up();
+            Some(Unlock(fd))
+        } else {
+            None
+        };
+        let (ho, hs) = (hash(out), hash(src));
+        match state.seen.get(&ho) {
+            Some(&owner) if owner == hs => None,
+            // Equal hashes are checked against the log: the names decide.
+            Some(_) => match state.owner_in_log(out) {
+                Some(owner) if owner != src => Some(owner),
+                _ => None,
+            },
+            None => {
+                state.seen.insert(ho, hs);
+                state.append(out, src);
+                None
             }
         }
     }
 }
 
-impl SharedLog {
-    /// The owner of `out` after claiming it for `src` (`src` itself unless
-    /// someone was first); `None` when the log can't be used.
-    fn claim(&self, out: &str, src: &str) -> Option<String> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let LogState { file, read, owners } = &mut *state;
-        if file.is_none() {
-            *file = std::fs::OpenOptions::new()
-                .create(true)
-                .read(true)
-                .append(true)
-                .open(self.dir.join("claims.jsonl"))
-                .ok();
-        }
-        let mut f = file.as_ref()?;
-        let fd = f.as_raw_fd();
-        // SAFETY: locking a descriptor this process holds open.
-        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-            return None;
-        }
-        let _unlock = Unlock(fd);
-        // Catch up with what other processes claimed since the last look.
-        let mut fresh = Vec::new();
-        f.seek(SeekFrom::Start(*read)).ok()?;
-        f.read_to_end(&mut fresh).ok()?;
-        *read += fresh.len() as u64;
-        for line in fresh.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if let Ok(e) = serde_json::from_slice::<Entry>(line) {
-                owners.entry(e.out).or_insert(e.src);
-            }
-        }
-        if let Some(owner) = owners.get(out) {
-            return Some(owner.clone());
-        }
+impl State {
+    fn append(&mut self, out: &str, src: &str) {
         let entry = Entry {
             out: out.to_string(),
             src: src.to_string(),
         };
-        let mut line = serde_json::to_vec(&entry).ok()?;
-        line.push(b'\n');
-        // Appended whole under the lock, so readers never see half a line;
-        // the next catch-up reads it back like any other.
-        f.write_all(&line).ok()?;
-        Some(src.to_string())
+        if let (Some(log), Ok(mut line)) = (self.log.as_mut(), serde_json::to_vec(&entry)) {
+            line.push(b'\n');
+            let _ = log.write_all(&line);
+        }
+    }
+
+    /// Read what other processes appended since the last look.
+    fn catch_up(&mut self) {
+        let Some(log) = self.log.as_mut() else { return };
+        let mut f = log.get_ref();
+        let mut fresh = Vec::new();
+        if f.seek(SeekFrom::Start(self.read)).is_err() || f.read_to_end(&mut fresh).is_err() {
+            return;
+        }
+        self.read += fresh.len() as u64;
+        for line in fresh.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if let Ok(e) = serde_json::from_slice::<Entry>(line) {
+                self.seen.entry(hash(&e.out)).or_insert(hash(&e.src));
+            }
+        }
+    }
+
+    /// The first source the log names for `out`.
+    fn owner_in_log(&mut self, out: &str) -> Option<String> {
+        let log = self.log.as_mut()?;
+        log.flush().ok()?;
+        let mut f = log.get_ref();
+        let mut all = Vec::new();
+        f.seek(SeekFrom::Start(0)).ok()?;
+        f.read_to_end(&mut all).ok()?;
+        all.split(|&b| b == b'\n')
+            .filter_map(|l| serde_json::from_slice::<Entry>(l).ok())
+            .find(|e| e.out == out)
+            .map(|e| e.src)
     }
 }
 
@@ -171,7 +221,7 @@ mod tests {
     #[test]
     fn two_processes_sharing_a_log_see_each_others_claims() {
         let dir = tempfile::tempdir().expect("temp dir");
-        // Two registries on one folder stand for conveyor and a worker.
+        // Two ledgers on one folder stand for conveyor and a worker.
         let (a, b) = (Claims::shared(dir.path()), Claims::shared(dir.path()));
         let out = dir.path().join("out/x.jpg");
         a.claim(&out, Path::new("in/x.png")).expect("first claim");
@@ -188,21 +238,32 @@ mod tests {
         // A name with a newline can't break the log's lines.
         let odd = dir.path().join("out/a\nb.jpg");
         b.claim(&odd, Path::new("in/a\nb.png")).expect("claim");
-        assert!(a.claim(&odd, Path::new("in/other.png")).is_err());
+        let err = a.claim(&odd, Path::new("in/other.png")).expect_err("taken");
+        assert!(err.0.contains("output of in/a\nb.png"), "{}", err.0);
         a.claim(&dir.path().join("out/y.jpg"), Path::new("in/y.png"))
             .expect("another file");
     }
 
     #[test]
-    fn memory_claims_refuse_a_second_source() {
-        let c = Claims::memory();
-        c.claim(Path::new("out/x.jpg"), Path::new("in/x.png"))
-            .expect("first");
-        c.claim(Path::new("out/x.jpg"), Path::new("in/x.png"))
+    fn local_claims_refuse_a_second_source_and_name_the_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let c = Claims::local(dir.path());
+        for i in 0..1000 {
+            c.claim(
+                Path::new(&format!("out/{i}.jpg")),
+                Path::new(&format!("in/{i}.png")),
+            )
+            .expect("distinct outputs");
+        }
+        c.claim(Path::new("out/7.jpg"), Path::new("in/7.png"))
             .expect("retry");
+        let err = c
+            .claim(Path::new("out/7.jpg"), Path::new("in/7.jpg"))
+            .expect_err("second source");
         assert!(
-            c.claim(Path::new("out/x.jpg"), Path::new("in/x.jpg"))
-                .is_err()
+            err.0.contains("is also the output of in/7.png"),
+            "{}",
+            err.0
         );
     }
 }
