@@ -136,6 +136,49 @@ conveyor_run() {
     --set "scan.root=\"$input\"" --set "save.dir=\"$work/out\"" --force "$@"
 }
 
+# Configurations compared in one table run interleaved: each round runs every
+# one once, so a slow spell of the machine hits them all alike.
+cfg_names=()
+declare -A cfg_args
+add_config() {
+  local name=$1
+  shift
+  cfg_names+=("$name")
+  cfg_args[$name]=""
+  if [ $# -gt 0 ]; then cfg_args[$name]=$(printf '%q ' "$@"); fi
+}
+# run_configs TASK INPUT: run the registered configurations, print a row each.
+run_configs() {
+  local task=$1 input=$2 out=$work/out pipeline=pipelines/thumbnails-fast.toml
+  [ "$task" = large ] && pipeline=pipelines/web-large.toml
+  local -A t_all=() p_all=()
+  local name start end med peak r n
+  local -a args
+  for _ in $(seq "$runs"); do
+    for name in "${cfg_names[@]}"; do
+      eval "args=(${cfg_args[$name]})"
+      rm -rf "$out"
+      mkdir -p "$out"
+      start=$(date +%s.%N)
+      /usr/bin/time -f "%M" -o "$work/rss" "$bin" run "$pipeline" --quiet --progress never \
+        --set "scan.root=\"$input\"" --set "save.dir=\"$out\"" --force "${args[@]}" \
+        >/dev/null 2>"$work/err" || { cat "$work/err" >&2; return 1; }
+      end=$(date +%s.%N)
+      t_all[$name]+="$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}') "
+      p_all[$name]+="$(tail -n 1 "$work/rss") "
+    done
+  done
+  n=$(find "$out" -type f -name '*.jpg' | wc -l)
+  for name in "${cfg_names[@]}"; do
+    med=$(printf '%s\n' ${t_all[$name]} | median)
+    peak=$(printf '%s\n' ${p_all[$name]} | median)
+    r=$(awk -v n="$n" -v t="$med" 'BEGIN {print n / t}')
+    rate[$name]=$r
+    printf '  %-34s %6d %8.3fs %9.1f %9.0f MiB\n' "$name" "$n" "$med" "$r" "$(awk -v k="$peak" 'BEGIN {print k / 1024}')"
+  done
+  cfg_names=()
+}
+
 if $scaling; then
   n=$(nproc)
   # Worker counts tried per stage by hand: 1, n/2 (from 4 cores up), n.
@@ -148,22 +191,19 @@ if $scaling; then
   for task in thumbs large; do
     if [ "$task" = thumbs ]; then heavy=(thumb jpeg); else heavy=(large crisp jpeg); fi
     echo
-    echo "conveyor scaling, $task task on 500 generated files, median of $runs:"
+    echo "conveyor scaling, $task task on 500 generated files, median of $runs interleaved rounds:"
     printf '  %-34s %6s %9s %9s %13s\n' run images median images/s "peak RSS"
     j=1
-    while :; do
-      conveyor_run "--jobs $j" "$task" "$set500" --jobs "$j"
-      [ "$j" -ge "$n" ] && break
+    while [ "$j" -lt "$n" ]; do
+      add_config "--jobs $j" --jobs "$j"
       j=$((j * 2))
-      [ "$j" -gt "$n" ] && j=$n
     done
-    conveyor_run "auto (--jobs $n)" "$task" "$set500"
+    add_config "auto (--jobs $n, the default)"
     all=()
     for st in "${heavy[@]}" save; do all+=(--set "$st.workers=$n"); done
-    conveyor_run "every stage workers = $n" "$task" "$set500" "${all[@]}"
+    add_config "every stage workers = $n" "${all[@]}"
     # Every combination of hand-picked counts for the costly stages, `save`
     # inline; the best of them is the one to beat.
-    best=0 best_name=""
     combos=("")
     for st in "${heavy[@]}"; do
       next=()
@@ -173,12 +213,16 @@ if $scaling; then
     for combo in "${combos[@]}"; do
       args=(--mode save=inline)
       for kv in $combo; do args+=(--set "${kv%%=*}.workers=${kv#*=}"); done
-      conveyor_run "hand:$combo" "$task" "$set500" "${args[@]}"
+      add_config "hand:$combo" "${args[@]}"
+    done
+    run_configs "$task" "$set500"
+    best=0 best_name=""
+    for combo in "${combos[@]}"; do
       if awk -v a="${rate[hand:$combo]}" -v b="$best" 'BEGIN {exit !(a > b)}'; then
         best=${rate[hand:$combo]} best_name="hand:$combo"
       fi
     done
-    awk -v a="${rate[auto (--jobs $n)]}" -v b="$best" -v e="${rate[every stage workers = $n]}" -v name="$best_name" \
+    awk -v a="${rate[auto (--jobs $n, the default)]}" -v b="$best" -v e="${rate[every stage workers = $n]}" -v name="$best_name" \
       'BEGIN {printf "  auto / best hand-tuned (%s)   %.2fx\n  auto / every stage workers = CPU count   %.2fx\n", name, a / b, a / e}'
   done
   exit 0
