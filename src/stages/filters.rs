@@ -221,7 +221,8 @@ fn gaussian(img: &DynamicImage, sigma: f32) -> Result<DynamicImage, StageError> 
     if w == 0 || h == 0 {
         return Ok(out);
     }
-    let mut tmp = img.as_bytes().to_vec();
+    // Every pass writes all of its output, so the scratch buffer starts empty.
+    let mut tmp = vec![0u8; img.as_bytes().len()];
     let data = bytes_mut(&mut out);
     let kernel = gaussian_kernel(sigma);
     if kernel.len() / 2 <= DIRECT_RADIUS {

@@ -176,17 +176,21 @@ impl Thumbnail {
         };
         let mut dec = dec;
         dec.scale(eighths);
+        let out_space = if gray {
+            ColorSpace::JCS_GRAYSCALE
+        } else {
+            ColorSpace::JCS_RGB
+        };
+        let mut started = dec.to_colorspace(out_space).map_err(|e| e.to_string())?;
+        let (sw, sh) = (
+            u32::try_from(started.width()).unwrap_or(u32::MAX),
+            u32::try_from(started.height()).unwrap_or(u32::MAX),
+        );
+        let data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
+        started.finish().map_err(|e| e.to_string())?;
         let img = if gray {
-            let mut started = dec.grayscale().map_err(|e| e.to_string())?;
-            let (sw, sh) = started_size(&started);
-            let data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
-            started.finish().map_err(|e| e.to_string())?;
             GrayImage::from_raw(sw, sh, data).map(DynamicImage::ImageLuma8)
         } else {
-            let mut started = dec.rgb().map_err(|e| e.to_string())?;
-            let (sw, sh) = started_size(&started);
-            let data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
-            started.finish().map_err(|e| e.to_string())?;
             RgbImage::from_raw(sw, sh, data).map(DynamicImage::ImageRgb8)
         };
         let Some(mut img) = img else {
@@ -211,13 +215,6 @@ fn scale_eighths(w: u32, h: u32, rw: u32, rh: u32) -> Option<u8> {
     // libjpeg rounds scaled sizes up.
     let at = |n: u32, v: u32| (u64::from(v) * u64::from(n)).div_ceil(8);
     (1..8u8).find(|&n| at(u32::from(n), w) >= u64::from(rw) && at(u32::from(n), h) >= u64::from(rh))
-}
-
-fn started_size<R>(started: &mozjpeg::decompress::DecompressStarted<R>) -> (u32, u32) {
-    (
-        u32::try_from(started.width()).unwrap_or(u32::MAX),
-        u32::try_from(started.height()).unwrap_or(u32::MAX),
-    )
 }
 
 /// The EXIF block (after its `Exif\0\0` header) and the ICC profile (its

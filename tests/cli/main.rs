@@ -885,10 +885,7 @@ fn sigint_stops_the_run_with_130_and_no_partial_files() {
         "inline",
     ]);
     // Wait until some thumbnails exist, so the run is under way.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while ws.count("out/thumbs") < 20 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for("some thumbnails", 30, || ws.count("out/thumbs") >= 20);
     assert!(signal(child.id(), "-INT"));
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -48,10 +48,7 @@ fn mixed_with_filter(ws: &Workspace) {
 #[test]
 fn json_progress_lines_parse_and_only_grow() {
     let ws = Workspace::new();
-    let tiny = std::fs::read(Path::new(REPO).join("samples/photos/tiny.jpg")).expect("sample");
-    for i in 0..400 {
-        ws.write(&format!("many/{i:03}.jpg"), &tiny);
-    }
+    ws.many_tiny("many", 400);
     let done = ws
         .conveyor()
         .args(&[
