@@ -14,7 +14,7 @@
 # alone on the 500 files, both tasks: at 1, 2, 4 ... jobs up to the core
 # count, then `workers = "auto"` against every stage at the CPU count and
 # against every hand-picked combination of worker counts (1, half and all
-# the cores) for the costly stages.
+# the cores) for the costly stages, with the CPU time (user + system) each took.
 #
 # Peers are installed if missing: Pillow with pip; libvips-tools, imagemagick,
 # parallel and time with apt-get. Each row: median wall time of RUNS runs
@@ -59,7 +59,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 
 # measure NAME OUTDIR COMMAND...: prints "seconds images peak_kib" (medians
 # of $runs runs) and the row.
-declare -A rate
+declare -A rate cpu_of peak_of
 measure() {
   local name=$1 outdir=$2
   shift 2
@@ -151,8 +151,8 @@ add_config() {
 run_configs() {
   local task=$1 input=$2 out=$work/out pipeline=pipelines/thumbnails-fast.toml
   [ "$task" = large ] && pipeline=pipelines/web-large.toml
-  local -A t_all=() p_all=()
-  local name start end med peak r n
+  local -A t_all=() p_all=() c_all=()
+  local name start end med peak cpu r n
   local -a args
   for _ in $(seq "$runs"); do
     for name in "${cfg_names[@]}"; do
@@ -160,21 +160,25 @@ run_configs() {
       rm -rf "$out"
       mkdir -p "$out"
       start=$(date +%s.%N)
-      /usr/bin/time -f "%M" -o "$work/rss" "$bin" run "$pipeline" --quiet --progress never \
+      /usr/bin/time -f "%M %U %S" -o "$work/rss" "$bin" run "$pipeline" --quiet --progress never \
         --set "scan.root=\"$input\"" --set "save.dir=\"$out\"" --force "${args[@]}" \
         >/dev/null 2>"$work/err" || { cat "$work/err" >&2; return 1; }
       end=$(date +%s.%N)
       t_all[$name]+="$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}') "
-      p_all[$name]+="$(tail -n 1 "$work/rss") "
+      p_all[$name]+="$(tail -n 1 "$work/rss" | cut -d' ' -f1) "
+      c_all[$name]+="$(tail -n 1 "$work/rss" | awk '{print $2 + $3}') "
     done
   done
   n=$(find "$out" -type f -name '*.jpg' | wc -l)
   for name in "${cfg_names[@]}"; do
     med=$(printf '%s\n' ${t_all[$name]} | median)
     peak=$(printf '%s\n' ${p_all[$name]} | median)
+    cpu=$(printf '%s\n' ${c_all[$name]} | median)
     r=$(awk -v n="$n" -v t="$med" 'BEGIN {print n / t}')
     rate[$name]=$r
-    printf '  %-34s %6d %8.3fs %9.1f %9.0f MiB\n' "$name" "$n" "$med" "$r" "$(awk -v k="$peak" 'BEGIN {print k / 1024}')"
+    cpu_of[$name]=$cpu
+    peak_of[$name]=$peak
+    printf '  %-34s %6d %8.3fs %9.1f %9.0f MiB %8.2fs\n' "$name" "$n" "$med" "$r" "$(awk -v k="$peak" 'BEGIN {print k / 1024}')" "$cpu"
   done
   cfg_names=()
 }
@@ -192,7 +196,7 @@ if $scaling; then
     if [ "$task" = thumbs ]; then heavy=(thumb jpeg); else heavy=(large crisp jpeg); fi
     echo
     echo "conveyor scaling, $task task on 500 generated files, median of $runs interleaved rounds:"
-    printf '  %-34s %6s %9s %9s %13s\n' run images median images/s "peak RSS"
+    printf '  %-34s %6s %9s %9s %13s %9s\n' run images median images/s "peak RSS" "CPU time"
     j=1
     while [ "$j" -lt "$n" ]; do
       add_config "--jobs $j" --jobs "$j"
@@ -222,8 +226,11 @@ if $scaling; then
         best=${rate[hand:$combo]} best_name="hand:$combo"
       fi
     done
-    awk -v a="${rate[auto (--jobs $n, the default)]}" -v b="$best" -v e="${rate[every stage workers = $n]}" -v name="$best_name" \
-      'BEGIN {printf "  auto / best hand-tuned (%s)   %.2fx\n  auto / every stage workers = CPU count   %.2fx\n", name, a / b, a / e}'
+    auto="auto (--jobs $n, the default)" every="every stage workers = $n"
+    awk -v a="${rate[$auto]}" -v b="$best" -v e="${rate[$every]}" -v name="$best_name" \
+      -v ca="${cpu_of[$auto]}" -v ce="${cpu_of[$every]}" -v pa="${peak_of[$auto]}" -v pe="${peak_of[$every]}" \
+      'BEGIN {printf "  auto / best hand-tuned (%s)   %.2fx\n", name, a / b
+              printf "  auto / every stage workers = CPU count   %.2fx speed, %.2fx CPU time, %.2fx peak RSS\n", a / e, ca / ce, pa / pe}'
   done
   exit 0
 fi
@@ -248,7 +255,6 @@ python3 bench/make_set.py "$folder" "$set50" 50
 echo
 echo "conveyor peak RSS by input size, large task, median of $runs:"
 printf '  %-34s %6s %9s %9s %13s\n' input images median images/s "peak RSS"
-declare -A peak_of
 for input in "$set50" "$set500"; do
   label="$(basename "$input") files"
   conveyor_run "$label" large "$input" --jobs "$jobs"

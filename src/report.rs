@@ -165,7 +165,8 @@ fn secs(d: Duration) -> String {
 impl RunSummary {
     /// The table printed at the end of a run.
     pub fn table(&self) -> String {
-        let mut rows: Vec<[String; 8]> = vec![[
+        let wall = self.elapsed.as_secs_f64();
+        let mut rows: Vec<[String; 9]> = vec![[
             "stage".into(),
             "kind".into(),
             "mode".into(),
@@ -173,6 +174,7 @@ impl RunSummary {
             "out".into(),
             "failed".into(),
             "busy".into(),
+            "cores".into(),
             "items/s".into(),
         ]];
         for s in &self.stages {
@@ -196,10 +198,16 @@ impl RunSummary {
                 s.items_out.to_string(),
                 s.failed.to_string(),
                 secs(s.busy),
+                // How many workers were busy on average: where the cores went.
+                if wall > 0.0 {
+                    format!("{:.2}", s.busy.as_secs_f64() / wall)
+                } else {
+                    "-".into()
+                },
                 s.rate().map_or("-".into(), |r| format!("{r:.1}")),
             ]);
         }
-        let mut widths = [0usize; 8];
+        let mut widths = [0usize; 9];
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
@@ -218,7 +226,6 @@ impl RunSummary {
             out.push_str(line.trim_end());
             out.push('\n');
         }
-        let wall = self.elapsed.as_secs_f64();
         let rate = if wall > 0.0 {
             self.scanned as f64 / wall
         } else {

@@ -919,6 +919,8 @@ fn run_source(
 ) {
     let stats = &shared.stats[idx];
     let started = Instant::now();
+    // Time spent waiting for room in a full queue is not the source's work.
+    let mut blocked = Duration::ZERO;
     let mut emit = |found: Found| -> bool {
         if shared.stopping() {
             return false;
@@ -958,7 +960,9 @@ fn run_source(
                     }
                     None => {
                         shared.report.started(id, &item.path);
+                        let sending = Instant::now();
                         shared.forward(*item, &outs);
+                        blocked += sending.elapsed();
                     }
                 }
             }
@@ -979,7 +983,7 @@ fn run_source(
             format!("source panicked: {}", panic_message(payload.as_ref())),
         );
     }
-    stats.add_busy(started.elapsed());
+    stats.add_busy(started.elapsed().saturating_sub(blocked));
     shared.sources_left.fetch_sub(1, Ordering::Relaxed);
 }
 

@@ -21,12 +21,12 @@ fn table(stderr: &str) -> BTreeMap<String, (String, String)> {
         .take_while(|l| !l.contains(" items in "))
         .filter_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            // stage kind mode [xN] in out failed busy items/s
+            // stage kind mode [xN] in out failed busy cores items/s
             let n = cols.len();
-            (n >= 7).then(|| {
+            (n >= 8).then(|| {
                 (
                     cols[0].to_string(),
-                    (cols[n - 5].to_string(), cols[n - 4].to_string()),
+                    (cols[n - 6].to_string(), cols[n - 5].to_string()),
                 )
             })
         })
@@ -390,4 +390,56 @@ fn auto_workers_share_the_job_budget() {
         );
         assert_eq!(ws.files("out/thumbs").len(), 12);
     }
+}
+
+/// Per-stage `cores` (average busy workers) from the summary table.
+fn cores(stderr: &str) -> BTreeMap<String, f64> {
+    stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("stage "))
+        .skip(1)
+        .take_while(|l| !l.contains(" items in "))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let n = cols.len();
+            let cores = cols.get(n.checked_sub(2)?)?.parse().ok()?;
+            Some((cols[0].to_string(), cores))
+        })
+        .collect()
+}
+
+#[test]
+fn the_summary_shows_where_the_cores_went() {
+    let ws = Workspace::new();
+    for i in 0..24 {
+        ws.sample("meadow.jpg", &format!("in/{i:02}.jpg"));
+    }
+    ws.write(
+        "p.toml",
+        // A short queue, so the scan has to wait for room.
+        b"[pipeline]\nqueue = 2\n\n[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"in\"\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\n\n[[stage]]\nname = \"soft\"\nkind = \"blur\"\nsigma = 12.0\n\n[[stage]]\nname = \"small\"\nkind = \"resize\"\nwidth = 64\n\n[[stage]]\nname = \"jpeg\"\nkind = \"encode\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n",
+    );
+    let done = ws.conveyor().args(&["run", "p.toml", "--jobs", "2"]).run();
+    done.code(0).stderr_has("threads auto/2");
+    assert_eq!(ws.files("out").len(), 24);
+    let stderr = done.stderr();
+    let cores = cores(&stderr);
+    let of = |s: &str| {
+        *cores
+            .get(s)
+            .unwrap_or_else(|| panic!("no cores figure for {s}:\n{stderr}"))
+    };
+    // The blur of a full-size image costs far more than encoding a 64 px
+    // one, so it got more of the two cores.
+    assert!(of("soft") > of("jpeg"), "{stderr}");
+    let working: f64 = ["load", "soft", "small", "jpeg", "save"]
+        .iter()
+        .map(|s| of(s))
+        .sum();
+    assert!(
+        working > 0.0 && working <= 2.05,
+        "auto stages used {working} cores of 2:\n{stderr}"
+    );
+    // The scan waits on a full queue most of the run; waiting is not work.
+    assert!(of("scan") < 0.5, "{stderr}");
 }
