@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use image::DynamicImage;
+use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -211,30 +211,44 @@ fn conv_v(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, kernel: &[u3
 }
 }
 
-/// A Gaussian blur of 8-bit interleaved pixels: a direct separable kernel
-/// for small `sigma` (the usual case for sharpening), three box blurs each
-/// way for large ones.
-fn gaussian(img: &DynamicImage, sigma: f32) -> Result<DynamicImage, StageError> {
-    let (c, _) = layout(img)?;
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut out = img.clone();
+/// Blur `src` (8-bit interleaved pixels, `w` x `h` x `c`) into `dst` with a
+/// Gaussian of `sigma`: a direct separable kernel for small `sigma` (the
+/// usual case for sharpening), three box blurs each way for large ones.
+/// Every pass writes all of its output, so `dst` need not be initialised.
+fn blur_into(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, sigma: f32) {
     if w == 0 || h == 0 {
-        return Ok(out);
+        return;
     }
-    // Every pass writes all of its output, so the scratch buffer starts empty.
-    let mut tmp = vec![0u8; img.as_bytes().len()];
-    let data = bytes_mut(&mut out);
+    let mut tmp = vec![0u8; src.len()];
     let kernel = gaussian_kernel(sigma);
     if kernel.len() / 2 <= DIRECT_RADIUS {
-        conv_h(data, &mut tmp, w, c, &kernel);
-        conv_v(&tmp, data, w, h, c, &kernel);
-        return Ok(out);
+        conv_h(src, &mut tmp, w, c, &kernel);
+        conv_v(&tmp, dst, w, h, c, &kernel);
+        return;
     }
-    for r in box_radii(sigma) {
-        box_h(data, &mut tmp, w, c, r);
-        box_v(&tmp, data, w, h, c, r);
+    let [first, rest @ ..] = box_radii(sigma);
+    box_h(src, &mut tmp, w, c, first);
+    box_v(&tmp, dst, w, h, c, first);
+    for r in rest {
+        box_h(dst, &mut tmp, w, c, r);
+        box_v(&tmp, dst, w, h, c, r);
     }
-    Ok(out)
+}
+
+/// A blurred copy of `img`, in a new buffer rather than a clone of it that
+/// the passes would overwrite anyway.
+fn gaussian(img: &DynamicImage, sigma: f32) -> Result<DynamicImage, StageError> {
+    let (c, _) = layout(img)?;
+    let (w, h) = (img.width(), img.height());
+    let src = img.as_bytes();
+    let mut out = vec![0u8; src.len()];
+    blur_into(src, &mut out, w as usize, h as usize, c, sigma);
+    let image = match c {
+        1 => GrayImage::from_raw(w, h, out).map(DynamicImage::ImageLuma8),
+        3 => RgbImage::from_raw(w, h, out).map(DynamicImage::ImageRgb8),
+        _ => RgbaImage::from_raw(w, h, out).map(DynamicImage::ImageRgba8),
+    };
+    image.ok_or_else(|| StageError::new("pixel data does not match its size"))
 }
 
 fn positive(key: &str, v: f32) -> Option<OptionError> {
@@ -366,8 +380,9 @@ impl Stage for Sharpen {
     fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
         super::map_image(item, |mut img| {
             let (channels, alpha) = layout(&img)?;
-            let blurred = gaussian(&img, self.0.sigma)?;
-            let mask = blurred.as_bytes();
+            let (w, h) = (img.width() as usize, img.height() as usize);
+            let mut mask = vec![0u8; img.as_bytes().len()];
+            blur_into(img.as_bytes(), &mut mask, w, h, channels, self.0.sigma);
             // Fixed point (8 fractional bits): integer maths per value.
             let (amount, threshold) = (
                 (self.0.amount * 256.0).round() as i32,
@@ -375,7 +390,7 @@ impl Stage for Sharpen {
             );
             unsharp(
                 bytes_mut(&mut img),
-                mask,
+                &mask,
                 channels,
                 alpha,
                 amount,
