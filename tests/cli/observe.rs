@@ -12,23 +12,29 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Per-stage (in, out) from the summary table.
-fn table(stderr: &str) -> BTreeMap<String, (String, String)> {
+/// The rows of the summary table, split into columns: stage kind mode [xN]
+/// in out failed busy cores items/s.
+fn table_rows(stderr: &str) -> Vec<Vec<&str>> {
     stderr
         .lines()
         .skip_while(|l| !l.starts_with("stage "))
         .skip(1)
         .take_while(|l| !l.contains(" items in "))
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            // stage kind mode [xN] in out failed busy cores items/s
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cols| cols.len() >= 8)
+        .collect()
+}
+
+/// Per-stage (in, out) from the summary table.
+fn table(stderr: &str) -> BTreeMap<String, (String, String)> {
+    table_rows(stderr)
+        .into_iter()
+        .map(|cols| {
             let n = cols.len();
-            (n >= 8).then(|| {
-                (
-                    cols[0].to_string(),
-                    (cols[n - 6].to_string(), cols[n - 5].to_string()),
-                )
-            })
+            (
+                cols[0].to_string(),
+                (cols[n - 6].to_string(), cols[n - 5].to_string()),
+            )
         })
         .collect()
 }
@@ -394,15 +400,10 @@ fn auto_workers_share_the_job_budget() {
 
 /// Per-stage `cores` (average busy workers) from the summary table.
 fn cores(stderr: &str) -> BTreeMap<String, f64> {
-    stderr
-        .lines()
-        .skip_while(|l| !l.starts_with("stage "))
-        .skip(1)
-        .take_while(|l| !l.contains(" items in "))
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            let n = cols.len();
-            let cores = cols.get(n.checked_sub(2)?)?.parse().ok()?;
+    table_rows(stderr)
+        .into_iter()
+        .filter_map(|cols| {
+            let cores = cols[cols.len() - 2].parse().ok()?;
             Some((cols[0].to_string(), cores))
         })
         .collect()
