@@ -279,7 +279,7 @@ impl StageOptions for BlurOptions {
 pub fn blur_spec() -> KindSpec {
     KindSpec {
         name: "blur",
-        summary: "Gaussian blur (fast box approximation)",
+        summary: "Gaussian blur (a direct kernel for small sigma, three box blurs for large)",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(BlurOptions),
