@@ -50,7 +50,8 @@ time_runs() {
     times+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
   done
   local n med rate
-  n=$(find "$out/thumbs" -type f | wc -l)
+  # Images only: conveyor also keeps its resume journal under the output.
+  n=$(find "$out/thumbs" -type f -not -path "*/.conveyor-state/*" | wc -l)
   med=$(printf '%s\n' "${times[@]}" | median)
   rate=$(awk -v n="$n" -v t="$med" 'BEGIN {print n / t}')
   rates[$name]=$rate
