@@ -152,7 +152,7 @@ run_configs() {
   local task=$1 input=$2 out=$work/out pipeline=pipelines/thumbnails-fast.toml
   [ "$task" = large ] && pipeline=pipelines/web-large.toml
   local -A t_all=() p_all=() c_all=()
-  local name start end med peak cpu r n
+  local name start end med peak cpu r n kib user sys
   local -a args
   for _ in $(seq "$runs"); do
     for name in "${cfg_names[@]}"; do
@@ -165,8 +165,9 @@ run_configs() {
         >/dev/null 2>"$work/err" || { cat "$work/err" >&2; return 1; }
       end=$(date +%s.%N)
       t_all[$name]+="$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}') "
-      p_all[$name]+="$(tail -n 1 "$work/rss" | cut -d' ' -f1) "
-      c_all[$name]+="$(tail -n 1 "$work/rss" | awk '{print $2 + $3}') "
+      read -r kib user sys < <(tail -n 1 "$work/rss")
+      p_all[$name]+="$kib "
+      c_all[$name]+="$(awk -v u="$user" -v s="$sys" 'BEGIN {print u + s}') "
     done
   done
   n=$(find "$out" -type f -name '*.jpg' | wc -l)
