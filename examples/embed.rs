@@ -36,6 +36,7 @@ fn main() -> std::process::ExitCode {
     let mut registry = Registry::builtin();
     registry.register(KindSpec {
         name: "invert",
+        paths: conveyor::stages::no_paths,
         summary: "negative of each image",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Image),

@@ -7,6 +7,7 @@
 
 pub mod diag;
 pub mod raw;
+mod safety;
 pub mod units;
 
 use std::path::Path;
@@ -690,6 +691,22 @@ fn validate(
         return None;
     }
     let checked = checked?;
+    let sites: Vec<safety::Site<'_>> = partials
+        .iter()
+        .map(|p| safety::Site {
+            name: &p.name,
+            table: p.table,
+            paths: p
+                .kind
+                .as_ref()
+                .map_or(crate::stages::StagePaths::None, |k| (k.paths)(&p.options)),
+        })
+        .collect();
+    safety::check(&sites, &checked.inputs, sources, diags);
+    drop(sites);
+    if diags.iter().any(Diagnostic::is_error) {
+        return None;
+    }
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

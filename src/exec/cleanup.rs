@@ -1,18 +1,15 @@
-//! Temp files never outlive a run: files being written are named
-//! `.conveyor-tmp-PID-N-NAME` (PID: the process writing), and at the end of a
-//! run, or on a second Ctrl-C, conveyor removes the ones left by itself or by
-//! workers it started (a worker killed mid-write can't clean up after
-//! itself). Files of other, concurrent runs carry other PIDs and stay.
+//! Nothing outlives a run: at its end, or on a second Ctrl-C, conveyor kills
+//! the workers it started, removes its scratch folders and sweeps its output
+//! folders of temp files (see [`crate::output::temp`]) left by itself, by its
+//! workers (a worker killed mid-write can't clean up after itself) or by
+//! runs that were killed outright. Files of other, live runs carry other
+//! PIDs and stay.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The marker every temp file name starts with.
-pub const TEMP_PREFIX: &str = ".conveyor-tmp-";
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
+use crate::output::temp;
 
 #[derive(Default)]
 struct State {
@@ -23,20 +20,6 @@ struct State {
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
-
-/// A fresh temp path beside `path`, for a file that is renamed over `path`
-/// once complete. The original name stays last, extension included.
-pub fn temp_path_for(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    path.with_file_name(format!(
-        "{TEMP_PREFIX}{}-{}-{name}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
-}
 
 fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
     let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
@@ -71,16 +54,10 @@ pub fn sweep_stale_scratch(parent: &Path, prefix: &str) {
         else {
             continue;
         };
-        if pid > 0 && !process_alive(pid) {
+        if pid > 0 && !temp::process_alive(pid) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// A worker process this run started.
@@ -90,36 +67,12 @@ pub fn watch_worker(pid: u32) {
     });
 }
 
-/// The PID in a temp file's name, if it is one of ours.
-fn temp_owner(name: &str) -> Option<u32> {
-    name.strip_prefix(TEMP_PREFIX)?
-        .split('-')
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Remove temp files left in the watched folders by this process or its
-/// workers. Returns how many were removed.
+/// Remove temp files left in the watched folders by this process, its
+/// workers, or processes that are gone. Returns how many were removed.
 pub fn sweep() -> usize {
     let (dirs, mut pids) = with_state(|s| (s.dirs.clone(), s.pids.clone()));
     pids.insert(std::process::id());
-    let mut removed = 0;
-    for dir in dirs {
-        for entry in walkdir::WalkDir::new(&dir)
-            .into_iter()
-            .filter_map(Result::ok)
-        {
-            let name = entry.file_name().to_string_lossy();
-            if entry.file_type().is_file()
-                && temp_owner(&name).is_some_and(|p| pids.contains(&p))
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
-                removed += 1;
-            }
-        }
-    }
-    removed
+    dirs.iter().map(|d| temp::sweep(d, &pids)).sum()
 }
 
 /// Stop now (a second Ctrl-C): kill the workers, remove temp files, exit.
@@ -143,19 +96,6 @@ pub fn exit_now(code: i32) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn temp_names_carry_the_writer() {
-        let t = temp_path_for(Path::new("out/a/photo.jpg"));
-        let name = t
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        assert!(name.ends_with("-photo.jpg"), "{name}");
-        assert_eq!(t.parent(), Some(Path::new("out/a")));
-        assert_eq!(temp_owner(&name), Some(std::process::id()));
-        assert_eq!(temp_owner("photo.jpg"), None);
-    }
 
     #[test]
     fn stale_scratch_of_dead_runs_is_removed_and_live_ones_stay() {

@@ -83,14 +83,22 @@ impl Default for RunOptions {
 
 /// A run that could not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildError {
-    pub stage: String,
-    pub message: String,
+pub enum BuildError {
+    /// A stage could not be built.
+    Stage { stage: String, message: String },
+    /// The run itself could not be set up (its scratch folder, `--report`,
+    /// `--trace`).
+    Setup { message: String },
 }
 
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "stage `{}` cannot start: {}", self.stage, self.message)
+        match self {
+            BuildError::Stage { stage, message } => {
+                write!(f, "stage `{stage}` cannot start: {message}")
+            }
+            BuildError::Setup { message } => write!(f, "cannot start: {message}"),
+        }
     }
 }
 
@@ -488,7 +496,9 @@ struct RunDir(PathBuf);
 const RUN_DIR_PREFIX: &str = "conveyor-run";
 
 impl RunDir {
-    fn create() -> Option<RunDir> {
+    /// Without it, claims and the inputs shared with workers can't be kept:
+    /// an unusable temp folder stops the run rather than turning checks off.
+    fn create() -> Result<RunDir, BuildError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -496,9 +506,15 @@ impl RunDir {
         let tmp = std::env::temp_dir();
         cleanup::sweep_stale_scratch(&tmp, RUN_DIR_PREFIX);
         let dir = tmp.join(format!("{RUN_DIR_PREFIX}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok()?;
+        std::fs::create_dir_all(&dir).map_err(|e| BuildError::Setup {
+            message: format!(
+                "cannot create a scratch folder in {} (set TMPDIR to a folder you can write): {}",
+                tmp.display(),
+                crate::output::plain_io_reason(&e)
+            ),
+        })?;
         cleanup::watch_scratch(&dir);
-        Some(RunDir(dir))
+        Ok(RunDir(dir))
     }
 
     fn path(&self) -> &std::path::Path {
@@ -523,14 +539,20 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                 .unwrap_or(1)
         })
         .max(1);
-    let run_dir = RunDir::create();
-    // Claims are shared through a file lock only when workers write too.
-    let claims = match &run_dir {
-        Some(d) if pipeline.stages.iter().any(|s| s.mode == Mode::Processes) => {
-            crate::stages::Claims::shared(d.path())
-        }
-        Some(d) => crate::stages::Claims::local(d.path()),
-        None => crate::stages::Claims::Unchecked,
+    let run_dir = RunDir::create()?;
+    // The guard is shared with workers through the run's folder only when
+    // workers write too.
+    let workers = pipeline.stages.iter().any(|s| s.mode == Mode::Processes) && !opts.dry_run;
+    let guard = if workers {
+        crate::output::Guard::shared(run_dir.path()).map_err(|e| BuildError::Setup {
+            message: format!(
+                "cannot write in the scratch folder {}: {}",
+                run_dir.path().display(),
+                crate::output::plain_io_reason(&e)
+            ),
+        })?
+    } else {
+        crate::output::Guard::local(run_dir.path())
     };
     let n = pipeline.stages.len();
     let mut built = Vec::with_capacity(n);
@@ -538,9 +560,9 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         let ctx = crate::stages::BuildContext {
             stage: def.name.clone(),
             timeout: def.timeout,
-            claims: claims.clone(),
+            output: guard.clone(),
         };
-        let b = (def.kind.build)(&def.options, &ctx).map_err(|message| BuildError {
+        let b = (def.kind.build)(&def.options, &ctx).map_err(|message| BuildError::Stage {
             stage: def.name.clone(),
             message,
         })?;
@@ -554,7 +576,22 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                 Built::Source(_) => None,
             })
             .collect(),
+        inputs: guard.inputs().clone(),
     };
+    let scopes = built
+        .iter()
+        .filter_map(|b| match b {
+            Built::Source(s) => s.scope().map(|sc| sc.skipping(&ctx.skip_dirs)),
+            Built::Stage(_) => None,
+        })
+        .collect();
+    guard.set_scopes(scopes).map_err(|e| BuildError::Setup {
+        message: format!(
+            "cannot write in the scratch folder {}: {}",
+            run_dir.path().display(),
+            crate::output::plain_io_reason(&e)
+        ),
+    })?;
 
     cleanup::watch_dirs(&ctx.skip_dirs);
     // One queue in front of each chain; sources and chain ends feed them.
@@ -607,17 +644,18 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         let f = Arc::clone(f);
         Box::new(move |l: &observe::Line| f(l)) as observe::ItemEndFn
     });
-    let report = observe::Report::new(opts.report.as_deref(), on_end).map_err(|e| BuildError {
-        stage: "--report".into(),
-        message: format!("cannot write the report: {e}"),
-    })?;
+    let report =
+        observe::Report::new(opts.report.as_deref(), on_end).map_err(|e| BuildError::Setup {
+            message: format!("cannot write the report (--report): {e}"),
+        })?;
     let trace = match &opts.trace {
-        Some(path) => Some(
-            observe::Trace::create(path, started).map_err(|e| BuildError {
-                stage: "--trace".into(),
-                message: format!("cannot write the trace: {e}"),
-            })?,
-        ),
+        Some(path) => {
+            Some(
+                observe::Trace::create(path, started).map_err(|e| BuildError::Setup {
+                    message: format!("cannot write the trace (--trace): {e}"),
+                })?,
+            )
+        }
         None => None,
     };
     let shared = Shared {
@@ -673,7 +711,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
                 supervisor::ChainProcesses::new(
                     &defs,
                     exe.clone(),
-                    claims.dir().map(std::path::Path::to_path_buf),
+                    Some(run_dir.path().to_path_buf()),
                 )
             })
         })

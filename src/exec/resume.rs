@@ -94,7 +94,7 @@ impl Journal {
                     text.push('\n');
                 }
             }
-            let _ = crate::stages::write::write_atomic(&path, text.as_bytes());
+            let _ = crate::output::write_state_file(&path, text.as_bytes());
         }
         Journal {
             path,
@@ -221,7 +221,7 @@ impl Resume {
                     .join("\n");
                 let file = format!("{}.{}{tag}.jsonl", p.name, p.stages[i].name);
                 Some(Journal::open(
-                    dir.join(".conveyor-state").join(file),
+                    dir.join(crate::output::STATE_DIR).join(file),
                     signature,
                     forget,
                 ))

@@ -72,6 +72,7 @@ fn kind(
 ) -> KindSpec {
     KindSpec {
         name,
+        paths: crate::stages::no_paths,
         summary: "test kind",
         accepts: if source {
             Types::NONE

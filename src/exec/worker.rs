@@ -94,6 +94,12 @@ fn serve(server: &str, registry: &Registry) -> i32 {
 }
 
 fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn Stage>>, String> {
+    // One guard for the chain, joined to conveyor's through the run folder.
+    let guard = match inits.first().and_then(|i| i.run_dir.as_ref()) {
+        Some(dir) => crate::output::Guard::join(dir)
+            .map_err(|e| format!("cannot read the run's output guard: {e}"))?,
+        None => crate::output::Guard::unchecked(),
+    };
     inits
         .iter()
         .map(|init| {
@@ -105,10 +111,7 @@ fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn S
             let ctx = crate::stages::BuildContext {
                 stage: init.name.clone(),
                 timeout: init.timeout,
-                claims: match &init.run_dir {
-                    Some(dir) => crate::stages::Claims::shared(dir),
-                    None => crate::stages::Claims::Unchecked,
-                },
+                output: guard.clone(),
             };
             match (spec.build)(&table, &ctx)? {
                 Built::Stage(stage) => Ok(stage),

@@ -74,6 +74,7 @@ impl StageOptions for ChaosOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "chaos",
+        paths: super::no_paths,
         summary: "fault injection: panic, abort, segfault, hang, oom or error on matching items",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes, PayloadType::Image]),
         output: Output::SameAsInput,

@@ -2,7 +2,7 @@
 //! image, for a glance at a whole folder. Tiles are made where the stage
 //! runs (a worker, in processes mode); the sheet is put together at the end.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use image::{DynamicImage, Rgba, RgbaImage};
@@ -90,17 +90,28 @@ impl StageOptions for ContactSheetOptions {
     }
 }
 
+/// A contact sheet is one file.
+fn paths(t: &toml::Table) -> super::StagePaths {
+    match super::parse_options::<ContactSheetOptions>(t) {
+        Ok(o) => super::StagePaths::Gathers(PathBuf::from(o.path)),
+        Err(_) => super::StagePaths::None,
+    }
+}
+
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "contact_sheet",
+        paths,
         summary: "tile every image it receives into one grid image",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(ContactSheetOptions),
         check: super::check_options::<ContactSheetOptions>,
-        build: |t, _ctx| {
+        build: |t, ctx| {
             Ok(Built::Stage(Arc::new(ContactSheet {
                 opts: super::parse_options(t)?,
+                stage: ctx.stage.clone(),
+                output: ctx.output.clone(),
                 tiles: Mutex::new(Vec::new()),
             })))
         },
@@ -109,6 +120,8 @@ pub fn spec() -> KindSpec {
 
 struct ContactSheet {
     opts: ContactSheetOptions,
+    stage: String,
+    output: crate::output::Guard,
     tiles: Mutex<Vec<(String, DynamicImage)>>,
 }
 
@@ -140,7 +153,10 @@ impl Stage for ContactSheet {
     }
 
     fn plan_finish(&self) -> Result<Vec<PathBuf>, StageError> {
-        Ok(vec![PathBuf::from(&self.opts.path)])
+        let path = self
+            .output
+            .plan_file(&self.stage, Path::new(&self.opts.path))?;
+        Ok(vec![path])
     }
 
     fn collect(&self, item: &mut Item) {
@@ -187,9 +203,9 @@ impl Stage for ContactSheet {
         let sheet = DynamicImage::ImageRgba8(sheet).to_rgb8();
         let format = format_of(&self.opts.path).unwrap_or(Format::Jpeg);
         let bytes = encode_image(&DynamicImage::ImageRgb8(sheet), format, self.opts.quality)?;
-        let path = PathBuf::from(&self.opts.path);
-        super::write::write_atomic(&path, &bytes)
-            .map_err(|e| StageError(format!("cannot write {}: {e}", path.display())))?;
+        let path = self
+            .output
+            .place_file(&self.stage, Path::new(&self.opts.path), &bytes)?;
         Ok(vec![path])
     }
 }

@@ -1,5 +1,9 @@
 //! `copy`: copy (or move) each source file into `dir` under a name from a
 //! template, for file-only pipelines: sorting, archiving, deduplicating.
+//! Files are placed by the output guard: a move is a rename that never
+//! replaces anything (or, across file systems, a durable copy before the
+//! source goes), so every source ends up where it was or, byte-identical,
+//! at its destination.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -9,7 +13,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
-use crate::item::{Item, PayloadType, Types};
+use crate::item::{Item, Payload, PayloadType, Types};
+use crate::output::{OutputError, Replace, Request};
 
 /// Options of `copy`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -23,8 +28,9 @@ pub struct CopyOptions {
     /// Move instead of copy (the source is removed once the copy is whole).
     #[serde(rename = "move")]
     pub move_files: bool,
-    /// Replace a different file already at the destination (off: an error;
-    /// an identical file is always fine, it is the same content).
+    /// Replace a different file already at the destination, if it is not an
+    /// input of the run (off: an error; an identical file is always fine, it
+    /// is the same content). Moves never replace anything.
     pub overwrite: bool,
 }
 
@@ -52,19 +58,33 @@ impl StageOptions for CopyOptions {
     }
 }
 
+/// `copy` names files under `dir`.
+fn paths(t: &toml::Table) -> super::StagePaths {
+    match super::parse_options::<CopyOptions>(t) {
+        Ok(o) => super::StagePaths::Writes {
+            dir: PathBuf::from(o.dir),
+            filename: o.filename,
+        },
+        Err(_) => super::StagePaths::None,
+    }
+}
+
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "copy",
+        paths,
         summary: "copy or move source files into `dir` by a name template (identical files are kept once)",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(CopyOptions),
         check: super::check_options::<CopyOptions>,
-        build: |t, _ctx| {
+        build: |t, ctx| {
             let opts: CopyOptions = super::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Copy {
                 dir: PathBuf::from(&opts.dir),
                 opts,
+                stage: ctx.stage.clone(),
+                output: ctx.output.clone(),
             })))
         },
     }
@@ -73,6 +93,8 @@ pub fn spec() -> KindSpec {
 struct Copy {
     opts: CopyOptions,
     dir: PathBuf,
+    stage: String,
+    output: crate::output::Guard,
 }
 
 /// Same bytes in both files, read in blocks.
@@ -94,75 +116,100 @@ fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
     }
 }
 
+impl Copy {
+    fn request<'a>(&'a self, item: &'a Item, rel: &'a Path, claim: bool) -> Request<'a> {
+        Request {
+            stage: &self.stage,
+            source: Some(&item.path),
+            dir: &self.dir,
+            rel,
+            replace: if self.opts.overwrite && !self.opts.move_files {
+                Replace::Outputs
+            } else {
+                Replace::Never
+            },
+            claim,
+        }
+    }
+
+    /// The destination already holds these very bytes (a duplicate, or this
+    /// item's own earlier copy): nothing to write. A move then removes the
+    /// source, whose bytes are safe at the destination.
+    fn already_there(&self, item: &Item, dest: &Path) -> Result<bool, StageError> {
+        if !dest.exists() {
+            return Ok(false);
+        }
+        match same_content(&item.path, dest) {
+            Ok(true) => {
+                if self.opts.move_files {
+                    std::fs::remove_file(&item.path)
+                        .map_err(|e| StageError(format!("cannot remove the moved source: {e}")))?;
+                }
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => Err(StageError(format!(
+                "cannot compare with {}: {e}",
+                dest.display()
+            ))),
+        }
+    }
+
+    fn place(&self, item: &Item, rel: &Path) -> Result<PathBuf, OutputError> {
+        let req = self.request(item, rel, true);
+        if self.opts.move_files {
+            return self.output.move_file(&req, &item.path);
+        }
+        match &item.payload {
+            Payload::Bytes(b) => self.output.place_bytes(&req, b),
+            _ => {
+                let bytes = std::fs::read(&item.path).map_err(|e| OutputError::Io {
+                    what: "read",
+                    path: item.path.clone(),
+                    reason: crate::output::plain_io_reason(&e),
+                })?;
+                self.output.place_bytes(&req, &bytes)
+            }
+        }
+    }
+}
+
 impl Stage for Copy {
     fn plan(&self, mut item: Item) -> Result<Option<Item>, StageError> {
-        let dest = self
-            .dir
-            .join(super::template::render(&self.opts.filename, &item)?);
+        let rel = super::template::render(&self.opts.filename, &item)?;
+        let dest = self.output.plan(&self.request(&item, &rel, false))?;
         item.meta.outputs.push(dest);
         Ok(Some(item))
     }
 
     fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
-        let dest = self
-            .dir
-            .join(super::template::render(&self.opts.filename, &item)?);
-        if let (Ok(a), Ok(b)) = (dest.canonicalize(), item.path.canonicalize())
-            && a == b
-        {
-            return Err(StageError(format!(
-                "refusing to copy {} onto itself",
-                item.path.display()
-            )));
-        }
-        if dest.exists() {
-            // The same bytes already there (a duplicate): nothing to do.
-            match same_content(&item.path, &dest) {
-                Ok(true) => {
-                    if self.opts.move_files {
-                        std::fs::remove_file(&item.path).map_err(|e| {
-                            StageError(format!("cannot remove the moved source: {e}"))
-                        })?;
-                    }
-                    item.meta.outputs.push(dest);
-                    return Ok(Some(item));
+        let rel = super::template::render(&self.opts.filename, &item)?;
+        let shown = self.dir.join(&rel);
+        let placed = match self.place(&item, &rel) {
+            Ok(path) => path,
+            // Identical bytes already there are not a collision: that is
+            // what deduplicating by `{hash}` relies on.
+            Err(e @ (OutputError::AlreadyExists { .. } | OutputError::Claimed { .. })) => {
+                if !self.already_there(&item, &shown)? {
+                    return Err(match e {
+                        OutputError::AlreadyExists { .. } if !self.opts.move_files => {
+                            StageError(format!(
+                                "{} already exists with different content (set `overwrite = true` to replace it)",
+                                shown.display()
+                            ))
+                        }
+                        OutputError::AlreadyExists { .. } => StageError(format!(
+                            "{} already exists with different content; the source stays where it is",
+                            shown.display()
+                        )),
+                        other => other.into(),
+                    });
                 }
-                Ok(false) if self.opts.overwrite => {}
-                Ok(false) => {
-                    return Err(StageError(format!(
-                        "{} already exists with different content (set `overwrite = true` to replace it)",
-                        dest.display()
-                    )));
-                }
-                Err(e) => {
-                    return Err(StageError(format!(
-                        "cannot compare with {}: {e}",
-                        dest.display()
-                    )));
-                }
+                shown
             }
-        }
-        let parent = dest.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StageError(format!("cannot create {}: {e}", parent.display())))?;
-        // A rename is atomic and keeps the file's identity; across file
-        // systems it fails and the file is copied instead.
-        let moved = self.opts.move_files && std::fs::rename(&item.path, &dest).is_ok();
-        if !moved {
-            let bytes = match &item.payload {
-                crate::item::Payload::Bytes(b) => b.clone(),
-                _ => std::fs::read(&item.path)
-                    .map_err(|e| StageError(format!("cannot read file: {e}")))?,
-            };
-            super::write::write_atomic(&dest, &bytes)
-                .map_err(|e| StageError(format!("cannot write {}: {e}", dest.display())))?;
-            if self.opts.move_files {
-                std::fs::remove_file(&item.path).map_err(|e| {
-                    StageError(format!("copied, but cannot remove the source: {e}"))
-                })?;
-            }
-        }
-        item.meta.outputs.push(dest);
+            Err(e) => return Err(e.into()),
+        };
+        item.meta.outputs.push(placed);
         Ok(Some(item))
     }
 

@@ -114,6 +114,7 @@ impl StageOptions for CropOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "crop",
+        paths: super::no_paths,
         summary: "cut a box, or an aspect ratio placed by gravity (or `smart`)",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Image),

@@ -55,6 +55,7 @@ impl StageOptions for DecodeOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "decode",
+        paths: super::no_paths,
         summary: "decode JPEG, PNG, WebP, GIF (first frame), BMP or TIFF into pixels",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
         output: Output::Fixed(PayloadType::Image),

@@ -93,6 +93,7 @@ impl StageOptions for EncodeOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "encode",
+        paths: super::no_paths,
         summary: "encode images as JPEG, PNG or lossless WebP",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Bytes),

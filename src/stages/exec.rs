@@ -1,7 +1,10 @@
 //! `exec`: run an external command per item, with placeholders for the
-//! item's paths; no shell unless asked. A command's output file appears
-//! whole or not at all (it writes a temp file that is renamed on success).
+//! item's paths; no shell unless asked, and even then file names never enter
+//! the command's text (they are `sh`'s positional parameters). A command's
+//! output file appears whole or not at all: it writes a temp file that the
+//! output guard places on success.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{BuildContext, Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, PayloadType, Types};
+use crate::output::{Replace, Request};
 
 /// Options of `exec`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -23,8 +27,11 @@ pub struct ExecOptions {
     /// relative to the scan root), `{stem}`, `{out}` (the output file, from
     /// `dir` and `filename`).
     pub command: Vec<String>,
-    /// Run `command`'s single string with `sh -c` (placeholders are
-    /// shell-quoted).
+    /// Run `command`'s single string with `sh -c`. Placeholders are written
+    /// bare (`cp {path} {out}`) and become the quoted positional parameters
+    /// `"$1"` (path), `"$2"` (rel), `"$3"` (stem), `"$4"` (out): file names
+    /// never enter the command's text. A placeholder inside quotes is an
+    /// error.
     pub shell: bool,
     /// Folder for `{out}`.
     pub dir: Option<String>,
@@ -65,14 +72,76 @@ impl StageOptions for ExecOptions {
                 "`{out}` needs `dir`, the folder outputs go to",
             ));
         }
+        if self.shell
+            && let Some(script) = self.command.first()
+            && let Err(e) = shell_script(script)
+        {
+            errors.push(e);
+        }
         errors.extend(super::template::validate(&self.filename, "filename"));
         errors
+    }
+}
+
+/// The placeholders of `exec`, in the order of `sh`'s positional parameters.
+const SHELL_PARAMS: [&str; 4] = ["{path}", "{rel}", "{stem}", "{out}"];
+
+/// Turn a `shell = true` command into a script that reads the placeholders
+/// from its positional parameters. Refuses a placeholder written inside
+/// quotes: `"{path}"` would become `""$1""`, which the shell splits.
+fn shell_script(script: &str) -> Result<String, OptionError> {
+    let mut out = String::with_capacity(script.len() + 16);
+    let (mut single, mut double, mut escaped) = (false, false, false);
+    let mut rest = script;
+    while let Some(c) = rest.chars().next() {
+        if !escaped && let Some(n) = SHELL_PARAMS.iter().position(|p| rest.starts_with(p)) {
+            if single || double {
+                let ph = SHELL_PARAMS[n];
+                return Err(OptionError::at(
+                    "command",
+                    format!("`{ph}` is inside quotes in a `shell = true` command"),
+                )
+                .help(format!(
+                    "write it bare, e.g. `cp {{path}} {{out}}`: conveyor passes it to sh as \"${}\", already quoted, so no file name can run a command",
+                    n + 1
+                )));
+            }
+            out.push_str(&format!("\"${}\"", n + 1));
+            rest = &rest[SHELL_PARAMS[n].len()..];
+            continue;
+        }
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if !single => escaped = true,
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    Ok(out)
+}
+
+/// `exec` with `dir` names files under it.
+fn paths(t: &toml::Table) -> super::StagePaths {
+    match super::parse_options::<ExecOptions>(t) {
+        Ok(ExecOptions {
+            dir: Some(dir),
+            filename,
+            ..
+        }) => super::StagePaths::Writes {
+            dir: PathBuf::from(dir),
+            filename,
+        },
+        _ => super::StagePaths::None,
     }
 }
 
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "exec",
+        paths,
         summary: "run an external command per item ({path}, {rel}, {stem}, {out}); non-zero exit fails the item",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
         output: Output::SameAsInput,
@@ -80,11 +149,17 @@ pub fn spec() -> KindSpec {
         check: super::check_options::<ExecOptions>,
         build: |t, ctx: &BuildContext| {
             let opts: ExecOptions = super::parse_options(t)?;
+            let script = match (opts.shell, opts.command.first()) {
+                (true, Some(s)) => Some(shell_script(s).map_err(|e| e.message)?),
+                _ => None,
+            };
             Ok(Built::Stage(Arc::new(Exec {
                 dir: opts.dir.as_ref().map(PathBuf::from),
                 opts,
+                script,
                 timeout: ctx.timeout,
-                claims: ctx.claims.clone(),
+                stage: ctx.stage.clone(),
+                output: ctx.output.clone(),
             })))
         },
     }
@@ -93,12 +168,11 @@ pub fn spec() -> KindSpec {
 struct Exec {
     opts: ExecOptions,
     dir: Option<PathBuf>,
+    /// With `shell = true`: the script, placeholders turned into `"$1"`...
+    script: Option<String>,
     timeout: Option<Duration>,
-    claims: super::Claims,
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    stage: String,
+    output: crate::output::Guard,
 }
 
 /// The last lines of a command's error output, for the failure message.
@@ -114,61 +188,70 @@ fn tail(bytes: &[u8]) -> String {
     }
 }
 
-impl Stage for Exec {
-    fn plan(&self, mut item: Item) -> Result<Option<Item>, StageError> {
-        if let Some(dir) = &self.dir {
-            let out = dir.join(super::template::render(&self.opts.filename, &item)?);
-            self.claims.claim(&out, &item.path)?;
-            item.meta.outputs.push(out);
+impl Exec {
+    fn request<'a>(&'a self, item: &'a Item, dir: &'a Path, rel: &'a Path) -> Request<'a> {
+        Request {
+            stage: &self.stage,
+            source: Some(&item.path),
+            dir,
+            rel,
+            replace: Replace::Outputs,
+            claim: true,
         }
-        Ok(Some(item))
     }
 
-    fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
-        let out = match &self.dir {
-            Some(dir) => Some(dir.join(super::template::render(&self.opts.filename, &item)?)),
-            None => None,
-        };
-        if let Some(o) = &out {
-            self.claims.claim(o, &item.path)?;
-        }
-        let tmp = out.as_deref().map(crate::exec::cleanup::temp_path_for);
-        if let Some(parent) = tmp.as_ref().and_then(|t| t.parent()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StageError(format!("cannot create {}: {e}", parent.display())))?;
-        }
-        let path = item.path.to_string_lossy().into_owned();
-        let rel = item.rel_str();
-        let stem = item
-            .rel
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let out_s = tmp
-            .as_ref()
-            .map(|t| t.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let fill = |arg: &str, quote: bool| {
-            let q = |s: &str| if quote { shell_quote(s) } else { s.to_string() };
-            arg.replace("{path}", &q(&path))
-                .replace("{rel}", &q(&rel))
-                .replace("{stem}", &q(&stem))
-                .replace("{out}", &q(&out_s))
-        };
-        let mut cmd = if self.opts.shell {
+    /// The command for `item`, writing to `out` (a temp path) if any.
+    fn command(&self, item: &Item, out: Option<&Path>) -> Command {
+        let path = item.path.as_os_str();
+        let rel = item.rel.as_os_str();
+        let stem = item.rel.file_stem().unwrap_or_default();
+        let out = out.map(Path::as_os_str).unwrap_or_default();
+        if let Some(script) = &self.script {
             let mut c = Command::new("sh");
-            c.arg("-c").arg(fill(&self.opts.command[0], true));
-            c
-        } else {
-            let mut c = Command::new(fill(&self.opts.command[0], false));
-            c.args(self.opts.command[1..].iter().map(|a| fill(a, false)));
-            c
-        };
-        let cleanup = || {
-            if let Some(t) = &tmp {
-                let _ = std::fs::remove_file(t);
+            c.arg("-c")
+                .arg(script)
+                .arg("sh")
+                .args([path, rel, stem, out]);
+            return c;
+        }
+        // Without a shell every argument is passed as is: a placeholder is
+        // replaced by the name's own bytes.
+        let fill = |arg: &str| -> OsString {
+            let mut result = OsString::new();
+            let mut rest = arg;
+            while let Some(i) = rest.find('{') {
+                let tail = &rest[i..];
+                let hit = [
+                    ("{path}", path),
+                    ("{rel}", rel),
+                    ("{stem}", stem),
+                    ("{out}", out),
+                ]
+                .into_iter()
+                .find(|(p, _)| tail.starts_with(p));
+                result.push(&rest[..i]);
+                match hit {
+                    Some((p, v)) => {
+                        result.push(v);
+                        rest = &tail[p.len()..];
+                    }
+                    None => {
+                        result.push("{");
+                        rest = &tail[1..];
+                    }
+                }
             }
+            result.push(rest);
+            result
         };
+        let mut c = Command::new(fill(&self.opts.command[0]));
+        c.args(self.opts.command[1..].iter().map(|a| fill(a)));
+        c
+    }
+
+    /// Run the command for `item` to its end (or its timeout).
+    fn run(&self, item: &Item, out: Option<&Path>) -> Result<(), StageError> {
+        let mut cmd = self.command(item, out);
         // The command dies with whoever runs it (a worker killed for a
         // timeout must not leave it behind). Only async-signal-safe calls.
         // SAFETY: prctl is async-signal-safe and touches no memory.
@@ -179,12 +262,13 @@ impl Stage for Exec {
                 Ok(())
             });
         }
+        let program = &self.opts.command[0];
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| StageError(format!("cannot run `{}`: {e}", self.opts.command[0])))?;
+            .map_err(|e| StageError(format!("cannot run `{program}`: {e}")))?;
         // Read stderr on the side so a chatty command can't fill the pipe
         // and stall.
         let reader = child.stderr.take().map(|mut e| {
@@ -194,61 +278,70 @@ impl Stage for Exec {
                 buf
             })
         });
+        let status = self.wait(&mut child)?;
+        let stderr = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+        if status.success() {
+            return Ok(());
+        }
+        let how = match status.code() {
+            Some(c) => format!("exited with code {c}"),
+            None => "was killed by a signal".to_string(),
+        };
+        let t = tail(&stderr);
+        let sep = if t.is_empty() { "" } else { ": " };
+        Err(StageError(format!("`{program}` {how}{sep}{t}")))
+    }
+
+    fn wait(
+        &self,
+        child: &mut std::process::Child,
+    ) -> Result<std::process::ExitStatus, StageError> {
+        let program = &self.opts.command[0];
         let started = Instant::now();
-        let status = loop {
+        loop {
             match child.try_wait() {
-                Ok(Some(s)) => break s,
+                Ok(Some(s)) => return Ok(s),
                 Ok(None) => {
                     if let Some(limit) = self.timeout
                         && started.elapsed() >= limit
                     {
                         let _ = child.kill();
                         let _ = child.wait();
-                        cleanup();
                         return Err(StageError(format!(
-                            "`{}` timed out after {:.1}s",
-                            self.opts.command[0],
+                            "`{program}` timed out after {:.1}s",
                             limit.as_secs_f64()
                         )));
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err(e) => {
-                    cleanup();
-                    return Err(StageError(format!(
-                        "waiting for `{}`: {e}",
-                        self.opts.command[0]
-                    )));
-                }
+                Err(e) => return Err(StageError(format!("waiting for `{program}`: {e}"))),
             }
-        };
-        let stderr = reader.and_then(|r| r.join().ok()).unwrap_or_default();
-        if !status.success() {
-            cleanup();
-            let how = match status.code() {
-                Some(c) => format!("exited with code {c}"),
-                None => "was killed by a signal".to_string(),
-            };
-            let t = tail(&stderr);
-            let sep = if t.is_empty() { "" } else { ": " };
-            return Err(StageError(format!(
-                "`{}` {how}{sep}{t}",
-                self.opts.command[0]
-            )));
         }
-        if let (Some(tmp), Some(out)) = (tmp, out) {
-            if !tmp.exists() {
-                return Err(StageError(format!(
-                    "`{}` did not write {{out}}",
-                    self.opts.command[0]
-                )));
-            }
-            std::fs::rename(&tmp, &out).map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                StageError(format!("cannot move the output to {}: {e}", out.display()))
-            })?;
+    }
+}
+
+impl Stage for Exec {
+    fn plan(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        if let Some(dir) = &self.dir {
+            let rel = super::template::render(&self.opts.filename, &item)?;
+            let out = self.output.plan(&self.request(&item, dir, &rel))?;
             item.meta.outputs.push(out);
         }
+        Ok(Some(item))
+    }
+
+    fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        let Some(dir) = &self.dir else {
+            self.run(&item, None)?;
+            return Ok(Some(item));
+        };
+        let rel = super::template::render(&self.opts.filename, &item)?;
+        let out = self
+            .output
+            .place_with(&self.request(&item, dir, &rel), |tmp| {
+                self.run(&item, Some(tmp))
+            })?;
+        item.meta.outputs.push(out);
         Ok(Some(item))
     }
 

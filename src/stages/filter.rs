@@ -70,6 +70,7 @@ impl StageOptions for FilterOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "filter",
+        paths: super::no_paths,
         summary: "keep items by extension, size, dimensions or path glob; others are counted as filtered",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes, PayloadType::Image]),
         output: Output::SameAsInput,

@@ -279,6 +279,7 @@ impl StageOptions for BlurOptions {
 pub fn blur_spec() -> KindSpec {
     KindSpec {
         name: "blur",
+        paths: super::no_paths,
         summary: "Gaussian blur (a direct kernel for small sigma, three box blurs for large)",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),
@@ -334,6 +335,7 @@ impl StageOptions for SharpenOptions {
 pub fn sharpen_spec() -> KindSpec {
     KindSpec {
         name: "sharpen",
+        paths: super::no_paths,
         summary: "unsharp mask: sigma, amount, threshold",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),
@@ -448,6 +450,7 @@ impl StageOptions for AdjustOptions {
 pub fn adjust_spec() -> KindSpec {
     KindSpec {
         name: "adjust",
+        paths: super::no_paths,
         summary: "brightness, contrast, saturation and gamma",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),

@@ -41,6 +41,7 @@ impl StageOptions for RotateOptions {
 pub fn rotate_spec() -> KindSpec {
     KindSpec {
         name: "rotate",
+        paths: super::no_paths,
         summary: "rotate images clockwise by 90, 180 or 270 degrees",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),
@@ -90,6 +91,7 @@ impl StageOptions for FlipOptions {}
 pub fn flip_spec() -> KindSpec {
     KindSpec {
         name: "flip",
+        paths: super::no_paths,
         summary: "mirror images horizontally or vertically",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),
@@ -118,6 +120,7 @@ impl Stage for Flip {
 pub fn grayscale_spec() -> KindSpec {
     KindSpec {
         name: "grayscale",
+        paths: super::no_paths,
         summary: "convert images to shades of grey (alpha kept)",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),

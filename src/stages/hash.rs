@@ -31,6 +31,7 @@ impl StageOptions for HashOptions {}
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "hash",
+        paths: super::no_paths,
         summary: "hash each file's bytes (sha256 or blake3) into its metadata",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
         output: Output::SameAsInput,

@@ -3,7 +3,7 @@
 //! through.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use schemars::JsonSchema;
@@ -43,17 +43,28 @@ impl StageOptions for ManifestOptions {
     }
 }
 
+/// A manifest is one file.
+fn paths(t: &toml::Table) -> super::StagePaths {
+    match super::parse_options::<ManifestOptions>(t) {
+        Ok(o) => super::StagePaths::Gathers(PathBuf::from(o.path)),
+        Err(_) => super::StagePaths::None,
+    }
+}
+
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "manifest",
+        paths,
         summary: "write a CSV or JSON-lines file with every item's metadata, outputs and status",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes, PayloadType::Image]),
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(ManifestOptions),
         check: super::check_options::<ManifestOptions>,
-        build: |t, _ctx| {
+        build: |t, ctx| {
             Ok(Built::Stage(Arc::new(Manifest {
                 opts: super::parse_options(t)?,
+                stage: ctx.stage.clone(),
+                output: ctx.output.clone(),
                 rows: Mutex::new(Vec::new()),
             })))
         },
@@ -91,6 +102,8 @@ fn csv_field(s: &str) -> String {
 
 struct Manifest {
     opts: ManifestOptions,
+    stage: String,
+    output: crate::output::Guard,
     rows: Mutex<Vec<Row>>,
 }
 
@@ -104,7 +117,10 @@ impl Stage for Manifest {
     }
 
     fn plan_finish(&self) -> Result<Vec<PathBuf>, StageError> {
-        Ok(vec![PathBuf::from(&self.opts.path)])
+        let path = self
+            .output
+            .plan_file(&self.stage, Path::new(&self.opts.path))?;
+        Ok(vec![path])
     }
 
     fn collect(&self, item: &mut Item) {
@@ -188,9 +204,9 @@ impl Stage for Manifest {
                 }
             }
         }
-        let path = PathBuf::from(&self.opts.path);
-        super::write::write_atomic(&path, text.as_bytes())
-            .map_err(|e| StageError(format!("cannot write {}: {e}", path.display())))?;
+        let path =
+            self.output
+                .place_file(&self.stage, Path::new(&self.opts.path), text.as_bytes())?;
         Ok(vec![path])
     }
 }

@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use crate::item::{Item, PayloadType, Types};
 
 pub mod chaos;
-mod claims;
 pub mod contact_sheet;
 pub mod copy;
 pub mod crop;
@@ -32,8 +31,6 @@ pub mod thumbnail;
 pub mod watermark;
 pub mod write;
 
-pub use claims::Claims;
-
 /// Why a stage could not process an item. The message is shown to the user
 /// next to the item's path, so it says what went wrong, not where in the code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +49,12 @@ impl fmt::Display for StageError {
 }
 
 impl std::error::Error for StageError {}
+
+impl From<crate::output::OutputError> for StageError {
+    fn from(e: crate::output::OutputError) -> Self {
+        StageError(e.to_string())
+    }
+}
 
 impl From<std::io::Error> for StageError {
     fn from(e: std::io::Error) -> Self {
@@ -122,9 +125,9 @@ pub struct BuildContext {
     /// The stage's per-item `timeout`, for kinds that enforce it themselves
     /// (e.g. `exec` ends its command) in every mode.
     pub timeout: Option<std::time::Duration>,
-    /// Where stages that write files claim their output paths, so two items
-    /// of one run can't silently overwrite each other's output.
-    pub claims: Claims,
+    /// The run's output guard: every stage that writes files places them
+    /// through it (it knows the run's inputs and every claimed output).
+    pub output: crate::output::Guard,
 }
 
 /// What a source reports for each entry it finds.
@@ -142,6 +145,9 @@ pub enum Found {
 pub struct SourceContext {
     /// Folders written by this run, never to be scanned.
     pub skip_dirs: Vec<PathBuf>,
+    /// Where a source records the identity of every file it finds, so that
+    /// no writer replaces one of them under another name.
+    pub inputs: crate::inputs::InputSet,
 }
 
 /// A stage that produces items (e.g. `scan`).
@@ -149,6 +155,12 @@ pub trait Source: Send + Sync {
     /// Find items and hand each to `emit`, in a stable order. Stops early when
     /// `emit` returns false (the run is stopping).
     fn produce(&self, ctx: &SourceContext, emit: &mut dyn FnMut(Found) -> bool);
+
+    /// The files this source reads, as a rule the output guard can apply
+    /// to any path (so outputs never land on a file it found or will find).
+    fn scope(&self) -> Option<crate::inputs::Scope> {
+        None
+    }
 }
 
 /// A constructed stage, ready to run.
@@ -276,6 +288,28 @@ pub struct KindSpec {
     pub check: fn(&toml::Table) -> Vec<OptionError>,
     /// Construct it from checked options.
     pub build: fn(&toml::Table, &BuildContext) -> Result<Built, String>,
+    /// The paths its options name, for the checks made before any work
+    /// (a writer into a scanned folder, two writers on one file ...).
+    pub paths: fn(&toml::Table) -> StagePaths,
+}
+
+/// The files a stage's options name: what the checker needs to keep
+/// writers off a run's inputs before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StagePaths {
+    /// Neither reads nor writes files of its own.
+    None,
+    /// Reads the files a scope selects.
+    Reads(crate::inputs::ScopeSpec),
+    /// Writes files under `dir`, named by the template `filename`.
+    Writes { dir: PathBuf, filename: String },
+    /// Writes one file at the end of the run.
+    Gathers(PathBuf),
+}
+
+/// For kinds whose options name no files.
+pub fn no_paths(_: &toml::Table) -> StagePaths {
+    StagePaths::None
 }
 
 impl KindSpec {

@@ -19,6 +19,7 @@ impl StageOptions for ReadOptions {}
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "read",
+        paths: super::no_paths,
         summary: "read each file's bytes",
         accepts: Types::of(&[PayloadType::Nothing]),
         output: Output::Fixed(PayloadType::Bytes),

@@ -101,6 +101,7 @@ impl StageOptions for ResizeOpts {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "resize",
+        paths: super::no_paths,
         summary: "scale images to fit, cover or fill a box (SIMD Lanczos3 by default)",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Image),

@@ -4,11 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::GlobBuilder;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Built, Found, KindSpec, OptionError, Output, Source, SourceContext, StageOptions};
+use crate::inputs::{Scope, ScopeSpec};
 use crate::item::{Item, PayloadType, Types};
 
 /// Options of `scan`.
@@ -71,65 +72,63 @@ impl StageOptions for ScanOptions {
     }
 }
 
+/// A scan reads the files its scope selects.
+fn paths(t: &toml::Table) -> super::StagePaths {
+    match super::parse_options::<ScanOptions>(t) {
+        Ok(o) => super::StagePaths::Reads(scope_spec(&o, "")),
+        Err(_) => super::StagePaths::None,
+    }
+}
+
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "scan",
+        paths,
         summary: "walk a folder and emit one item per matching file",
         accepts: Types::NONE,
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(ScanOptions),
         check: super::check_options::<ScanOptions>,
-        build: |t, _ctx| {
-            Ok(Built::Source(Arc::new(Scan::new(super::parse_options(
-                t,
-            )?)?)))
+        build: |t, ctx| {
+            Ok(Built::Source(Arc::new(Scan::new(
+                super::parse_options(t)?,
+                &ctx.stage,
+            )?)))
         },
     }
 }
 
 struct Scan {
     opts: ScanOptions,
-    include: Option<GlobSet>,
-    exclude: GlobSet,
-}
-
-fn globset(globs: &[String], case_sensitive: bool) -> Result<GlobSet, String> {
-    let mut b = GlobSetBuilder::new();
-    for g in globs {
-        let glob = GlobBuilder::new(g)
-            .case_insensitive(!case_sensitive)
-            .literal_separator(false)
-            .build()
-            .map_err(|e| format!("invalid glob `{g}`: {}", e.kind()))?;
-        b.add(glob);
-    }
-    b.build().map_err(|e| e.to_string())
+    /// Which files the walk takes: shared with the output guard.
+    scope: Scope,
 }
 
 impl Scan {
-    fn new(opts: ScanOptions) -> Result<Scan, String> {
-        let include = if opts.include.is_empty() {
-            None
-        } else {
-            Some(globset(&opts.include, opts.case_sensitive)?)
-        };
-        let exclude = globset(&opts.exclude, opts.case_sensitive)?;
-        Ok(Scan {
-            opts,
-            include,
-            exclude,
-        })
+    fn new(opts: ScanOptions, stage: &str) -> Result<Scan, String> {
+        let scope = Scope::new(scope_spec(&opts, stage)).map_err(|e| e.0)?;
+        Ok(Scan { opts, scope })
     }
 }
 
-fn rel_string(rel: &Path) -> String {
-    rel.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
+fn scope_spec(opts: &ScanOptions, stage: &str) -> ScopeSpec {
+    ScopeSpec {
+        stage: stage.to_string(),
+        root: PathBuf::from(&opts.root),
+        include: opts.include.clone(),
+        exclude: opts.exclude.clone(),
+        hidden: opts.hidden,
+        case_sensitive: opts.case_sensitive,
+        max_depth: opts.max_depth,
+        follow_links: opts.follow_links,
+    }
 }
 
 impl Source for Scan {
+    fn scope(&self) -> Option<Scope> {
+        Some(self.scope.clone())
+    }
+
     fn produce(&self, ctx: &SourceContext, emit: &mut dyn FnMut(Found) -> bool) {
         let root = PathBuf::from(&self.opts.root);
         if !root.is_dir() {
@@ -141,40 +140,24 @@ impl Source for Scan {
             emit(Found::Error { path: root, reason });
             return;
         }
-        let skip: Vec<PathBuf> = ctx
-            .skip_dirs
-            .iter()
-            .filter_map(|d| d.canonicalize().ok())
-            .collect();
+        let scope = self.scope.clone().skipping(&ctx.skip_dirs);
         let mut walk = walkdir::WalkDir::new(&root)
             .follow_links(self.opts.follow_links)
             .sort_by_file_name();
         if let Some(depth) = self.opts.max_depth {
             walk = walk.max_depth(depth);
         }
-        let hidden = self.opts.hidden;
-        let exclude = &self.exclude;
         let root_for_filter = root.clone();
         let iter = walk.into_iter().filter_entry(|e| {
             if e.depth() == 0 {
                 return true;
             }
-            let name = e.file_name().to_string_lossy();
-            if !hidden && name.starts_with('.') {
-                return false;
-            }
             let rel = e.path().strip_prefix(&root_for_filter).unwrap_or(e.path());
-            if exclude.is_match(rel_string(rel)) {
-                return false;
+            if e.file_type().is_dir() {
+                scope.enters_dir(rel)
+            } else {
+                scope.takes_file(rel)
             }
-            if e.file_type().is_dir()
-                && !skip.is_empty()
-                && let Ok(c) = e.path().canonicalize()
-                && skip.contains(&c)
-            {
-                return false;
-            }
-            true
         });
         for entry in iter {
             let found = match entry {
@@ -190,11 +173,6 @@ impl Source for Scan {
                     }
                     let path = e.path().to_path_buf();
                     let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
-                    if let Some(inc) = &self.include
-                        && !inc.is_match(rel_string(&rel))
-                    {
-                        continue;
-                    }
                     // A link to a file counts as that file (its size and
                     // time are the target's); a dangling one is reported.
                     let meta = if e.path_is_symlink() && !self.opts.follow_links {
@@ -215,6 +193,9 @@ impl Source for Scan {
                         e.metadata().ok()
                     };
                     let mut item = Item::new(path, rel);
+                    if let Some(m) = &meta {
+                        ctx.inputs.record(crate::inputs::file_id(m));
+                    }
                     if let Some(m) = meta {
                         item.meta.size = Some(m.len());
                         let since_epoch = m

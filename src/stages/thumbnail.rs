@@ -85,6 +85,7 @@ impl StageOptions for ThumbnailOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "thumbnail",
+        paths: super::no_paths,
         summary: "decode + resize in one step, decoding JPEGs at a reduced scale (shrink-on-load)",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
         output: Output::Fixed(PayloadType::Image),

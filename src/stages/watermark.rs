@@ -69,6 +69,7 @@ impl StageOptions for WatermarkOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "watermark",
+        paths: super::no_paths,
         summary: "blend a PNG over each image at a gravity, scaled to its width",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Image),

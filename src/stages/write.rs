@@ -1,8 +1,8 @@
 //! `write`: store each item's bytes under `dir`, named by a template from the
-//! item's relative path. Files appear whole or not at all (temp file, then
-//! rename), and no template can place a file outside `dir`.
+//! item's relative path, through the output guard (whole or not at all,
+//! never over an input, never through a link, never over another item's
+//! file).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,7 +26,8 @@ pub struct WriteOptions {
     /// `{month}`, `{day}` (the source's modification date, UTC).
     pub filename: String,
     /// Let two inputs of one run write the same file, the last one winning
-    /// (off: the second is an error, and the first file stays).
+    /// (off: the second is an error, and the first file stays). Never lets
+    /// a write replace an input.
     pub overwrite: bool,
 }
 
@@ -53,9 +54,21 @@ impl StageOptions for WriteOptions {
     }
 }
 
+/// `write` names files under `dir`.
+fn paths(t: &toml::Table) -> super::StagePaths {
+    match super::parse_options::<WriteOptions>(t) {
+        Ok(o) => super::StagePaths::Writes {
+            dir: PathBuf::from(o.dir),
+            filename: o.filename,
+        },
+        Err(_) => super::StagePaths::None,
+    }
+}
+
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "write",
+        paths,
         summary: "write each item's bytes to a file under `dir` (atomic: temp file, then rename)",
         accepts: Types::of(&[PayloadType::Bytes]),
         output: Output::Fixed(PayloadType::Nothing),
@@ -66,7 +79,8 @@ pub fn spec() -> KindSpec {
             Ok(Built::Stage(Arc::new(Write {
                 dir: PathBuf::from(&opts.dir),
                 opts,
-                claims: ctx.claims.clone(),
+                stage: ctx.stage.clone(),
+                output: ctx.output.clone(),
             })))
         },
     }
@@ -75,51 +89,28 @@ pub fn spec() -> KindSpec {
 struct Write {
     opts: WriteOptions,
     dir: PathBuf,
-    claims: super::Claims,
-}
-
-/// Write `bytes` to `path` so that the file appears whole or not at all.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let tmp = crate::exec::cleanup::temp_path_for(path);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    stage: String,
+    output: crate::output::Guard,
 }
 
 impl Write {
-    /// Where the item goes, checked against its source and this run's other
-    /// outputs.
-    fn destination(&self, item: &Item) -> Result<PathBuf, StageError> {
-        let path = self
-            .dir
-            .join(super::template::render(&self.opts.filename, item)?);
-        if let (Ok(a), Ok(b)) = (path.canonicalize(), item.path.canonicalize())
-            && a == b
-        {
-            return Err(StageError(format!(
-                "refusing to overwrite the source file {}",
-                item.path.display()
-            )));
+    /// Where the item goes, as the guard sees it.
+    fn request<'a>(&'a self, item: &'a Item, rel: &'a Path) -> crate::output::Request<'a> {
+        crate::output::Request {
+            stage: &self.stage,
+            source: Some(&item.path),
+            dir: &self.dir,
+            rel,
+            replace: crate::output::Replace::Outputs,
+            claim: !self.opts.overwrite,
         }
-        if !self.opts.overwrite {
-            self.claims.claim(&path, &item.path)?;
-        }
-        Ok(path)
     }
 }
 
 impl Stage for Write {
     fn plan(&self, mut item: Item) -> Result<Option<Item>, StageError> {
-        let path = self.destination(&item)?;
+        let rel = super::template::render(&self.opts.filename, &item)?;
+        let path = self.output.plan(&self.request(&item, &rel))?;
         item.payload = Payload::Nothing;
         item.meta.outputs.push(path);
         Ok(Some(item))
@@ -129,9 +120,10 @@ impl Stage for Write {
         let Payload::Bytes(bytes) = std::mem::take(&mut item.payload) else {
             return Err(StageError::new("expected bytes to write"));
         };
-        let path = self.destination(&item)?;
-        write_atomic(&path, &bytes)
-            .map_err(|e| StageError(format!("cannot write {}: {e}", path.display())))?;
+        let rel = super::template::render(&self.opts.filename, &item)?;
+        let path = self
+            .output
+            .place_bytes(&self.request(&item, &rel), &bytes)?;
         item.meta.outputs.push(path);
         Ok(Some(item))
     }

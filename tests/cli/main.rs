@@ -6,6 +6,7 @@
 mod cluster;
 mod observe;
 mod reliability;
+mod safety;
 mod stages;
 
 use std::collections::BTreeMap;
@@ -664,8 +665,8 @@ fn write_never_overwrites_its_source() {
     ws.conveyor()
         .args(&["run", "copy.toml"])
         .run()
-        .code(1)
-        .stderr_has("refusing to overwrite the source file");
+        .code(2)
+        .stderr_has("stage `save` writes into `pics`, the folder stage `scan` reads");
     assert_eq!(std::fs::read(ws.path("pics/a.jpg")).expect("read"), before);
 }
 

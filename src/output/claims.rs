@@ -1,6 +1,6 @@
-//! Output claims: within one run no two items may write the same file, so a
-//! name collision fails the second item instead of silently replacing the
-//! first one's output. Every claim is appended to a log in the run's private
+//! Output claims: within one run no two items (of one writer or of two) may
+//! write the same file, so a name collision fails the second item instead of
+//! silently replacing the first one's output. Every claim is appended to a log in the run's private
 //! folder; in memory each process keeps only two 64-bit hashes per claim, so
 //! a run of a million files stays small, and the log gives the first owner's
 //! name when a collision is found.
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::StageError;
+use std::os::unix::ffi::OsStrExt;
 
 /// The output paths claimed in one run.
 #[derive(Debug, Clone, Default)]
@@ -49,17 +49,47 @@ struct State {
     broken: bool,
 }
 
+/// One claim in the log. Names are kept as bytes (file names need not be
+/// UTF-8), written as JSON arrays of numbers.
 #[derive(Serialize, Deserialize)]
 struct Entry {
-    out: String,
-    src: String,
+    out: Vec<u8>,
+    /// The owner: stage name, a NUL, the source's path.
+    src: Vec<u8>,
 }
 
-fn hash(s: &str) -> u64 {
+fn hash(s: &[u8]) -> u64 {
     // The same binary in every process of a run, so the same hashes.
     let mut h = std::collections::hash_map::DefaultHasher::new();
     s.hash(&mut h);
     h.finish()
+}
+
+/// A claim refused: another item of the run owns the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collision {
+    /// The owner's source path, as stored.
+    pub source: PathBuf,
+    /// The owner's stage.
+    pub stage: String,
+}
+
+fn owner_key(stage: &str, source: &Path) -> Vec<u8> {
+    let mut k = stage.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(source.as_os_str().as_bytes());
+    k
+}
+
+fn split_owner(key: &[u8]) -> Collision {
+    let (stage, source) = match key.iter().position(|&b| b == 0) {
+        Some(i) => (&key[..i], &key[i + 1..]),
+        None => (&key[..0], key),
+    };
+    Collision {
+        stage: String::from_utf8_lossy(stage).into_owned(),
+        source: PathBuf::from(std::ffi::OsStr::from_bytes(source)),
+    }
 }
 
 /// Releases a `flock` when dropped.
@@ -95,22 +125,20 @@ impl Claims {
         }
     }
 
-    /// Claim `output` for `source`. Fails, naming the first owner, when
-    /// another item of the run has claimed the same file; the same item
-    /// again (a retry) still owns its output.
-    pub fn claim(&self, output: &Path, source: &Path) -> Result<(), StageError> {
+    /// Claim `output` for `source` on behalf of `stage`. Fails, naming the
+    /// first owner, when another item of the run (through this writer or
+    /// another one) has claimed the same file; the same item of the same
+    /// stage again (a retry) still owns its output. `output` must be
+    /// absolute and resolved (see [`crate::inputs::resolve`]).
+    pub fn claim(&self, output: &Path, stage: &str, source: &Path) -> Result<(), Collision> {
         let (ledger, shared) = match self {
             Claims::Unchecked => return Ok(()),
             Claims::Local(l) => (l, false),
             Claims::Shared(l) => (l, true),
         };
-        let absolute = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf());
-        let (out, src) = (absolute.to_string_lossy(), source.to_string_lossy());
-        match ledger.claim(&out, &src, shared) {
-            Some(owner) => Err(StageError(format!(
-                "{} is also the output of {owner}: two inputs would write the same file (set `overwrite = true` to let the last one win)",
-                output.display()
-            ))),
+        let out = output.as_os_str().as_bytes();
+        match ledger.claim(out, &owner_key(stage, source), shared) {
+            Some(owner) => Err(split_owner(&owner)),
             None => Ok(()),
         }
     }
@@ -126,7 +154,7 @@ impl Ledger {
 
     /// The other source that already owns `out`, if any; otherwise `out`
     /// is now `src`'s.
-    fn claim(&self, out: &str, src: &str, shared: bool) -> Option<String> {
+    fn claim(&self, out: &[u8], src: &[u8], shared: bool) -> Option<Vec<u8>> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let state = &mut *guard;
         if state.log.is_none() && !state.broken {
@@ -172,10 +200,10 @@ impl Ledger {
 }
 
 impl State {
-    fn append(&mut self, out: &str, src: &str) {
+    fn append(&mut self, out: &[u8], src: &[u8]) {
         let entry = Entry {
-            out: out.to_string(),
-            src: src.to_string(),
+            out: out.to_vec(),
+            src: src.to_vec(),
         };
         if let (Some(log), Ok(mut line)) = (self.log.as_mut(), serde_json::to_vec(&entry)) {
             line.push(b'\n');
@@ -200,7 +228,7 @@ impl State {
     }
 
     /// The first source the log names for `out`.
-    fn owner_in_log(&mut self, out: &str) -> Option<String> {
+    fn owner_in_log(&mut self, out: &[u8]) -> Option<Vec<u8>> {
         let log = self.log.as_mut()?;
         log.flush().ok()?;
         let mut f = log.get_ref();
@@ -224,24 +252,43 @@ mod tests {
         // Two ledgers on one folder stand for conveyor and a worker.
         let (a, b) = (Claims::shared(dir.path()), Claims::shared(dir.path()));
         let out = dir.path().join("out/x.jpg");
-        a.claim(&out, Path::new("in/x.png")).expect("first claim");
-        b.claim(&out, Path::new("in/x.png"))
+        a.claim(&out, "save", Path::new("in/x.png"))
+            .expect("first claim");
+        b.claim(&out, "save", Path::new("in/x.png"))
             .expect("a retry elsewhere");
         let err = b
-            .claim(&out, Path::new("in/x.jpg"))
+            .claim(&out, "save", Path::new("in/x.jpg"))
             .expect_err("a second source");
-        assert!(
-            err.0.contains("is also the output of in/x.png"),
-            "{}",
-            err.0
-        );
+        assert_eq!(err.source, Path::new("in/x.png"));
+        // Another writer of the same source is another owner.
+        let err = b
+            .claim(&out, "copy", Path::new("in/x.png"))
+            .expect_err("a second writer");
+        assert_eq!(err.stage, "save");
         // A name with a newline can't break the log's lines.
         let odd = dir.path().join("out/a\nb.jpg");
-        b.claim(&odd, Path::new("in/a\nb.png")).expect("claim");
-        let err = a.claim(&odd, Path::new("in/other.png")).expect_err("taken");
-        assert!(err.0.contains("output of in/a\nb.png"), "{}", err.0);
-        a.claim(&dir.path().join("out/y.jpg"), Path::new("in/y.png"))
+        b.claim(&odd, "save", Path::new("in/a\nb.png"))
+            .expect("claim");
+        let err = a
+            .claim(&odd, "save", Path::new("in/other.png"))
+            .expect_err("taken");
+        assert_eq!(err.source, Path::new("in/a\nb.png"));
+        a.claim(&dir.path().join("out/y.jpg"), "save", Path::new("in/y.png"))
             .expect("another file");
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_stay_apart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let c = Claims::local(dir.path());
+        let name = |b: u8| {
+            dir.path()
+                .join(std::ffi::OsStr::from_bytes(&[b'x', b, b'.', b'j']))
+        };
+        c.claim(&name(0xff), "save", Path::new("in/a"))
+            .expect("first");
+        c.claim(&name(0xfe), "save", Path::new("in/b"))
+            .expect("a different name");
     }
 
     #[test]
@@ -250,20 +297,17 @@ mod tests {
         let c = Claims::local(dir.path());
         for i in 0..1000 {
             c.claim(
-                Path::new(&format!("out/{i}.jpg")),
+                Path::new(&format!("/out/{i}.jpg")),
+                "save",
                 Path::new(&format!("in/{i}.png")),
             )
             .expect("distinct outputs");
         }
-        c.claim(Path::new("out/7.jpg"), Path::new("in/7.png"))
+        c.claim(Path::new("/out/7.jpg"), "save", Path::new("in/7.png"))
             .expect("retry");
         let err = c
-            .claim(Path::new("out/7.jpg"), Path::new("in/7.jpg"))
+            .claim(Path::new("/out/7.jpg"), "save", Path::new("in/7.jpg"))
             .expect_err("second source");
-        assert!(
-            err.0.contains("is also the output of in/7.png"),
-            "{}",
-            err.0
-        );
+        assert_eq!(err.source, Path::new("in/7.png"));
     }
 }
