@@ -35,7 +35,10 @@ pub enum OutputError {
     IsInput { dest: PathBuf, scan: String },
     /// The destination is the item's own source, or another name of a file
     /// the run read.
-    SameFileAsInput { dest: PathBuf, input: PathBuf },
+    SameFileAsInput {
+        dest: PathBuf,
+        input: Option<PathBuf>,
+    },
     /// The destination has other hard links: it may be another name of an
     /// original.
     HardLinked { dest: PathBuf, links: u64 },
@@ -75,11 +78,19 @@ impl std::fmt::Display for OutputError {
                 "refusing to write {}: it is an input of this run (stage `{scan}` reads it)",
                 dest.display()
             ),
-            SameFileAsInput { dest, input } => write!(
+            SameFileAsInput {
+                dest,
+                input: Some(input),
+            } => write!(
                 f,
                 "refusing to write {}: it is the same file as the input {}",
                 dest.display(),
                 input.display()
+            ),
+            SameFileAsInput { dest, input: None } => write!(
+                f,
+                "refusing to replace {}: it is another name (a hard link) of a file this run reads",
+                dest.display()
             ),
             HardLinked { dest, links } => write!(
                 f,
@@ -357,10 +368,7 @@ impl Guard {
         if own_source || self.inner.inputs.contains(id) {
             return Err(OutputError::SameFileAsInput {
                 dest,
-                input: match (own_source, req.source) {
-                    (true, Some(s)) => s.to_path_buf(),
-                    _ => path.to_path_buf(),
-                },
+                input: req.source.filter(|_| own_source).map(Path::to_path_buf),
             });
         }
         if meta.nlink() > 1 {
@@ -459,6 +467,15 @@ impl Guard {
     /// (fsync of the file and its folder) before the source is removed.
     pub fn move_file(&self, req: &Request<'_>, source: &Path) -> Result<PathBuf, OutputError> {
         let dest = self.open(req)?;
+        // A link is not moved as a link (a relative one would dangle): the
+        // file it points to is copied, then the link goes, its target stays.
+        let is_link = std::fs::symlink_metadata(source)
+            .map_err(|e| io_err("read", source, &e))?
+            .file_type()
+            .is_symlink();
+        if is_link {
+            return self.copy_then_remove(&dest, req, source);
+        }
         let from = cstring(source)?;
         // SAFETY: both names are NUL-terminated strings that outlive the
         // call; the folder descriptor is open.
@@ -479,34 +496,44 @@ impl Guard {
         match e.raw_os_error() {
             Some(libc::EEXIST) => Err(OutputError::AlreadyExists { dest: dest.shown }),
             Some(libc::EXDEV) | Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-                let tmp = dest.create_temp()?;
-                let copied = (|| {
-                    let mut out = tmp.file()?;
-                    let mut input = File::open(source).map_err(|e| io_err("read", source, &e))?;
-                    std::io::copy(&mut input, &mut out)
-                        .map_err(|e| io_err("write", &tmp.path, &e))?;
-                    out.sync_all().map_err(|e| io_err("write", &tmp.path, &e))?;
-                    Ok(())
-                })();
-                if let Err(e) = copied {
-                    tmp.discard();
-                    return Err(e);
-                }
-                let req = Request {
-                    replace: Replace::Never,
-                    ..*req
-                };
-                let placed = self.publish(&dest, tmp, &req, true)?;
-                // The copy is the only one once the source goes: it counts
-                // as an input from now on.
-                if let Ok(m) = std::fs::symlink_metadata(dest.proc_path(&dest.name)) {
-                    self.inner.inputs.record(crate::inputs::file_id(&m));
-                }
-                std::fs::remove_file(source).map_err(|e| io_err("remove", source, &e))?;
-                Ok(placed)
+                self.copy_then_remove(&dest, req, source)
             }
             _ => Err(io_err("move", source, &e)),
         }
+    }
+
+    /// A move by copy: the copy is made durable (file and folder synced)
+    /// before the source goes.
+    fn copy_then_remove(
+        &self,
+        dest: &Dest,
+        req: &Request<'_>,
+        source: &Path,
+    ) -> Result<PathBuf, OutputError> {
+        let tmp = dest.create_temp()?;
+        let copied = (|| {
+            let mut out = tmp.file()?;
+            let mut input = File::open(source).map_err(|e| io_err("read", source, &e))?;
+            std::io::copy(&mut input, &mut out).map_err(|e| io_err("write", &tmp.path, &e))?;
+            out.sync_all().map_err(|e| io_err("write", &tmp.path, &e))?;
+            Ok(())
+        })();
+        if let Err(e) = copied {
+            tmp.discard();
+            return Err(e);
+        }
+        let req = Request {
+            replace: Replace::Never,
+            ..*req
+        };
+        let placed = self.publish(dest, tmp, &req, true)?;
+        // The copy is the only one once the source goes: it counts as an
+        // input from now on.
+        if let Ok(m) = std::fs::symlink_metadata(dest.proc_path(&dest.name)) {
+            self.inner.inputs.record(crate::inputs::file_id(&m));
+        }
+        std::fs::remove_file(source).map_err(|e| io_err("remove", source, &e))?;
+        Ok(placed)
     }
 
     /// Give the temp file its final name: never over an existing file
