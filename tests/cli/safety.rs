@@ -261,3 +261,25 @@ fn an_unusable_temp_folder_stops_the_run_before_any_work() {
         .stderr_has("set TMPDIR");
     assert!(!ws.path("out").exists());
 }
+
+#[test]
+fn links_at_the_destination_are_never_replaced() {
+    let ws = Workspace::new();
+    let before = originals(&ws);
+    std::fs::create_dir_all(ws.path("out/sub")).expect("mkdir");
+    // `out/x.jpg` is a symbolic link to an original, `out/sub/y.jpg` a
+    // hard link to one: writing either would look like replacing an output.
+    std::os::unix::fs::symlink("../photos/x.jpg", ws.path("out/x.jpg")).expect("symlink");
+    std::fs::hard_link(ws.path("photos/sub/y.jpg"), ws.path("out/sub/y.jpg")).expect("link");
+    let text = format!(
+        "{SCAN}include = [\"**/*.jpg\"]\n\n[[stage]]\nname = \"read\"\nkind = \"read\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\noverwrite = true\n"
+    );
+    for mode in ["threads", "processes"] {
+        run_pipeline(&ws, &text, &["--mode", mode, "--force"])
+            .code(1)
+            .stderr_has("refusing to replace out/x.jpg: it is a symbolic link")
+            .stderr_has("refusing to write out/sub/y.jpg: it is the same file as the input photos/sub/y.jpg")
+            .stderr_has("0 ok, 2 failed");
+        assert_eq!(ws.files("photos"), before, "{mode}");
+    }
+}
