@@ -2,16 +2,19 @@
 //! embedding program would: streaming through bounded queues, order in
 //! inline mode, panics and retries.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::config::{self, Override};
-use crate::item::{PayloadType, Types};
-use crate::stages::{BuildContext, KindSpec, Output, Registry, Source, StageOptions};
+use crate::config::{self, Override, Pipeline};
+use crate::item::{Item, PayloadType, Types};
+use crate::stages::{
+    BuildContext, Built, Found, KindSpec, Output, Registry, Source, SourceContext, Stage,
+    StageError, StageOptions,
+};
 
 const N: u64 = 10_000;
 

@@ -2,13 +2,13 @@
 //! becomes one stage, and processes one item at a time until its input
 //! channel closes.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ipc_channel::ipc::{self, IpcSender};
 
 use std::sync::Arc;
 
+use super::call::Step;
 use super::protocol::{Bootstrap, FromWorker, StageInit, ToWorker, WORKER_ARG, WireItem};
 use crate::stages::{Built, Registry, Stage};
 
@@ -65,7 +65,7 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     if from_tx.send(FromWorker::Ready).is_err() {
         return 0;
     }
-    super::install_panic_hook();
+    super::call::install_panic_hook();
     // The answer to each item is sent before the next is read, so conveyor
     // always knows which item (and which stage) a crash belongs to.
     while let Ok(ToWorker::Item(wire)) = to_rx.recv() {
@@ -124,41 +124,17 @@ fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn S
 /// Take one item through the chain. `None`: conveyor has gone away.
 fn run_chain(
     stages: &[Arc<dyn Stage>],
-    mut item: crate::item::Item,
+    item: crate::item::Item,
     tx: &IpcSender<FromWorker>,
 ) -> Option<FromWorker> {
-    let last = stages.len().saturating_sub(1);
-    for (at, stage) in stages.iter().enumerate() {
-        if at > 0 && tx.send(FromWorker::Enter(at)).is_err() {
-            return None;
-        }
-        super::IN_STAGE.with(|f| f.set(true));
-        let result = catch_unwind(AssertUnwindSafe(|| stage.process(item)));
-        super::IN_STAGE.with(|f| f.set(false));
-        match result {
-            Ok(Ok(Some(out))) if at < last => item = out,
-            Ok(Ok(out)) => {
-                return Some(FromWorker::Done {
-                    at,
-                    result: Ok(out.map(|i| Box::new(WireItem::from(i)))),
-                });
-            }
-            Ok(Err(e)) => {
-                return Some(FromWorker::Done {
-                    at,
-                    result: Err(e.0),
-                });
-            }
-            Err(payload) => {
-                return Some(FromWorker::Panicked {
-                    at,
-                    message: super::panic_message(payload.as_ref()),
-                });
-            }
-        }
-    }
-    Some(FromWorker::Done {
-        at: last,
-        result: Ok(None),
+    let enter = |at| tx.send(FromWorker::Enter(at)).is_ok();
+    let (at, step, _) = super::call::through_chain(stages, item, false, enter)?;
+    Some(match step {
+        Step::Done(out) => FromWorker::Done {
+            at,
+            result: Ok(out.map(|i| Box::new(WireItem::from(*i)))),
+        },
+        Step::Failed(e) => FromWorker::Done { at, result: Err(e) },
+        Step::Panicked(message) => FromWorker::Panicked { at, message },
     })
 }

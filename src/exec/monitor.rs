@@ -1,0 +1,67 @@
+//! The run's observer thread: progress callbacks, queue depths in the
+//! trace, and queues that stay full (the bottleneck) in the log.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use super::observe;
+use super::state::Shared;
+use crate::item::Item;
+
+/// The run's observer thread: every `progress_every`, report progress,
+/// record queue depths in the trace, and log queues that stay full.
+pub(super) fn watch(shared: &Shared<'_>, heads: &[(String, Receiver<Item>)], done: &AtomicBool) {
+    let every = shared.opts.progress_every.max(Duration::from_millis(20));
+    let wants = shared.opts.on_progress.is_some()
+        || shared.trace.is_some()
+        || tracing::enabled!(tracing::Level::DEBUG);
+    let start = Instant::now();
+    let mut full_since: Vec<Option<Instant>> = vec![None; heads.len()];
+    let mut last = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(10));
+        if !wants || last.elapsed() < every {
+            continue;
+        }
+        last = Instant::now();
+        let total = shared.scanned.load(Ordering::Relaxed);
+        let known = shared.sources_left.load(Ordering::Relaxed) == 0;
+        if let Some(progress) = &shared.opts.on_progress {
+            let snapshot: Vec<observe::StageProgress> = shared
+                .stats
+                .iter()
+                .map(|s| observe::StageProgress {
+                    stage: s.name.clone(),
+                    done: s.items_out.load(Ordering::Relaxed)
+                        + s.failed.load(Ordering::Relaxed)
+                        + s.filtered.load(Ordering::Relaxed),
+                    failed: s.failed.load(Ordering::Relaxed),
+                    in_flight: s.in_flight.load(Ordering::Relaxed),
+                    total,
+                    total_known: known,
+                    elapsed: start.elapsed().as_secs_f64(),
+                })
+                .collect();
+            let finished = shared.report.finished() + shared.up_to_date.load(Ordering::Relaxed);
+            progress(&snapshot, finished.min(total));
+        }
+        let depths: Vec<(String, usize)> =
+            heads.iter().map(|(n, rx)| (n.clone(), rx.len())).collect();
+        if let Some(trace) = &shared.trace {
+            trace.queues(Instant::now(), &depths);
+        }
+        for ((name, rx), since) in heads.iter().zip(full_since.iter_mut()) {
+            if rx.is_full() {
+                let at = *since.get_or_insert_with(Instant::now);
+                if at.elapsed() >= Duration::from_secs(1) {
+                    tracing::debug!(stage = %name, "queue full for {:.1}s: the stage is the bottleneck", at.elapsed().as_secs_f64());
+                    *since = Some(Instant::now());
+                }
+            } else {
+                *since = None;
+            }
+        }
+    }
+}

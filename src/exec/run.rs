@@ -1,0 +1,625 @@
+//! A run from start to end: build the stages and the output guard, plan the
+//! chains and queues, start the sources and the workers of every chain,
+//! let items stream through, then let gathering stages write their files and
+//! summarise.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use super::call::{self, CallError, Outcome};
+use super::plan::{Queues, RunDir, chains};
+use super::state::Shared;
+use super::{BuildError, RunOptions, cleanup, monitor, observe, resume, supervisor};
+use crate::config::{Mode, Pipeline, StageDef};
+use crate::item::Item;
+use crate::output::{Guard, plain_io_reason};
+use crate::report::{Failure, ItemStatus, RunSummary, StageStats};
+use crate::stages::{Built, Found, Source, SourceContext, Stage};
+
+/// Run a pipeline to the end (or until stopped) and summarise it.
+pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildError> {
+    call::install_panic_hook();
+    let jobs = opts.jobs_or_cpus();
+    let run_dir = RunDir::create()?;
+    let (built, ctx) = build(pipeline, opts, &run_dir)?;
+    cleanup::watch_dirs(&ctx.skip_dirs);
+    let collects: Vec<bool> = built
+        .iter()
+        .map(|b| matches!(b, Built::Stage(s) if s.collects()))
+        .collect();
+    let tag = format!(
+        "{}{}",
+        opts.state_tag,
+        opts.shard.map(|s| s.tag()).unwrap_or_default()
+    );
+    let resume = resume::Resume::new(pipeline, &built, opts.force, &tag);
+    // Gathering and journaling stages must hand their output to this
+    // process, so a shared worker chain ends with them.
+    let ends_chain: Vec<bool> = (0..built.len())
+        .map(|i| collects[i] || resume.records(i))
+        .collect();
+    let chains = chains(pipeline, &ends_chain);
+    let queues = Queues::new(pipeline, &chains, jobs);
+    let started = Instant::now();
+    let shared = shared_state(pipeline, opts, jobs, &resume, &built, &collects, started)?;
+    let processes = chain_processes(pipeline, opts, &chains, &run_dir);
+    let graph = Graph {
+        built: &built,
+        collects: &collects,
+        chains: &chains,
+        processes: &processes,
+        jobs,
+    };
+    execute(&shared, &graph, &ctx, queues);
+    shared.report.finish();
+    if let Some(t) = &shared.trace {
+        t.finish();
+    }
+    finish_gathering(&shared, &graph);
+    // Workers killed mid-write (timeouts, crashes, interrupts) leave temp
+    // files; every worker is gone now, so they can go too.
+    if !opts.dry_run {
+        cleanup::sweep();
+    }
+    let mut summary = shared.into_summary(started.elapsed());
+    summary.dry_run = opts.dry_run;
+    summary.process_chains = processes
+        .iter()
+        .flatten()
+        .map(|p| {
+            (
+                p.names.clone(),
+                u64::from(p.started.load(Ordering::Relaxed)),
+            )
+        })
+        .collect();
+    Ok(summary)
+}
+
+/// The parts of a planned run that its threads read.
+struct Graph<'a> {
+    built: &'a [Built],
+    collects: &'a [bool],
+    chains: &'a [Vec<usize>],
+    processes: &'a [Option<supervisor::ChainProcesses>],
+    jobs: usize,
+}
+
+fn scratch_error(run_dir: &RunDir, e: &std::io::Error) -> BuildError {
+    BuildError::Setup {
+        message: format!(
+            "cannot write in the scratch folder {}: {}",
+            run_dir.path().display(),
+            plain_io_reason(e)
+        ),
+    }
+}
+
+/// Build every stage with the run's output guard, and tell the guard what
+/// the sources read.
+fn build(
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+    run_dir: &RunDir,
+) -> Result<(Vec<Built>, SourceContext), BuildError> {
+    // The guard is shared with workers through the run's folder only when
+    // workers write too.
+    let workers = pipeline.stages.iter().any(|s| s.mode == Mode::Processes) && !opts.dry_run;
+    let guard = if workers {
+        Guard::shared(run_dir.path()).map_err(|e| scratch_error(run_dir, &e))?
+    } else {
+        Guard::local(run_dir.path())
+    };
+    let mut built = Vec::with_capacity(pipeline.stages.len());
+    for def in &pipeline.stages {
+        let ctx = crate::stages::BuildContext {
+            stage: def.name.clone(),
+            timeout: def.timeout,
+            output: guard.clone(),
+        };
+        let b = (def.kind.build)(&def.options, &ctx).map_err(|message| BuildError::Stage {
+            stage: def.name.clone(),
+            message,
+        })?;
+        built.push(b);
+    }
+    let ctx = SourceContext {
+        skip_dirs: built
+            .iter()
+            .filter_map(|b| match b {
+                Built::Stage(s) => s.output_dir().map(PathBuf::from),
+                Built::Source(_) => None,
+            })
+            .collect(),
+        inputs: guard.inputs().clone(),
+    };
+    let scopes = built
+        .iter()
+        .filter_map(|b| match b {
+            Built::Source(s) => s.scope().map(|sc| sc.skipping(&ctx.skip_dirs)),
+            Built::Stage(_) => None,
+        })
+        .collect();
+    guard
+        .set_scopes(scopes)
+        .map_err(|e| scratch_error(run_dir, &e))?;
+    Ok((built, ctx))
+}
+
+fn shared_state<'a>(
+    pipeline: &'a Pipeline,
+    opts: &'a RunOptions,
+    jobs: usize,
+    resume: &'a resume::Resume,
+    built: &[Built],
+    collects: &[bool],
+    started: Instant,
+) -> Result<Shared<'a>, BuildError> {
+    let on_end = opts.on_item_end.as_ref().map(|f| {
+        let f = Arc::clone(f);
+        Box::new(move |l: &observe::Line| f(l)) as observe::ItemEndFn
+    });
+    let report =
+        observe::Report::new(opts.report.as_deref(), on_end).map_err(|e| BuildError::Setup {
+            message: format!("cannot write the report (--report): {e}"),
+        })?;
+    let trace = match &opts.trace {
+        Some(path) => {
+            Some(
+                observe::Trace::create(path, started).map_err(|e| BuildError::Setup {
+                    message: format!("cannot write the trace (--trace): {e}"),
+                })?,
+            )
+        }
+        None => None,
+    };
+    let (give, take) = bounded(jobs);
+    for _ in 0..jobs {
+        let _ = give.send(());
+    }
+    Ok(Shared {
+        pipeline,
+        stats: pipeline
+            .stages
+            .iter()
+            .map(|d| {
+                let mut s = StageStats::new(d);
+                if d.auto {
+                    s.workers = jobs;
+                    s.mode = format!("{} auto", s.mode);
+                }
+                s
+            })
+            .collect(),
+        permits: Some((give, take)),
+        status: Mutex::default(),
+        failures: Mutex::default(),
+        stop: AtomicBool::new(false),
+        interrupt: &opts.interrupt,
+        next_id: AtomicU64::new(0),
+        scanned: AtomicU64::new(0),
+        stage_errors: Mutex::default(),
+        written: Mutex::default(),
+        resume,
+        up_to_date: AtomicU64::new(0),
+        up_to_date_items: collects.iter().any(|&c| c).then(Mutex::default),
+        report,
+        trace,
+        sources_left: AtomicUsize::new(
+            built
+                .iter()
+                .filter(|b| matches!(b, Built::Source(_)))
+                .count(),
+        ),
+        opts,
+    })
+}
+
+/// The worker processes of each chain in processes mode (none in a dry
+/// run: every stage plans in this process, touching nothing).
+fn chain_processes(
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+    chains: &[Vec<usize>],
+    run_dir: &RunDir,
+) -> Vec<Option<supervisor::ChainProcesses>> {
+    let exe = supervisor::worker_exe();
+    chains
+        .iter()
+        .map(|chain| {
+            let defs: Vec<&StageDef> = chain.iter().map(|&i| &pipeline.stages[i]).collect();
+            (defs[0].mode == Mode::Processes && !opts.dry_run).then(|| {
+                supervisor::ChainProcesses::new(
+                    &defs,
+                    exe.clone(),
+                    Some(run_dir.path().to_path_buf()),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Start the sources and every chain's workers; return when all are done.
+fn execute(shared: &Shared<'_>, graph: &Graph<'_>, ctx: &SourceContext, mut queues: Queues) {
+    let pipeline = shared.pipeline;
+    let all_done = AtomicBool::new(false);
+    let heads: Vec<(String, Receiver<Item>)> = graph
+        .chains
+        .iter()
+        .filter_map(|c| {
+            queues.rxs[c[0]]
+                .clone()
+                .map(|rx| (pipeline.stages[c[0]].name.clone(), rx))
+        })
+        .collect();
+    std::thread::scope(|outer| {
+        let all_done = &all_done;
+        // Progress, queue depths in the trace, and stalled queues in the log.
+        outer.spawn(move || monitor::watch(shared, &heads, all_done));
+        std::thread::scope(|scope| {
+            for (i, b) in graph.built.iter().enumerate() {
+                if let Built::Source(src) = b {
+                    let out = std::mem::take(&mut queues.outs[i]);
+                    start_source(scope, shared, i, Arc::clone(src), ctx.clone(), out);
+                }
+            }
+            for (c, chain) in graph.chains.iter().enumerate() {
+                let (head, tail) = (chain[0], chain[chain.len() - 1]);
+                let Some(rx) = queues.rxs[head].take() else {
+                    continue;
+                };
+                let out = std::mem::take(&mut queues.outs[tail]);
+                start_chain(scope, shared, graph, c, rx, out);
+            }
+        });
+        all_done.store(true, Ordering::Relaxed);
+    });
+}
+
+fn start_source<'s, 'e>(
+    scope: &'s std::thread::Scope<'s, 'e>,
+    shared: &'s Shared<'e>,
+    i: usize,
+    src: Arc<dyn Source>,
+    ctx: SourceContext,
+    out: Vec<Sender<Item>>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name(format!("{}/source", shared.pipeline.stages[i].name))
+        .spawn_scoped(scope, move || {
+            run_source(shared, i, src.as_ref(), &ctx, out)
+        });
+    if let Err(e) = spawned {
+        let name = PathBuf::from(&shared.pipeline.stages[i].name);
+        shared.fail(i, u64::MAX, name, format!("cannot start a thread: {e}"));
+    }
+}
+
+/// Start the workers of chain `c`: threads that call its stages here, or
+/// threads that each drive a worker process.
+fn start_chain<'s, 'e>(
+    scope: &'s std::thread::Scope<'s, 'e>,
+    shared: &'s Shared<'e>,
+    graph: &'s Graph<'_>,
+    c: usize,
+    rx: Receiver<Item>,
+    out: Vec<Sender<Item>>,
+) {
+    let chain = &graph.chains[c];
+    let (head, tail) = (chain[0], chain[chain.len() - 1]);
+    let def = &shared.pipeline.stages[head];
+    if matches!(graph.built[head], Built::Source(_)) {
+        return;
+    }
+    let label: String = chain
+        .iter()
+        .map(|&i| shared.pipeline.stages[i].name.as_str())
+        .collect::<Vec<_>>()
+        .join("+");
+    let collector: Option<&dyn Stage> = match &graph.built[tail] {
+        Built::Stage(s) if graph.collects[tail] => Some(s.as_ref()),
+        _ => None,
+    };
+    let stages: Vec<Arc<dyn Stage>> = chain
+        .iter()
+        .filter_map(|&i| match &graph.built[i] {
+            Built::Stage(s) => Some(Arc::clone(s)),
+            Built::Source(_) => None,
+        })
+        .collect();
+    let workers = if def.auto { graph.jobs } else { def.workers };
+    for w in 0..workers {
+        let lane = Lane {
+            chain,
+            collector,
+            rx: rx.clone(),
+            outs: out.clone(),
+        };
+        let (label, stages) = (label.clone(), stages.clone());
+        let spawned = match &graph.processes[c] {
+            Some(procs) => std::thread::Builder::new()
+                .name(format!("{}/process-{w}", def.name))
+                .spawn_scoped(scope, move || {
+                    let mut slot = supervisor::Slot::new(procs, &shared.opts.interrupt);
+                    let pid = slot.pid_handle();
+                    let track = || format!("{label}/pid-{}", pid.load(Ordering::Relaxed));
+                    worker_loop(shared, &lane, &mut |item| slot.call(item), &track);
+                }),
+            None => std::thread::Builder::new()
+                .name(format!("{}/thread-{w}", def.name))
+                .spawn_scoped(scope, move || {
+                    let track = || format!("{label}/thread-{w}");
+                    let dry = shared.opts.dry_run;
+                    let mut call = |item| call::call_chain_in_thread(&stages, item, dry);
+                    worker_loop(shared, &lane, &mut call, &track)
+                }),
+        };
+        if let Err(e) = spawned {
+            // Without its workers the stage can't run: stop the run rather
+            // than leave upstream waiting.
+            shared.stop.store(true, Ordering::Relaxed);
+            let name = PathBuf::from(&def.name);
+            shared.fail(head, u64::MAX, name, format!("cannot start a thread: {e}"));
+        }
+    }
+}
+
+/// One worker's place in the graph: the chain it runs, where items come
+/// from and go to.
+struct Lane<'a> {
+    chain: &'a [usize],
+    /// The chain's last stage, when it gathers items.
+    collector: Option<&'a dyn Stage>,
+    rx: Receiver<Item>,
+    outs: Vec<Sender<Item>>,
+}
+
+/// Take items from a chain's queue (a chain is one stage, or consecutive
+/// stages sharing workers) and pass results to the consumers of its last
+/// stage.
+fn worker_loop(
+    shared: &Shared<'_>,
+    lane: &Lane<'_>,
+    call: &mut dyn FnMut(Item) -> Outcome,
+    track: &dyn Fn() -> String,
+) {
+    let head = lane.chain[0];
+    let retries = shared.pipeline.stages[head].retries;
+    // Auto stages share the run's jobs: a permit per item being processed,
+    // returned before the result is passed on, so a worker never holds one
+    // while it waits on a full queue.
+    let permit = shared
+        .permits
+        .as_ref()
+        .filter(|_| shared.pipeline.stages[head].auto);
+    while let Ok(item) = lane.rx.recv() {
+        if shared.stopping() {
+            // Keep draining so that upstream never blocks on a full queue.
+            shared.cancel(item.id, head);
+            continue;
+        }
+        let (id, path) = (item.id, item.path.clone());
+        let rel = shared.trace.as_ref().map(|_| item.rel_str());
+        if let Some((_, take)) = permit {
+            let _ = take.recv();
+        }
+        let started = Instant::now();
+        shared.stats[head].in_flight.fetch_add(1, Ordering::Relaxed);
+        let outcome = call::process_item(call, item, retries);
+        shared.stats[head].in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some((give, _)) = permit {
+            let _ = give.send(());
+        }
+        let at = outcome.at.min(lane.chain.len() - 1);
+        account(
+            shared,
+            lane.chain,
+            &outcome,
+            id,
+            rel.as_deref(),
+            started,
+            track,
+        );
+        settle(shared, lane, lane.chain[at], id, path, outcome.result);
+    }
+}
+
+/// Count an item's time and passage in each stage of the chain it went
+/// through, in the report and the trace.
+fn account(
+    shared: &Shared<'_>,
+    chain: &[usize],
+    outcome: &Outcome,
+    id: u64,
+    rel: Option<&str>,
+    started: Instant,
+    track: &dyn Fn() -> String,
+) {
+    let at = outcome.at.min(chain.len() - 1);
+    let mut span_start = started;
+    for (k, &stage) in chain.iter().enumerate().take(at + 1) {
+        let stats = &shared.stats[stage];
+        let busy = outcome.busy.get(k).copied().unwrap_or_default();
+        stats.items_in.fetch_add(1, Ordering::Relaxed);
+        stats.add_busy(busy);
+        if k < at {
+            stats.items_out.fetch_add(1, Ordering::Relaxed);
+        }
+        let name = &shared.pipeline.stages[stage].name;
+        shared.report.timed(id, name, busy);
+        if let (Some(trace), Some(rel)) = (&shared.trace, rel) {
+            trace.span(&track(), rel, name, span_start, busy);
+        }
+        span_start += busy;
+    }
+}
+
+/// What becomes of an item that ended at `stage`.
+fn settle(
+    shared: &Shared<'_>,
+    lane: &Lane<'_>,
+    stage: usize,
+    id: u64,
+    path: PathBuf,
+    result: Result<Option<Item>, CallError>,
+) {
+    let name = &shared.pipeline.stages[stage].name;
+    match result {
+        Ok(Some(mut out)) => {
+            shared.stats[stage]
+                .items_out
+                .fetch_add(1, Ordering::Relaxed);
+            if shared.resume.records(stage) && !shared.opts.dry_run {
+                shared.resume.record(stage, &out);
+            }
+            if let Some(c) = lane.collector {
+                c.collect(&mut out);
+            }
+            shared.forward(out, &lane.outs);
+        }
+        Ok(None) => {
+            shared.stats[stage].filtered.fetch_add(1, Ordering::Relaxed);
+            shared.mark(id, ItemStatus::Filtered);
+            shared
+                .report
+                .ended(id, observe::Status::Filtered, Some(name), None, &[]);
+        }
+        Err(CallError::Item(e)) => shared.fail(stage, id, path, e),
+        Err(CallError::Cancelled) => shared.cancel(id, stage),
+        Err(CallError::Fatal(e)) => {
+            shared.stop.store(true, Ordering::Relaxed);
+            if shared.stage_error(&e) {
+                shared.fail(stage, id, path, e);
+            } else {
+                shared.cancel(id, stage);
+            }
+        }
+    }
+}
+
+/// Walk a source, handing each item it finds to the chains reading it (or
+/// counting it as up to date).
+fn run_source(
+    shared: &Shared<'_>,
+    idx: usize,
+    src: &dyn Source,
+    ctx: &SourceContext,
+    outs: Vec<Sender<Item>>,
+) {
+    let stats = &shared.stats[idx];
+    let started = Instant::now();
+    // Time spent waiting for room in a full queue is not the source's work.
+    let mut blocked = Duration::ZERO;
+    let mut emit = |found: Found| -> bool {
+        if shared.stopping() {
+            return false;
+        }
+        // Another shard's file: not this run's business at all.
+        if let Some(shard) = &shared.opts.shard {
+            let rel = match &found {
+                Found::Item(item) => item.rel_str(),
+                Found::Error { path, .. } => path.to_string_lossy().into_owned(),
+            };
+            if !shard.takes(&rel) {
+                return true;
+            }
+        }
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        shared.scanned.fetch_add(1, Ordering::Relaxed);
+        match found {
+            Found::Item(mut item) => {
+                item.id = id;
+                stats.items_out.fetch_add(1, Ordering::Relaxed);
+                let sending = Instant::now();
+                admit(shared, idx, *item, &outs);
+                blocked += sending.elapsed();
+            }
+            Found::Error { path, reason } => shared.fail(idx, id, path, reason),
+        }
+        !shared.stopping()
+    };
+    if let Err(message) = call::guarded(|| src.produce(ctx, &mut emit)) {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let root = PathBuf::from(&shared.pipeline.stages[idx].name);
+        shared.fail(idx, id, root, format!("source panicked: {message}"));
+    }
+    stats.add_busy(started.elapsed().saturating_sub(blocked));
+    shared.sources_left.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// An item a source found: counted as up to date, or sent on.
+fn admit(shared: &Shared<'_>, source: usize, item: Item, outs: &[Sender<Item>]) {
+    match shared.resume.up_to_date(source, &item) {
+        Some(outputs) => {
+            shared.up_to_date.fetch_add(1, Ordering::Relaxed);
+            shared.report.single(observe::Line {
+                path: item.path.clone(),
+                status: observe::Status::UpToDate,
+                stage: None,
+                reason: None,
+                outputs: outputs.clone(),
+                ms: Default::default(),
+            });
+            if let Some(list) = &shared.up_to_date_items {
+                list.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((item.path, outputs));
+            }
+        }
+        None => {
+            shared.report.started(item.id, &item.path);
+            shared.forward(item, outs);
+        }
+    }
+}
+
+/// Gathering stages write their results once everything is through.
+fn finish_gathering(shared: &Shared<'_>, graph: &Graph<'_>) {
+    let pipeline = shared.pipeline;
+    for (i, b) in graph.built.iter().enumerate() {
+        let Built::Stage(stage) = b else { continue };
+        if !graph.collects[i] {
+            continue;
+        }
+        let failures = shared
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let up_to_date = shared
+            .up_to_date_items
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default();
+        let run = crate::stages::Finish {
+            failures: &failures,
+            up_to_date: &up_to_date,
+        };
+        let name = &pipeline.stages[i].name;
+        let finished = if shared.opts.dry_run {
+            stage.plan_finish()
+        } else {
+            stage.finish(&run)
+        };
+        match finished {
+            Ok(files) => shared
+                .written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(files.into_iter().map(|f| (name.clone(), f))),
+            Err(e) => {
+                let msg = format!("stage `{name}` could not write its result: {e}");
+                (shared.opts.on_failure)(&Failure {
+                    path: PathBuf::from(name),
+                    stage: name.clone(),
+                    reason: msg.clone(),
+                });
+                shared.stage_error(&msg);
+            }
+        }
+    }
+}
