@@ -4,6 +4,7 @@
 //! `stages.rs` the golden tests of each stage kind.
 
 mod cluster;
+mod names;
 mod observe;
 mod reliability;
 mod stages;
