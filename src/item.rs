@@ -2,8 +2,10 @@
 //! metadata and its payload (nothing, encoded bytes, or a decoded image).
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
@@ -142,7 +144,8 @@ pub struct Meta {
     pub icc: Option<Vec<u8>>,
     #[serde(with = "serde_bytes", default)]
     pub exif: Option<Vec<u8>>,
-    /// Files written for this item so far.
+    /// Files written for this item so far (their names as bytes).
+    #[serde(with = "path_bytes::list")]
     pub outputs: Vec<PathBuf>,
     /// Anything else a stage wants to record (hashes, custom fields).
     pub extra: BTreeMap<String, String>,
@@ -175,12 +178,175 @@ impl Item {
         }
     }
 
-    /// The relative path with `/` separators, as globs and messages use it.
+    /// The relative path with `/` separators, as globs match it. Bytes that
+    /// are not UTF-8 become U+FFFD here, so never build a file name from it
+    /// (use `rel`) nor show it (use [`escape_path`]).
     pub fn rel_str(&self) -> String {
         self.rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/")
+    }
+}
+
+/// How conveyor shows a name that may not be UTF-8 (in the summary, the
+/// `--report` lines, logs and journals). Unix names are bytes; this is the
+/// one escaping used everywhere, and it can be undone ([`unescape`]):
+///
+/// - valid UTF-8 is kept as it is, except as follows;
+/// - each byte that is not part of valid UTF-8, and each control byte
+///   (below 0x20, and 0x7f), is written `\xHH` (two lowercase hex digits),
+///   so a name can't garble a terminal;
+/// - a backslash is written `\\`, so `\xff` in a name can't be taken for
+///   the byte 0xff.
+///
+/// So `x\xff.png` is the three bytes `x`, 0xff, `.png`'s four, and names that
+/// differ in any byte are shown differently.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// [`escape_bytes`] of a path's bytes.
+pub fn escape_path(path: &Path) -> String {
+    escape_bytes(path.as_os_str().as_bytes())
+}
+
+/// The bytes that [`escape_bytes`] wrote `text` for. A backslash that does
+/// not start a known escape is kept as it is, so text that never went
+/// through `escape_bytes` (an old journal's plain names) comes back unchanged.
+pub fn unescape(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1) == Some(&b'\\') {
+                out.push(b'\\');
+                i += 2;
+                continue;
+            }
+            if bytes.get(i + 1) == Some(&b'x')
+                && let Some(hex) = text.get(i + 2..i + 4)
+                && let Ok(b) = u8::from_str_radix(hex, 16)
+            {
+                out.push(b);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The path whose [`escape_path`] is `text`.
+pub fn unescape_path(text: &str) -> PathBuf {
+    PathBuf::from(OsString::from_vec(unescape(text)))
+}
+
+/// Serde helpers that carry paths as their raw bytes (serde's own `PathBuf`
+/// support refuses names that are not UTF-8). For the worker protocol.
+pub mod path_bytes {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(path.as_os_str().as_bytes())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
+        Ok(PathBuf::from(OsString::from_vec(bytes.into_vec())))
+    }
+
+    /// The same for an optional path.
+    pub mod opt {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+            path.as_deref()
+                .map(|p| serde_bytes::Bytes::new(p.as_os_str().as_bytes()))
+                .serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+            let raw = Option::<serde_bytes::ByteBuf>::deserialize(d)?;
+            Ok(raw.map(|b| PathBuf::from(OsString::from_vec(b.into_vec()))))
+        }
+    }
+
+    /// The same for a list of paths.
+    pub mod list {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+            let raw: Vec<&serde_bytes::Bytes> = paths
+                .iter()
+                .map(|p| serde_bytes::Bytes::new(p.as_os_str().as_bytes()))
+                .collect();
+            raw.serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+            let raw = Vec::<serde_bytes::ByteBuf>::deserialize(d)?;
+            Ok(raw
+                .into_iter()
+                .map(|b| PathBuf::from(OsString::from_vec(b.into_vec())))
+                .collect())
+        }
+    }
+}
+
+/// Serde helpers that write paths in their escaped form ([`escape_path`]),
+/// for JSON that people and other tools read (the `--report` lines).
+pub mod path_escaped {
+    use super::*;
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&escape_path(path))
+    }
+
+    /// The same for a list of paths.
+    pub fn list<S: Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(paths.iter().map(|p| escape_path(p)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_is_readable_and_reversible() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"photos/a.jpg", "photos/a.jpg"),
+            (b"x\xff.png", "x\\xff.png"),
+            (b"x\xfe.png", "x\\xfe.png"),
+            ("caf\u{e9}.jpg".as_bytes(), "caf\u{e9}.jpg"),
+            (b"a\\xff\n.jpg", "a\\\\xff\\x0a.jpg"),
+            (b"\xe9t\xe9", "\\xe9t\\xe9"),
+        ];
+        for (raw, shown) in cases {
+            assert_eq!(escape_bytes(raw), shown);
+            assert_eq!(unescape(shown), raw);
+        }
+        // Text that never was escaped comes back as it is.
+        assert_eq!(unescape("a\\b\\x"), b"a\\b\\x");
     }
 }

@@ -1,5 +1,7 @@
 //! What a run did: per-stage counters updated by the workers, failures, and
-//! the summary table printed at the end.
+//! the summary table printed at the end. Paths are shown in conveyor's one
+//! escaped form (`crate::item::escape_path`), so a name that is not UTF-8
+//! reads as `x\xff.png`, never as a lookalike of another.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -40,7 +42,7 @@ impl std::fmt::Display for Failure {
         write!(
             f,
             "{}: {} (stage `{}`)",
-            self.path.display(),
+            crate::item::escape_path(&self.path),
             self.reason,
             self.stage
         )
@@ -265,7 +267,7 @@ impl RunSummary {
         }
         let verb = if self.dry_run { "would write" } else { "wrote" };
         for (stage, path) in &self.written {
-            let _ = writeln!(out, "{stage}: {verb} {}", path.display());
+            let _ = writeln!(out, "{stage}: {verb} {}", crate::item::escape_path(path));
         }
         if self.dry_run {
             out.push_str("dry run: no pixel was decoded and no file written\n");

@@ -1,6 +1,11 @@
 //! Watching a run: the per-item report (`--report`, JSON lines), the timeline
 //! (`--trace`, Chrome trace events for Perfetto), and progress on stderr
 //! (`--progress`: bars on a terminal, JSON lines, or nothing).
+//!
+//! Report lines name files in conveyor's escaped form
+//! (`crate::item::escape_path`: `\xHH` for each byte that is not UTF-8), and
+//! each line reaches the file whole as soon as its item ends, so a run killed
+//! with SIGKILL loses at most the line being written.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -34,15 +39,18 @@ impl Status {
     }
 }
 
-/// One line of the report.
+/// One line of the report. Paths are written escaped, so names that are not
+/// UTF-8 are reported, and two of them never look alike.
 #[derive(Debug, Clone, Serialize)]
 pub struct Line {
+    #[serde(serialize_with = "crate::item::path_escaped::serialize")]
     pub path: PathBuf,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(serialize_with = "crate::item::path_escaped::list")]
     pub outputs: Vec<PathBuf>,
     /// Milliseconds spent on the item in each stage.
     pub ms: BTreeMap<String, f64>,
@@ -60,8 +68,9 @@ struct Pending {
 /// Follows every item to its end: counts finished items for progress and,
 /// with `--report FILE`, writes a line per item when its last copy ends, so
 /// memory holds only the items in flight.
-/// The report file (if any) and the items still travelling.
-type ReportState = (Option<BufWriter<File>>, HashMap<u64, Pending>);
+/// The report file (if any) and the items still travelling. The file is not
+/// buffered: each line goes out in one write when its item ends.
+type ReportState = (Option<File>, HashMap<u64, Pending>);
 
 pub struct Report {
     out: Mutex<ReportState>,
@@ -79,7 +88,7 @@ impl Report {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)?;
                 }
-                Some(BufWriter::new(File::create(path)?))
+                Some(File::create(path)?)
             }
             None => None,
         };
@@ -95,16 +104,19 @@ impl Report {
         self.finished.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn write(&self, out: &mut Option<BufWriter<File>>, line: &Line) {
+    fn write(&self, out: &mut Option<File>, line: &Line) {
         self.finished
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(f) = &self.on_end {
             f(line);
         }
         if let Some(out) = out
-            && let Ok(text) = serde_json::to_string(line)
+            && let Ok(mut text) = serde_json::to_string(line)
         {
-            let _ = writeln!(out, "{text}");
+            // One write per line, straight to the file: nothing waits in a
+            // buffer for a kill to lose.
+            text.push('\n');
+            let _ = out.write_all(text.as_bytes());
         }
     }
 

@@ -1,6 +1,8 @@
 //! What crosses the process boundary between conveyor and its workers: items
 //! as plain data (payload bytes and pixels as byte strings, never as serde
 //! sequences of numbers), and the few messages of the worker protocol.
+//! Paths travel as their raw bytes: a Unix name need not be UTF-8, and two
+//! names that differ only in such bytes must stay two names.
 
 use std::path::PathBuf;
 
@@ -24,6 +26,7 @@ pub struct StageInit {
     pub kind: String,
     pub options: String,
     pub timeout: Option<std::time::Duration>,
+    #[serde(with = "crate::item::path_bytes::opt")]
     pub run_dir: Option<std::path::PathBuf>,
 }
 
@@ -81,7 +84,9 @@ pub enum WirePayload {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WireItem {
     pub id: u64,
+    #[serde(with = "crate::item::path_bytes")]
     pub path: PathBuf,
+    #[serde(with = "crate::item::path_bytes")]
     pub rel: PathBuf,
     pub meta: Meta,
     pub attempt: u32,

@@ -6,6 +6,16 @@
 //! of every stage on the way to that writer, so changing an input redoes that
 //! item and changing an option redoes every item on that branch.
 //!
+//! Files that options name (a watermark's image, an `exec` program given as
+//! a path: see `Stage::depends_on`) are part of the signature by size and
+//! modification time in nanoseconds, so replacing one redoes the items on its
+//! branch. A change to such a file's content that keeps both its size and
+//! its mtime is not seen (`--force` redoes everything).
+//!
+//! Names are bytes: the journal writes each path in conveyor's one escaped
+//! form (`crate::item::escape_path`, which can be undone), so names that are
+//! not UTF-8 keep their identity from run to run.
+//!
 //! The journal is only appended to, a line at a time, so a crash mid-write
 //! loses at most the line being written (an incomplete last line is
 //! ignored). An item is up to date when, for every writer it would reach, its
@@ -13,18 +23,21 @@
 //! then counted, not processed: no decoding at all.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::config::Pipeline;
-use crate::item::Item;
+use crate::item::{Item, escape_path, unescape_path};
 use crate::stages::Built;
 
-/// One line of a journal.
+/// One line of a journal. Paths are in their escaped form.
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
     source: String,
@@ -41,7 +54,8 @@ struct Known {
 /// One writing stage's journal.
 struct Journal {
     path: PathBuf,
-    known: HashMap<String, Known>,
+    /// By the source's exact name.
+    known: HashMap<OsString, Known>,
     out: Mutex<Option<std::fs::File>>,
     /// Options of every stage that leads here, folded into fingerprints.
     signature: String,
@@ -71,8 +85,11 @@ impl Journal {
                 if let Ok(e) = serde_json::from_str::<Entry>(&line)
                     && let Some(fp) = fp_bytes(&e.fp)
                 {
-                    let outputs = e.outputs.into_iter().map(PathBuf::from).collect();
-                    known.insert(e.source, Known { fp, outputs });
+                    let outputs = e.outputs.iter().map(|o| unescape_path(o)).collect();
+                    known.insert(
+                        unescape_path(&e.source).into_os_string(),
+                        Known { fp, outputs },
+                    );
                 }
             }
         }
@@ -81,13 +98,9 @@ impl Journal {
             let mut text = String::new();
             for (source, k) in &known {
                 let e = Entry {
-                    source: source.clone(),
+                    source: escape_path(Path::new(source)),
                     fp: hex(&k.fp),
-                    outputs: k
-                        .outputs
-                        .iter()
-                        .map(|o| o.to_string_lossy().into_owned())
-                        .collect(),
+                    outputs: k.outputs.iter().map(|o| escape_path(o)).collect(),
                 };
                 if let Ok(line) = serde_json::to_string(&e) {
                     text.push_str(&line);
@@ -106,7 +119,7 @@ impl Journal {
 
     fn fingerprint(&self, item: &Item) -> [u8; 16] {
         let mut h = sha2::Sha256::new();
-        h.update(item.path.to_string_lossy().as_bytes());
+        h.update(item.path.as_os_str().as_bytes());
         h.update([0]);
         h.update(item.meta.size.unwrap_or(u64::MAX).to_le_bytes());
         h.update(item.meta.mtime_ns.unwrap_or(u64::MAX).to_le_bytes());
@@ -118,21 +131,16 @@ impl Journal {
     }
 
     fn up_to_date(&self, item: &Item) -> Option<&[PathBuf]> {
-        let k = self.known.get(item.path.to_string_lossy().as_ref())?;
+        let k = self.known.get(item.path.as_os_str())?;
         (k.fp == self.fingerprint(item) && k.outputs.iter().all(|o| o.is_file()))
             .then_some(&k.outputs)
     }
 
     fn record(&self, item: &Item) {
         let e = Entry {
-            source: item.path.to_string_lossy().into_owned(),
+            source: escape_path(&item.path),
             fp: hex(&self.fingerprint(item)),
-            outputs: item
-                .meta
-                .outputs
-                .iter()
-                .map(|o| o.to_string_lossy().into_owned())
-                .collect(),
+            outputs: item.meta.outputs.iter().map(|o| escape_path(o)).collect(),
         };
         let Ok(mut line) = serde_json::to_string(&e) else {
             return;
@@ -153,6 +161,22 @@ impl Journal {
             // One write per line: a crash leaves at most one partial line.
             let _ = f.write_all(line.as_bytes());
         }
+    }
+}
+
+/// What a file named by options looks like now, for a signature: its size
+/// and modification time in nanoseconds (not its content: reading a large
+/// file on every run would cost more than it saves).
+fn file_state(path: &Path) -> String {
+    let name = escape_path(path);
+    match std::fs::metadata(path) {
+        Ok(m) => format!(
+            "\nfile {name}: {} bytes, mtime {}.{:09}",
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec()
+        ),
+        Err(e) => format!("\nfile {name}: {:?}", e.kind()),
     }
 }
 
@@ -210,11 +234,16 @@ impl Resume {
                     .into_iter()
                     .map(|a| {
                         let s = &p.stages[a];
+                        let files = match &built[a] {
+                            Built::Stage(st) => st.depends_on(),
+                            Built::Source(_) => Vec::new(),
+                        };
                         format!(
-                            "{}:{}:{}",
+                            "{}:{}:{}{}",
                             s.name,
                             s.kind.name,
-                            toml::to_string(&s.options).unwrap_or_default()
+                            toml::to_string(&s.options).unwrap_or_default(),
+                            files.iter().map(|f| file_state(f)).collect::<String>()
                         )
                     })
                     .collect::<Vec<_>>()

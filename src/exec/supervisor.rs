@@ -32,6 +32,19 @@ const POLL: Duration = Duration::from_millis(100);
 /// Lines of a worker's stderr kept to explain its death.
 const STDERR_LINES: usize = 20;
 
+/// What a worker said on stderr, kept to explain its death.
+#[derive(Default)]
+struct Said {
+    /// The last lines.
+    tail: VecDeque<String>,
+    /// The first "memory allocation of N bytes failed" line, however much
+    /// followed it: the allocator's own report that `memory_limit` was hit.
+    /// Kept apart because what follows it (a backtrace when RUST_BACKTRACE
+    /// is set, a second failed allocation while printing that) would push it
+    /// out of `tail` and leave only a bare SIGABRT to report.
+    alloc_failed: Option<String>,
+}
+
 /// The executable that serves as a worker: this very program.
 pub fn worker_exe() -> PathBuf {
     let proc_exe = PathBuf::from("/proc/self/exe");
@@ -93,37 +106,34 @@ struct Worker {
     child: Child,
     tx: Option<IpcSender<ToWorker>>,
     rx: IpcReceiver<FromWorker>,
-    stderr: Arc<Mutex<VecDeque<String>>>,
+    stderr: Arc<Mutex<Said>>,
     stderr_thread: Option<JoinHandle<()>>,
     items: u64,
 }
 
-impl Worker {
-    fn stderr_tail(&self) -> Vec<String> {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
-    }
+/// A dead worker's exit status and what it said.
+type Death = (Option<ExitStatus>, Said);
 
+fn take_said(said: &Mutex<Said>) -> Said {
+    std::mem::take(&mut *said.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+impl Worker {
     /// Kill (if still running) and reap the child; returns how it ended.
-    fn kill(mut self) -> (Option<ExitStatus>, Vec<String>) {
+    fn kill(mut self) -> Death {
         let _ = self.child.kill();
         self.reap()
     }
 
     /// Wait for the child to end (it has ended or been killed) and collect
     /// the last of what it said.
-    fn reap(mut self) -> (Option<ExitStatus>, Vec<String>) {
+    fn reap(mut self) -> Death {
         self.tx.take();
         let status = self.child.wait().ok();
         if let Some(t) = self.stderr_thread.take() {
             let _ = t.join();
         }
-        let tail = self.stderr_tail();
-        (status, tail)
+        (status, take_said(&self.stderr))
     }
 
     /// Let the child finish on its own (its input closes), killing it if it
@@ -164,24 +174,23 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
+/// Whether a line of a worker's stderr is the Rust allocator reporting a
+/// failed allocation (the default alloc error hook's message).
+fn is_alloc_failure(line: &str) -> bool {
+    line.contains("memory allocation of") && line.contains("failed")
+}
+
 /// Why a worker died, in words a user can act on.
-fn describe_death(
-    status: Option<ExitStatus>,
-    tail: &[String],
-    memory_limit: Option<u64>,
-) -> String {
-    let alloc_failed = tail
-        .iter()
-        .rev()
-        .find(|l| l.contains("memory allocation of"));
-    if let (Some(limit), Some(line)) = (memory_limit, alloc_failed) {
+fn describe_death(status: Option<ExitStatus>, said: &Said, memory_limit: Option<u64>) -> String {
+    if let (Some(limit), Some(line)) = (memory_limit, &said.alloc_failed) {
         return format!(
             "memory limit {} exceeded ({})",
             format_size(limit),
             line.trim()
         );
     }
-    let last = tail
+    let last = said
+        .tail
         .iter()
         .rev()
         .find(|l| !l.trim().is_empty())
@@ -234,7 +243,13 @@ impl<'a> Slot<'a> {
             .arg(&name)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // With RUST_BACKTRACE set, the allocator's out-of-memory report
+            // is followed by a backtrace, symbolised with more allocations
+            // in a process that has just run out (a second failure, or
+            // seconds of work). Nobody reads it: a worker's death is told
+            // from its first failed allocation or its last line.
+            .env("RUST_BACKTRACE", "0");
         let parent = unsafe { libc::getpid() };
         let limit = self.stage.memory_limit;
         // Only async-signal-safe calls here: no allocation between fork and
@@ -267,9 +282,9 @@ impl<'a> Slot<'a> {
         super::cleanup::watch_worker(child.id());
         self.pid.store(child.id(), Ordering::Relaxed);
         tracing::info!(stage = %self.stage.names.join("+"), pid = child.id(), "worker started");
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr = Arc::new(Mutex::new(Said::default()));
         let stderr_thread = child.stderr.take().map(|pipe| {
-            let lines = Arc::clone(&stderr);
+            let said = Arc::clone(&stderr);
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(pipe);
                 let mut buf = Vec::new();
@@ -278,12 +293,16 @@ impl<'a> Slot<'a> {
                     .map(|n| n > 0)
                     .unwrap_or(false)
                 {
-                    let mut l = lines.lock().unwrap_or_else(|e| e.into_inner());
-                    if l.len() == STDERR_LINES {
-                        l.pop_front();
-                    }
-                    l.push_back(String::from_utf8_lossy(&buf).trim_end().to_string());
+                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
                     buf.clear();
+                    let mut s = said.lock().unwrap_or_else(|e| e.into_inner());
+                    if s.alloc_failed.is_none() && is_alloc_failure(&line) {
+                        s.alloc_failed = Some(line.clone());
+                    }
+                    if s.tail.len() == STDERR_LINES {
+                        s.tail.pop_front();
+                    }
+                    s.tail.push_back(line);
                 }
             })
         });
@@ -327,14 +346,9 @@ impl<'a> Slot<'a> {
                 if let Some(t) = stderr_thread {
                     let _ = t.join();
                 }
-                let tail: Vec<String> = stderr
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .cloned()
-                    .collect();
+                let said = take_said(&stderr);
                 let why = if detail.is_empty() {
-                    describe_death(status, &tail, self.stage.memory_limit)
+                    describe_death(status, &said, self.stage.memory_limit)
                 } else {
                     detail
                 };
@@ -349,10 +363,10 @@ impl<'a> Slot<'a> {
         let init = ToWorker::Init(self.stage.inits.clone());
         let sent = worker.tx.as_ref().map(|tx| tx.send(init));
         if !matches!(sent, Some(Ok(()))) {
-            let (status, tail) = worker.kill();
+            let (status, said) = worker.kill();
             return Err(format!(
                 "a worker died while starting: {}",
-                describe_death(status, &tail, self.stage.memory_limit)
+                describe_death(status, &said, self.stage.memory_limit)
             ));
         }
         match worker.rx.try_recv_timeout(START_TIMEOUT) {
@@ -366,10 +380,10 @@ impl<'a> Slot<'a> {
                 Err("a worker answered out of turn while starting".into())
             }
             Err(_) => {
-                let (status, tail) = worker.kill();
+                let (status, said) = worker.kill();
                 Err(format!(
                     "a worker died while starting: {}",
-                    describe_death(status, &tail, self.stage.memory_limit)
+                    describe_death(status, &said, self.stage.memory_limit)
                 ))
             }
         }
@@ -535,8 +549,8 @@ impl<'a> Slot<'a> {
         let Some(w) = self.worker.take() else {
             return CallError::Fatal("no worker".into());
         };
-        let (status, tail) = if ended { w.reap() } else { w.kill() };
-        self.crashed(at, describe_death(status, &tail, self.stage.memory_limit))
+        let (status, said) = if ended { w.reap() } else { w.kill() };
+        self.crashed(at, describe_death(status, &said, self.stage.memory_limit))
     }
 }
 

@@ -348,4 +348,15 @@ impl Stage for Exec {
     fn output_dir(&self) -> Option<&Path> {
         self.dir.as_deref()
     }
+
+    /// A program given as a path (with a `/`) is a file the outputs depend
+    /// on; one found on `PATH`, or a shell command, is not followed.
+    fn depends_on(&self) -> Vec<PathBuf> {
+        match self.opts.command.first() {
+            Some(p) if !self.opts.shell && p.contains('/') && !p.contains('{') => {
+                vec![PathBuf::from(p)]
+            }
+            _ => Vec::new(),
+        }
+    }
 }

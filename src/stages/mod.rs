@@ -107,6 +107,14 @@ pub trait Stage: Send + Sync {
     fn needs_every_item(&self) -> bool {
         false
     }
+
+    /// Files the stage's options name and its output depends on (a
+    /// watermark's image, a program given as a path). Resume folds their
+    /// size and modification time into fingerprints, so replacing one redoes
+    /// the items that went through this stage.
+    fn depends_on(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// What a gathering stage learns of the whole run when it finishes.

@@ -2,6 +2,8 @@
 //! `copy`, `exec`): placeholders from the item, rendered so that the result
 //! always stays inside the output folder.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::{OptionError, StageError};
@@ -65,30 +67,26 @@ fn civil_date(secs: i64) -> (i64, u32, u32) {
 /// The output path (relative to the output folder) for `item`. `ext` is the
 /// extension for `{ext}`: the encoded format's if the item has one, else the
 /// source's.
+///
+/// Names are bytes: the parts taken from the item's path keep their exact
+/// bytes, UTF-8 or not, so two sources whose names differ only in bytes that
+/// are not UTF-8 get two different outputs.
 pub fn render(template: &str, item: &Item) -> Result<PathBuf, StageError> {
     let rel = &item.rel;
-    let rel_dir = rel
-        .parent()
-        .map(|p| {
-            p.components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/")
-        })
-        .unwrap_or_default();
-    let stem = rel
-        .file_stem()
-        .map(|s| s.to_string_lossy())
-        .unwrap_or_default();
-    let name = rel
-        .file_name()
-        .map(|s| s.to_string_lossy())
-        .unwrap_or_default();
-    let ext = match &item.meta.format {
-        Some(f) => super::encode::extension_for(f).to_string(),
+    let mut rel_dir = Vec::new();
+    for c in rel.parent().into_iter().flat_map(Path::components) {
+        if !rel_dir.is_empty() {
+            rel_dir.push(b'/');
+        }
+        rel_dir.extend_from_slice(c.as_os_str().as_bytes());
+    }
+    let stem = rel.file_stem().map(OsStr::as_bytes).unwrap_or_default();
+    let name = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
+    let ext: Vec<u8> = match &item.meta.format {
+        Some(f) => super::encode::extension_for(f).as_bytes().to_vec(),
         None => rel
             .extension()
-            .map(|s| s.to_string_lossy().into_owned())
+            .map(|s| s.as_bytes().to_vec())
             .unwrap_or_default(),
     };
     let date = item.meta.mtime.map(civil_date);
@@ -104,27 +102,61 @@ pub fn render(template: &str, item: &Item) -> Result<PathBuf, StageError> {
         ));
     }
     let (y, m, d) = date.unwrap_or((0, 0, 0));
+    let hash = item.meta.hash.as_deref().unwrap_or("");
+    let (ymd, year, month, day) = (
+        format!("{y:04}-{m:02}-{d:02}"),
+        format!("{y:04}"),
+        format!("{m:02}"),
+        format!("{d:02}"),
+    );
+    let value = |ph: &str| -> Option<&[u8]> {
+        Some(match ph {
+            "rel_dir" => rel_dir.as_slice(),
+            "stem" => stem,
+            "name" => name,
+            "ext" => ext.as_slice(),
+            "hash" => hash.as_bytes(),
+            "date" => ymd.as_bytes(),
+            "year" => year.as_bytes(),
+            "month" => month.as_bytes(),
+            "day" => day.as_bytes(),
+            _ => return None,
+        })
+    };
     // Rendered segment by segment, so an empty `{rel_dir}` (a file at the
-    // scan root) leaves no empty or absolute component behind.
+    // scan root) leaves no empty or absolute component behind. Each segment
+    // is filled in one pass: a value that happens to contain `{ext}` is
+    // kept as it is, not filled again.
     let mut out = PathBuf::new();
     for segment in template.split('/') {
-        let rendered = segment
-            .replace("{rel_dir}", &rel_dir)
-            .replace("{stem}", &stem)
-            .replace("{name}", &name)
-            .replace("{ext}", &ext)
-            .replace("{hash}", item.meta.hash.as_deref().unwrap_or(""))
-            .replace("{date}", &format!("{y:04}-{m:02}-{d:02}"))
-            .replace("{year}", &format!("{y:04}"))
-            .replace("{month}", &format!("{m:02}"))
-            .replace("{day}", &format!("{d:02}"));
-        for comp in Path::new(&rendered).components() {
+        let mut rendered: Vec<u8> = Vec::with_capacity(segment.len());
+        let mut rest = segment;
+        while let Some(open) = rest.find('{') {
+            rendered.extend_from_slice(&rest.as_bytes()[..open]);
+            let filled = rest[open..]
+                .find('}')
+                .and_then(|close| Some((value(&rest[open + 1..open + close])?, close)));
+            match filled {
+                Some((v, close)) => {
+                    rendered.extend_from_slice(v);
+                    rest = &rest[open + close + 1..];
+                }
+                None => {
+                    rendered.push(b'{');
+                    rest = &rest[open + 1..];
+                }
+            }
+        }
+        rendered.extend_from_slice(rest.as_bytes());
+        let rendered = OsStr::from_bytes(&rendered);
+        for comp in Path::new(rendered).components() {
             match comp {
                 Component::Normal(c) => out.push(c),
                 Component::CurDir => {}
                 _ => {
                     return Err(StageError(format!(
-                        "output name `{template}` gives `{rendered}`, which would land outside the output folder"
+                        "output name `{template}` gives `{}`, which would land outside the output folder",
+                        crate::item::escape_bytes(rendered.as_bytes())
                     )));
                 }
             }
@@ -139,6 +171,21 @@ pub fn render(template: &str, item: &Item) -> Result<PathBuf, StageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_keep_their_bytes() {
+        use std::os::unix::ffi::OsStringExt;
+        let name = |b: &[u8]| PathBuf::from(std::ffi::OsString::from_vec(b.to_vec()));
+        let a = Item::new(name(b"/p/d\xfe/x\xff.png"), name(b"d\xfe/x\xff.png"));
+        let b = Item::new(name(b"/p/d\xfe/x\xfe.png"), name(b"d\xfe/x\xfe.png"));
+        let (ra, rb) = (
+            render("{rel_dir}/{stem}_s.{ext}", &a).unwrap(),
+            render("{rel_dir}/{stem}_s.{ext}", &b).unwrap(),
+        );
+        assert_eq!(ra, name(b"d\xfe/x\xff_s.png"));
+        assert_eq!(rb, name(b"d\xfe/x\xfe_s.png"));
+        assert_eq!(render("{name}", &a).unwrap(), name(b"x\xff.png"));
+    }
 
     #[test]
     fn dates_from_unix_time() {
@@ -175,6 +222,12 @@ mod tests {
             PathBuf::from("x.png")
         );
         assert!(render("{hash}", &top).is_err());
+        // A value is filled in once, not read again as a template.
+        let braces = Item::new("/p/{ext}.png".into(), "{ext}.png".into());
+        assert_eq!(
+            render("{stem}.{ext}", &braces).unwrap(),
+            PathBuf::from("{ext}.png")
+        );
         assert_eq!(validate("../{stem}", "filename").len(), 1);
         assert_eq!(
             validate("{stme}", "filename")[0].help.as_deref(),

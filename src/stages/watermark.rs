@@ -93,6 +93,10 @@ struct Watermark {
 }
 
 impl Stage for Watermark {
+    fn depends_on(&self) -> Vec<std::path::PathBuf> {
+        vec![std::path::PathBuf::from(&self.opts.image)]
+    }
+
     fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
         super::map_image(item, |img| {
             let (iw, ih) = (img.width(), img.height());

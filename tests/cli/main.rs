@@ -5,6 +5,7 @@
 
 mod cluster;
 mod generative;
+mod names;
 mod observe;
 mod reliability;
 mod safety;
