@@ -373,19 +373,21 @@ fn run(args: &RunArgs, registry: &Registry) -> Exit {
             let mut text = String::new();
             match line.status {
                 Status::Ok if line.outputs.is_empty() => {
-                    text = format!("process     {}\n", line.path.display());
+                    text = format!("process     {}\n", crate::item::escape_path(&line.path));
                 }
                 Status::Ok => {
                     for o in &line.outputs {
-                        text.push_str(&format!("write       {}\n", o.display()));
+                        text.push_str(&format!("write       {}\n", crate::item::escape_path(o)));
                     }
                 }
                 Status::UpToDate => {
                     for o in &line.outputs {
-                        text.push_str(&format!("up to date  {}\n", o.display()));
+                        text.push_str(&format!("up to date  {}\n", crate::item::escape_path(o)));
                     }
                 }
-                Status::Filtered => text = format!("filtered    {}\n", line.path.display()),
+                Status::Filtered => {
+                    text = format!("filtered    {}\n", crate::item::escape_path(&line.path))
+                }
                 Status::Failed | Status::Cancelled => {}
             }
             print_stdout(&text);

@@ -26,6 +26,7 @@ use std::sync::Arc;
 pub use claims::{Claims, Collision};
 
 use crate::inputs::{FileId, InputSet, Scope, ScopeSpec, resolve};
+use crate::item::escape_path;
 
 /// Why a file could not be placed. The texts name both paths involved, in
 /// the user's words.
@@ -76,7 +77,7 @@ impl std::fmt::Display for OutputError {
             IsInput { dest, scan } => write!(
                 f,
                 "refusing to write {}: it is an input of this run (stage `{scan}` reads it)",
-                dest.display()
+                escape_path(dest)
             ),
             SameFileAsInput {
                 dest,
@@ -84,31 +85,31 @@ impl std::fmt::Display for OutputError {
             } => write!(
                 f,
                 "refusing to write {}: it is the same file as the input {}",
-                dest.display(),
-                input.display()
+                escape_path(dest),
+                escape_path(input)
             ),
             SameFileAsInput { dest, input: None } => write!(
                 f,
                 "refusing to replace {}: it is another name (a hard link) of a file this run reads",
-                dest.display()
+                escape_path(dest)
             ),
             HardLinked { dest, links } => write!(
                 f,
                 "refusing to replace {}: it has {links} names (hard links), and one may be an original",
-                dest.display()
+                escape_path(dest)
             ),
             ThroughSymlink { dest, link } => write!(
                 f,
                 "refusing to write {}: the folder {} is a symbolic link, and outputs never follow links out of their folder",
-                dest.display(),
-                link.display()
+                escape_path(dest),
+                escape_path(link)
             ),
             DestIsLink { dest } => write!(
                 f,
                 "refusing to replace {}: it is a symbolic link",
-                dest.display()
+                escape_path(dest)
             ),
-            NotAFile { dest } => write!(f, "{} exists and is not a file", dest.display()),
+            NotAFile { dest } => write!(f, "{} exists and is not a file", escape_path(dest)),
             Claimed {
                 dest,
                 owner,
@@ -119,26 +120,30 @@ impl std::fmt::Display for OutputError {
                     write!(
                         f,
                         "{} is also the output of {}: two inputs would write the same file (set `overwrite = true` to let the last one win)",
-                        dest.display(),
-                        owner.display()
+                        escape_path(dest),
+                        escape_path(owner)
                     )
                 } else {
                     write!(
                         f,
                         "{} is also written by stage `{stage}` (for {}): two writers would write the same file",
-                        dest.display(),
-                        owner.display()
+                        escape_path(dest),
+                        escape_path(owner)
                     )
                 }
             }
-            AlreadyExists { dest } => write!(f, "{} already exists", dest.display()),
-            Missing { dest } => write!(f, "the command did not write {{out}} ({})", dest.display()),
+            AlreadyExists { dest } => write!(f, "{} already exists", escape_path(dest)),
+            Missing { dest } => write!(
+                f,
+                "the command did not write {{out}} ({})",
+                escape_path(dest)
+            ),
             BadName { name } => write!(
                 f,
                 "`{}` is not a file name inside the output folder",
-                name.display()
+                escape_path(name)
             ),
-            Io { what, path, reason } => write!(f, "cannot {what} {}: {reason}", path.display()),
+            Io { what, path, reason } => write!(f, "cannot {what} {}: {reason}", escape_path(path)),
         }
     }
 }
