@@ -19,8 +19,9 @@ fn shards_together_process_every_file_once() {
             ])
             .run();
         done.code(0);
-        let (scanned, ok, ..) = summary_counts(&done.stderr());
-        assert_eq!(scanned, ok);
+        let t = Tally::of(&read_report(&ws.path(&format!("r{i}.jsonl"))));
+        assert_eq!(t.scanned, t.ok);
+        let scanned = t.scanned;
         total += scanned;
     }
     assert_eq!(total, 12);
@@ -68,7 +69,7 @@ fn shard_auto_reads_the_scheduler() {
             .env("JOB_COMPLETION_INDEX", &i.to_string())
             .run();
         done.code(0);
-        counted += summary_counts(&done.stderr()).0;
+        counted += done.tally().scanned;
     }
     assert_eq!(counted, 12);
 }

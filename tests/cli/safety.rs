@@ -234,7 +234,7 @@ fn an_output_folder_created_during_the_run_is_never_scanned() {
     for _ in 0..2 {
         let done = run_pipeline(&ws, text, &["--force"]);
         done.code(0);
-        assert_eq!(summary_counts(&done.stderr()).0, 2, "{}", done.stderr());
+        assert_eq!(done.tally().scanned, 2, "{}", done.stderr());
     }
     let names: Vec<String> = ws.files("r/zz/out").into_keys().collect();
     assert_eq!(names, vec!["a-copy.jpg", "zz/b-copy.jpg"]);

@@ -1,0 +1,327 @@
+//! Processes mode: crashes, hangs, memory limits, retries and recycling of
+//! workers, each failing only its item.
+
+use super::*;
+
+/// Run chaos `action` on meadow.jpg and tower.jpg: exactly those two fail,
+/// with `reason` in their message, and the ten others are written.
+fn chaos_fails_exactly_the_matched_items(action: &str, extra: &str, reason: &str) {
+    let ws = Workspace::new();
+    chaos_pipeline(
+        &ws,
+        &format!("action = \"{action}\"\nmatch = \"{{meadow,tower}}.jpg\"\n{extra}"),
+    );
+    let done = ws.conveyor().args(&["run", "chaos.toml"]).run();
+    done.code(1).stderr_has("10 ok, 2 failed");
+    for name in ["meadow.jpg", "tower.jpg"] {
+        done.stderr_has(&format!("samples/photos/{name}: {reason}"));
+    }
+    assert_eq!(
+        done.stderr().matches(reason).count(),
+        2,
+        "{}",
+        done.stderr()
+    );
+    let files = ws.files("out");
+    assert_eq!(files.len(), 10);
+    assert!(!files.contains_key("meadow.jpg") && !files.contains_key("tower.jpg"));
+    for bytes in files.values() {
+        dims(bytes);
+    }
+    assert_eq!(
+        ws.leftover_workers(),
+        Vec::<u32>::new(),
+        "workers left running"
+    );
+}
+
+#[test]
+fn chaos_panic_in_a_worker() {
+    chaos_fails_exactly_the_matched_items("panic", "", "worker panicked: chaos: injected panic on");
+}
+
+#[test]
+fn chaos_abort_in_a_worker() {
+    chaos_fails_exactly_the_matched_items("abort", "", "worker killed by signal 6 (SIGABRT)");
+}
+
+#[test]
+fn chaos_segfault_in_a_worker() {
+    chaos_fails_exactly_the_matched_items("segfault", "", "worker killed by signal 11 (SIGSEGV)");
+}
+
+#[test]
+fn chaos_error_in_a_worker() {
+    chaos_fails_exactly_the_matched_items("error", "", "chaos: injected error on");
+}
+
+#[test]
+fn timeout_ends_a_hang() {
+    chaos_fails_exactly_the_matched_items(
+        "hang",
+        "timeout = \"1s\"",
+        "timed out after 1s (stage `boom`)",
+    );
+}
+
+#[test]
+fn memory_limit_ends_an_oom() {
+    chaos_fails_exactly_the_matched_items(
+        "oom",
+        "memory_limit = \"256MiB\"",
+        "memory limit 256MiB exceeded (memory allocation of",
+    );
+}
+
+#[test]
+fn retries_succeed_in_a_fresh_worker() {
+    let ws = Workspace::new();
+    chaos_pipeline(
+        &ws,
+        "action = \"segfault\"\nmatch = \"tower.jpg\"\ntimes = 1\nretries = 1",
+    );
+    ws.conveyor()
+        .args(&["run", "chaos.toml"])
+        .run()
+        .code(0)
+        .stderr_has("12 ok, 0 failed")
+        // The first worker crashed on tower.jpg and was replaced.
+        .stderr_has("processes: `boom`: 3 workers started");
+    assert!(ws.files("out").contains_key("tower.jpg"));
+    // Without the retry the same item fails.
+    ws.conveyor()
+        .args(&[
+            "run",
+            "chaos.toml",
+            "--set",
+            "boom.retries=0",
+            "--set",
+            "save.dir=out2",
+        ])
+        .run()
+        .code(1)
+        .stderr_has("tower.jpg: worker killed by signal 11 (SIGSEGV)");
+}
+
+#[test]
+fn a_crash_loop_stops_the_stage() {
+    let ws = Workspace::new();
+    chaos_pipeline(&ws, "action = \"abort\"");
+    let done = ws
+        .conveyor()
+        .args(&["run", "chaos.toml", "--set", "boom.workers=1"])
+        .run();
+    done.code(1)
+        .stderr_has("workers of stage `boom` crashed 5 times in a row without finishing an item, so the stage stopped")
+        .stderr_has("stage stopped: ")
+        .stderr_has("5 failed")
+        .stderr_has("7 not processed");
+    assert!(ws.files("out").is_empty());
+    assert_eq!(
+        ws.leftover_workers(),
+        Vec::<u32>::new(),
+        "workers left running"
+    );
+}
+
+#[test]
+fn a_worker_that_dies_before_connecting_stops_the_stage() {
+    let ws = Workspace::new();
+    chaos_pipeline(
+        &ws,
+        "action = \"error\"\nmatch = \"nothing\"\nmemory_limit = \"64KiB\"",
+    );
+    ws.conveyor()
+        .args(&["run", "chaos.toml"])
+        .run()
+        .code(1)
+        .stderr_has("stage `boom` cannot start its workers: a worker exited before it connected")
+        .stderr_has("is memory_limit too low for a worker to start?");
+}
+
+#[test]
+fn max_items_per_worker_recycles_workers() {
+    let ws = Workspace::new();
+    chaos_pipeline(
+        &ws,
+        "action = \"error\"\nmatch = \"nothing\"\nworkers = 1\nmax_items_per_worker = 3",
+    );
+    // workers = 1 is set twice otherwise; drop the first.
+    let text = std::fs::read_to_string(ws.path("chaos.toml"))
+        .expect("read")
+        .replacen("workers = 2\n", "", 1);
+    ws.write("chaos.toml", text.as_bytes());
+    ws.conveyor()
+        .args(&["run", "chaos.toml"])
+        .run()
+        .code(0)
+        .stderr_has("processes: `boom`: 4 workers started");
+}
+
+#[test]
+fn threads_and_processes_write_identical_files() {
+    let ws = Workspace::new();
+    ws.conveyor()
+        .args(&[
+            "run",
+            "pipelines/web-sizes.toml",
+            "--mode",
+            "threads",
+            "--set",
+            "small-save.dir=out/t",
+        ])
+        .run()
+        .code(0);
+    ws.conveyor()
+        .args(&[
+            "run",
+            "pipelines/web-sizes.toml",
+            "--mode",
+            "processes",
+            "--set",
+            "small-save.dir=out/p",
+        ])
+        .run()
+        .code(0)
+        .stderr_has("processes auto/");
+    let t = ws.files("out/t");
+    assert_eq!(t.len(), 8);
+    assert_eq!(t, ws.files("out/p"));
+    // Thumbnails too, every stage in its own worker chain.
+    for mode in ["threads", "processes"] {
+        ws.conveyor()
+            .args(&[
+                "run",
+                "pipelines/thumbnails.toml",
+                "--mode",
+                mode,
+                "--set",
+                &format!("save.dir=thumbs/{mode}"),
+            ])
+            .run()
+            .code(0);
+    }
+    assert_eq!(ws.files("thumbs/threads").len(), 12);
+    assert_eq!(ws.files("thumbs/threads"), ws.files("thumbs/processes"));
+}
+
+#[test]
+fn a_worker_killed_from_outside_fails_only_its_item() {
+    let ws = Workspace::new();
+    chaos_pipeline(&ws, "action = \"hang\"\nmatch = \"tower.jpg\"");
+    let child = ws.spawn(&["run", "chaos.toml"]);
+    let pid = child.id();
+    // Every other item done: the one worker left busy holds tower.jpg.
+    wait_for("11 outputs", 60, || ws.count("out") == 11);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let workers = children_of(pid);
+    assert!(!workers.is_empty());
+    for w in &workers {
+        signal(w, "-KILL");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("tower.jpg: worker killed by signal 9 (SIGKILL)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("11 ok, 1 failed"), "{stderr}");
+    assert_eq!(
+        ws.leftover_workers(),
+        Vec::<u32>::new(),
+        "workers left running"
+    );
+}
+
+#[test]
+fn file_descriptors_stay_flat_over_2000_items() {
+    let ws = Workspace::alone();
+    for i in 0..2000 {
+        ws.write(
+            &format!("many/{:02}/{i:04}.txt", i / 100),
+            format!("file {i}").as_bytes(),
+        );
+    }
+    ws.write(
+        "copy.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"many\"\n\n[[stage]]\nname = \"read\"\nkind = \"read\"\nmode = \"processes\"\nworkers = 2\nmax_items_per_worker = 50\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"copied\"\n",
+    );
+    let mut child = ws.spawn(&["run", "copy.toml"]);
+    let pid = child.id();
+    let mut samples = Vec::new();
+    while child.try_wait().expect("try_wait").is_none() {
+        if let Some(n) = fd_count(pid) {
+            samples.push((ws.count("copied"), n));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("2000 ok, 0 failed"), "{stderr}");
+    assert!(stderr.contains("workers started"), "{stderr}");
+    let copied = ws.files("copied");
+    assert_eq!(copied.len(), 2000);
+    assert_eq!(copied["07/0777.txt"], b"file 777");
+    // Compare the early part of the run with the late part: recycling 40
+    // workers must not leave descriptors behind.
+    let early: Vec<usize> = samples
+        .iter()
+        .filter(|(done, _)| (100..500).contains(done))
+        .map(|s| s.1)
+        .collect();
+    let late: Vec<usize> = samples
+        .iter()
+        .filter(|(done, _)| *done >= 1500)
+        .map(|s| s.1)
+        .collect();
+    assert!(
+        !early.is_empty() && !late.is_empty(),
+        "too few samples: {samples:?}"
+    );
+    let early_max = early.iter().max().copied().unwrap_or(0);
+    let late_max = late.iter().max().copied().unwrap_or(0);
+    assert!(
+        late_max <= early_max + 4,
+        "descriptors grew from {early_max} to {late_max}"
+    );
+}
+
+#[test]
+fn an_embedded_custom_kind_runs_in_worker_processes() {
+    // `cargo test` builds the examples next to the binary.
+    let exe = Path::new(BIN).parent().expect("dir").join("examples/embed");
+    if !exe.exists() {
+        eprintln!(
+            "skipped: {} not built (run `cargo test`, which builds examples)",
+            exe.display()
+        );
+        return;
+    }
+    let ws = Workspace::new();
+    ws.sample("tiny.jpg", "in/a.jpg");
+    ws.write(
+        "inv.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"in\"\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\n\n[[stage]]\nname = \"invert\"\nkind = \"invert\"\nmode = \"processes\"\nworkers = 1\n\n[[stage]]\nname = \"png\"\nkind = \"encode\"\nformat = \"png\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n",
+    );
+    let out = Command::new(&exe)
+        .current_dir(ws.path(""))
+        .args(["run", "inv.toml"])
+        .output()
+        .expect("run the example");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("processes: `invert`: 1 worker started"),
+        "{stderr}"
+    );
+    let original = image::open(ws.path("in/a.jpg")).expect("decode").to_rgb8();
+    let inverted = image::open(ws.path("out/a.png")).expect("decode").to_rgb8();
+    assert_eq!(original.dimensions(), inverted.dimensions());
+    for (a, b) in original.pixels().zip(inverted.pixels()) {
+        for c in 0..3 {
+            assert_eq!(a[c], 255 - b[c]);
+        }
+    }
+}
