@@ -4,6 +4,7 @@
 //! `stages.rs` the golden tests of each stage kind.
 
 mod cluster;
+mod limits;
 mod observe;
 mod reliability;
 mod stages;
