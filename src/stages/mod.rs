@@ -456,10 +456,9 @@ fn take_bytes(item: &mut Item, limit: u64, image_only: bool) -> Result<Vec<u8>, 
                 .read_to_end(&mut head)
                 .map_err(|e| StageError(format!("cannot read file: {e}")))?;
             if image_only && !head.is_empty() && image::guess_format(&head).is_err() {
-                return Err(StageError::new(
-                    "not a recognised image format (its first bytes are not those of \
-                     a JPEG, PNG, WebP, GIF, BMP or TIFF file)",
-                ));
+                // The same words as when the whole file is read: only when it
+                // is learnt differs.
+                return Err(StageError::new("not a recognised image format"));
             }
             let bytes = read_rest_bounded(file, head, limit)?;
             item.meta.size = Some(bytes.len() as u64);
