@@ -109,8 +109,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub shards: Option<u32>,
     /// How many items stages with `workers = "auto"` may process at once,
-    /// all together (default: the CPU count).
-    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// all together, 1 to 1024 (default: the CPU count).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub jobs: Option<u32>,
     /// Plan only: list what each stage would see and which files would be
     /// written or are up to date, without decoding or writing anything.
@@ -128,9 +128,9 @@ pub struct SlurmArgs {
     /// Number of shards (array tasks).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub shards: u32,
-    /// CPUs per task, and the `--jobs` of each run (default: this machine's
-    /// CPU count).
-    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// CPUs per task, and the `--jobs` of each run, 1 to 1024 (default:
+    /// this machine's CPU count).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub jobs: Option<u32>,
     /// Folder for the script, the tasks' logs and their reports.
     #[arg(long, value_name = "DIR", default_value = "conveyor-slurm")]

@@ -64,11 +64,13 @@ pub struct PipelineKeys {
     /// Name of the pipeline; default: the file's stem.
     pub name: Option<String>,
     pub on_error: OnError,
-    /// Default number of retries per item, for every stage.
+    /// Default number of retries per item, for every stage, 0 to 100.
+    #[schemars(range(min = 0, max = MAX_RETRIES))]
     pub retries: u32,
-    /// Capacity, in items, of each queue between stages (default 64; queues
-    /// that carry decoded images default to twice the job count, as each
-    /// image may weigh megabytes).
+    /// Capacity, in items, of each queue between stages, 1 to 10000
+    /// (default 64; queues that carry decoded images default to twice the
+    /// job count, as each image may weigh megabytes).
+    #[schemars(range(min = 1, max = 10_000))]
     pub queue: Option<usize>,
 }
 
@@ -83,15 +85,17 @@ impl Default for PipelineKeys {
     }
 }
 
-impl StageOptions for PipelineKeys {
-    fn validate(&self) -> Vec<OptionError> {
-        let mut errors = Vec::new();
-        if self.queue == Some(0) {
-            errors.push(OptionError::at("queue", "`queue` must be at least 1"));
-        }
-        errors
-    }
-}
+/// The most retries an item may be given.
+pub const MAX_RETRIES: u32 = 100;
+
+/// The most workers a stage may have, and the largest `--jobs`: far more
+/// than any machine has cores, and few enough that their stacks and queues
+/// fit in memory.
+pub const MAX_WORKERS: usize = 1024;
+
+/// Bounds of `[pipeline]` keys are declared on the fields (schema ranges,
+/// enforced by `check_options`).
+impl StageOptions for PipelineKeys {}
 
 /// `workers`: a count, or `"auto"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -153,7 +157,7 @@ impl JsonSchema for Workers {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "description": "A number of workers, or \"auto\".",
-            "oneOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]
+            "oneOf": [{"type": "integer", "minimum": 1, "maximum": MAX_WORKERS}, {"const": "auto"}]
         })
     }
 }
@@ -172,17 +176,23 @@ pub struct CommonKeys {
     pub inputs: Option<Vec<String>>,
     /// inline | threads | processes.
     pub mode: Option<Mode>,
-    /// Worker threads or processes, or "auto" (the default; inline: 1):
-    /// the stage shares the run's `--jobs` budget with the other auto
-    /// stages, so the cores go wherever the work is.
+    /// Worker threads or processes (1 to 1024), or "auto" (the default;
+    /// inline: 1): the stage shares the run's `--jobs` budget with the
+    /// other auto stages, so the cores go wherever the work is.
     pub workers: Option<Workers>,
-    /// Retries per failed item; default: the pipeline's `retries`.
+    /// Retries per failed item, 0 to 100; default: the pipeline's
+    /// `retries`.
+    #[schemars(range(min = 0, max = MAX_RETRIES))]
     pub retries: Option<u32>,
-    /// Per-item time limit (processes mode), e.g. "30s".
+    /// Per-item time limit (processes mode), e.g. "30s", "2m"; at most
+    /// "7d".
     pub timeout: Option<String>,
-    /// Per-worker memory limit (processes mode), e.g. "1GiB".
+    /// Per-worker memory limit (processes mode), e.g. "1GiB"; at most
+    /// "1PiB".
     pub memory_limit: Option<String>,
-    /// Replace a worker after this many items (processes mode).
+    /// Replace a worker after this many items (processes mode), 1 to
+    /// 1000000000.
+    #[schemars(range(min = 1, max = 1_000_000_000))]
     pub max_items_per_worker: Option<u64>,
 }
 
@@ -200,14 +210,15 @@ impl StageOptions for CommonKeys {
                 format!("stage name `{name}` may only use a-z, 0-9, `_` and `-`"),
             ));
         }
-        if self.workers == Some(Workers::Count(0)) {
-            errors.push(OptionError::at("workers", "`workers` must be at least 1"));
-        }
-        if self.max_items_per_worker == Some(0) {
-            errors.push(OptionError::at(
-                "max_items_per_worker",
-                "`max_items_per_worker` must be at least 1",
-            ));
+        match self.workers {
+            Some(Workers::Count(0)) => {
+                errors.push(OptionError::at("workers", "`workers` must be at least 1"));
+            }
+            Some(Workers::Count(n)) if n > MAX_WORKERS => errors.push(OptionError::at(
+                "workers",
+                format!("`workers` must be from 1 to {MAX_WORKERS} (or \"auto\"), not {n}"),
+            )),
+            _ => {}
         }
         if let Some(t) = &self.timeout
             && let Err(e) = units::parse_duration(t)

@@ -130,7 +130,12 @@ fn out_of_range_values() {
     assert_eq!(
         errors(&text),
         vec![
-            ("[pipeline]: `queue` must be at least 1".into(), 2, 9, None),
+            (
+                "[pipeline]: `queue` must be from 1 to 10000, not 0".into(),
+                2,
+                9,
+                None
+            ),
             (
                 "stage `load`: `workers` must be at least 1".into(),
                 12,
@@ -138,7 +143,7 @@ fn out_of_range_values() {
                 None
             ),
             (
-                "stage `jpeg`: `quality` must be between 1 and 100, not 0".into(),
+                "stage `jpeg`: `quality` must be from 1 to 100, not 0".into(),
                 17,
                 11,
                 None

@@ -40,10 +40,13 @@ pub struct ChaosOptions {
     /// match pass through.
     #[serde(rename = "match")]
     pub pattern: Option<String>,
-    /// Hit every N-th item (by scan order) instead of matching by name.
+    /// Hit every N-th item (by scan order) instead of matching by name, 1
+    /// to 1000000000.
+    #[schemars(range(min = 1, max = 1_000_000_000))]
     pub every: Option<u64>,
-    /// Hit only the first N attempts of an item, so retries can succeed;
-    /// default: every attempt.
+    /// Hit only the first N attempts of an item (1 to 1000), so retries can
+    /// succeed; default: every attempt.
+    #[schemars(range(min = 1, max = 1000))]
     pub times: Option<u32>,
 }
 

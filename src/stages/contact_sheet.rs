@@ -20,15 +20,22 @@ use crate::item::{Item, Payload, PayloadType, Types};
 pub struct ContactSheetOptions {
     /// The sheet to write; .jpg, .png or .webp.
     pub path: String,
-    /// Tiles per row.
+    /// Tiles per row, 1 to 1000.
+    #[schemars(range(min = 1, max = 1000))]
     pub columns: u32,
-    /// Size of each tile's square, in pixels.
+    /// Size of each tile's square, in pixels, 8 to 4096.
+    #[schemars(range(min = 8, max = 4096))]
     pub tile: u32,
-    /// Space between tiles and around the sheet, in pixels.
+    /// Space between tiles and around the sheet, in pixels, 0 to 1000.
+    /// The sheet may hold at most 100000000 pixels: a row must fit at
+    /// `check` time, and images past the last row that fits fail the sheet.
+    #[schemars(range(min = 0, max = 1000))]
     pub gap: u32,
     /// Grey level of the background, 0 (black) to 255 (white).
+    #[schemars(range(min = 0, max = 255))]
     pub background: u8,
-    /// JPEG quality of the sheet.
+    /// JPEG quality of the sheet, 1 to 100.
+    #[schemars(range(min = 1, max = 100))]
     pub quality: u8,
 }
 
@@ -80,6 +87,12 @@ impl StageOptions for ContactSheetOptions {
         if !(8..=4096).contains(&self.tile) {
             errors.push(OptionError::at("tile", "`tile` must be between 8 and 4096"));
         }
+        let (w, h) = self.sheet_size(u64::from(self.columns));
+        if let Some(why) = super::output_too_big(w, h, SHEET_BYTES_PER_PIXEL) {
+            errors.push(OptionError::stage(format!(
+                "one row of the sheet is too big: {why}; use fewer `columns` or a smaller `tile`"
+            )));
+        }
         if !(1..=100).contains(&self.quality) {
             errors.push(OptionError::at(
                 "quality",
@@ -98,6 +111,22 @@ fn paths(t: &toml::Table) -> super::StagePaths {
     }
 }
 
+/// The sheet is built as RGBA, then copied to RGB to be encoded.
+const SHEET_BYTES_PER_PIXEL: u64 = 7;
+
+impl ContactSheetOptions {
+    /// Width and height of a sheet of `n` tiles.
+    fn sheet_size(&self, n: u64) -> (u64, u64) {
+        let cols = u64::from(self.columns).min(n).max(1);
+        let rows = n.div_ceil(cols).max(1);
+        let (cell, gap) = (
+            u64::from(self.tile) + u64::from(self.gap),
+            u64::from(self.gap),
+        );
+        (cols * cell + gap, rows * cell + gap)
+    }
+}
+
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "contact_sheet",
@@ -113,6 +142,7 @@ pub fn spec() -> KindSpec {
                 stage: ctx.stage.clone(),
                 output: ctx.output.clone(),
                 tiles: Mutex::new(Vec::new()),
+                left_out: Default::default(),
             })))
         },
     }
@@ -123,6 +153,8 @@ struct ContactSheet {
     stage: String,
     output: crate::output::Guard,
     tiles: Mutex<Vec<(String, DynamicImage)>>,
+    /// Images left out because the sheet would be too big with them.
+    left_out: std::sync::atomic::AtomicU64,
 }
 
 impl Stage for ContactSheet {
@@ -161,10 +193,16 @@ impl Stage for ContactSheet {
 
     fn collect(&self, item: &mut Item) {
         if let Payload::Image(tile) = std::mem::take(&mut item.payload) {
-            self.tiles
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((item.rel_str(), tile));
+            let mut tiles = self.tiles.lock().unwrap_or_else(|e| e.into_inner());
+            // Tiles the sheet can't hold are not kept: holding them would
+            // grow memory with the number of images.
+            let (w, h) = self.opts.sheet_size(tiles.len() as u64 + 1);
+            if super::output_too_big(w, h, SHEET_BYTES_PER_PIXEL).is_some() {
+                self.left_out
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+            tiles.push((item.rel_str(), tile));
         }
     }
 
@@ -176,6 +214,15 @@ impl Stage for ContactSheet {
         let mut tiles = std::mem::take(&mut *self.tiles.lock().unwrap_or_else(|e| e.into_inner()));
         if tiles.is_empty() {
             return Ok(Vec::new());
+        }
+        let left_out = self.left_out.load(std::sync::atomic::Ordering::Relaxed);
+        if left_out > 0 {
+            let n = tiles.len() as u64 + left_out;
+            let (w, h) = self.opts.sheet_size(n);
+            let why = super::output_too_big(w, h, SHEET_BYTES_PER_PIXEL).unwrap_or_default();
+            return Err(StageError(format!(
+                "a sheet of {n} images is too big: {why}; use more `columns`, a smaller `tile`, or fewer images"
+            )));
         }
         tiles.sort_by(|a, b| a.0.cmp(&b.0));
         let (n, cols, tile, gap) = (

@@ -60,15 +60,21 @@ impl Gravity {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CropOptions {
-    /// Left edge of the box, in pixels.
+    /// Left edge of the box, in pixels, 0 to 100000.
+    #[schemars(range(min = 0, max = super::MAX_SIDE))]
     pub x: u32,
-    /// Top edge of the box, in pixels.
+    /// Top edge of the box, in pixels, 0 to 100000.
+    #[schemars(range(min = 0, max = super::MAX_SIDE))]
     pub y: u32,
-    /// Width of the box, in pixels.
+    /// Width of the box, in pixels, 1 to 100000 (the box may hold at most
+    /// 100000000 pixels).
+    #[schemars(range(min = 1, max = super::MAX_SIDE))]
     pub width: Option<u32>,
-    /// Height of the box, in pixels.
+    /// Height of the box, in pixels, 1 to 100000.
+    #[schemars(range(min = 1, max = super::MAX_SIDE))]
     pub height: Option<u32>,
-    /// Aspect ratio to cut to, as "16:9" or "1.5": the largest such box.
+    /// Aspect ratio to cut to, as "16:9" or "1.5" (from 1:10000 to
+    /// 10000:1): the largest such box.
     pub aspect: Option<String>,
     /// Where an `aspect` box sits; `smart` picks the most detailed part.
     pub gravity: Gravity,
@@ -79,7 +85,8 @@ fn parse_aspect(s: &str) -> Option<f64> {
         Some((a, b)) => a.trim().parse::<f64>().ok()? / b.trim().parse::<f64>().ok()?,
         None => s.trim().parse().ok()?,
     };
-    (r.is_finite() && r > 0.0).then_some(r)
+    // Wider than 10000:1 is a typo, and would round a side to nothing.
+    (1e-4..=1e4).contains(&r).then_some(r)
 }
 
 impl StageOptions for CropOptions {
@@ -90,7 +97,9 @@ impl StageOptions for CropOptions {
                 if parse_aspect(a).is_none() {
                     errors.push(OptionError::at(
                         "aspect",
-                        format!("`aspect` must look like \"16:9\" or \"1.5\", not \"{a}\""),
+                        format!(
+                            "`aspect` must look like \"16:9\" or \"1.5\", from 1:10000 to 10000:1, not \"{a}\""
+                        ),
                     ));
                 }
             }
@@ -101,6 +110,10 @@ impl StageOptions for CropOptions {
             (None, Some(w), Some(h)) => {
                 if w == 0 || h == 0 {
                     errors.push(OptionError::stage("the crop box must be at least 1x1"));
+                } else if let Some(why) = super::output_too_big(u64::from(w), u64::from(h), 4) {
+                    errors.push(OptionError::stage(format!(
+                        "the crop box is too big: {why}"
+                    )));
                 }
             }
             (None, _, _) => errors.push(OptionError::stage(

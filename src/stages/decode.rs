@@ -8,6 +8,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::filter::Size;
 use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
 
@@ -17,10 +18,19 @@ use crate::item::{Item, Payload, PayloadType, Types};
 pub struct DecodeOptions {
     /// Rotate and flip the image as its EXIF orientation says.
     pub auto_orient: bool,
-    /// Refuse images with more pixels than this (width x height).
+    /// Refuse images with more pixels than this (width x height), 1 to
+    /// 1000000000 (default 100000000).
+    #[schemars(range(min = 1, max = 1_000_000_000))]
     pub max_pixels: u64,
-    /// Refuse images whose decoding would allocate more bytes than this.
+    /// Refuse images whose decoding would allocate more bytes than this,
+    /// 1 to 68719476736 (64 GiB; default 1 GiB).
+    #[schemars(range(min = 1, max = 68_719_476_736u64))]
     pub max_alloc: u64,
+    /// Refuse files bigger than this (bytes, or e.g. "1GiB"; at most
+    /// "1PiB"), before reading them; a file whose first bytes are not
+    /// those of an image is refused before it is read whole.
+    #[schemars(default = "super::default_max_file_size")]
+    pub max_file_size: Size,
 }
 
 impl Default for DecodeOptions {
@@ -29,26 +39,25 @@ impl Default for DecodeOptions {
             auto_orient: true,
             max_pixels: 100_000_000,
             max_alloc: 1 << 30,
+            max_file_size: super::default_max_file_size(),
         }
+    }
+}
+
+impl DecodeOptions {
+    /// `max_file_size` in bytes (checked when the pipeline is).
+    pub fn file_limit(&self) -> u64 {
+        self.max_file_size
+            .bytes()
+            .unwrap_or(super::DEFAULT_MAX_FILE_SIZE)
     }
 }
 
 impl StageOptions for DecodeOptions {
     fn validate(&self) -> Vec<OptionError> {
-        let mut errors = Vec::new();
-        if self.max_pixels == 0 {
-            errors.push(OptionError::at(
-                "max_pixels",
-                "`max_pixels` must be at least 1",
-            ));
-        }
-        if self.max_alloc == 0 {
-            errors.push(OptionError::at(
-                "max_alloc",
-                "`max_alloc` must be at least 1",
-            ));
-        }
-        errors
+        super::check_max_file_size(&self.max_file_size)
+            .into_iter()
+            .collect()
     }
 }
 
@@ -168,7 +177,7 @@ pub(crate) fn normalise(img: DynamicImage) -> DynamicImage {
 
 impl Stage for Decode {
     fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
-        let bytes = super::bytes_of(&mut item)?;
+        let bytes = super::image_bytes_of(&mut item, self.opts.file_limit())?;
         let d = decode_bytes(&bytes, &self.opts)?;
         drop(bytes);
         item.meta.width = Some(d.image.width());

@@ -58,6 +58,7 @@ pub enum Compression {
 pub struct EncodeOptions {
     pub format: Format,
     /// JPEG quality, 1 (smallest) to 100 (best).
+    #[schemars(range(min = 1, max = 100))]
     pub quality: u8,
     /// PNG compression effort.
     pub compression: Compression,

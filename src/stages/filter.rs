@@ -15,13 +15,17 @@ use crate::item::{Item, Payload, PayloadType, Types};
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Size {
-    Bytes(u64),
+    Bytes(#[schemars(range(min = 0, max = crate::config::units::MAX_SIZE))] u64),
     Text(String),
 }
 
 impl Size {
-    fn bytes(&self) -> Result<u64, String> {
+    /// The size in bytes, at most 1 PiB.
+    pub fn bytes(&self) -> Result<u64, String> {
         match self {
+            Size::Bytes(b) if *b > crate::config::units::MAX_SIZE => Err(format!(
+                "size {b} is over the limit of 1 PiB (e.g. `512MiB`)"
+            )),
             Size::Bytes(b) => Ok(*b),
             Size::Text(t) => parse_size(t),
         }
@@ -34,13 +38,21 @@ impl Size {
 pub struct FilterOptions {
     /// File extensions to keep, without the dot, any case (["jpg", "png"]).
     pub extensions: Vec<String>,
-    /// Smallest file size to keep (bytes, or e.g. "10KiB").
+    /// Smallest file size to keep (bytes, or e.g. "10KiB"; at most "1PiB").
     pub min_size: Option<Size>,
-    /// Largest file size to keep.
+    /// Largest file size to keep (at most "1PiB").
     pub max_size: Option<Size>,
+    /// Smallest width to keep, in pixels, 0 to 100000.
+    #[schemars(range(min = 0, max = super::MAX_SIDE))]
     pub min_width: Option<u32>,
+    /// Smallest height to keep, in pixels, 0 to 100000.
+    #[schemars(range(min = 0, max = super::MAX_SIDE))]
     pub min_height: Option<u32>,
+    /// Largest width to keep, in pixels, 0 to 100000.
+    #[schemars(range(min = 0, max = super::MAX_SIDE))]
     pub max_width: Option<u32>,
+    /// Largest height to keep, in pixels, 0 to 100000.
+    #[schemars(range(min = 0, max = super::MAX_SIDE))]
     pub max_height: Option<u32>,
     /// Glob the path relative to the scan root must match.
     #[serde(rename = "match")]

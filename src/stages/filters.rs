@@ -260,7 +260,9 @@ fn positive(key: &str, v: f32) -> Option<OptionError> {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlurOptions {
-    /// Standard deviation of the Gaussian, in pixels.
+    /// Standard deviation of the Gaussian, in pixels: more than 0, at most
+    /// 1000.
+    #[schemars(range(min = 0, max = 1000))]
     pub sigma: f32,
 }
 
@@ -304,12 +306,17 @@ impl Stage for Blur {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SharpenOptions {
-    /// Radius of the blur the mask is made from, in pixels.
+    /// Radius of the blur the mask is made from, in pixels: more than 0, at
+    /// most 1000.
+    #[schemars(range(min = 0, max = 1000))]
     pub sigma: f32,
-    /// How much of the difference to add back (1.0: all of it).
+    /// How much of the difference to add back (1.0: all of it): more than
+    /// 0, at most 100.
+    #[schemars(range(min = 0, max = 100))]
     pub amount: f32,
     /// Leave pixels alone whose difference is at most this (0-255), so flat
     /// areas and noise are not sharpened.
+    #[schemars(range(min = 0, max = 255))]
     pub threshold: u8,
 }
 
@@ -407,13 +414,19 @@ impl Stage for Sharpen {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdjustOptions {
-    /// Multiplies every value (0.5: half as bright).
+    /// Multiplies every value (0.5: half as bright), 0 to 100.
+    #[schemars(range(min = 0, max = 100))]
     pub brightness: f32,
-    /// Spreads values from mid-grey (0: flat grey, 2: twice the contrast).
+    /// Spreads values from mid-grey (0: flat grey, 2: twice the contrast),
+    /// 0 to 100.
+    #[schemars(range(min = 0, max = 100))]
     pub contrast: f32,
-    /// Colourfulness (0: grey, 2: twice as vivid).
+    /// Colourfulness (0: grey, 2: twice as vivid), 0 to 100.
+    #[schemars(range(min = 0, max = 100))]
     pub saturation: f32,
-    /// Gamma correction exponent (above 1 brightens the mid-tones).
+    /// Gamma correction exponent (above 1 brightens the mid-tones): more
+    /// than 0, at most 100.
+    #[schemars(range(min = 0, max = 100))]
     pub gamma: f32,
 }
 

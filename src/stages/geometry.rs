@@ -16,6 +16,7 @@ const IMAGE: Types = Types::of(&[PayloadType::Image]);
 #[serde(default, deny_unknown_fields)]
 pub struct RotateOptions {
     /// Clockwise: 90, 180 or 270.
+    #[schemars(range(min = 90, max = 270))]
     pub degrees: u32,
 }
 

@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::{Built, KindSpec, Output, Stage, StageError, StageOptions};
+use super::filter::Size;
+use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -20,13 +21,32 @@ pub enum Algorithm {
 }
 
 /// Options of `hash`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HashOptions {
     pub algorithm: Algorithm,
+    /// Refuse files bigger than this (bytes, or e.g. "1GiB"; at most
+    /// "1PiB"). The file is streamed, never held whole.
+    #[schemars(default = "super::default_max_file_size")]
+    pub max_file_size: Size,
 }
 
-impl StageOptions for HashOptions {}
+impl Default for HashOptions {
+    fn default() -> Self {
+        HashOptions {
+            algorithm: Algorithm::default(),
+            max_file_size: super::default_max_file_size(),
+        }
+    }
+}
+
+impl StageOptions for HashOptions {
+    fn validate(&self) -> Vec<OptionError> {
+        super::check_max_file_size(&self.max_file_size)
+            .into_iter()
+            .collect()
+    }
+}
 
 pub fn spec() -> KindSpec {
     KindSpec {
@@ -39,12 +59,14 @@ pub fn spec() -> KindSpec {
         check: super::check_options::<HashOptions>,
         build: |t, _ctx| {
             let o: HashOptions = super::parse_options(t)?;
-            Ok(Built::Stage(Arc::new(Hash(o.algorithm))))
+            let limit = o.max_file_size.bytes()?;
+            Ok(Built::Stage(Arc::new(Hash(o.algorithm, limit))))
         },
     }
 }
 
-struct Hash(Algorithm);
+/// The algorithm and `max_file_size` in bytes.
+struct Hash(Algorithm, u64);
 
 enum Hasher {
     Sha256(sha2::Sha256),
@@ -85,8 +107,9 @@ impl Stage for Hash {
             Payload::Bytes(b) => hasher.update(b),
             // Streamed, so hashing a large file does not load it whole.
             _ => {
-                let mut f = std::fs::File::open(&item.path)
-                    .map_err(|e| StageError(format!("cannot read file: {e}")))?;
+                // Bounded like the read, in case the file grows meanwhile.
+                let mut f = super::open_bounded(&item.path, self.1)?.take(self.1 + 1);
+                let mut total = 0u64;
                 let mut buf = vec![0u8; 1 << 16];
                 loop {
                     let n = f
@@ -94,6 +117,10 @@ impl Stage for Hash {
                         .map_err(|e| StageError(format!("cannot read file: {e}")))?;
                     if n == 0 {
                         break;
+                    }
+                    total += n as u64;
+                    if total > self.1 {
+                        return Err(super::too_large(total, self.1));
                     }
                     hasher.update(&buf[..n]);
                 }

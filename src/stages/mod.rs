@@ -234,12 +234,28 @@ pub trait StageOptions:
 pub fn check_options<T: StageOptions>(table: &toml::Table) -> Vec<OptionError> {
     let mut errors = Vec::new();
     let mut good = toml::Table::new();
+    let schema = schemars::schema_for!(T);
     for (key, value) in table {
         let mut one = toml::Table::new();
         one.insert(key.clone(), value.clone());
         match toml::Value::Table(one).try_into::<T>() {
             Ok(_) => {
                 good.insert(key.clone(), value.clone());
+            }
+            Err(_) if bounded_number(&schema, key).is_some() => {
+                // A float for a count, a number too big for its type, a
+                // string ...: the range says what is wanted.
+                if let Some(e) = bounded_number(&schema, key).map(|(what, lo, hi)| {
+                    OptionError::at(
+                        key,
+                        format!(
+                            "`{key}` must be {what} from {lo} to {hi}, not {}",
+                            shown(value)
+                        ),
+                    )
+                }) {
+                    errors.push(e);
+                }
             }
             Err(e) => {
                 let msg = clean_serde_message(e.message());
@@ -250,6 +266,7 @@ pub fn check_options<T: StageOptions>(table: &toml::Table) -> Vec<OptionError> {
             }
         }
     }
+    errors.extend(check_bounds(&schema, &good));
     if errors.is_empty() {
         match toml::Value::Table(good).try_into::<T>() {
             Ok(opts) => errors.extend(opts.validate()),
@@ -257,6 +274,220 @@ pub fn check_options<T: StageOptions>(table: &toml::Table) -> Vec<OptionError> {
         }
     }
     errors
+}
+
+/// Check each number in `table` against the `minimum` and `maximum` its
+/// option declares in the schema (the bounds `conveyor schema` shows, so
+/// what is documented is what is enforced), and refuse NaN and infinities
+/// in every float option.
+fn check_bounds(schema: &schemars::Schema, table: &toml::Table) -> Vec<OptionError> {
+    let props = schema.get("properties").and_then(|p| p.as_object());
+    let mut errors = Vec::new();
+    for (key, value) in table {
+        let v = match value {
+            toml::Value::Integer(i) => *i as f64,
+            toml::Value::Float(f) => *f,
+            _ => continue,
+        };
+        let prop = props.and_then(|p| p.get(key));
+        let bound = |name: &str| prop.and_then(|p| p.get(name)).filter(|b| b.is_number());
+        let (min, max) = (bound("minimum"), bound("maximum"));
+        let too_small = min.and_then(|m| m.as_f64()).is_some_and(|m| v < m);
+        let too_big = max.and_then(|m| m.as_f64()).is_some_and(|m| v > m);
+        if v.is_finite() && !too_small && !too_big {
+            continue;
+        }
+        let shown = shown(value);
+        let message = match (min, max) {
+            (Some(lo), Some(hi)) => format!("`{key}` must be from {lo} to {hi}, not {shown}"),
+            (Some(lo), None) => format!("`{key}` must be at least {lo}, not {shown}"),
+            (None, Some(hi)) => format!("`{key}` must be at most {hi}, not {shown}"),
+            (None, None) => format!("`{key}` must be a finite number, not {shown}"),
+        };
+        errors.push(OptionError::at(key, message));
+    }
+    errors
+}
+
+/// `("a whole number" or "a number", minimum, maximum)` of an option whose
+/// schema declares both bounds.
+fn bounded_number(
+    schema: &schemars::Schema,
+    key: &str,
+) -> Option<(&'static str, serde_json::Value, serde_json::Value)> {
+    let prop = schema.get("properties")?.get(key)?;
+    let types = prop.get("type")?;
+    let is = |t: &str| {
+        types.as_str() == Some(t) || types.as_array().is_some_and(|a| a.contains(&t.into()))
+    };
+    let what = if is("integer") {
+        "a whole number"
+    } else if is("number") {
+        "a number"
+    } else {
+        return None;
+    };
+    Some((
+        what,
+        prop.get("minimum")?.clone(),
+        prop.get("maximum")?.clone(),
+    ))
+}
+
+/// A value as a message shows it: short, in the way it could be written.
+fn shown(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Float(f) if f.is_nan() => "nan".into(),
+        toml::Value::Float(f) if f.is_infinite() => if *f > 0.0 { "inf" } else { "-inf" }.into(),
+        toml::Value::Float(f) if f.abs() >= 1e9 || (*f != 0.0 && f.abs() < 1e-4) => {
+            format!("{f:e}")
+        }
+        toml::Value::String(t) => format!("\"{t}\""),
+        other => other.to_string(),
+    }
+}
+
+/// The longest side, in pixels, that any option may give (widths, heights,
+/// offsets, margins).
+pub const MAX_SIDE: u32 = 100_000;
+
+/// The most pixels an image made by a stage (resized, cropped, tiled) may
+/// have: the same as `decode`'s default `max_pixels`.
+pub const MAX_OUTPUT_PIXELS: u64 = 100_000_000;
+
+/// The most bytes a stage may allocate for one image's pixels (as `decode`'s
+/// default `max_alloc`).
+pub const ALLOC_BUDGET: u64 = 1 << 30;
+
+/// Why a `w` x `h` image of `bytes_per_pixel` can't be made, if it can't:
+/// over [`MAX_OUTPUT_PIXELS`] or the allocation budget. Checked before
+/// allocating, so a huge size fails the item instead of the process.
+pub fn output_too_big(w: u64, h: u64, bytes_per_pixel: u64) -> Option<String> {
+    let pixels = w.saturating_mul(h);
+    if pixels > MAX_OUTPUT_PIXELS {
+        return Some(format!(
+            "the output would be {w}x{h} ({pixels} pixels), over the limit of {MAX_OUTPUT_PIXELS} pixels"
+        ));
+    }
+    let bytes = pixels.saturating_mul(bytes_per_pixel);
+    (bytes > ALLOC_BUDGET).then(|| {
+        format!(
+            "the output would be {w}x{h}, {} of pixels, over the budget of {}",
+            crate::config::units::human_size(bytes),
+            crate::config::units::human_size(ALLOC_BUDGET)
+        )
+    })
+}
+
+/// The largest file a stage reads unless told otherwise (`max_file_size`).
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 30;
+
+/// The `max_file_size` option of the kinds that read files.
+pub fn default_max_file_size() -> filter::Size {
+    filter::Size::Text("1GiB".into())
+}
+
+/// Check a `max_file_size` option.
+pub fn check_max_file_size(size: &filter::Size) -> Option<OptionError> {
+    size.bytes()
+        .err()
+        .map(|e| OptionError::at("max_file_size", format!("`max_file_size`: {e}")))
+}
+
+/// The reason a file of `len` bytes is refused under `limit`.
+pub(crate) fn too_large(len: u64, limit: u64) -> StageError {
+    use crate::config::units::human_size;
+    StageError(format!(
+        "file is {}, over `max_file_size` ({})",
+        human_size(len),
+        human_size(limit)
+    ))
+}
+
+/// Open an item's file and refuse it if its size is over `limit`.
+pub(crate) fn open_bounded(path: &Path, limit: u64) -> Result<std::fs::File, StageError> {
+    let file =
+        std::fs::File::open(path).map_err(|e| StageError(format!("cannot read file: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| StageError(format!("cannot read file: {e}")))?
+        .len();
+    if len > limit {
+        return Err(too_large(len, limit));
+    }
+    Ok(file)
+}
+
+/// Read the rest of `file` (after `head`), at most `limit` bytes in all: a
+/// file that grows while it is read is still cut off at the limit.
+fn read_rest_bounded(
+    mut file: std::fs::File,
+    mut head: Vec<u8>,
+    limit: u64,
+) -> Result<Vec<u8>, StageError> {
+    use std::io::Read;
+    let hint = file
+        .metadata()
+        .map(|m| m.len())
+        .unwrap_or(0)
+        .min(limit.saturating_add(1));
+    head.reserve(
+        usize::try_from(hint)
+            .unwrap_or(0)
+            .saturating_sub(head.len()),
+    );
+    let left = (limit + 1).saturating_sub(head.len() as u64);
+    (&mut file)
+        .take(left)
+        .read_to_end(&mut head)
+        .map_err(|e| StageError(format!("cannot read file: {e}")))?;
+    if head.len() as u64 > limit {
+        return Err(too_large(head.len() as u64, limit));
+    }
+    Ok(head)
+}
+
+/// Take the bytes of an item: its payload if it carries bytes, else the file,
+/// refused when over `limit` bytes (a kind's `max_file_size`).
+pub(crate) fn bytes_of(item: &mut Item, limit: u64) -> Result<Vec<u8>, StageError> {
+    take_bytes(item, limit, false)
+}
+
+/// As [`bytes_of`], for bytes that must be an image: a file whose first bytes
+/// are not those of an image format is refused before it is read whole.
+pub(crate) fn image_bytes_of(item: &mut Item, limit: u64) -> Result<Vec<u8>, StageError> {
+    take_bytes(item, limit, true)
+}
+
+fn take_bytes(item: &mut Item, limit: u64, image_only: bool) -> Result<Vec<u8>, StageError> {
+    match std::mem::take(&mut item.payload) {
+        crate::item::Payload::Bytes(b) => {
+            if b.len() as u64 > limit {
+                return Err(too_large(b.len() as u64, limit));
+            }
+            Ok(b)
+        }
+        crate::item::Payload::Nothing => {
+            use std::io::Read;
+            let mut file = open_bounded(&item.path, limit)?;
+            let mut head = Vec::with_capacity(64);
+            (&mut file)
+                .take(64)
+                .read_to_end(&mut head)
+                .map_err(|e| StageError(format!("cannot read file: {e}")))?;
+            if image_only && !head.is_empty() && image::guess_format(&head).is_err() {
+                // The same words as when the whole file is read: only when it
+                // is learnt differs.
+                return Err(StageError::new("not a recognised image format"));
+            }
+            let bytes = read_rest_bounded(file, head, limit)?;
+            item.meta.size = Some(bytes.len() as u64);
+            Ok(bytes)
+        }
+        crate::item::Payload::Image(_) => {
+            Err(StageError::new("expected bytes, got a decoded image"))
+        }
+    }
 }
 
 /// Turn a checked options table into the options struct.
@@ -412,22 +643,6 @@ impl Registry {
 impl Default for Registry {
     fn default() -> Self {
         Registry::builtin()
-    }
-}
-
-/// Take the bytes of an item: its payload if it carries bytes, else the file.
-pub(crate) fn bytes_of(item: &mut Item) -> Result<Vec<u8>, StageError> {
-    match std::mem::take(&mut item.payload) {
-        crate::item::Payload::Bytes(b) => Ok(b),
-        crate::item::Payload::Nothing => {
-            let bytes = std::fs::read(&item.path)
-                .map_err(|e| StageError(format!("cannot read file: {e}")))?;
-            item.meta.size = Some(bytes.len() as u64);
-            Ok(bytes)
-        }
-        crate::item::Payload::Image(_) => {
-            Err(StageError::new("expected bytes, got a decoded image"))
-        }
     }
 }
 

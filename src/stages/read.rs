@@ -6,15 +6,35 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, KindSpec, Output, Stage, StageError, StageOptions};
+use super::filter::Size;
+use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
 
-/// Options of `read` (none yet).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+/// Options of `read`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
-pub struct ReadOptions {}
+pub struct ReadOptions {
+    /// Refuse files bigger than this (bytes, or e.g. "1GiB"; at most
+    /// "1PiB"), before reading them.
+    #[schemars(default = "super::default_max_file_size")]
+    pub max_file_size: Size,
+}
 
-impl StageOptions for ReadOptions {}
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            max_file_size: super::default_max_file_size(),
+        }
+    }
+}
+
+impl StageOptions for ReadOptions {
+    fn validate(&self) -> Vec<OptionError> {
+        super::check_max_file_size(&self.max_file_size)
+            .into_iter()
+            .collect()
+    }
+}
 
 pub fn spec() -> KindSpec {
     KindSpec {
@@ -25,15 +45,20 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Bytes),
         schema: || schemars::schema_for!(ReadOptions),
         check: super::check_options::<ReadOptions>,
-        build: |_, _| Ok(Built::Stage(Arc::new(Read))),
+        build: |t, _| {
+            let o: ReadOptions = super::parse_options(t)?;
+            let limit = o.max_file_size.bytes()?;
+            Ok(Built::Stage(Arc::new(Read(limit))))
+        },
     }
 }
 
-struct Read;
+/// `max_file_size` in bytes.
+struct Read(u64);
 
 impl Stage for Read {
     fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
-        let bytes = super::bytes_of(&mut item)?;
+        let bytes = super::bytes_of(&mut item, self.0)?;
         item.payload = Payload::Bytes(bytes);
         Ok(Some(item))
     }

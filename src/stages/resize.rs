@@ -61,23 +61,31 @@ impl Filter {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResizeOpts {
-    /// Target width in pixels; leave out to follow the height.
+    /// Target width in pixels, 1 to 100000; leave out to follow the height.
+    #[schemars(range(min = 1, max = super::MAX_SIDE))]
     pub width: Option<u32>,
-    /// Target height in pixels; leave out to follow the width.
+    /// Target height in pixels, 1 to 100000; leave out to follow the width.
+    #[schemars(range(min = 1, max = super::MAX_SIDE))]
     pub height: Option<u32>,
     pub fit: Fit,
     pub filter: Filter,
-    /// Enlarge images smaller than the box (off: they pass unchanged).
+    /// Enlarge images smaller than the box (off: they pass unchanged). With
+    /// both `width` and `height`, the box may then hold at most 100000000
+    /// pixels; any output over that fails its item.
     pub upscale: bool,
 }
 
 impl StageOptions for ResizeOpts {
     fn validate(&self) -> Vec<OptionError> {
         let mut errors = Vec::new();
-        for (key, v) in [("width", self.width), ("height", self.height)] {
-            if v == Some(0) {
-                errors.push(OptionError::at(key, format!("`{key}` must be at least 1")));
-            }
+        // An upscaled output fills up to the whole box, whatever the
+        // source: a box too big for memory is refused before any run.
+        if let (Some(w), Some(h), true) = (self.width, self.height, self.upscale)
+            && let Some(why) = super::output_too_big(u64::from(w), u64::from(h), 4)
+        {
+            errors.push(OptionError::stage(format!(
+                "with `upscale`, {why}: make `width` x `height` smaller"
+            )));
         }
         if self.width.is_none() && self.height.is_none() {
             errors.push(OptionError::stage(
@@ -168,6 +176,10 @@ pub fn resize_image(
     crop: bool,
     filter: Filter,
 ) -> Result<DynamicImage, StageError> {
+    let channels = u64::from(img.color().bytes_per_pixel());
+    if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), channels) {
+        return Err(StageError(why));
+    }
     let mut dst = match img {
         DynamicImage::ImageLuma8(_) => DynamicImage::ImageLuma8(image::GrayImage::new(tw, th)),
         DynamicImage::ImageRgba8(_) => DynamicImage::ImageRgba8(image::RgbaImage::new(tw, th)),

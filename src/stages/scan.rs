@@ -24,7 +24,9 @@ pub struct ScanOptions {
     pub exclude: Vec<String>,
     /// Follow symbolic links to files and folders.
     pub follow_links: bool,
-    /// How deep to descend below `root` (1: only files directly in it).
+    /// How deep to descend below `root` (1: only files directly in it), 1 to
+    /// 10000.
+    #[schemars(range(min = 1, max = 10_000))]
     pub max_depth: Option<usize>,
     /// Also take hidden files and folders (names starting with `.`).
     pub hidden: bool,

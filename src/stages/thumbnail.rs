@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::decode::{
     DecodeOptions, Decoded, decode_bytes, jpeg_is_truncated, normalise, normalise_format_name,
 };
+use super::filter::Size;
 use super::resize::{Filter, Fit, ResizeOpts, resize_image, target_size};
 use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
@@ -22,21 +23,31 @@ use crate::item::{Item, Payload, PayloadType, Types};
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThumbnailOptions {
-    /// Target width in pixels; leave out to follow the height.
+    /// Target width in pixels, 1 to 100000; leave out to follow the height.
+    #[schemars(range(min = 1, max = super::MAX_SIDE))]
     pub width: Option<u32>,
-    /// Target height in pixels; leave out to follow the width.
+    /// Target height in pixels, 1 to 100000; leave out to follow the width.
+    #[schemars(range(min = 1, max = super::MAX_SIDE))]
     pub height: Option<u32>,
     pub fit: Fit,
     pub filter: Filter,
-    /// Enlarge images smaller than the box.
+    /// Enlarge images smaller than the box (then the box may hold at most
+    /// 100000000 pixels).
     pub upscale: bool,
     /// Rotate and flip as the EXIF orientation says.
     pub auto_orient: bool,
-    /// Refuse images with more pixels than this.
+    /// Refuse images with more pixels than this, 1 to 1000000000 (default
+    /// 100000000).
+    #[schemars(range(min = 1, max = 1_000_000_000))]
     pub max_pixels: u64,
     /// Decode JPEGs at a reduced scale when that still gives twice the target
     /// size (off: always decode in full, like `decode` + `resize`).
     pub shrink_on_load: bool,
+    /// Refuse files bigger than this (bytes, or e.g. "1GiB"; at most
+    /// "1PiB"), before reading them; a file whose first bytes are not
+    /// those of an image is refused before it is read whole.
+    #[schemars(default = "super::default_max_file_size")]
+    pub max_file_size: Size,
 }
 
 impl Default for ThumbnailOptions {
@@ -50,6 +61,7 @@ impl Default for ThumbnailOptions {
             auto_orient: true,
             max_pixels: DecodeOptions::default().max_pixels,
             shrink_on_load: true,
+            max_file_size: super::default_max_file_size(),
         }
     }
 }
@@ -69,6 +81,7 @@ impl ThumbnailOptions {
         DecodeOptions {
             auto_orient: self.auto_orient,
             max_pixels: self.max_pixels,
+            max_file_size: self.max_file_size.clone(),
             ..DecodeOptions::default()
         }
     }
@@ -166,10 +179,13 @@ impl Thumbnail {
         let (tw, th, _) = target_size(&self.0.resize(), ow, oh);
         // At least twice the target in the stored orientation, so the final
         // Lanczos pass still has detail to work with.
+        if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), 4) {
+            return Err(why);
+        }
         let (rw, rh) = if swapped {
-            (2 * th, 2 * tw)
+            (th.saturating_mul(2), tw.saturating_mul(2))
         } else {
-            (2 * tw, 2 * th)
+            (tw.saturating_mul(2), th.saturating_mul(2))
         };
         let Some(eighths) = scale_eighths(w, h, rw, rh) else {
             // No reduction possible: zune-jpeg is faster at full size.
@@ -248,7 +264,7 @@ fn jpeg_metadata<R>(dec: &mozjpeg::Decompress<R>) -> (Option<Vec<u8>>, Option<Ve
 
 impl Stage for Thumbnail {
     fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
-        let bytes = super::bytes_of(&mut item)?;
+        let bytes = super::image_bytes_of(&mut item, self.0.decode().file_limit())?;
         if bytes.is_empty() {
             return Err(StageError::new("empty file"));
         }
@@ -276,6 +292,9 @@ impl Stage for Thumbnail {
         // The size comes from the full image, as `decode` + `resize` would
         // give it; the reduced decode only changes where the pixels come from.
         let (tw, th, crop) = target_size(&self.0.resize(), full.0, full.1);
+        if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), 4) {
+            return Err(StageError(why));
+        }
         let out = if (tw, th) == (img.width(), img.height()) {
             img
         } else {

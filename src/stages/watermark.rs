@@ -19,11 +19,15 @@ pub struct WatermarkOptions {
     pub image: String,
     /// Where it goes (`smart` means `center` here).
     pub gravity: Gravity,
-    /// Distance from the edges it leans on, in pixels.
+    /// Distance from the edges it leans on, in pixels, 0 to 100000.
+    #[schemars(range(min = 0, max = super::MAX_SIDE))]
     pub margin: u32,
     /// 0 (invisible) to 1 (as opaque as the PNG).
+    #[schemars(range(min = 0, max = 1))]
     pub opacity: f32,
-    /// Its width as a fraction of the image's width.
+    /// Its width as a fraction of the image's width, more than 0, at most 1
+    /// (so the watermark is never bigger than the image).
+    #[schemars(range(min = 0, max = 1))]
     pub scale: f32,
 }
 
@@ -79,8 +83,14 @@ pub fn spec() -> KindSpec {
             let opts: WatermarkOptions = super::parse_options(t)?;
             // Read once, when the run starts: a missing file stops the run
             // before any work instead of failing every item.
-            let mark = image::open(&opts.image)
+            // Read with the limits `decode` has by default, so a huge or
+            // bogus watermark file can't exhaust memory either.
+            let path = std::path::PathBuf::from(&opts.image);
+            let mut file = Item::new(path.clone(), path);
+            let mark = super::image_bytes_of(&mut file, super::DEFAULT_MAX_FILE_SIZE)
+                .and_then(|b| super::decode::decode_bytes(&b, &Default::default()))
                 .map_err(|e| format!("cannot read watermark image {}: {e}", opts.image))?
+                .image
                 .to_rgba8();
             Ok(Built::Stage(Arc::new(Watermark { opts, mark })))
         },

@@ -189,20 +189,30 @@ impl Run {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         // Every `run` reports its items, so tests count them from the JSON
-        // report rather than from the human summary.
-        let reporting =
-            args.first().is_some_and(|a| a == "run") && !args.iter().any(|a| a == "--report");
-        if reporting {
+        // report rather than from the human summary; a report the test
+        // names itself is read from where it goes.
+        let named = args
+            .iter()
+            .position(|a| a == "--report")
+            .and_then(|i| args.get(i + 1))
+            .map(|p| match self.cmd.get_current_dir() {
+                Some(dir) => dir.join(p),
+                None => PathBuf::from(p),
+            });
+        let ours = args.first().is_some_and(|a| a == "run") && named.is_none();
+        if ours {
             let _ = std::fs::remove_file(&self.report);
             self.cmd.arg("--report").arg(&self.report);
         }
         let out = self.cmd.output().expect("running conveyor");
-        let report = if reporting {
-            let lines = read_report(&self.report);
-            let _ = std::fs::remove_file(&self.report);
-            lines
-        } else {
-            Vec::new()
+        let report = match (&named, ours) {
+            (Some(path), _) => read_report(path),
+            (None, true) => {
+                let lines = read_report(&self.report);
+                let _ = std::fs::remove_file(&self.report);
+                lines
+            }
+            (None, false) => Vec::new(),
         };
         Done { out, report }
     }

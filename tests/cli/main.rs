@@ -7,6 +7,7 @@ mod cluster;
 mod generative;
 mod harness;
 mod interrupts;
+mod limits;
 mod names;
 mod observe;
 mod pipelines;
