@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use conveyor::item::{Item, Payload, PayloadType, Types};
-use conveyor::stages::{Built, KindSpec, Output, Registry, Stage, StageError, StageOptions};
+use conveyor::stage::{Built, KindSpec, Output, Stage, StageError, StageOptions};
+use conveyor::stages::Registry;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -36,12 +37,12 @@ fn main() -> std::process::ExitCode {
     let mut registry = Registry::builtin();
     registry.register(KindSpec {
         name: "invert",
-        paths: conveyor::stages::no_paths,
+        paths: conveyor::stage::no_paths,
         summary: "negative of each image",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(InvertOptions),
-        check: conveyor::stages::check_options::<InvertOptions>,
+        check: conveyor::stage::check_options::<InvertOptions>,
         build: |_, _| Ok(Built::Stage(Arc::new(Invert))),
     });
     std::process::ExitCode::from(conveyor::cli::main_with(registry) as u8)

@@ -6,12 +6,13 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::config::CommonKeys;
-use crate::stages::{KindSpec, Registry};
+use crate::stage::KindSpec;
+use crate::stages::Registry;
 
 fn io(spec: &KindSpec) -> String {
     let out = match spec.output {
-        crate::stages::Output::Fixed(t) => t.name().to_string(),
-        crate::stages::Output::SameAsInput => "same as input".to_string(),
+        crate::stage::Output::Fixed(t) => t.name().to_string(),
+        crate::stage::Output::SameAsInput => "same as input".to_string(),
     };
     if spec.is_source() {
         format!("(source) -> {out}")

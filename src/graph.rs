@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use crate::config::{Diagnostic, Loc, Pipeline};
 use crate::item::Types;
-use crate::stages::KindSpec;
+use crate::stage::KindSpec;
 
 /// A stage as the graph checker sees it.
 pub struct Node<'a> {

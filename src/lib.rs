@@ -29,4 +29,5 @@ pub mod item;
 pub mod output;
 pub mod report;
 pub mod schema;
+pub mod stage;
 pub mod stages;

@@ -29,25 +29,7 @@ impl ItemStatus {
     }
 }
 
-/// One item that failed, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub path: PathBuf,
-    pub stage: String,
-    pub reason: String,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} (stage `{}`)",
-            crate::item::escape_path(&self.path),
-            self.reason,
-            self.stage
-        )
-    }
-}
+pub use crate::stage::Failure;
 
 /// Live counters of one stage.
 #[derive(Debug)]

@@ -21,7 +21,8 @@ use raw::{RawDoc, RawEntry, RawTable, RawValue};
 
 use crate::graph;
 use crate::item::Types;
-use crate::stages::{KindSpec, OptionError, Registry, StageOptions, check_options};
+use crate::stage::{KindSpec, OptionError, StageOptions, check_options};
+use crate::stages::Registry;
 
 /// How a stage runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -550,7 +551,7 @@ fn validate(
         let t = sub_table(table, |k| known.iter().any(|n| n == k));
         let errors = check_options::<PipelineKeys>(&t);
         if errors.is_empty() {
-            keys = crate::stages::parse_options(&t).unwrap_or_default();
+            keys = crate::stage::parse_options(&t).unwrap_or_default();
         }
         diags.extend(
             errors
@@ -576,7 +577,7 @@ fn validate(
             .map_or_else(|| format!("stage #{}", idx + 1), |n| format!("stage `{n}`"));
         let errors = check_options::<CommonKeys>(&common_t);
         let common: CommonKeys = if errors.is_empty() {
-            crate::stages::parse_options(&common_t).unwrap_or_default()
+            crate::stage::parse_options(&common_t).unwrap_or_default()
         } else {
             // Keep the keys that can be read, so that later checks (kind,
             // graph) still run and report their own errors.
@@ -585,7 +586,7 @@ fn validate(
                 .filter(|(k, _)| !errors.iter().any(|e| e.key.as_deref() == Some(k.as_str())))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            crate::stages::parse_options(&readable).unwrap_or_default()
+            crate::stage::parse_options(&readable).unwrap_or_default()
         };
         diags.extend(errors.into_iter().map(|e| option_diag(table, &label, e)));
         let name = match &common.name {
@@ -710,7 +711,7 @@ fn validate(
             paths: p
                 .kind
                 .as_ref()
-                .map_or(crate::stages::StagePaths::None, |k| (k.paths)(&p.options)),
+                .map_or(crate::stage::StagePaths::None, |k| (k.paths)(&p.options)),
         })
         .collect();
     safety::check(&sites, &checked.inputs, sources, diags);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::diag::{Diagnostic, Loc, Sources};
 use super::raw::RawTable;
 use crate::inputs::{Scope, resolve};
-use crate::stages::StagePaths;
+use crate::stage::StagePaths;
 
 /// One stage as these checks see it.
 pub(super) struct Site<'a> {

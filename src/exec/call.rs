@@ -7,7 +7,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use crate::item::Item;
-use crate::stages::{Stage, StageError};
+use crate::stage::Stage;
 
 thread_local! {
     static IN_STAGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -81,7 +81,6 @@ pub(super) enum Step {
 pub(super) fn through_chain(
     stages: &[impl AsRef<dyn Stage>],
     mut item: Item,
-    dry_run: bool,
     mut enter: impl FnMut(usize) -> bool,
 ) -> Option<(usize, Step, Vec<Duration>)> {
     let mut busy = Vec::with_capacity(stages.len());
@@ -92,13 +91,7 @@ pub(super) fn through_chain(
         }
         let stage = stage.as_ref();
         let started = Instant::now();
-        let result = guarded(|| {
-            if dry_run {
-                stage.plan(item)
-            } else {
-                stage.process(item)
-            }
-        });
+        let result = guarded(|| stage.process(item));
         busy.push(started.elapsed());
         let step = match result {
             Ok(Ok(Some(next))) if at < last => {
@@ -106,7 +99,7 @@ pub(super) fn through_chain(
                 continue;
             }
             Ok(Ok(out)) => Step::Done(out.map(Box::new)),
-            Ok(Err(StageError(e))) => Step::Failed(e),
+            Ok(Err(e)) => Step::Failed(e.message()),
             Err(message) => Step::Panicked(message),
         };
         return Some((at, step, busy));
@@ -115,12 +108,8 @@ pub(super) fn through_chain(
 }
 
 /// Run one item through consecutive stages on this thread.
-pub(super) fn call_chain_in_thread(
-    stages: &[std::sync::Arc<dyn Stage>],
-    item: Item,
-    dry_run: bool,
-) -> Outcome {
-    let Some((at, step, busy)) = through_chain(stages, item, dry_run, |_| true) else {
+pub(super) fn call_chain_in_thread(stages: &[std::sync::Arc<dyn Stage>], item: Item) -> Outcome {
+    let Some((at, step, busy)) = through_chain(stages, item, |_| true) else {
         return Outcome {
             result: Err(CallError::Cancelled),
             at: 0,

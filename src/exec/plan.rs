@@ -2,12 +2,14 @@
 //! chains of stages that share workers, and the queues between them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::{BuildError, cleanup};
 use crate::config::{Mode, Pipeline};
 use crate::item::Item;
+use crate::stage::{Built, Finish, Stage, StageError};
 
 /// A temp folder private to one run, removed when the run ends (or by the
 /// next run, if this one was killed outright).
@@ -132,4 +134,51 @@ impl Queues {
             .collect();
         Queues { rxs, outs }
     }
+}
+
+/// A stage in a dry run: its `process` plans (names what it would write,
+/// reads no pixels, writes nothing) and its `finish` names its files. The
+/// choice between planning and processing is made here, once, so the rest
+/// of the executor runs a dry run like any other.
+struct Planning(Arc<dyn Stage>);
+
+impl Stage for Planning {
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        self.0.plan(item)
+    }
+
+    fn finish(&self, _run: &Finish<'_>) -> Result<Vec<PathBuf>, StageError> {
+        self.0.plan_finish()
+    }
+
+    fn output_dir(&self) -> Option<&Path> {
+        self.0.output_dir()
+    }
+
+    fn collects(&self) -> bool {
+        self.0.collects()
+    }
+
+    fn collect(&self, item: &mut Item) {
+        self.0.collect(item)
+    }
+
+    fn needs_every_item(&self) -> bool {
+        self.0.needs_every_item()
+    }
+
+    fn depends_on(&self) -> Vec<PathBuf> {
+        self.0.depends_on()
+    }
+}
+
+/// The stages of a dry run: each one plans instead of processing.
+pub(super) fn planning(built: Vec<Built>) -> Vec<Built> {
+    built
+        .into_iter()
+        .map(|b| match b {
+            Built::Stage(s) => Built::Stage(Arc::new(Planning(s))),
+            source => source,
+        })
+        .collect()
 }

@@ -35,7 +35,7 @@ use sha2::Digest;
 
 use crate::config::Pipeline;
 use crate::item::{Item, escape_path, unescape_path};
-use crate::stages::Built;
+use crate::stage::Built;
 
 /// One line of a journal. Paths are in their escaped form.
 #[derive(Debug, Serialize, Deserialize)]

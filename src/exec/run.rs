@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::call::{self, CallError, Outcome};
-use super::plan::{Queues, RunDir, chains};
+use super::plan::{self, Queues, RunDir, chains};
 use super::state::Shared;
 use super::{BuildError, RunOptions, cleanup, monitor, observe, resume, supervisor};
 use crate::config::{Mode, Pipeline, StageDef};
 use crate::item::Item;
 use crate::output::{Guard, plain_io_reason};
 use crate::report::{Failure, ItemStatus, RunSummary, StageStats};
-use crate::stages::{Built, Found, Source, SourceContext, Stage};
+use crate::stage::{Built, Found, Source, SourceContext, Stage};
 
 /// Run a pipeline to the end (or until stopped) and summarise it.
 pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildError> {
@@ -26,6 +26,11 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
     let jobs = opts.jobs_or_cpus();
     let run_dir = RunDir::create()?;
     let (built, ctx) = build(pipeline, opts, &run_dir)?;
+    let built = if opts.dry_run {
+        plan::planning(built)
+    } else {
+        built
+    };
     cleanup::watch_dirs(&ctx.skip_dirs);
     let collects: Vec<bool> = built
         .iter()
@@ -116,14 +121,15 @@ fn build(
     };
     let mut built = Vec::with_capacity(pipeline.stages.len());
     for def in &pipeline.stages {
-        let ctx = crate::stages::BuildContext {
+        let ctx = crate::stage::BuildContext {
             stage: def.name.clone(),
             timeout: def.timeout,
             output: guard.clone(),
+            in_worker: false,
         };
-        let b = (def.kind.build)(&def.options, &ctx).map_err(|message| BuildError::Stage {
+        let b = (def.kind.build)(&def.options, &ctx).map_err(|e| BuildError::Stage {
             stage: def.name.clone(),
-            message,
+            message: e.to_string(),
         })?;
         built.push(b);
     }
@@ -353,8 +359,7 @@ fn start_chain<'s, 'e>(
                 .name(format!("{}/thread-{w}", def.name))
                 .spawn_scoped(scope, move || {
                     let track = || format!("{label}/thread-{w}");
-                    let dry = shared.opts.dry_run;
-                    let mut call = |item| call::call_chain_in_thread(&stages, item, dry);
+                    let mut call = |item| call::call_chain_in_thread(&stages, item);
                     worker_loop(shared, &lane, &mut call, &track)
                 }),
         };
@@ -595,17 +600,12 @@ fn finish_gathering(shared: &Shared<'_>, graph: &Graph<'_>) {
             .as_ref()
             .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .unwrap_or_default();
-        let run = crate::stages::Finish {
+        let run = crate::stage::Finish {
             failures: &failures,
             up_to_date: &up_to_date,
         };
         let name = &pipeline.stages[i].name;
-        let finished = if shared.opts.dry_run {
-            stage.plan_finish()
-        } else {
-            stage.finish(&run)
-        };
-        match finished {
+        match stage.finish(&run) {
             Ok(files) => shared
                 .written
                 .lock()

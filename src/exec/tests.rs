@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use super::*;
 use crate::config::{self, Override, Pipeline};
 use crate::item::{Item, PayloadType, Types};
-use crate::stages::{
-    BuildContext, Built, Found, KindSpec, Output, Registry, Source, SourceContext, Stage,
-    StageError, StageOptions,
+use crate::stage::{
+    BuildContext, Built, Found, KindSpec, Output, Source, SourceContext, Stage, StageError,
+    StageOptions,
 };
+use crate::stages::Registry;
 
 const N: u64 = 10_000;
 
@@ -70,12 +71,12 @@ impl Stage for Sink {
 
 fn kind(
     name: &'static str,
-    build: fn(&toml::Table, &BuildContext) -> Result<Built, String>,
+    build: fn(&toml::Table, &BuildContext) -> Result<Built, crate::stage::KindError>,
     source: bool,
 ) -> KindSpec {
     KindSpec {
         name,
-        paths: crate::stages::no_paths,
+        paths: crate::stage::no_paths,
         summary: "test kind",
         accepts: if source {
             Types::NONE
@@ -84,7 +85,7 @@ fn kind(
         },
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(NoOptions),
-        check: crate::stages::check_options::<NoOptions>,
+        check: crate::stage::check_options::<NoOptions>,
         build,
     }
 }

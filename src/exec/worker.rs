@@ -2,23 +2,14 @@
 //! becomes one stage, and processes one item at a time until its input
 //! channel closes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use ipc_channel::ipc::{self, IpcSender};
 
 use std::sync::Arc;
 
 use super::call::Step;
 use super::protocol::{Bootstrap, FromWorker, StageInit, ToWorker, WORKER_ARG, WireItem};
-use crate::stages::{Built, Registry, Stage};
-
-static IN_WORKER: AtomicBool = AtomicBool::new(false);
-
-/// True inside a worker process. Fault-injection stages use it to refuse
-/// harming the main process.
-pub fn in_worker_process() -> bool {
-    IN_WORKER.load(Ordering::Relaxed)
-}
+use crate::stage::{Built, Stage};
+use crate::stages::Registry;
 
 /// If this process was started as a worker, serve as one and exit; else
 /// return. A program that embeds conveyor with its own command line calls
@@ -38,7 +29,6 @@ pub fn run_if_worker(registry: &Registry) {
 /// Connect to `server`, then process items until conveyor hangs up.
 /// Returns the exit code.
 fn serve(server: &str, registry: &Registry) -> i32 {
-    IN_WORKER.store(true, Ordering::Relaxed);
     let Ok(bootstrap) = IpcSender::<Bootstrap>::connect(server.to_string()) else {
         return 3;
     };
@@ -108,12 +98,13 @@ fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn S
                 .ok_or_else(|| format!("this program has no stage kind `{}`", init.kind))?;
             let table: toml::Table =
                 toml::from_str(&init.options).map_err(|e| format!("bad options: {e}"))?;
-            let ctx = crate::stages::BuildContext {
+            let ctx = crate::stage::BuildContext {
                 stage: init.name.clone(),
                 timeout: init.timeout,
                 output: guard.clone(),
+                in_worker: true,
             };
-            match (spec.build)(&table, &ctx)? {
+            match (spec.build)(&table, &ctx).map_err(|e| e.to_string())? {
                 Built::Stage(stage) => Ok(stage),
                 Built::Source(_) => Err(format!("`{}` is a source", init.kind)),
             }
@@ -128,7 +119,7 @@ fn run_chain(
     tx: &IpcSender<FromWorker>,
 ) -> Option<FromWorker> {
     let enter = |at| tx.send(FromWorker::Enter(at)).is_ok();
-    let (at, step, _) = super::call::through_chain(stages, item, false, enter)?;
+    let (at, step, _) = super::call::through_chain(stages, item, enter)?;
     Some(match step {
         Step::Done(out) => FromWorker::Done {
             at,

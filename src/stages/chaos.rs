@@ -8,8 +8,8 @@ use globset::{GlobBuilder, GlobMatcher};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// What to do to a matching item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -77,14 +77,14 @@ impl StageOptions for ChaosOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "chaos",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "fault injection: panic, abort, segfault, hang, oom or error on matching items",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes, PayloadType::Image]),
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(ChaosOptions),
-        check: super::check_options::<ChaosOptions>,
-        build: |t, _ctx| {
-            let opts: ChaosOptions = super::parse_options(t)?;
+        check: crate::stage::check_options::<ChaosOptions>,
+        build: |t, ctx| {
+            let opts: ChaosOptions = crate::stage::parse_options(t)?;
             let matcher = match &opts.pattern {
                 Some(p) => Some(
                     GlobBuilder::new(p)
@@ -95,7 +95,11 @@ pub fn spec() -> KindSpec {
                 ),
                 None => None,
             };
-            Ok(Built::Stage(Arc::new(Chaos { opts, matcher })))
+            Ok(Built::Stage(Arc::new(Chaos {
+                opts,
+                matcher,
+                in_worker: ctx.in_worker,
+            })))
         },
     }
 }
@@ -103,6 +107,8 @@ pub fn spec() -> KindSpec {
 struct Chaos {
     opts: ChaosOptions,
     matcher: Option<GlobMatcher>,
+    /// Built in a worker process: the only place it may exhaust memory.
+    in_worker: bool,
 }
 
 impl Chaos {
@@ -134,7 +140,7 @@ impl Stage for Chaos {
         }
         let rel = item.rel_str();
         match self.opts.action {
-            Action::Error => Err(StageError(format!("chaos: injected error on {rel}"))),
+            Action::Error => Err(StageError::new(format!("chaos: injected error on {rel}"))),
             Action::Panic => panic!("chaos: injected panic on {rel}"),
             Action::Abort => std::process::abort(),
             Action::Segfault => {
@@ -152,7 +158,7 @@ impl Stage for Chaos {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             },
             Action::Oom => {
-                if !(crate::exec::worker::in_worker_process() && memory_is_limited()) {
+                if !(self.in_worker && memory_is_limited()) {
                     return Err(StageError::new(
                         "chaos: oom only runs in processes mode with a memory_limit (it would exhaust this machine)",
                     ));

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::encode::{Format, encode_image};
 use super::resize::{Filter, Fit, ResizeOpts, resize_image, target_size};
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// Options of `contact_sheet`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -104,10 +104,10 @@ impl StageOptions for ContactSheetOptions {
 }
 
 /// A contact sheet is one file.
-fn paths(t: &toml::Table) -> super::StagePaths {
-    match super::parse_options::<ContactSheetOptions>(t) {
-        Ok(o) => super::StagePaths::Gathers(PathBuf::from(o.path)),
-        Err(_) => super::StagePaths::None,
+fn paths(t: &toml::Table) -> crate::stage::StagePaths {
+    match crate::stage::parse_options::<ContactSheetOptions>(t) {
+        Ok(o) => crate::stage::StagePaths::Gathers(PathBuf::from(o.path)),
+        Err(_) => crate::stage::StagePaths::None,
     }
 }
 
@@ -135,10 +135,10 @@ pub fn spec() -> KindSpec {
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(ContactSheetOptions),
-        check: super::check_options::<ContactSheetOptions>,
+        check: crate::stage::check_options::<ContactSheetOptions>,
         build: |t, ctx| {
             Ok(Built::Stage(Arc::new(ContactSheet {
-                opts: super::parse_options(t)?,
+                opts: crate::stage::parse_options(t)?,
                 stage: ctx.stage.clone(),
                 output: ctx.output.clone(),
                 tiles: Mutex::new(Vec::new()),
@@ -210,7 +210,7 @@ impl Stage for ContactSheet {
         true
     }
 
-    fn finish(&self, _run: &super::Finish<'_>) -> Result<Vec<PathBuf>, StageError> {
+    fn finish(&self, _run: &crate::stage::Finish<'_>) -> Result<Vec<PathBuf>, StageError> {
         let mut tiles = std::mem::take(&mut *self.tiles.lock().unwrap_or_else(|e| e.into_inner()));
         if tiles.is_empty() {
             return Ok(Vec::new());
@@ -220,7 +220,7 @@ impl Stage for ContactSheet {
             let n = tiles.len() as u64 + left_out;
             let (w, h) = self.opts.sheet_size(n);
             let why = super::output_too_big(w, h, SHEET_BYTES_PER_PIXEL).unwrap_or_default();
-            return Err(StageError(format!(
+            return Err(StageError::new(format!(
                 "a sheet of {n} images is too big: {why}; use more `columns`, a smaller `tile`, or fewer images"
             )));
         }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
 use crate::output::{OutputError, Replace, Request};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// Options of `copy`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -59,13 +59,13 @@ impl StageOptions for CopyOptions {
 }
 
 /// `copy` names files under `dir`.
-fn paths(t: &toml::Table) -> super::StagePaths {
-    match super::parse_options::<CopyOptions>(t) {
-        Ok(o) => super::StagePaths::Writes {
+fn paths(t: &toml::Table) -> crate::stage::StagePaths {
+    match crate::stage::parse_options::<CopyOptions>(t) {
+        Ok(o) => crate::stage::StagePaths::Writes {
             dir: PathBuf::from(o.dir),
             filename: o.filename,
         },
-        Err(_) => super::StagePaths::None,
+        Err(_) => crate::stage::StagePaths::None,
     }
 }
 
@@ -77,9 +77,9 @@ pub fn spec() -> KindSpec {
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(CopyOptions),
-        check: super::check_options::<CopyOptions>,
+        check: crate::stage::check_options::<CopyOptions>,
         build: |t, ctx| {
-            let opts: CopyOptions = super::parse_options(t)?;
+            let opts: CopyOptions = crate::stage::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Copy {
                 dir: PathBuf::from(&opts.dir),
                 opts,
@@ -142,13 +142,14 @@ impl Copy {
         match same_content(&item.path, dest) {
             Ok(true) => {
                 if self.opts.move_files {
-                    std::fs::remove_file(&item.path)
-                        .map_err(|e| StageError(format!("cannot remove the moved source: {e}")))?;
+                    std::fs::remove_file(&item.path).map_err(|e| {
+                        StageError::new(format!("cannot remove the moved source: {e}"))
+                    })?;
                 }
                 Ok(true)
             }
             Ok(false) => Ok(false),
-            Err(e) => Err(StageError(format!(
+            Err(e) => Err(StageError::new(format!(
                 "cannot compare with {}: {e}",
                 dest.display()
             ))),
@@ -193,12 +194,12 @@ impl Stage for Copy {
                 if !self.already_there(&item, &shown)? {
                     return Err(match e {
                         OutputError::AlreadyExists { .. } if !self.opts.move_files => {
-                            StageError(format!(
+                            StageError::new(format!(
                                 "{} already exists with different content (set `overwrite = true` to replace it)",
                                 shown.display()
                             ))
                         }
-                        OutputError::AlreadyExists { .. } => StageError(format!(
+                        OutputError::AlreadyExists { .. } => StageError::new(format!(
                             "{} already exists with different content; the source stays where it is",
                             shown.display()
                         )),

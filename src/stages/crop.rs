@@ -7,8 +7,8 @@ use image::DynamicImage;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// Where a box sits inside an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -127,13 +127,17 @@ impl StageOptions for CropOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "crop",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "cut a box, or an aspect ratio placed by gravity (or `smart`)",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(CropOptions),
-        check: super::check_options::<CropOptions>,
-        build: |t, _ctx| Ok(Built::Stage(Arc::new(Crop(super::parse_options(t)?)))),
+        check: crate::stage::check_options::<CropOptions>,
+        build: |t, _ctx| {
+            Ok(Built::Stage(Arc::new(Crop(crate::stage::parse_options(
+                t,
+            )?))))
+        },
     }
 }
 
@@ -212,7 +216,7 @@ impl Stage for Crop {
                 }
                 (None, Some(w), Some(h)) => {
                     if self.0.x >= iw || self.0.y >= ih {
-                        return Err(StageError(format!(
+                        return Err(StageError::new(format!(
                             "crop box at ({}, {}) is outside the {iw}x{ih} image",
                             self.0.x, self.0.y
                         )));

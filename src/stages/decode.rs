@@ -9,8 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::filter::Size;
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// Options of `decode`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -64,15 +64,15 @@ impl StageOptions for DecodeOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "decode",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "decode JPEG, PNG, WebP, GIF (first frame), BMP or TIFF into pixels",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(DecodeOptions),
-        check: super::check_options::<DecodeOptions>,
+        check: crate::stage::check_options::<DecodeOptions>,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Decode {
-                opts: super::parse_options(t)?,
+                opts: crate::stage::parse_options(t)?,
             })))
         },
     }
@@ -98,7 +98,7 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| StageError(format!("cannot read: {e}")))?;
+        .map_err(|e| StageError::new(format!("cannot read: {e}")))?;
     let Some(format) = reader.format() else {
         return Err(StageError::new("not a recognised image format"));
     };
@@ -115,11 +115,11 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
     reader.limits(limits);
     let mut decoder = reader
         .into_decoder()
-        .map_err(|e| StageError(format!("cannot decode {format_name}: {e}")))?;
+        .map_err(|e| StageError::new(format!("cannot decode {format_name}: {e}")))?;
     let (w, h) = decoder.dimensions();
     let pixels = u64::from(w) * u64::from(h);
     if pixels > opts.max_pixels {
-        return Err(StageError(format!(
+        return Err(StageError::new(format!(
             "image is {w}x{h} ({pixels} pixels), over the limit of {} pixels (decode.max_pixels)",
             opts.max_pixels
         )));
@@ -136,7 +136,7 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
         None
     };
     let mut img = DynamicImage::from_decoder(decoder)
-        .map_err(|e| StageError(format!("cannot decode {format_name}: {e}")))?;
+        .map_err(|e| StageError::new(format!("cannot decode {format_name}: {e}")))?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }

@@ -8,8 +8,8 @@ use image::{DynamicImage, ImageEncoder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Meta, Payload, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// Output file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -94,15 +94,15 @@ impl StageOptions for EncodeOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "encode",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "encode images as JPEG, PNG or lossless WebP",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Bytes),
         schema: || schemars::schema_for!(EncodeOptions),
-        check: super::check_options::<EncodeOptions>,
+        check: crate::stage::check_options::<EncodeOptions>,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Encode {
-                opts: super::parse_options(t)?,
+                opts: crate::stage::parse_options(t)?,
             })))
         },
     }
@@ -140,7 +140,7 @@ pub fn encode_with(
             use jpeg_encoder::{ColorType, Encoder};
             let (w, h) = (img.width(), img.height());
             let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
-                return Err(StageError(format!(
+                return Err(StageError::new(format!(
                     "{w}x{h} is too large for JPEG (65535 at most)"
                 )));
             };
@@ -155,8 +155,9 @@ pub fn encode_with(
                 }
             };
             let mut enc = Encoder::new(&mut out, opts.quality);
-            let fail =
-                |e: jpeg_encoder::EncodingError| StageError(format!("JPEG encoding failed: {e}"));
+            let fail = |e: jpeg_encoder::EncodingError| {
+                StageError::new(format!("JPEG encoding failed: {e}"))
+            };
             if let Some(exif) = exif {
                 let mut segment = b"Exif\0\0".to_vec();
                 segment.extend_from_slice(&exif);
@@ -183,7 +184,7 @@ pub fn encode_with(
                 let _ = enc.set_exif_metadata(exif);
             }
             img.write_with_encoder(enc)
-                .map_err(|e| StageError(format!("PNG encoding failed: {e}")))?;
+                .map_err(|e| StageError::new(format!("PNG encoding failed: {e}")))?;
         }
         Format::Webp => {
             let rgba;
@@ -195,7 +196,7 @@ pub fn encode_with(
                 }
             };
             img.write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut out))
-                .map_err(|e| StageError(format!("WebP encoding failed: {e}")))?;
+                .map_err(|e| StageError::new(format!("WebP encoding failed: {e}")))?;
         }
     }
     Ok(out)

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{BuildContext, Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, PayloadType, Types};
 use crate::output::{Replace, Request};
+use crate::stage::{
+    BuildContext, Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions,
+};
 
 /// Options of `exec`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -124,17 +126,17 @@ fn shell_script(script: &str) -> Result<String, OptionError> {
 }
 
 /// `exec` with `dir` names files under it.
-fn paths(t: &toml::Table) -> super::StagePaths {
-    match super::parse_options::<ExecOptions>(t) {
+fn paths(t: &toml::Table) -> crate::stage::StagePaths {
+    match crate::stage::parse_options::<ExecOptions>(t) {
         Ok(ExecOptions {
             dir: Some(dir),
             filename,
             ..
-        }) => super::StagePaths::Writes {
+        }) => crate::stage::StagePaths::Writes {
             dir: PathBuf::from(dir),
             filename,
         },
-        _ => super::StagePaths::None,
+        _ => crate::stage::StagePaths::None,
     }
 }
 
@@ -146,9 +148,9 @@ pub fn spec() -> KindSpec {
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(ExecOptions),
-        check: super::check_options::<ExecOptions>,
+        check: crate::stage::check_options::<ExecOptions>,
         build: |t, ctx: &BuildContext| {
-            let opts: ExecOptions = super::parse_options(t)?;
+            let opts: ExecOptions = crate::stage::parse_options(t)?;
             let script = match (opts.shell, opts.command.first()) {
                 (true, Some(s)) => Some(shell_script(s).map_err(|e| e.message)?),
                 _ => None,
@@ -268,7 +270,7 @@ impl Exec {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| StageError(format!("cannot run `{program}`: {e}")))?;
+            .map_err(|e| StageError::new(format!("cannot run `{program}`: {e}")))?;
         // Read stderr on the side so a chatty command can't fill the pipe
         // and stall.
         let reader = child.stderr.take().map(|mut e| {
@@ -289,7 +291,7 @@ impl Exec {
         };
         let t = tail(&stderr);
         let sep = if t.is_empty() { "" } else { ": " };
-        Err(StageError(format!("`{program}` {how}{sep}{t}")))
+        Err(StageError::new(format!("`{program}` {how}{sep}{t}")))
     }
 
     fn wait(
@@ -307,14 +309,14 @@ impl Exec {
                     {
                         let _ = child.kill();
                         let _ = child.wait();
-                        return Err(StageError(format!(
+                        return Err(StageError::new(format!(
                             "`{program}` timed out after {:.1}s",
                             limit.as_secs_f64()
                         )));
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err(e) => return Err(StageError(format!("waiting for `{program}`: {e}"))),
+                Err(e) => return Err(StageError::new(format!("waiting for `{program}`: {e}"))),
             }
         }
     }

@@ -7,9 +7,9 @@ use globset::{GlobBuilder, GlobMatcher};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::config::units::parse_size;
 use crate::item::{Item, Payload, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// A size as bytes (`1048576`) or with a unit (`"1MiB"`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -82,14 +82,14 @@ impl StageOptions for FilterOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "filter",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "keep items by extension, size, dimensions or path glob; others are counted as filtered",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes, PayloadType::Image]),
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(FilterOptions),
-        check: super::check_options::<FilterOptions>,
+        check: crate::stage::check_options::<FilterOptions>,
         build: |t, _ctx| {
-            let opts: FilterOptions = super::parse_options(t)?;
+            let opts: FilterOptions = crate::stage::parse_options(t)?;
             let matcher = match &opts.pattern {
                 Some(p) => Some(
                     GlobBuilder::new(p)
@@ -139,14 +139,14 @@ impl Filter {
             (_, Some(w), Some(h)) => Ok((w, h)),
             (Payload::Bytes(b), _, _) => image::ImageReader::new(std::io::Cursor::new(b))
                 .with_guessed_format()
-                .map_err(|e| StageError(e.to_string()))?
+                .map_err(|e| StageError::new(e.to_string()))?
                 .into_dimensions()
-                .map_err(|e| StageError(format!("cannot read image size: {e}"))),
+                .map_err(|e| StageError::new(format!("cannot read image size: {e}"))),
             _ => image::ImageReader::open(&item.path)
                 .and_then(|r| r.with_guessed_format())
-                .map_err(|e| StageError(e.to_string()))?
+                .map_err(|e| StageError::new(e.to_string()))?
                 .into_dimensions()
-                .map_err(|e| StageError(format!("cannot read image size: {e}"))),
+                .map_err(|e| StageError::new(format!("cannot read image size: {e}"))),
         }
     }
 }
@@ -177,7 +177,7 @@ impl Stage for Filter {
             let size = match item.meta.size {
                 Some(s) => s,
                 None => std::fs::metadata(&item.path)
-                    .map_err(|e| StageError(format!("cannot stat: {e}")))?
+                    .map_err(|e| StageError::new(format!("cannot stat: {e}")))?
                     .len(),
             };
             if self.min_size.is_some_and(|m| size < m) || self.max_size.is_some_and(|m| size > m) {

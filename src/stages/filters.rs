@@ -6,8 +6,8 @@ use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 const IMAGE: Types = Types::of(&[PayloadType::Image]);
 
@@ -17,7 +17,7 @@ fn layout(img: &DynamicImage) -> Result<(usize, bool), StageError> {
         DynamicImage::ImageLuma8(_) => Ok((1, false)),
         DynamicImage::ImageRgb8(_) => Ok((3, false)),
         DynamicImage::ImageRgba8(_) => Ok((4, true)),
-        other => Err(StageError(format!(
+        other => Err(StageError::new(format!(
             "unsupported pixel layout {:?}",
             other.color()
         ))),
@@ -281,14 +281,14 @@ impl StageOptions for BlurOptions {
 pub fn blur_spec() -> KindSpec {
     KindSpec {
         name: "blur",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "Gaussian blur (a direct kernel for small sigma, three box blurs for large)",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(BlurOptions),
-        check: super::check_options::<BlurOptions>,
+        check: crate::stage::check_options::<BlurOptions>,
         build: |t, _ctx| {
-            let o: BlurOptions = super::parse_options(t)?;
+            let o: BlurOptions = crate::stage::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Blur(o.sigma))))
         },
     }
@@ -342,13 +342,17 @@ impl StageOptions for SharpenOptions {
 pub fn sharpen_spec() -> KindSpec {
     KindSpec {
         name: "sharpen",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "unsharp mask: sigma, amount, threshold",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(SharpenOptions),
-        check: super::check_options::<SharpenOptions>,
-        build: |t, _ctx| Ok(Built::Stage(Arc::new(Sharpen(super::parse_options(t)?)))),
+        check: crate::stage::check_options::<SharpenOptions>,
+        build: |t, _ctx| {
+            Ok(Built::Stage(Arc::new(Sharpen(
+                crate::stage::parse_options(t)?,
+            ))))
+        },
     }
 }
 
@@ -463,14 +467,14 @@ impl StageOptions for AdjustOptions {
 pub fn adjust_spec() -> KindSpec {
     KindSpec {
         name: "adjust",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "brightness, contrast, saturation and gamma",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(AdjustOptions),
-        check: super::check_options::<AdjustOptions>,
+        check: crate::stage::check_options::<AdjustOptions>,
         build: |t, _ctx| {
-            let o: AdjustOptions = super::parse_options(t)?;
+            let o: AdjustOptions = crate::stage::parse_options(t)?;
             // Brightness, contrast and gamma act on each value alone: one
             // lookup table per image instead of float maths per pixel.
             let mut lut = [0u8; 256];

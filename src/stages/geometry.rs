@@ -6,8 +6,10 @@ use image::DynamicImage;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, KindSpec, NoOptions, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, PayloadType, Types};
+use crate::stage::{
+    Built, KindSpec, NoOptions, OptionError, Output, Stage, StageError, StageOptions,
+};
 
 const IMAGE: Types = Types::of(&[PayloadType::Image]);
 
@@ -42,14 +44,14 @@ impl StageOptions for RotateOptions {
 pub fn rotate_spec() -> KindSpec {
     KindSpec {
         name: "rotate",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "rotate images clockwise by 90, 180 or 270 degrees",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(RotateOptions),
-        check: super::check_options::<RotateOptions>,
+        check: crate::stage::check_options::<RotateOptions>,
         build: |t, _ctx| {
-            let o: RotateOptions = super::parse_options(t)?;
+            let o: RotateOptions = crate::stage::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Rotate(o.degrees))))
         },
     }
@@ -92,14 +94,14 @@ impl StageOptions for FlipOptions {}
 pub fn flip_spec() -> KindSpec {
     KindSpec {
         name: "flip",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "mirror images horizontally or vertically",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(FlipOptions),
-        check: super::check_options::<FlipOptions>,
+        check: crate::stage::check_options::<FlipOptions>,
         build: |t, _ctx| {
-            let o: FlipOptions = super::parse_options(t)?;
+            let o: FlipOptions = crate::stage::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Flip(o.direction))))
         },
     }
@@ -121,12 +123,12 @@ impl Stage for Flip {
 pub fn grayscale_spec() -> KindSpec {
     KindSpec {
         name: "grayscale",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "convert images to shades of grey (alpha kept)",
         accepts: IMAGE,
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(NoOptions),
-        check: super::check_options::<NoOptions>,
+        check: crate::stage::check_options::<NoOptions>,
         build: |_, _| Ok(Built::Stage(Arc::new(Grayscale))),
     }
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::filter::Size;
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -51,14 +51,14 @@ impl StageOptions for HashOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "hash",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "hash each file's bytes (sha256 or blake3) into its metadata",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(HashOptions),
-        check: super::check_options::<HashOptions>,
+        check: crate::stage::check_options::<HashOptions>,
         build: |t, _ctx| {
-            let o: HashOptions = super::parse_options(t)?;
+            let o: HashOptions = crate::stage::parse_options(t)?;
             let limit = o.max_file_size.bytes()?;
             Ok(Built::Stage(Arc::new(Hash(o.algorithm, limit))))
         },
@@ -114,7 +114,7 @@ impl Stage for Hash {
                 loop {
                     let n = f
                         .read(&mut buf)
-                        .map_err(|e| StageError(format!("cannot read file: {e}")))?;
+                        .map_err(|e| StageError::new(format!("cannot read file: {e}")))?;
                     if n == 0 {
                         break;
                     }

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Finish;
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, PayloadType, Types};
+use crate::stage::Finish;
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -44,10 +44,10 @@ impl StageOptions for ManifestOptions {
 }
 
 /// A manifest is one file.
-fn paths(t: &toml::Table) -> super::StagePaths {
-    match super::parse_options::<ManifestOptions>(t) {
-        Ok(o) => super::StagePaths::Gathers(PathBuf::from(o.path)),
-        Err(_) => super::StagePaths::None,
+fn paths(t: &toml::Table) -> crate::stage::StagePaths {
+    match crate::stage::parse_options::<ManifestOptions>(t) {
+        Ok(o) => crate::stage::StagePaths::Gathers(PathBuf::from(o.path)),
+        Err(_) => crate::stage::StagePaths::None,
     }
 }
 
@@ -59,10 +59,10 @@ pub fn spec() -> KindSpec {
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes, PayloadType::Image]),
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(ManifestOptions),
-        check: super::check_options::<ManifestOptions>,
+        check: crate::stage::check_options::<ManifestOptions>,
         build: |t, ctx| {
             Ok(Built::Stage(Arc::new(Manifest {
-                opts: super::parse_options(t)?,
+                opts: crate::stage::parse_options(t)?,
                 stage: ctx.stage.clone(),
                 output: ctx.output.clone(),
                 rows: Mutex::new(Vec::new()),
@@ -199,7 +199,8 @@ impl Stage for Manifest {
             }
             ManifestFormat::Jsonl => {
                 for r in &rows {
-                    let line = serde_json::to_string(r).map_err(|e| StageError(e.to_string()))?;
+                    let line =
+                        serde_json::to_string(r).map_err(|e| StageError::new(e.to_string()))?;
                     let _ = writeln!(text, "{line}");
                 }
             }

@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::filter::Size;
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// Options of `read`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -39,14 +39,14 @@ impl StageOptions for ReadOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "read",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "read each file's bytes",
         accepts: Types::of(&[PayloadType::Nothing]),
         output: Output::Fixed(PayloadType::Bytes),
         schema: || schemars::schema_for!(ReadOptions),
-        check: super::check_options::<ReadOptions>,
+        check: crate::stage::check_options::<ReadOptions>,
         build: |t, _| {
-            let o: ReadOptions = super::parse_options(t)?;
+            let o: ReadOptions = crate::stage::parse_options(t)?;
             let limit = o.max_file_size.bytes()?;
             Ok(Built::Stage(Arc::new(Read(limit))))
         },

@@ -9,8 +9,8 @@ use image::DynamicImage;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// How the image is fitted into `width` x `height`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -109,15 +109,15 @@ impl StageOptions for ResizeOpts {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "resize",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "scale images to fit, cover or fill a box (SIMD Lanczos3 by default)",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(ResizeOpts),
-        check: super::check_options::<ResizeOpts>,
+        check: crate::stage::check_options::<ResizeOpts>,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Resize {
-                opts: super::parse_options(t)?,
+                opts: crate::stage::parse_options(t)?,
             })))
         },
     }
@@ -178,14 +178,14 @@ pub fn resize_image(
 ) -> Result<DynamicImage, StageError> {
     let channels = u64::from(img.color().bytes_per_pixel());
     if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), channels) {
-        return Err(StageError(why));
+        return Err(StageError::new(why));
     }
     let mut dst = match img {
         DynamicImage::ImageLuma8(_) => DynamicImage::ImageLuma8(image::GrayImage::new(tw, th)),
         DynamicImage::ImageRgba8(_) => DynamicImage::ImageRgba8(image::RgbaImage::new(tw, th)),
         DynamicImage::ImageRgb8(_) => DynamicImage::ImageRgb8(image::RgbImage::new(tw, th)),
         other => {
-            return Err(StageError(format!(
+            return Err(StageError::new(format!(
                 "cannot resize pixels of type {:?}",
                 other.color()
             )));
@@ -197,7 +197,7 @@ pub fn resize_image(
     }
     RESIZER
         .with(|r| r.borrow_mut().resize(img, &mut dst, &options))
-        .map_err(|e| StageError(format!("resize failed: {e}")))?;
+        .map_err(|e| StageError::new(format!("resize failed: {e}")))?;
     Ok(dst)
 }
 

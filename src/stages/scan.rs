@@ -8,9 +8,11 @@ use globset::GlobBuilder;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, Found, KindSpec, OptionError, Output, Source, SourceContext, StageOptions};
 use crate::inputs::{Scope, ScopeSpec};
 use crate::item::{Item, PayloadType, Types};
+use crate::stage::{
+    Built, Found, KindSpec, OptionError, Output, Source, SourceContext, StageOptions,
+};
 
 /// Options of `scan`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -75,10 +77,10 @@ impl StageOptions for ScanOptions {
 }
 
 /// A scan reads the files its scope selects.
-fn paths(t: &toml::Table) -> super::StagePaths {
-    match super::parse_options::<ScanOptions>(t) {
-        Ok(o) => super::StagePaths::Reads(scope_spec(&o, "")),
-        Err(_) => super::StagePaths::None,
+fn paths(t: &toml::Table) -> crate::stage::StagePaths {
+    match crate::stage::parse_options::<ScanOptions>(t) {
+        Ok(o) => crate::stage::StagePaths::Reads(scope_spec(&o, "")),
+        Err(_) => crate::stage::StagePaths::None,
     }
 }
 
@@ -90,10 +92,10 @@ pub fn spec() -> KindSpec {
         accepts: Types::NONE,
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(ScanOptions),
-        check: super::check_options::<ScanOptions>,
+        check: crate::stage::check_options::<ScanOptions>,
         build: |t, ctx| {
             Ok(Built::Source(Arc::new(Scan::new(
-                super::parse_options(t)?,
+                crate::stage::parse_options(t)?,
                 &ctx.stage,
             )?)))
         },

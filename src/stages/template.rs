@@ -6,8 +6,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::{OptionError, StageError};
 use crate::item::Item;
+use crate::stage::{OptionError, StageError};
 
 /// Every placeholder a template may use.
 pub const PLACEHOLDERS: [&str; 9] = [
@@ -154,7 +154,7 @@ pub fn render(template: &str, item: &Item) -> Result<PathBuf, StageError> {
                 Component::Normal(c) => out.push(c),
                 Component::CurDir => {}
                 _ => {
-                    return Err(StageError(format!(
+                    return Err(StageError::new(format!(
                         "output name `{template}` gives `{}`, which would land outside the output folder",
                         crate::item::escape_bytes(rendered.as_bytes())
                     )));

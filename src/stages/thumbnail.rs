@@ -16,8 +16,8 @@ use super::decode::{
 };
 use super::filter::Size;
 use super::resize::{Filter, Fit, ResizeOpts, resize_image, target_size};
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// Options of `thumbnail`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -98,13 +98,17 @@ impl StageOptions for ThumbnailOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "thumbnail",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "decode + resize in one step, decoding JPEGs at a reduced scale (shrink-on-load)",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(ThumbnailOptions),
-        check: super::check_options::<ThumbnailOptions>,
-        build: |t, _ctx| Ok(Built::Stage(Arc::new(Thumbnail(super::parse_options(t)?)))),
+        check: crate::stage::check_options::<ThumbnailOptions>,
+        build: |t, _ctx| {
+            Ok(Built::Stage(Arc::new(Thumbnail(
+                crate::stage::parse_options(t)?,
+            ))))
+        },
     }
 }
 
@@ -132,7 +136,7 @@ impl Thumbnail {
         // libjpeg reports fatal errors by unwinding out of the C code (the
         // mozjpeg crate's error manager); they end here as the item's error.
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.scaled_with_libjpeg(bytes))) {
-            Ok(result) => result.map_err(|e| StageError(format!("cannot decode jpg: {e}"))),
+            Ok(result) => result.map_err(|e| StageError::new(format!("cannot decode jpg: {e}"))),
             Err(payload) => {
                 let msg = payload
                     .downcast_ref::<String>()
@@ -140,7 +144,7 @@ impl Thumbnail {
                     .or_else(|| payload.downcast_ref::<&str>().copied())
                     .unwrap_or("libjpeg failed");
                 let msg = msg.strip_prefix("libjpeg fatal error: ").unwrap_or(msg);
-                Err(StageError(format!("cannot decode jpg: {msg}")))
+                Err(StageError::new(format!("cannot decode jpg: {msg}")))
             }
         }
     }
@@ -293,7 +297,7 @@ impl Stage for Thumbnail {
         // give it; the reduced decode only changes where the pixels come from.
         let (tw, th, crop) = target_size(&self.0.resize(), full.0, full.1);
         if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), 4) {
-            return Err(StageError(why));
+            return Err(StageError::new(why));
         }
         let out = if (tw, th) == (img.width(), img.height()) {
             img

@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::crop::Gravity;
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// Options of `watermark`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -73,14 +73,14 @@ impl StageOptions for WatermarkOptions {
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "watermark",
-        paths: super::no_paths,
+        paths: crate::stage::no_paths,
         summary: "blend a PNG over each image at a gravity, scaled to its width",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(WatermarkOptions),
-        check: super::check_options::<WatermarkOptions>,
+        check: crate::stage::check_options::<WatermarkOptions>,
         build: |t, _ctx| {
-            let opts: WatermarkOptions = super::parse_options(t)?;
+            let opts: WatermarkOptions = crate::stage::parse_options(t)?;
             // Read once, when the run starts: a missing file stops the run
             // before any work instead of failing every item.
             // Read with the limits `decode` has by default, so a huge or
@@ -147,7 +147,7 @@ impl Stage for Watermark {
                     out = DynamicImage::ImageRgb8(rgb);
                 }
                 other => {
-                    return Err(StageError(format!(
+                    return Err(StageError::new(format!(
                         "unsupported pixel layout {:?}",
                         other.color()
                     )));

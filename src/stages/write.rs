@@ -9,8 +9,8 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 use crate::item::{Item, Payload, PayloadType, Types};
+use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// Options of `write`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -55,13 +55,13 @@ impl StageOptions for WriteOptions {
 }
 
 /// `write` names files under `dir`.
-fn paths(t: &toml::Table) -> super::StagePaths {
-    match super::parse_options::<WriteOptions>(t) {
-        Ok(o) => super::StagePaths::Writes {
+fn paths(t: &toml::Table) -> crate::stage::StagePaths {
+    match crate::stage::parse_options::<WriteOptions>(t) {
+        Ok(o) => crate::stage::StagePaths::Writes {
             dir: PathBuf::from(o.dir),
             filename: o.filename,
         },
-        Err(_) => super::StagePaths::None,
+        Err(_) => crate::stage::StagePaths::None,
     }
 }
 
@@ -73,9 +73,9 @@ pub fn spec() -> KindSpec {
         accepts: Types::of(&[PayloadType::Bytes]),
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(WriteOptions),
-        check: super::check_options::<WriteOptions>,
+        check: crate::stage::check_options::<WriteOptions>,
         build: |t, ctx| {
-            let opts: WriteOptions = super::parse_options(t)?;
+            let opts: WriteOptions = crate::stage::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Write {
                 dir: PathBuf::from(&opts.dir),
                 opts,

@@ -1,0 +1,110 @@
+//! What conveyor knows about a kind ([`KindSpec`]): its options, payload
+//! types, the paths its options name, and how to build a stage of it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{KindError, OptionError, Source, Stage};
+use crate::item::{PayloadType, Types};
+
+/// A constructed stage, ready to run.
+pub enum Built {
+    Source(Arc<dyn Source>),
+    Stage(Arc<dyn Stage>),
+}
+
+/// What a kind gives downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Fixed(PayloadType),
+    /// Passes items through with whatever payload they came with.
+    SameAsInput,
+}
+
+/// Facts about the stage being built that are not among its kind's options.
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    /// The stage's name.
+    pub stage: String,
+    /// The stage's per-item `timeout`, for kinds that enforce it themselves
+    /// (e.g. `exec` ends its command) in every mode.
+    pub timeout: Option<std::time::Duration>,
+    /// The run's output guard: every stage that writes files places them
+    /// through it (it knows the run's inputs and every claimed output).
+    pub output: crate::output::Guard,
+    /// True when the stage is built inside a worker process (fault
+    /// injection refuses to harm conveyor's own process).
+    pub in_worker: bool,
+}
+
+/// Everything conveyor knows about one stage kind.
+#[derive(Clone)]
+pub struct KindSpec {
+    pub name: &'static str,
+    /// One line for `conveyor stages`.
+    pub summary: &'static str,
+    /// Payloads it takes; empty for a source.
+    pub accepts: Types,
+    pub output: Output,
+    /// JSON Schema of its options (names, types, defaults, docs).
+    pub schema: fn() -> schemars::Schema,
+    /// Per-key and whole-table checks of its options.
+    pub check: fn(&toml::Table) -> Vec<OptionError>,
+    /// Construct it from checked options.
+    pub build: fn(&toml::Table, &BuildContext) -> Result<Built, KindError>,
+    /// The paths its options name, for the checks made before any work
+    /// (a writer into a scanned folder, two writers on one file ...).
+    pub paths: fn(&toml::Table) -> StagePaths,
+}
+
+/// The files a stage's options name: what the checker needs to keep
+/// writers off a run's inputs before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StagePaths {
+    /// Neither reads nor writes files of its own.
+    None,
+    /// Reads the files a scope selects.
+    Reads(crate::inputs::ScopeSpec),
+    /// Writes files under `dir`, named by the template `filename`.
+    Writes { dir: PathBuf, filename: String },
+    /// Writes one file at the end of the run.
+    Gathers(PathBuf),
+}
+
+/// For kinds whose options name no files.
+pub fn no_paths(_: &toml::Table) -> StagePaths {
+    StagePaths::None
+}
+
+impl KindSpec {
+    pub fn is_source(&self) -> bool {
+        self.accepts.is_empty()
+    }
+
+    /// Option names, as declared by the options struct.
+    pub fn option_names(&self) -> Vec<String> {
+        let schema = (self.schema)();
+        schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// What this kind gives when fed `input`.
+    pub fn output_types(&self, input: Types) -> Types {
+        match self.output {
+            Output::Fixed(t) => Types::of(&[t]),
+            Output::SameAsInput => input,
+        }
+    }
+}
+
+impl fmt::Debug for KindSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KindSpec")
+            .field("name", &self.name)
+            .finish()
+    }
+}

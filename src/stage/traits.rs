@@ -1,0 +1,123 @@
+//! The two traits a kind implements: [`Stage`] (one item in, zero or one
+//! out) and [`Source`] (finds items), with what they are told.
+
+use std::path::{Path, PathBuf};
+
+use super::StageError;
+use crate::item::Item;
+
+/// A stage that transforms one item at a time. Implementations are shared by
+/// all workers of the stage, so per-worker scratch lives in thread locals.
+pub trait Stage: Send + Sync {
+    /// Process one item. `Ok(None)` drops the item on purpose (filtered).
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError>;
+
+    /// The folder this stage writes into, if any: scans skip it so that a run
+    /// never reads its own outputs back.
+    fn output_dir(&self) -> Option<&Path> {
+        None
+    }
+
+    /// True for sinks that gather every item (a manifest, a contact sheet).
+    /// Their `collect` and `finish` run in conveyor's own process whatever
+    /// the stage's mode; `process` may run in a worker.
+    fn collects(&self) -> bool {
+        false
+    }
+
+    /// Take what is needed from an item that came out of `process`.
+    fn collect(&self, _item: &mut Item) {}
+
+    /// Write the gathered result once every item is through. Returns the
+    /// files written.
+    fn finish(&self, _run: &Finish<'_>) -> Result<Vec<PathBuf>, StageError> {
+        Ok(Vec::new())
+    }
+
+    /// What `process` would do, without reading pixels or writing files:
+    /// for a dry run. Stages that name outputs record them in the item's
+    /// `outputs`; the default passes the item on.
+    fn plan(&self, item: Item) -> Result<Option<Item>, StageError> {
+        Ok(Some(item))
+    }
+
+    /// The files `finish` would write, for a dry run.
+    fn plan_finish(&self) -> Result<Vec<PathBuf>, StageError> {
+        Ok(Vec::new())
+    }
+
+    /// True for stages that must see every item on every run (a contact
+    /// sheet): items they would get are never skipped as up to date.
+    fn needs_every_item(&self) -> bool {
+        false
+    }
+
+    /// Files the stage's options name and its output depends on (a
+    /// watermark's image, a program given as a path). Resume folds their
+    /// size and modification time into fingerprints, so replacing one redoes
+    /// the items that went through this stage.
+    fn depends_on(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+}
+
+/// What a gathering stage learns of the whole run when it finishes.
+pub struct Finish<'a> {
+    /// Items that failed, at any stage.
+    pub failures: &'a [Failure],
+    /// Items skipped as up to date (their source and the files they have).
+    pub up_to_date: &'a [(PathBuf, Vec<PathBuf>)],
+}
+
+/// An item that failed: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub path: PathBuf,
+    pub stage: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} (stage `{}`)",
+            crate::item::escape_path(&self.path),
+            self.reason,
+            self.stage
+        )
+    }
+}
+
+/// What a source reports for each entry it finds.
+pub enum Found {
+    Item(Box<Item>),
+    /// An entry that could not be read (permission denied, a link loop ...).
+    Error {
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// Facts a source needs from the rest of the graph.
+#[derive(Debug, Default, Clone)]
+pub struct SourceContext {
+    /// Folders written by this run, never to be scanned.
+    pub skip_dirs: Vec<PathBuf>,
+    /// Where a source records the identity of every file it finds, so that
+    /// no writer replaces one of them under another name.
+    pub inputs: crate::inputs::InputSet,
+}
+
+/// A stage that produces items (e.g. `scan`).
+pub trait Source: Send + Sync {
+    /// Find items and hand each to `emit`, in a stable order. Stops early when
+    /// `emit` returns false (the run is stopping).
+    fn produce(&self, ctx: &SourceContext, emit: &mut dyn FnMut(Found) -> bool);
+
+    /// The files this source reads, as a rule the output guard can apply
+    /// to any path (so outputs never land on a file it found or will find).
+    fn scope(&self) -> Option<crate::inputs::Scope> {
+        None
+    }
+}
