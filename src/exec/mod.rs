@@ -5,6 +5,7 @@
 
 mod call;
 pub mod cleanup;
+mod lane;
 mod monitor;
 pub mod observe;
 mod options;
@@ -13,6 +14,8 @@ pub mod protocol;
 pub mod resume;
 mod run;
 pub mod shard;
+mod source;
+mod spawn;
 mod state;
 pub mod supervisor;
 pub mod worker;

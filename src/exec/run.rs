@@ -6,19 +6,21 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::call::{self, CallError, Outcome};
+use super::call;
+use super::lane::{Lane, worker_loop};
 use super::plan::{self, Queues, RunDir, chains};
+use super::source::run_source;
 use super::state::Shared;
 use super::{BuildError, RunOptions, cleanup, monitor, observe, resume, supervisor};
 use crate::config::{Mode, Pipeline, StageDef};
 use crate::item::Item;
 use crate::output::{Guard, plain_io_reason};
-use crate::report::{Failure, ItemStatus, RunSummary, StageStats};
-use crate::stage::{Built, Found, Source, SourceContext, Stage};
+use crate::report::{Failure, RunSummary, StageStats};
+use crate::stage::{Built, Source, SourceContext, Stage};
 
 /// Run a pipeline to the end (or until stopped) and summarise it.
 pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildError> {
@@ -369,215 +371,6 @@ fn start_chain<'s, 'e>(
             shared.stop.store(true, Ordering::Relaxed);
             let name = PathBuf::from(&def.name);
             shared.fail(head, u64::MAX, name, format!("cannot start a thread: {e}"));
-        }
-    }
-}
-
-/// One worker's place in the graph: the chain it runs, where items come
-/// from and go to.
-struct Lane<'a> {
-    chain: &'a [usize],
-    /// The chain's last stage, when it gathers items.
-    collector: Option<&'a dyn Stage>,
-    rx: Receiver<Item>,
-    outs: Vec<Sender<Item>>,
-}
-
-/// Take items from a chain's queue (a chain is one stage, or consecutive
-/// stages sharing workers) and pass results to the consumers of its last
-/// stage.
-fn worker_loop(
-    shared: &Shared<'_>,
-    lane: &Lane<'_>,
-    call: &mut dyn FnMut(Item) -> Outcome,
-    track: &dyn Fn() -> String,
-) {
-    let head = lane.chain[0];
-    let retries = shared.pipeline.stages[head].retries;
-    // Auto stages share the run's jobs: a permit per item being processed,
-    // returned before the result is passed on, so a worker never holds one
-    // while it waits on a full queue.
-    let permit = shared
-        .permits
-        .as_ref()
-        .filter(|_| shared.pipeline.stages[head].auto);
-    while let Ok(item) = lane.rx.recv() {
-        if shared.stopping() {
-            // Keep draining so that upstream never blocks on a full queue.
-            shared.cancel(item.id, head);
-            continue;
-        }
-        let (id, path) = (item.id, item.path.clone());
-        let rel = shared.trace.as_ref().map(|_| item.rel_str());
-        if let Some((_, take)) = permit {
-            let _ = take.recv();
-        }
-        let started = Instant::now();
-        shared.stats[head].in_flight.fetch_add(1, Ordering::Relaxed);
-        let outcome = call::process_item(call, item, retries);
-        shared.stats[head].in_flight.fetch_sub(1, Ordering::Relaxed);
-        if let Some((give, _)) = permit {
-            let _ = give.send(());
-        }
-        let at = outcome.at.min(lane.chain.len() - 1);
-        account(
-            shared,
-            lane.chain,
-            &outcome,
-            id,
-            rel.as_deref(),
-            started,
-            track,
-        );
-        settle(shared, lane, lane.chain[at], id, path, outcome.result);
-    }
-}
-
-/// Count an item's time and passage in each stage of the chain it went
-/// through, in the report and the trace.
-fn account(
-    shared: &Shared<'_>,
-    chain: &[usize],
-    outcome: &Outcome,
-    id: u64,
-    rel: Option<&str>,
-    started: Instant,
-    track: &dyn Fn() -> String,
-) {
-    let at = outcome.at.min(chain.len() - 1);
-    let mut span_start = started;
-    for (k, &stage) in chain.iter().enumerate().take(at + 1) {
-        let stats = &shared.stats[stage];
-        let busy = outcome.busy.get(k).copied().unwrap_or_default();
-        stats.items_in.fetch_add(1, Ordering::Relaxed);
-        stats.add_busy(busy);
-        if k < at {
-            stats.items_out.fetch_add(1, Ordering::Relaxed);
-        }
-        let name = &shared.pipeline.stages[stage].name;
-        shared.report.timed(id, name, busy);
-        if let (Some(trace), Some(rel)) = (&shared.trace, rel) {
-            trace.span(&track(), rel, name, span_start, busy);
-        }
-        span_start += busy;
-    }
-}
-
-/// What becomes of an item that ended at `stage`.
-fn settle(
-    shared: &Shared<'_>,
-    lane: &Lane<'_>,
-    stage: usize,
-    id: u64,
-    path: PathBuf,
-    result: Result<Option<Item>, CallError>,
-) {
-    let name = &shared.pipeline.stages[stage].name;
-    match result {
-        Ok(Some(mut out)) => {
-            shared.stats[stage]
-                .items_out
-                .fetch_add(1, Ordering::Relaxed);
-            if shared.resume.records(stage) && !shared.opts.dry_run {
-                shared.resume.record(stage, &out);
-            }
-            if let Some(c) = lane.collector {
-                c.collect(&mut out);
-            }
-            shared.forward(out, &lane.outs);
-        }
-        Ok(None) => {
-            shared.stats[stage].filtered.fetch_add(1, Ordering::Relaxed);
-            shared.mark(id, ItemStatus::Filtered);
-            shared
-                .report
-                .ended(id, observe::Status::Filtered, Some(name), None, &[]);
-        }
-        Err(CallError::Item(e)) => shared.fail(stage, id, path, e),
-        Err(CallError::Cancelled) => shared.cancel(id, stage),
-        Err(CallError::Fatal(e)) => {
-            shared.stop.store(true, Ordering::Relaxed);
-            if shared.stage_error(&e) {
-                shared.fail(stage, id, path, e);
-            } else {
-                shared.cancel(id, stage);
-            }
-        }
-    }
-}
-
-/// Walk a source, handing each item it finds to the chains reading it (or
-/// counting it as up to date).
-fn run_source(
-    shared: &Shared<'_>,
-    idx: usize,
-    src: &dyn Source,
-    ctx: &SourceContext,
-    outs: Vec<Sender<Item>>,
-) {
-    let stats = &shared.stats[idx];
-    let started = Instant::now();
-    // Time spent waiting for room in a full queue is not the source's work.
-    let mut blocked = Duration::ZERO;
-    let mut emit = |found: Found| -> bool {
-        if shared.stopping() {
-            return false;
-        }
-        // Another shard's file: not this run's business at all.
-        if let Some(shard) = &shared.opts.shard {
-            let rel = match &found {
-                Found::Item(item) => item.rel_str(),
-                Found::Error { path, .. } => path.to_string_lossy().into_owned(),
-            };
-            if !shard.takes(&rel) {
-                return true;
-            }
-        }
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        shared.scanned.fetch_add(1, Ordering::Relaxed);
-        match found {
-            Found::Item(mut item) => {
-                item.id = id;
-                stats.items_out.fetch_add(1, Ordering::Relaxed);
-                let sending = Instant::now();
-                admit(shared, idx, *item, &outs);
-                blocked += sending.elapsed();
-            }
-            Found::Error { path, reason } => shared.fail(idx, id, path, reason),
-        }
-        !shared.stopping()
-    };
-    if let Err(message) = call::guarded(|| src.produce(ctx, &mut emit)) {
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let root = PathBuf::from(&shared.pipeline.stages[idx].name);
-        shared.fail(idx, id, root, format!("source panicked: {message}"));
-    }
-    stats.add_busy(started.elapsed().saturating_sub(blocked));
-    shared.sources_left.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// An item a source found: counted as up to date, or sent on.
-fn admit(shared: &Shared<'_>, source: usize, item: Item, outs: &[Sender<Item>]) {
-    match shared.resume.up_to_date(source, &item) {
-        Some(outputs) => {
-            shared.up_to_date.fetch_add(1, Ordering::Relaxed);
-            shared.report.single(observe::Line {
-                path: item.path.clone(),
-                status: observe::Status::UpToDate,
-                stage: None,
-                reason: None,
-                outputs: outputs.clone(),
-                ms: Default::default(),
-            });
-            if let Some(list) = &shared.up_to_date_items {
-                list.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((item.path, outputs));
-            }
-        }
-        None => {
-            shared.report.started(item.id, &item.path);
-            shared.forward(item, outs);
         }
     }
 }

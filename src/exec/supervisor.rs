@@ -4,46 +4,23 @@
 //! past `timeout`, `memory_limit`) into that one item's failure, then starts
 //! a fresh child for the next item.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 
-use super::protocol::{Bootstrap, FromWorker, StageInit, ToWorker, WORKER_ARG, WireItem};
+use super::protocol::{FromWorker, StageInit, ToWorker, WireItem};
+use super::spawn::{self, Worker, describe_death};
 use super::{CallError, Outcome};
 use crate::config::StageDef;
-use crate::config::units::format_size;
 use crate::item::Item;
 
-/// How long a new worker may take to connect and build its stage.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// After Ctrl-C, how long an item in a worker may still take.
 const INTERRUPT_GRACE: Duration = Duration::from_millis(1500);
 /// How often a wait for a worker looks at the interrupt flag.
 const POLL: Duration = Duration::from_millis(100);
-/// Lines of a worker's stderr kept to explain its death.
-const STDERR_LINES: usize = 20;
-
-/// What a worker said on stderr, kept to explain its death.
-#[derive(Default)]
-struct Said {
-    /// The last lines.
-    tail: VecDeque<String>,
-    /// The first "memory allocation of N bytes failed" line, however much
-    /// followed it: the allocator's own report that `memory_limit` was hit.
-    /// Kept apart because what follows it (a backtrace when RUST_BACKTRACE
-    /// is set, a second failed allocation while printing that) would push it
-    /// out of `tail` and leave only a bare SIGABRT to report.
-    alloc_failed: Option<String>,
-}
 
 /// The executable that serves as a worker: this very program.
 pub fn worker_exe() -> PathBuf {
@@ -101,114 +78,6 @@ impl ChainProcesses {
     }
 }
 
-/// A running child and its channels.
-struct Worker {
-    child: Child,
-    tx: Option<IpcSender<ToWorker>>,
-    rx: IpcReceiver<FromWorker>,
-    stderr: Arc<Mutex<Said>>,
-    stderr_thread: Option<JoinHandle<()>>,
-    items: u64,
-}
-
-/// A dead worker's exit status and what it said.
-type Death = (Option<ExitStatus>, Said);
-
-fn take_said(said: &Mutex<Said>) -> Said {
-    std::mem::take(&mut *said.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-impl Worker {
-    /// Kill (if still running) and reap the child; returns how it ended.
-    fn kill(mut self) -> Death {
-        let _ = self.child.kill();
-        self.reap()
-    }
-
-    /// Wait for the child to end (it has ended or been killed) and collect
-    /// the last of what it said.
-    fn reap(mut self) -> Death {
-        self.tx.take();
-        let status = self.child.wait().ok();
-        if let Some(t) = self.stderr_thread.take() {
-            let _ = t.join();
-        }
-        (status, take_said(&self.stderr))
-    }
-
-    /// Let the child finish on its own (its input closes), killing it if it
-    /// does not within a second.
-    fn shut_down(mut self) {
-        tracing::debug!(pid = self.child.id(), "worker stopping");
-        self.tx.take();
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = self.kill();
-    }
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => "signal",
-    }
-}
-
-/// Whether a line of a worker's stderr is the Rust allocator reporting a
-/// failed allocation (the default alloc error hook's message).
-fn is_alloc_failure(line: &str) -> bool {
-    line.contains("memory allocation of") && line.contains("failed")
-}
-
-/// Why a worker died, in words a user can act on.
-fn describe_death(status: Option<ExitStatus>, said: &Said, memory_limit: Option<u64>) -> String {
-    if let (Some(limit), Some(line)) = (memory_limit, &said.alloc_failed) {
-        return format!(
-            "memory limit {} exceeded ({})",
-            format_size(limit),
-            line.trim()
-        );
-    }
-    let last = said
-        .tail
-        .iter()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.trim().to_string());
-    let base = match status {
-        Some(s) => match (s.signal(), s.code()) {
-            (Some(sig), _) => format!("worker killed by signal {sig} ({})", signal_name(sig)),
-            (None, Some(code)) => format!("worker exited with code {code}"),
-            _ => "worker ended".to_string(),
-        },
-        None => "worker vanished".to_string(),
-    };
-    match last {
-        Some(l) => format!("{base}: {l}"),
-        None => base,
-    }
-}
-
 /// One worker slot of a chain in processes mode.
 pub struct Slot<'a> {
     stage: &'a ChainProcesses,
@@ -233,160 +102,6 @@ impl<'a> Slot<'a> {
     /// Where the current worker's PID can be read.
     pub fn pid_handle(&self) -> Arc<AtomicU32> {
         Arc::clone(&self.pid)
-    }
-
-    fn spawn(&self) -> Result<Worker, String> {
-        let (server, name) = IpcOneShotServer::<Bootstrap>::new()
-            .map_err(|e| format!("cannot open a channel: {e}"))?;
-        let mut cmd = Command::new(&self.stage.exe);
-        cmd.arg(WORKER_ARG)
-            .arg(&name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            // With RUST_BACKTRACE set, the allocator's out-of-memory report
-            // is followed by a backtrace, symbolised with more allocations
-            // in a process that has just run out (a second failure, or
-            // seconds of work). Nobody reads it: a worker's death is told
-            // from its first failed allocation or its last line.
-            .env("RUST_BACKTRACE", "0");
-        let parent = unsafe { libc::getpid() };
-        let limit = self.stage.memory_limit;
-        // Only async-signal-safe calls here: no allocation between fork and
-        // exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Die with conveyor, even if it is killed with SIGKILL.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                // A terminal's Ctrl-C reaches the whole process group;
-                // conveyor decides when its workers stop.
-                libc::signal(libc::SIGINT, libc::SIG_IGN);
-                if let Some(bytes) = limit {
-                    let rl = libc::rlimit {
-                        rlim_cur: bytes as libc::rlim_t,
-                        rlim_max: bytes as libc::rlim_t,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_DATA, &rl) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.stage.exe.display()))?;
-        super::cleanup::watch_worker(child.id());
-        self.pid.store(child.id(), Ordering::Relaxed);
-        tracing::info!(stage = %self.stage.names.join("+"), pid = child.id(), "worker started");
-        let stderr = Arc::new(Mutex::new(Said::default()));
-        let stderr_thread = child.stderr.take().map(|pipe| {
-            let said = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(pipe);
-                let mut buf = Vec::new();
-                while reader
-                    .read_until(b'\n', &mut buf)
-                    .map(|n| n > 0)
-                    .unwrap_or(false)
-                {
-                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                    buf.clear();
-                    let mut s = said.lock().unwrap_or_else(|e| e.into_inner());
-                    if s.alloc_failed.is_none() && is_alloc_failure(&line) {
-                        s.alloc_failed = Some(line.clone());
-                    }
-                    if s.tail.len() == STDERR_LINES {
-                        s.tail.pop_front();
-                    }
-                    s.tail.push_back(line);
-                }
-            })
-        });
-
-        // accept() has no timeout and never returns if the child dies first:
-        // it runs on a helper thread, unblocked by connecting to it ourselves.
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        let acceptor = std::thread::spawn(move || {
-            let _ = done_tx.send(server.accept().map(|(_, boot)| boot));
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let connected = loop {
-            match done_rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(Ok(boot)) => break Ok(boot),
-                Ok(Err(e)) => break Err(format!("worker did not connect: {e:?}")),
-                Err(_) => {
-                    let died = child.try_wait().ok().flatten();
-                    if died.is_some() || Instant::now() > deadline {
-                        if died.is_none() {
-                            let _ = child.kill();
-                        }
-                        let _ = IpcSender::<Bootstrap>::connect(name.clone());
-                        let _ = done_rx.recv_timeout(Duration::from_secs(1));
-                        break Err(String::new());
-                    }
-                }
-            }
-        };
-        let _ = acceptor.join();
-        let worker = match connected {
-            Ok((tx, rx)) => Worker {
-                child,
-                tx: Some(tx),
-                rx,
-                stderr,
-                stderr_thread,
-                items: 0,
-            },
-            Err(detail) => {
-                let status = child.wait().ok();
-                if let Some(t) = stderr_thread {
-                    let _ = t.join();
-                }
-                let said = take_said(&stderr);
-                let why = if detail.is_empty() {
-                    describe_death(status, &said, self.stage.memory_limit)
-                } else {
-                    detail
-                };
-                let hint = if self.stage.memory_limit.is_some() {
-                    " (is memory_limit too low for a worker to start?)"
-                } else {
-                    ""
-                };
-                return Err(format!("a worker exited before it connected: {why}{hint}"));
-            }
-        };
-        let init = ToWorker::Init(self.stage.inits.clone());
-        let sent = worker.tx.as_ref().map(|tx| tx.send(init));
-        if !matches!(sent, Some(Ok(()))) {
-            let (status, said) = worker.kill();
-            return Err(format!(
-                "a worker died while starting: {}",
-                describe_death(status, &said, self.stage.memory_limit)
-            ));
-        }
-        match worker.rx.try_recv_timeout(START_TIMEOUT) {
-            Ok(FromWorker::Ready) => Ok(worker),
-            Ok(FromWorker::InitFailed(e)) => {
-                worker.shut_down();
-                Err(format!("a worker could not build the stage: {e}"))
-            }
-            Ok(_) => {
-                worker.shut_down();
-                Err("a worker answered out of turn while starting".into())
-            }
-            Err(_) => {
-                let (status, said) = worker.kill();
-                Err(format!(
-                    "a worker died while starting: {}",
-                    describe_death(status, &said, self.stage.memory_limit)
-                ))
-            }
-        }
     }
 
     /// The item's worker died or was killed: count it, and give up on the
@@ -420,56 +135,40 @@ impl<'a> Slot<'a> {
 
     /// Take one item through the chain in a worker, starting one if needed.
     pub fn call(&mut self, item: Item) -> Outcome {
-        let n = self.stage.names.len();
-        let mut busy = vec![Duration::ZERO; n];
-        let mut at = 0;
-        let mut started = Instant::now();
-        let result = self.call_inner(item, &mut at, &mut started, &mut busy);
-        if let Some(b) = busy.get_mut(at) {
-            *b += started.elapsed();
+        let mut clock = Clock::new(self.stage.names.len());
+        let result = self.call_inner(item, &mut clock);
+        clock.stop();
+        Outcome {
+            result,
+            at: clock.at,
+            busy: clock.busy,
         }
-        Outcome { result, at, busy }
     }
 
-    fn call_inner(
-        &mut self,
-        item: Item,
-        at: &mut usize,
-        started: &mut Instant,
-        busy: &mut [Duration],
-    ) -> Result<Option<Item>, CallError> {
+    fn call_inner(&mut self, item: Item, clock: &mut Clock) -> Result<Option<Item>, CallError> {
         if self.worker.is_none() {
-            let w = self.spawn().map_err(|e| {
+            let w = spawn::spawn(self.stage).map_err(|e| {
                 CallError::Fatal(format!(
                     "stage `{}` cannot start its workers: {e}",
                     self.stage.names[0]
                 ))
             })?;
+            self.pid.store(w.child.id(), Ordering::Relaxed);
             self.worker = Some(w);
             self.stage.started.fetch_add(1, Ordering::Relaxed);
             // Starting a worker is the stage's cost too, but not the item's
             // time limit's.
-            *started = Instant::now();
+            clock.started = Instant::now();
         }
-        let Some(worker) = self.worker.as_mut() else {
-            return Err(CallError::Fatal("no worker".into()));
-        };
-        let sent = worker
-            .tx
+        let sent = self
+            .worker
             .as_ref()
+            .and_then(|w| w.tx.as_ref())
             .map(|tx| tx.send(ToWorker::Item(Box::new(WireItem::from(item)))));
         if !matches!(sent, Some(Ok(()))) {
-            return Err(self.lost_worker(*at, false));
+            return Err(self.lost_worker(clock.at, false));
         }
-        let deadline_for = |k: usize, from: Instant| {
-            self.stage
-                .timeouts
-                .get(k)
-                .copied()
-                .flatten()
-                .map(|t| (from + t, t))
-        };
-        let mut deadline = deadline_for(0, *started);
+        let mut deadline = self.deadline(0, clock.started);
         loop {
             let mut wait = POLL;
             if let Some((d, _)) = deadline {
@@ -479,69 +178,91 @@ impl<'a> Slot<'a> {
                 return Err(CallError::Fatal("no worker".into()));
             };
             match worker.rx.try_recv_timeout(wait) {
-                Ok(FromWorker::Enter(k)) if k > *at && k < busy.len() => {
-                    let now = Instant::now();
-                    busy[*at] += now - *started;
-                    *at = k;
-                    *started = now;
-                    deadline = deadline_for(k, now);
+                Ok(FromWorker::Enter(k)) if k > clock.at && k < clock.busy.len() => {
+                    clock.enter(k);
+                    deadline = self.deadline(k, clock.started);
                 }
-                Ok(FromWorker::Done { at: k, result }) if k < busy.len() => {
-                    if k != *at {
-                        let now = Instant::now();
-                        busy[*at] += now - *started;
-                        *at = k;
-                        *started = now;
-                    }
-                    self.finished();
-                    return match result {
-                        Ok(Some(w)) => Item::try_from(*w).map(Some).map_err(CallError::Item),
-                        Ok(None) => Ok(None),
-                        Err(msg) => Err(CallError::Item(msg)),
-                    };
-                }
-                Ok(FromWorker::Panicked { at: k, message }) => {
-                    if k < busy.len() {
-                        *at = k;
-                    }
-                    if let Some(w) = self.worker.take() {
-                        let _ = w.reap();
-                    }
-                    return Err(self.crashed(*at, format!("worker panicked: {message}")));
-                }
-                Ok(_) => {
-                    if let Some(w) = self.worker.take() {
-                        let _ = w.kill();
-                    }
-                    return Err(self.crashed(*at, "worker answered out of turn".into()));
-                }
-                Err(TryRecvError::Empty) => {
-                    if self.interrupt.load(Ordering::Relaxed) {
-                        let since = *self.interrupted_at.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= INTERRUPT_GRACE {
-                            if let Some(w) = self.worker.take() {
-                                let _ = w.kill();
-                            }
-                            return Err(CallError::Cancelled);
-                        }
-                    }
-                    if let Some((d, t)) = deadline
-                        && Instant::now() >= d
-                    {
-                        if let Some(w) = self.worker.take() {
-                            let _ = w.kill();
-                        }
-                        return Err(
-                            self.crashed(*at, format!("timed out after {}", format_duration(t)))
-                        );
-                    }
-                }
+                Ok(answer) => return self.answered(answer, clock),
+                Err(TryRecvError::Empty) => self.waited(deadline, clock.at)?,
                 Err(TryRecvError::IpcError(IpcError::Disconnected)) => {
-                    return Err(self.lost_worker(*at, true));
+                    return Err(self.lost_worker(clock.at, true));
                 }
-                Err(TryRecvError::IpcError(_)) => return Err(self.lost_worker(*at, false)),
+                Err(TryRecvError::IpcError(_)) => return Err(self.lost_worker(clock.at, false)),
             }
         }
+    }
+
+    /// When stage `k` of the chain, entered at `from`, runs out of time.
+    fn deadline(&self, k: usize, from: Instant) -> Option<(Instant, Duration)> {
+        self.stage
+            .timeouts
+            .get(k)
+            .copied()
+            .flatten()
+            .map(|t| (from + t, t))
+    }
+
+    /// The worker's answer about the item.
+    fn answered(
+        &mut self,
+        answer: FromWorker,
+        clock: &mut Clock,
+    ) -> Result<Option<Item>, CallError> {
+        match answer {
+            FromWorker::Done { at: k, result } if k < clock.busy.len() => {
+                if k != clock.at {
+                    clock.enter(k);
+                }
+                self.finished();
+                match result {
+                    Ok(Some(w)) => Item::try_from(*w).map(Some).map_err(CallError::Item),
+                    Ok(None) => Ok(None),
+                    Err(msg) => Err(CallError::Item(msg)),
+                }
+            }
+            FromWorker::Panicked { at: k, message } => {
+                if k < clock.busy.len() {
+                    clock.at = k;
+                }
+                if let Some(w) = self.worker.take() {
+                    let _ = w.reap();
+                }
+                Err(self.crashed(clock.at, format!("worker panicked: {message}")))
+            }
+            _ => {
+                if let Some(w) = self.worker.take() {
+                    let _ = w.kill();
+                }
+                Err(self.crashed(clock.at, "worker answered out of turn".into()))
+            }
+        }
+    }
+
+    /// Nothing yet from the worker: end it if the run is stopping past its
+    /// grace, or if the item is past its time limit.
+    fn waited(
+        &mut self,
+        deadline: Option<(Instant, Duration)>,
+        at: usize,
+    ) -> Result<(), CallError> {
+        if self.interrupt.load(Ordering::Relaxed) {
+            let since = *self.interrupted_at.get_or_insert_with(Instant::now);
+            if since.elapsed() >= INTERRUPT_GRACE {
+                if let Some(w) = self.worker.take() {
+                    let _ = w.kill();
+                }
+                return Err(CallError::Cancelled);
+            }
+        }
+        if let Some((d, t)) = deadline
+            && Instant::now() >= d
+        {
+            if let Some(w) = self.worker.take() {
+                let _ = w.kill();
+            }
+            return Err(self.crashed(at, format!("timed out after {}", format_duration(t))));
+        }
+        Ok(())
     }
 
     /// The worker stopped answering: find out how it ended.
@@ -551,6 +272,38 @@ impl<'a> Slot<'a> {
         };
         let (status, said) = if ended { w.reap() } else { w.kill() };
         self.crashed(at, describe_death(status, &said, self.stage.memory_limit))
+    }
+}
+
+/// Where an item is in its chain, and the time it spent in each stage.
+struct Clock {
+    at: usize,
+    started: Instant,
+    busy: Vec<Duration>,
+}
+
+impl Clock {
+    fn new(stages: usize) -> Clock {
+        Clock {
+            at: 0,
+            started: Instant::now(),
+            busy: vec![Duration::ZERO; stages],
+        }
+    }
+
+    /// The item moved on to stage `k`.
+    fn enter(&mut self, k: usize) {
+        let now = Instant::now();
+        self.busy[self.at] += now - self.started;
+        self.at = k;
+        self.started = now;
+    }
+
+    /// The item's time in its last stage.
+    fn stop(&mut self) {
+        if let Some(b) = self.busy.get_mut(self.at) {
+            *b += self.started.elapsed();
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod encode;
 pub mod exec;
 pub mod filter;
 pub mod filters;
+mod gaussian;
 pub mod geometry;
 pub mod hash;
 pub mod manifest;

@@ -128,6 +128,73 @@ fn scope_spec(opts: &ScanOptions, stage: &str) -> ScopeSpec {
     }
 }
 
+impl Scan {
+    /// What an entry of the walk is: an item, an error, or nothing to
+    /// process (a folder, a FIFO, a link to a folder).
+    fn found(&self, e: &walkdir::DirEntry, root: &Path, ctx: &SourceContext) -> Option<Found> {
+        let ft = e.file_type();
+        // FIFOs, sockets and devices are not files to process: a FIFO named
+        // `x.jpg` would block its reader forever.
+        if ft.is_dir() || (!ft.is_file() && !ft.is_symlink()) {
+            return None;
+        }
+        let path = e.path().to_path_buf();
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        // A link to a file counts as that file (its size and time are the
+        // target's); a dangling one is reported.
+        let meta = if e.path_is_symlink() && !self.opts.follow_links {
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => Some(m),
+                Ok(_) => return None,
+                Err(err) => {
+                    return Some(Found::Error {
+                        path,
+                        reason: format!("broken symbolic link: {err}"),
+                    });
+                }
+            }
+        } else {
+            e.metadata().ok()
+        };
+        let mut item = Item::new(path, rel);
+        if let Some(m) = meta {
+            ctx.inputs.record(crate::inputs::file_id(&m));
+            item.meta.size = Some(m.len());
+            let since_epoch = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            item.meta.mtime = since_epoch.and_then(|d| i64::try_from(d.as_secs()).ok());
+            item.meta.mtime_ns = since_epoch.and_then(|d| u64::try_from(d.as_nanos()).ok());
+        }
+        Some(Found::Item(Box::new(item)))
+    }
+}
+
+/// An entry the walk could not read, in words.
+fn walk_error(err: &walkdir::Error, root: &Path) -> Found {
+    let path = err
+        .path()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.to_path_buf());
+    let dangling = err
+        .io_error()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+        && path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink());
+    let reason = if err.loop_ancestor().is_some() {
+        "symbolic link loop".to_string()
+    } else if dangling {
+        "broken symbolic link: it points to nothing".to_string()
+    } else if let Some(io) = err.io_error() {
+        io.to_string()
+    } else {
+        err.to_string()
+    };
+    Found::Error { path, reason }
+}
+
 impl Source for Scan {
     fn scope(&self) -> Option<Scope> {
         Some(self.scope.clone())
@@ -165,75 +232,11 @@ impl Source for Scan {
         });
         for entry in iter {
             let found = match entry {
-                Ok(e) => {
-                    let ft = e.file_type();
-                    if ft.is_dir() {
-                        continue;
-                    }
-                    // FIFOs, sockets and devices are not files to process: a
-                    // FIFO named `x.jpg` would block its reader forever.
-                    if !ft.is_file() && !ft.is_symlink() {
-                        continue;
-                    }
-                    let path = e.path().to_path_buf();
-                    let rel = path.strip_prefix(&root).unwrap_or(&path).to_path_buf();
-                    // A link to a file counts as that file (its size and
-                    // time are the target's); a dangling one is reported.
-                    let meta = if e.path_is_symlink() && !self.opts.follow_links {
-                        match std::fs::metadata(&path) {
-                            Ok(m) if m.is_file() => Some(m),
-                            Ok(_) => continue,
-                            Err(err) => {
-                                if !emit(Found::Error {
-                                    path,
-                                    reason: format!("broken symbolic link: {err}"),
-                                }) {
-                                    return;
-                                }
-                                continue;
-                            }
-                        }
-                    } else {
-                        e.metadata().ok()
-                    };
-                    let mut item = Item::new(path, rel);
-                    if let Some(m) = &meta {
-                        ctx.inputs.record(crate::inputs::file_id(m));
-                    }
-                    if let Some(m) = meta {
-                        item.meta.size = Some(m.len());
-                        let since_epoch = m
-                            .modified()
-                            .ok()
-                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-                        item.meta.mtime = since_epoch.and_then(|d| i64::try_from(d.as_secs()).ok());
-                        item.meta.mtime_ns =
-                            since_epoch.and_then(|d| u64::try_from(d.as_nanos()).ok());
-                    }
-                    Found::Item(Box::new(item))
-                }
-                Err(err) => {
-                    let path = err
-                        .path()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| root.clone());
-                    let dangling = err
-                        .io_error()
-                        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
-                        && path
-                            .symlink_metadata()
-                            .is_ok_and(|m| m.file_type().is_symlink());
-                    let reason = if err.loop_ancestor().is_some() {
-                        "symbolic link loop".to_string()
-                    } else if dangling {
-                        "broken symbolic link: it points to nothing".to_string()
-                    } else if let Some(io) = err.io_error() {
-                        io.to_string()
-                    } else {
-                        err.to_string()
-                    };
-                    Found::Error { path, reason }
-                }
+                Ok(e) => match self.found(&e, &root, ctx) {
+                    Some(found) => found,
+                    None => continue,
+                },
+                Err(err) => walk_error(&err, &root),
             };
             if !emit(found) {
                 return;
