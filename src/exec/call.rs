@@ -27,19 +27,23 @@ pub(super) fn install_panic_hook() {
     });
 }
 
-/// Run `f` (a stage's code), turning a panic into the text of its message.
-pub(super) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+/// A stage's code panicked, with this message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Panicked(pub String);
+
+/// Run `f` (a stage's code), turning a panic into its message.
+pub(super) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
     IN_STAGE.with(|s| s.set(true));
     let result = catch_unwind(AssertUnwindSafe(f));
     IN_STAGE.with(|s| s.set(false));
     result.map_err(|payload| {
-        if let Some(s) = payload.downcast_ref::<&str>() {
+        Panicked(if let Some(s) = payload.downcast_ref::<&str>() {
             (*s).to_string()
         } else if let Some(s) = payload.downcast_ref::<String>() {
             s.clone()
         } else {
             "unknown panic".to_string()
-        }
+        })
     })
 }
 
@@ -100,7 +104,7 @@ pub(super) fn through_chain(
             }
             Ok(Ok(out)) => Step::Done(out.map(Box::new)),
             Ok(Err(e)) => Step::Failed(e.message()),
-            Err(message) => Step::Panicked(message),
+            Err(Panicked(message)) => Step::Panicked(message),
         };
         return Some((at, step, busy));
     }

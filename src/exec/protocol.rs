@@ -52,7 +52,7 @@ pub enum FromWorker {
     /// dropped on purpose, or failed.
     Done {
         at: usize,
-        result: Result<Option<Box<WireItem>>, String>,
+        result: Result<Option<Box<WireItem>>, Reason>,
     },
     /// Chain stage `at` panicked; the worker exits after saying so.
     Panicked {
@@ -129,10 +129,33 @@ impl From<Item> for WireItem {
     }
 }
 
-impl TryFrom<WireItem> for Item {
-    type Error = String;
+/// Why an item failed in a worker, as the user will read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason(pub String);
 
-    fn try_from(w: WireItem) -> Result<Item, String> {
+/// A decoded image whose pixels do not fill its stated size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadPixels {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl std::fmt::Display for BadPixels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pixel buffer does not match {}x{}",
+            self.width, self.height
+        )
+    }
+}
+
+impl std::error::Error for BadPixels {}
+
+impl TryFrom<WireItem> for Item {
+    type Error = BadPixels;
+
+    fn try_from(w: WireItem) -> Result<Item, BadPixels> {
         let payload =
             match w.payload {
                 WirePayload::Nothing => Payload::Nothing,
@@ -152,9 +175,7 @@ impl TryFrom<WireItem> for Item {
                             Color::Rgba8 => RgbaImage::from_raw(width, height, pixels)
                                 .map(DynamicImage::ImageRgba8),
                         };
-                    Payload::Image(
-                        img.ok_or_else(|| format!("pixel buffer does not match {width}x{height}"))?,
-                    )
+                    Payload::Image(img.ok_or(BadPixels { width, height })?)
                 }
             };
         Ok(Item {

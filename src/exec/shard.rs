@@ -28,27 +28,65 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Why a shard could not be chosen; the texts name what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardError {
+    NotIndexOfCount(String),
+    BadIndex(String),
+    BadCount(String),
+    NoShards,
+    IndexTooBig { index: u32, count: u32 },
+    BadVariable { name: String, value: String },
+    NoCount,
+    NotInAJob,
+}
+
+impl std::fmt::Display for ShardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardError::NotIndexOfCount(t) => {
+                write!(f, "`{t}` is not I/N (e.g. 0/4) or `auto`")
+            }
+            ShardError::BadIndex(i) => write!(f, "shard index `{i}` is not a number"),
+            ShardError::BadCount(n) => write!(f, "shard count `{n}` is not a number"),
+            ShardError::NoShards => f.write_str("the shard count must be at least 1"),
+            ShardError::IndexTooBig { index, count } => write!(
+                f,
+                "shard index {index} must be below the count {count} (indices start at 0)"
+            ),
+            ShardError::BadVariable { name, value } => write!(f, "{name}={value} is not a number"),
+            ShardError::NoCount => f.write_str(
+                "JOB_COMPLETION_INDEX is set but not the shard count: pass --shards N or set CONVEYOR_SHARDS",
+            ),
+            ShardError::NotInAJob => f.write_str(
+                "--shard auto needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (a Slurm array task), \
+                 or JOB_COMPLETION_INDEX (a Kubernetes indexed job) with --shards N",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ShardError {}
+
 impl Shard {
     /// Parse `I/N`.
-    pub fn parse(text: &str) -> Result<Shard, String> {
+    pub fn parse(text: &str) -> Result<Shard, ShardError> {
         let (i, n) = text
             .split_once('/')
-            .ok_or_else(|| format!("`{text}` is not I/N (e.g. 0/4) or `auto`"))?;
+            .ok_or_else(|| ShardError::NotIndexOfCount(text.to_string()))?;
         let index: u32 = i
             .trim()
             .parse()
-            .map_err(|_| format!("shard index `{i}` is not a number"))?;
+            .map_err(|_| ShardError::BadIndex(i.to_string()))?;
         let count: u32 = n
             .trim()
             .parse()
-            .map_err(|_| format!("shard count `{n}` is not a number"))?;
+            .map_err(|_| ShardError::BadCount(n.to_string()))?;
         if count == 0 {
-            return Err("the shard count must be at least 1".into());
+            return Err(ShardError::NoShards);
         }
         if index >= count {
-            return Err(format!(
-                "shard index {index} must be below the count {count} (indices start at 0)"
-            ));
+            return Err(ShardError::IndexTooBig { index, count });
         }
         Ok(Shard { index, count })
     }
@@ -59,15 +97,18 @@ impl Shard {
     pub fn from_env(
         env: impl Fn(&str) -> Option<String>,
         shards: Option<u32>,
-    ) -> Result<Shard, String> {
-        let num = |name: &str| -> Result<Option<u32>, String> {
+    ) -> Result<Shard, ShardError> {
+        let num = |name: &str| -> Result<Option<u32>, ShardError> {
             match env(name) {
                 None => Ok(None),
                 Some(v) => v
                     .trim()
                     .parse()
                     .map(Some)
-                    .map_err(|_| format!("{name}={v} is not a number")),
+                    .map_err(|_| ShardError::BadVariable {
+                        name: name.to_string(),
+                        value: v,
+                    }),
             }
         };
         if let (Some(index), Some(count)) =
@@ -80,15 +121,11 @@ impl Shard {
         if let Some(index) = num("JOB_COMPLETION_INDEX")? {
             let count = match shards {
                 Some(c) => c,
-                None => num("CONVEYOR_SHARDS")?.ok_or(
-                    "JOB_COMPLETION_INDEX is set but not the shard count: pass --shards N or set CONVEYOR_SHARDS",
-                )?,
+                None => num("CONVEYOR_SHARDS")?.ok_or(ShardError::NoCount)?,
             };
             return Shard::parse(&format!("{index}/{count}"));
         }
-        Err("--shard auto needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (a Slurm array task), \
-             or JOB_COMPLETION_INDEX (a Kubernetes indexed job) with --shards N"
-            .into())
+        Err(ShardError::NotInAJob)
     }
 
     /// Whether the file at `rel` (relative to the scan root, `/`-separated)
@@ -156,7 +193,12 @@ mod tests {
     #[test]
     fn parsing_and_environment() {
         assert_eq!(Shard::parse("2/4"), Ok(Shard { index: 2, count: 4 }));
-        assert!(Shard::parse("4/4").unwrap_err().contains("below the count"));
+        assert!(
+            Shard::parse("4/4")
+                .unwrap_err()
+                .to_string()
+                .contains("below the count")
+        );
         assert!(Shard::parse("x").is_err());
         let slurm = |k: &str| match k {
             "SLURM_ARRAY_TASK_ID" => Some("3".to_string()),
@@ -172,10 +214,16 @@ mod tests {
             Shard::from_env(k8s, Some(5)),
             Ok(Shard { index: 1, count: 5 })
         );
-        assert!(Shard::from_env(k8s, None).unwrap_err().contains("--shards"));
+        assert!(
+            Shard::from_env(k8s, None)
+                .unwrap_err()
+                .to_string()
+                .contains("--shards")
+        );
         assert!(
             Shard::from_env(|_| None, None)
                 .unwrap_err()
+                .to_string()
                 .contains("SLURM_ARRAY_TASK_ID")
         );
     }

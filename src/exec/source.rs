@@ -54,7 +54,7 @@ pub(super) fn run_source(
         }
         !shared.stopping()
     };
-    if let Err(message) = call::guarded(|| src.produce(ctx, &mut emit)) {
+    if let Err(call::Panicked(message)) = call::guarded(|| src.produce(ctx, &mut emit)) {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let root = PathBuf::from(&shared.pipeline.stages[idx].name);
         shared.fail(idx, id, root, format!("source panicked: {message}"));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ipc_channel::{IpcError, TryRecvError};
 
-use super::protocol::{FromWorker, StageInit, ToWorker, WireItem};
+use super::protocol::{FromWorker, Reason, StageInit, ToWorker, WireItem};
 use super::spawn::{self, Worker, describe_death};
 use super::{CallError, Outcome};
 use crate::config::StageDef;
@@ -215,9 +215,11 @@ impl<'a> Slot<'a> {
                 }
                 self.finished();
                 match result {
-                    Ok(Some(w)) => Item::try_from(*w).map(Some).map_err(CallError::Item),
+                    Ok(Some(w)) => Item::try_from(*w)
+                        .map(Some)
+                        .map_err(|e| CallError::Item(e.to_string())),
                     Ok(None) => Ok(None),
-                    Err(msg) => Err(CallError::Item(msg)),
+                    Err(Reason(msg)) => Err(CallError::Item(msg)),
                 }
             }
             FromWorker::Panicked { at: k, message } => {

@@ -7,7 +7,7 @@ use ipc_channel::ipc::{self, IpcSender};
 use std::sync::Arc;
 
 use super::call::Step;
-use super::protocol::{Bootstrap, FromWorker, StageInit, ToWorker, WORKER_ARG, WireItem};
+use super::protocol::{Bootstrap, FromWorker, Reason, StageInit, ToWorker, WORKER_ARG, WireItem};
 use crate::stage::{Built, Stage};
 use crate::stages::Registry;
 
@@ -46,7 +46,7 @@ fn serve(server: &str, registry: &Registry) -> i32 {
         Ok(ToWorker::Init(inits)) => match build_chain(&inits, registry) {
             Ok(stages) => stages,
             Err(e) => {
-                let _ = from_tx.send(FromWorker::InitFailed(e));
+                let _ = from_tx.send(FromWorker::InitFailed(e.to_string()));
                 return 2;
             }
         },
@@ -63,7 +63,7 @@ fn serve(server: &str, registry: &Registry) -> i32 {
             Ok(item) => run_chain(&stages, item, &from_tx),
             Err(e) => Some(FromWorker::Done {
                 at: 0,
-                result: Err(e),
+                result: Err(Reason(e.to_string())),
             }),
         };
         match answer {
@@ -83,11 +83,32 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     0
 }
 
-fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn Stage>>, String> {
+/// Why a worker could not build its chain of stages.
+#[derive(Debug)]
+enum InitError {
+    Guard(std::io::Error),
+    UnknownKind(String),
+    BadOptions(String),
+    Build(crate::stage::KindError),
+    IsSource(String),
+}
+
+impl std::fmt::Display for InitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitError::Guard(e) => write!(f, "cannot read the run's output guard: {e}"),
+            InitError::UnknownKind(k) => write!(f, "this program has no stage kind `{k}`"),
+            InitError::BadOptions(e) => write!(f, "bad options: {e}"),
+            InitError::Build(e) => e.fmt(f),
+            InitError::IsSource(k) => write!(f, "`{k}` is a source"),
+        }
+    }
+}
+
+fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn Stage>>, InitError> {
     // One guard for the chain, joined to conveyor's through the run folder.
     let guard = match inits.first().and_then(|i| i.run_dir.as_ref()) {
-        Some(dir) => crate::output::Guard::join(dir)
-            .map_err(|e| format!("cannot read the run's output guard: {e}"))?,
+        Some(dir) => crate::output::Guard::join(dir).map_err(InitError::Guard)?,
         None => crate::output::Guard::unchecked(),
     };
     inits
@@ -95,18 +116,18 @@ fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn S
         .map(|init| {
             let spec = registry
                 .get(&init.kind)
-                .ok_or_else(|| format!("this program has no stage kind `{}`", init.kind))?;
+                .ok_or_else(|| InitError::UnknownKind(init.kind.clone()))?;
             let table: toml::Table =
-                toml::from_str(&init.options).map_err(|e| format!("bad options: {e}"))?;
+                toml::from_str(&init.options).map_err(|e| InitError::BadOptions(e.to_string()))?;
             let ctx = crate::stage::BuildContext {
                 stage: init.name.clone(),
                 timeout: init.timeout,
                 output: guard.clone(),
                 in_worker: true,
             };
-            match (spec.build)(&table, &ctx).map_err(|e| e.to_string())? {
+            match (spec.build)(&table, &ctx).map_err(InitError::Build)? {
                 Built::Stage(stage) => Ok(stage),
-                Built::Source(_) => Err(format!("`{}` is a source", init.kind)),
+                Built::Source(_) => Err(InitError::IsSource(init.kind.clone())),
             }
         })
         .collect()
@@ -125,7 +146,10 @@ fn run_chain(
             at,
             result: Ok(out.map(|i| Box::new(WireItem::from(*i)))),
         },
-        Step::Failed(e) => FromWorker::Done { at, result: Err(e) },
+        Step::Failed(e) => FromWorker::Done {
+            at,
+            result: Err(Reason(e)),
+        },
         Step::Panicked(message) => FromWorker::Panicked { at, message },
     })
 }

@@ -108,6 +108,8 @@ macro_rules! simd_fn {
             fn portable($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
+                // SAFETY (for callers): only to be called on a CPU with AVX2;
+                // the one call below checks that first.
                 #[target_feature(enable = "avx2")]
                 unsafe fn avx2($($arg: $ty),*) {
                     portable($($arg),*)

@@ -109,8 +109,9 @@ struct Scan {
 }
 
 impl Scan {
-    fn new(opts: ScanOptions, stage: &str) -> Result<Scan, String> {
-        let scope = Scope::new(scope_spec(&opts, stage)).map_err(|e| e.0)?;
+    fn new(opts: ScanOptions, stage: &str) -> Result<Scan, crate::stage::KindError> {
+        let scope = Scope::new(scope_spec(&opts, stage))
+            .map_err(|e| crate::stage::KindError::Unusable(e.0))?;
         Ok(Scan { opts, scope })
     }
 }

@@ -128,6 +128,22 @@ fn swaps_axes(o: Orientation) -> bool {
     )
 }
 
+/// An error libjpeg reported (its own words), or a size it could not give.
+#[derive(Debug)]
+struct LibjpegError(String);
+
+impl From<std::io::Error> for LibjpegError {
+    fn from(e: std::io::Error) -> Self {
+        LibjpegError(e.to_string())
+    }
+}
+
+impl From<String> for LibjpegError {
+    fn from(e: String) -> Self {
+        LibjpegError(e)
+    }
+}
+
 impl Thumbnail {
     /// Shrink-on-load decode of a JPEG with libjpeg's scaled IDCT, with the
     /// full-size dimensions (after orientation); `None` for what it leaves to
@@ -136,7 +152,9 @@ impl Thumbnail {
         // libjpeg reports fatal errors by unwinding out of the C code (the
         // mozjpeg crate's error manager); they end here as the item's error.
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.scaled_with_libjpeg(bytes))) {
-            Ok(result) => result.map_err(|e| StageError::new(format!("cannot decode jpg: {e}"))),
+            Ok(result) => {
+                result.map_err(|e| StageError::new(format!("cannot decode jpg: {}", e.0)))
+            }
             Err(payload) => {
                 let msg = payload
                     .downcast_ref::<String>()
@@ -149,7 +167,7 @@ impl Thumbnail {
         }
     }
 
-    fn scaled_with_libjpeg(&self, bytes: &[u8]) -> Result<Option<Scaled>, String> {
+    fn scaled_with_libjpeg(&self, bytes: &[u8]) -> Result<Option<Scaled>, LibjpegError> {
         use mozjpeg::{ColorSpace, Decompress, Marker};
         let dec = Decompress::builder()
             .with_markers(&[Marker::APP(1), Marker::APP(2)])
@@ -164,7 +182,8 @@ impl Thumbnail {
             return Err(format!(
                 "image is {w}x{h} ({pixels} pixels), over the limit of {} pixels (thumbnail.max_pixels)",
                 self.0.max_pixels
-            ));
+            )
+            .into());
         }
         let gray = match dec.color_space() {
             ColorSpace::JCS_GRAYSCALE => true,
@@ -184,7 +203,7 @@ impl Thumbnail {
         // At least twice the target in the stored orientation, so the final
         // Lanczos pass still has detail to work with.
         if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), 4) {
-            return Err(why);
+            return Err(why.into());
         }
         let (rw, rh) = if swapped {
             (th.saturating_mul(2), tw.saturating_mul(2))
@@ -215,7 +234,7 @@ impl Thumbnail {
             RgbImage::from_raw(sw, sh, data).map(DynamicImage::ImageRgb8)
         };
         let Some(mut img) = img else {
-            return Err("pixel data does not match its size".into());
+            return Err(LibjpegError("pixel data does not match its size".into()));
         };
         if let Some(o) = orientation {
             img.apply_orientation(o);
