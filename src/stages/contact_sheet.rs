@@ -105,10 +105,7 @@ impl StageOptions for ContactSheetOptions {
 
 /// A contact sheet is one file.
 fn paths(t: &toml::Table) -> crate::stage::StagePaths {
-    match crate::stage::parse_options::<ContactSheetOptions>(t) {
-        Ok(o) => crate::stage::StagePaths::Gathers(PathBuf::from(o.path)),
-        Err(_) => crate::stage::StagePaths::None,
-    }
+    super::gathers_into(t, |o: ContactSheetOptions| o.path)
 }
 
 /// The sheet is built as RGBA, then copied to RGB to be encoded.

@@ -47,26 +47,13 @@ impl Default for CopyOptions {
 
 impl StageOptions for CopyOptions {
     fn validate(&self) -> Vec<OptionError> {
-        let mut errors = Vec::new();
-        if self.dir.is_empty() {
-            errors.push(OptionError::stage(
-                "`copy` needs `dir`, the folder to copy into",
-            ));
-        }
-        errors.extend(super::template::validate(&self.filename, "filename"));
-        errors
+        super::check_writer("copy", &self.dir, &self.filename)
     }
 }
 
 /// `copy` names files under `dir`.
 fn paths(t: &toml::Table) -> crate::stage::StagePaths {
-    match crate::stage::parse_options::<CopyOptions>(t) {
-        Ok(o) => crate::stage::StagePaths::Writes {
-            dir: PathBuf::from(o.dir),
-            filename: o.filename,
-        },
-        Err(_) => crate::stage::StagePaths::None,
-    }
+    super::writes_under(t, |o: CopyOptions| Some((o.dir, o.filename)))
 }
 
 pub fn spec() -> KindSpec {

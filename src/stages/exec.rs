@@ -127,17 +127,7 @@ fn shell_script(script: &str) -> Result<String, OptionError> {
 
 /// `exec` with `dir` names files under it.
 fn paths(t: &toml::Table) -> crate::stage::StagePaths {
-    match crate::stage::parse_options::<ExecOptions>(t) {
-        Ok(ExecOptions {
-            dir: Some(dir),
-            filename,
-            ..
-        }) => crate::stage::StagePaths::Writes {
-            dir: PathBuf::from(dir),
-            filename,
-        },
-        _ => crate::stage::StagePaths::None,
-    }
+    super::writes_under(t, |o: ExecOptions| o.dir.map(|d| (d, o.filename)))
 }
 
 pub fn spec() -> KindSpec {

@@ -164,3 +164,45 @@ pub(crate) fn map_image(
     item.payload = crate::item::Payload::Image(out);
     Ok(Some(item))
 }
+
+/// The `paths` of a kind whose options `T` say where it writes: `dir` and
+/// a `filename` template (`None`: it writes nothing with these options).
+pub(crate) fn writes_under<T: crate::stage::StageOptions>(
+    table: &toml::Table,
+    target: impl FnOnce(T) -> Option<(String, String)>,
+) -> crate::stage::StagePaths {
+    match crate::stage::parse_options::<T>(table)
+        .ok()
+        .and_then(target)
+    {
+        Some((dir, filename)) => crate::stage::StagePaths::Writes {
+            dir: dir.into(),
+            filename,
+        },
+        None => crate::stage::StagePaths::None,
+    }
+}
+
+/// The `paths` of a gathering kind whose options `T` name its one file.
+pub(crate) fn gathers_into<T: crate::stage::StageOptions>(
+    table: &toml::Table,
+    path: impl FnOnce(T) -> String,
+) -> crate::stage::StagePaths {
+    match crate::stage::parse_options::<T>(table) {
+        Ok(o) => crate::stage::StagePaths::Gathers(path(o).into()),
+        Err(_) => crate::stage::StagePaths::None,
+    }
+}
+
+/// The checks every writer's `dir` and `filename` get: a folder is named,
+/// and the template stays inside it.
+pub(crate) fn check_writer(what: &str, dir: &str, filename: &str) -> Vec<OptionError> {
+    let mut errors = Vec::new();
+    if dir.is_empty() {
+        errors.push(OptionError::stage(format!(
+            "`{what}` needs `dir`, the folder to {what} into"
+        )));
+    }
+    errors.extend(super::template::validate(filename, "filename"));
+    errors
+}

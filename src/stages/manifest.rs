@@ -45,10 +45,7 @@ impl StageOptions for ManifestOptions {
 
 /// A manifest is one file.
 fn paths(t: &toml::Table) -> crate::stage::StagePaths {
-    match crate::stage::parse_options::<ManifestOptions>(t) {
-        Ok(o) => crate::stage::StagePaths::Gathers(PathBuf::from(o.path)),
-        Err(_) => crate::stage::StagePaths::None,
-    }
+    super::gathers_into(t, |o: ManifestOptions| o.path)
 }
 
 pub fn spec() -> KindSpec {

@@ -9,7 +9,7 @@ use image::DynamicImage;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::item::{Item, Payload, PayloadType, Types};
+use crate::item::{Item, PayloadType, Types};
 use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// How the image is fitted into `width` x `height`.
@@ -202,21 +202,16 @@ pub fn resize_image(
 }
 
 impl Stage for Resize {
-    fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
-        let Payload::Image(img) = std::mem::take(&mut item.payload) else {
-            return Err(StageError::new("expected a decoded image"));
-        };
-        let (w, h) = (img.width(), img.height());
-        let (tw, th, crop) = target_size(&self.opts, w, h);
-        let out = if (tw, th) == (w, h) {
-            img
-        } else {
-            resize_image(&img, tw, th, crop, self.opts.filter)?
-        };
-        item.meta.width = Some(out.width());
-        item.meta.height = Some(out.height());
-        item.payload = Payload::Image(out);
-        Ok(Some(item))
+    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+        super::map_image(item, |img| {
+            let (w, h) = (img.width(), img.height());
+            let (tw, th, crop) = target_size(&self.opts, w, h);
+            if (tw, th) == (w, h) {
+                Ok(img)
+            } else {
+                resize_image(&img, tw, th, crop, self.opts.filter)
+            }
+        })
     }
 }
 

@@ -43,26 +43,13 @@ impl Default for WriteOptions {
 
 impl StageOptions for WriteOptions {
     fn validate(&self) -> Vec<OptionError> {
-        let mut errors = Vec::new();
-        if self.dir.is_empty() {
-            errors.push(OptionError::stage(
-                "`write` needs `dir`, the folder to write into",
-            ));
-        }
-        errors.extend(super::template::validate(&self.filename, "filename"));
-        errors
+        super::check_writer("write", &self.dir, &self.filename)
     }
 }
 
 /// `write` names files under `dir`.
 fn paths(t: &toml::Table) -> crate::stage::StagePaths {
-    match crate::stage::parse_options::<WriteOptions>(t) {
-        Ok(o) => crate::stage::StagePaths::Writes {
-            dir: PathBuf::from(o.dir),
-            filename: o.filename,
-        },
-        Err(_) => crate::stage::StagePaths::None,
-    }
+    super::writes_under(t, |o: WriteOptions| Some((o.dir, o.filename)))
 }
 
 pub fn spec() -> KindSpec {
