@@ -50,6 +50,42 @@ pub(super) fn open_dir_at(
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The folder `part` inside the open folder `fd`, created if missing and
+/// opened without following a link. `path` and `shown` name it for
+/// messages, `dest` the file being placed.
+fn descend(
+    fd: &OwnedFd,
+    part: &OsStr,
+    path: &Path,
+    shown: &Path,
+    dest: &Path,
+) -> Result<OwnedFd, OutputError> {
+    let c = CString::new(part.as_bytes()).map_err(|_| OutputError::BadName {
+        name: dest.to_path_buf(),
+    })?;
+    // SAFETY: `c` is NUL-terminated; `fd` is an open folder.
+    let made = unsafe { libc::mkdirat(fd.as_raw_fd(), c.as_ptr(), 0o777) };
+    if made != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(io_err("create", path, &e));
+        }
+    }
+    open_dir_at(Some(fd), part, true).map_err(|e| {
+        let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) if is_link => OutputError::ThroughSymlink {
+                dest: dest.to_path_buf(),
+                link: shown.to_path_buf(),
+            },
+            Some(libc::ENOTDIR) => OutputError::NotAFile {
+                dest: shown.to_path_buf(),
+            },
+            _ => io_err("open", path, &e),
+        }
+    })
+}
+
 /// Open `dir` (created if missing; the user's own links in it are followed),
 /// then each folder of `rel` below it without following links, creating
 /// the missing ones.
@@ -67,32 +103,7 @@ pub(super) fn open_chain(dir: &Path, rel: &Path) -> Result<Dest, OutputError> {
     for part in folders {
         path.push(part);
         shown.push(part);
-        let c = CString::new(part.as_bytes()).map_err(|_| OutputError::BadName {
-            name: rel.to_path_buf(),
-        })?;
-        // SAFETY: `c` is NUL-terminated; `fd` is an open folder.
-        let made = unsafe { libc::mkdirat(fd.as_raw_fd(), c.as_ptr(), 0o777) };
-        if made != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(io_err("create", &path, &e));
-            }
-        }
-        fd = match open_dir_at(Some(&fd), part, true) {
-            Ok(next) => next,
-            Err(e) => {
-                let dest = dir.join(rel);
-                let is_link =
-                    std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
-                return Err(match e.raw_os_error() {
-                    Some(libc::ELOOP) | Some(libc::ENOTDIR) if is_link => {
-                        OutputError::ThroughSymlink { dest, link: shown }
-                    }
-                    Some(libc::ENOTDIR) => OutputError::NotAFile { dest: shown },
-                    _ => io_err("open", &path, &e),
-                });
-            }
-        };
+        fd = descend(&fd, part, &path, &shown, &dir.join(rel))?;
     }
     path.push(name);
     Ok(Dest {
