@@ -1,4 +1,4 @@
-//! The command line: clap types and value parsers ([`args`], `parse`), the
+//! The command line: clap types and value parsers ([`args`], [`parse`]), the
 //! code behind each subcommand, and what goes to the terminal (progress
 //! bars, colours, the summary). Flags are parsed first, then each command
 //! works out what depends on several of them, so handlers stay short.
@@ -6,7 +6,7 @@
 
 pub mod args;
 mod commands;
-mod parse;
+pub mod parse;
 mod progress;
 mod run;
 mod slurm;
@@ -16,7 +16,6 @@ mod summary;
 use clap::Parser;
 
 pub use args::{Cli, Command, PipelineArgs, ProgressMode, RunArgs, SlurmArgs};
-pub use parse::ShardArg;
 
 use crate::config;
 use crate::stages::Registry;

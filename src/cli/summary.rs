@@ -171,3 +171,58 @@ pub fn dry_run_lines(line: &Line) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn stage(name: &str, mode: StageMode, workers: usize) -> StageSummary {
+        StageSummary {
+            name: name.into(),
+            kind: "resize",
+            mode,
+            workers,
+            items_in: 4,
+            items_out: 4,
+            failed: 0,
+            filtered: 0,
+            busy: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_mode_column_says_how_work_was_spread() {
+        let cell = |mode, workers| mode_cell(&stage("s", mode, workers));
+        assert_eq!(cell(StageMode::Source, 1), "source");
+        assert_eq!(cell(StageMode::Fixed("threads"), 2), "threads x2");
+        assert_eq!(cell(StageMode::Auto("processes"), 8), "processes auto/8");
+        let row = stage_row(&stage("scan", StageMode::Source, 1), 2.0);
+        assert_eq!(row[3], "-", "a source has no input count");
+        assert_eq!(row[7], "0.50");
+    }
+
+    #[test]
+    fn dry_run_lines_name_each_file() {
+        let line = |status, outputs: &[&str]| Line {
+            path: PathBuf::from("in/a.jpg"),
+            status,
+            stage: None,
+            reason: None,
+            outputs: outputs.iter().map(PathBuf::from).collect(),
+            ms: Default::default(),
+        };
+        let text = |status, outputs| dry_run_lines(&line(status, outputs));
+        assert_eq!(text(ItemStatus::Ok, &[]), "process     in/a.jpg\n");
+        assert_eq!(
+            text(ItemStatus::Ok, &["o/1.jpg", "o/2.jpg"]),
+            "write       o/1.jpg\nwrite       o/2.jpg\n"
+        );
+        assert_eq!(
+            text(ItemStatus::UpToDate, &["o/1.jpg"]),
+            "up to date  o/1.jpg\n"
+        );
+        assert_eq!(text(ItemStatus::Filtered, &[]), "filtered    in/a.jpg\n");
+        assert_eq!(text(ItemStatus::Failed, &[]), "");
+    }
+}
