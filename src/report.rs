@@ -1,42 +1,72 @@
-//! What a run did: per-stage counters updated by the workers, failures, and
-//! the summary table printed at the end. Paths are shown in conveyor's one
+//! What a run did: per-stage counters updated by the workers, how each item
+//! ended, failures, and the summary of the whole run, all in plain fields
+//! (the command line prints them; this module knows no config types). Paths are shown in conveyor's one
 //! escaped form (`crate::item::escape_path`), so a name that is not UTF-8
 //! reads as `x\xff.png`, never as a lookalike of another.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::config::StageDef;
+use serde::{Deserialize, Serialize};
 
-/// How an item ended, when it did not end well. Higher ranks win when copies
-/// of one item (fan-out) end differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How an item ended: the `status` of its report line (`ok`, `failed`,
+/// `filtered`, `up_to_date`, `cancelled`) and the word the summaries use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
-    Filtered,
-    Cancelled,
+    Ok,
     Failed,
+    Filtered,
+    UpToDate,
+    Cancelled,
 }
 
 impl ItemStatus {
+    /// When copies of one item (fan-out) end differently, the higher rank
+    /// is how the item ended: a failure anywhere is the item's failure.
     pub fn rank(self) -> u8 {
         match self {
-            ItemStatus::Filtered => 0,
-            ItemStatus::Cancelled => 1,
-            ItemStatus::Failed => 2,
+            ItemStatus::Ok => 0,
+            ItemStatus::UpToDate => 1,
+            ItemStatus::Filtered => 2,
+            ItemStatus::Cancelled => 3,
+            ItemStatus::Failed => 4,
+        }
+    }
+
+    /// The word summaries count it under.
+    pub fn word(self) -> &'static str {
+        match self {
+            ItemStatus::Ok => "ok",
+            ItemStatus::Failed => "failed",
+            ItemStatus::Filtered => "filtered",
+            ItemStatus::UpToDate => "up to date",
+            ItemStatus::Cancelled => "not processed",
         }
     }
 }
 
 pub use crate::stage::Failure;
 
+/// How a stage's work was spread, as the summary shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageMode {
+    /// A source: it finds items and has no workers of its own.
+    Source,
+    /// A mode (`inline`, `threads`, `processes`) with a fixed worker count.
+    Fixed(&'static str),
+    /// A mode with `workers = "auto"`: its workers are the run's job
+    /// budget, shared with the other auto stages.
+    Auto(&'static str),
+}
+
 /// Live counters of one stage.
 #[derive(Debug)]
 pub struct StageStats {
     pub name: String,
     pub kind: &'static str,
-    pub mode: String,
+    pub mode: StageMode,
     pub workers: usize,
     pub items_in: AtomicU64,
     pub items_out: AtomicU64,
@@ -48,16 +78,13 @@ pub struct StageStats {
 }
 
 impl StageStats {
-    pub fn new(def: &StageDef) -> StageStats {
+    /// Counters at zero for the stage `name` of kind `kind`.
+    pub fn new(name: &str, kind: &'static str, mode: StageMode, workers: usize) -> StageStats {
         StageStats {
-            name: def.name.clone(),
-            kind: def.kind.name,
-            mode: if def.kind.is_source() {
-                "source".into()
-            } else {
-                def.mode.name().into()
-            },
-            workers: def.workers,
+            name: name.to_string(),
+            kind,
+            mode,
+            workers,
             items_in: AtomicU64::new(0),
             items_out: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -78,7 +105,7 @@ impl StageStats {
         StageSummary {
             name: self.name.clone(),
             kind: self.kind,
-            mode: self.mode.clone(),
+            mode: self.mode,
             workers: self.workers,
             items_in: self.items_in.load(Ordering::Relaxed),
             items_out: self.items_out.load(Ordering::Relaxed),
@@ -94,7 +121,7 @@ impl StageStats {
 pub struct StageSummary {
     pub name: String,
     pub kind: &'static str,
-    pub mode: String,
+    pub mode: StageMode,
     pub workers: usize,
     pub items_in: u64,
     pub items_out: u64,
@@ -140,128 +167,4 @@ pub struct RunSummary {
     /// Nothing was written: the run only planned.
     pub dry_run: bool,
     pub elapsed: Duration,
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2}s", d.as_secs_f64())
-}
-
-impl RunSummary {
-    /// The table printed at the end of a run.
-    pub fn table(&self) -> String {
-        let wall = self.elapsed.as_secs_f64();
-        let mut rows: Vec<[String; 9]> = vec![[
-            "stage".into(),
-            "kind".into(),
-            "mode".into(),
-            "in".into(),
-            "out".into(),
-            "failed".into(),
-            "busy".into(),
-            "cores".into(),
-            "items/s".into(),
-        ]];
-        for s in &self.stages {
-            let mode = if s.mode == "source" {
-                s.mode.clone()
-            } else if let Some(m) = s.mode.strip_suffix(" auto") {
-                format!("{m} auto/{}", s.workers)
-            } else {
-                format!("{} x{}", s.mode, s.workers)
-            };
-            let items_in = if s.mode == "source" {
-                "-".into()
-            } else {
-                s.items_in.to_string()
-            };
-            rows.push([
-                s.name.clone(),
-                s.kind.to_string(),
-                mode,
-                items_in,
-                s.items_out.to_string(),
-                s.failed.to_string(),
-                secs(s.busy),
-                // How many workers were busy on average: where the cores went.
-                if wall > 0.0 {
-                    format!("{:.2}", s.busy.as_secs_f64() / wall)
-                } else {
-                    "-".into()
-                },
-                s.rate().map_or("-".into(), |r| format!("{r:.1}")),
-            ]);
-        }
-        let mut widths = [0usize; 9];
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let mut out = String::new();
-        for row in &rows {
-            let mut line = String::new();
-            for (c, (cell, w)) in row.iter().zip(widths).enumerate() {
-                if c < 3 {
-                    let _ = write!(line, "{cell:<w$}  ");
-                } else {
-                    let _ = write!(line, "{cell:>w$}  ");
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        let rate = if wall > 0.0 {
-            self.scanned as f64 / wall
-        } else {
-            0.0
-        };
-        let _ = write!(
-            out,
-            "{} items in {} ({rate:.1} items/s): {} ok, {} failed",
-            self.scanned,
-            secs(self.elapsed),
-            self.ok,
-            self.failed
-        );
-        if self.up_to_date > 0 {
-            let _ = write!(out, ", {} up to date", self.up_to_date);
-        }
-        if self.filtered > 0 {
-            let _ = write!(out, ", {} filtered", self.filtered);
-        }
-        if self.cancelled > 0 {
-            let _ = write!(out, ", {} not processed", self.cancelled);
-        }
-        out.push('\n');
-        for (names, started) in &self.process_chains {
-            let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-            let shared = if names.len() > 1 {
-                " (sharing workers)"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                out,
-                "processes: {}{shared}: {started} worker{} started",
-                names.join(", "),
-                if *started == 1 { "" } else { "s" }
-            );
-        }
-        let verb = if self.dry_run { "would write" } else { "wrote" };
-        for (stage, path) in &self.written {
-            let _ = writeln!(out, "{stage}: {verb} {}", crate::item::escape_path(path));
-        }
-        if self.dry_run {
-            out.push_str("dry run: no pixel was decoded and no file written\n");
-        }
-        for e in &self.stage_errors {
-            let _ = writeln!(out, "stage stopped: {e}");
-        }
-        if self.interrupted {
-            out.push_str("interrupted: the run stopped before every item was processed\n");
-        } else if self.stopped_on_error {
-            out.push_str("stopped at the first failure (on_error = \"fail\")\n");
-        }
-        out
-    }
 }

@@ -9,7 +9,6 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::call::{self, CallError, Outcome};
-use super::observe;
 use super::state::Shared;
 use crate::item::Item;
 use crate::report::ItemStatus;
@@ -133,7 +132,7 @@ fn settle(
             shared.mark(id, ItemStatus::Filtered);
             shared
                 .report
-                .ended(id, observe::Status::Filtered, Some(name), None, &[]);
+                .ended(id, ItemStatus::Filtered, Some(name), None, &[]);
         }
         Err(CallError::Item(e)) => shared.fail(stage, id, path, e),
         Err(CallError::Cancelled) => shared.cancel(id, stage),

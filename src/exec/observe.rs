@@ -1,6 +1,7 @@
 //! Watching a run: the per-item report (`--report`, JSON lines), the timeline
-//! (`--trace`, Chrome trace events for Perfetto), and progress on stderr
-//! (`--progress`: bars on a terminal, JSON lines, or nothing).
+//! (`--trace`, Chrome trace events for Perfetto), and the numbers progress
+//! is drawn from ([`StageProgress`], handed to the run's progress callback;
+//! how they are shown is the command line's business).
 //!
 //! Report lines name files in conveyor's escaped form
 //! (`crate::item::escape_path`: `\xHH` for each byte that is not UTF-8), and
@@ -16,28 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-/// How an item ended, as the report says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Ok,
-    Failed,
-    Filtered,
-    UpToDate,
-    Cancelled,
-}
-
-impl Status {
-    fn rank(self) -> u8 {
-        match self {
-            Status::Ok => 0,
-            Status::UpToDate => 1,
-            Status::Filtered => 2,
-            Status::Cancelled => 3,
-            Status::Failed => 4,
-        }
-    }
-}
+use crate::report::ItemStatus;
 
 /// One line of the report. Paths are written escaped, so names that are not
 /// UTF-8 are reported, and two of them never look alike.
@@ -45,7 +25,7 @@ impl Status {
 pub struct Line {
     #[serde(serialize_with = "crate::item::path_escaped::serialize")]
     pub path: PathBuf,
-    pub status: Status,
+    pub status: ItemStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,7 +110,7 @@ impl Report {
                 copies: 1,
                 line: Line {
                     path: path.to_path_buf(),
-                    status: Status::Ok,
+                    status: ItemStatus::Ok,
                     stage: None,
                     reason: None,
                     outputs: Vec::new(),
@@ -172,7 +152,7 @@ impl Report {
     pub fn ended(
         &self,
         id: u64,
-        status: Status,
+        status: ItemStatus,
         stage: Option<&str>,
         reason: Option<&str>,
         outputs: &[PathBuf],
@@ -204,8 +184,8 @@ impl Report {
         let mut rest: Vec<Pending> = pending.drain().map(|(_, p)| p).collect();
         rest.sort_by(|a, b| a.line.path.cmp(&b.line.path));
         for mut p in rest {
-            if p.line.status == Status::Ok {
-                p.line.status = Status::Cancelled;
+            if p.line.status == ItemStatus::Ok {
+                p.line.status = ItemStatus::Cancelled;
             }
             self.write(out, &p.line);
         }
@@ -290,17 +270,6 @@ impl Trace {
     }
 }
 
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ProgressMode {
-    /// Bars when stderr is a terminal, nothing otherwise.
-    #[default]
-    Auto,
-    Never,
-    /// One JSON object per stage per update on stderr.
-    Json,
-}
-
 /// One stage's numbers at a moment.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageProgress {
@@ -312,80 +281,4 @@ pub struct StageProgress {
     pub total: u64,
     pub total_known: bool,
     pub elapsed: f64,
-}
-
-/// Live bars on a terminal (indicatif): one per stage, and one overall.
-pub struct Bars {
-    multi: indicatif::MultiProgress,
-    stages: Vec<indicatif::ProgressBar>,
-    overall: indicatif::ProgressBar,
-}
-
-impl Bars {
-    pub fn new(names: &[String]) -> Bars {
-        let multi = indicatif::MultiProgress::with_draw_target(
-            indicatif::ProgressDrawTarget::stderr_with_hz(8),
-        );
-        let width = names.iter().map(String::len).max().unwrap_or(4);
-        let style = indicatif::ProgressStyle::with_template(&format!(
-            "{{prefix:<{width}}} {{bar:30.cyan/blue}} {{pos:>7}}/{{len:7}} {{msg}}"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        let stages = names
-            .iter()
-            .map(|n| {
-                let b = multi.add(indicatif::ProgressBar::new(0));
-                b.set_style(style.clone());
-                b.set_prefix(n.clone());
-                b
-            })
-            .collect();
-        let overall = multi.add(indicatif::ProgressBar::new(0));
-        overall.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
-                "{{prefix:<{width}}} {{bar:30.green/white}} {{pos:>7}}/{{len:7}} {{elapsed_precise}} eta {{eta}}"
-            ))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        overall.set_prefix("all");
-        Bars {
-            multi,
-            stages,
-            overall,
-        }
-    }
-
-    pub fn update(&self, snapshot: &[StageProgress], finished: u64) {
-        for (bar, s) in self.stages.iter().zip(snapshot) {
-            bar.set_length(s.total.max(s.done));
-            bar.set_position(s.done);
-            let rate = if s.elapsed > 0.0 {
-                s.done as f64 / s.elapsed
-            } else {
-                0.0
-            };
-            bar.set_message(format!(
-                "{rate:>8.1}/s  {} in flight, {} failed",
-                s.in_flight.max(0),
-                s.failed
-            ));
-        }
-        if let Some(s) = snapshot.first() {
-            self.overall.set_length(s.total.max(finished));
-        }
-        self.overall.set_position(finished);
-    }
-
-    /// Print a line above the bars.
-    pub fn println(&self, line: &str) {
-        let _ = self.multi.println(line);
-    }
-
-    pub fn finish(&self) {
-        for b in &self.stages {
-            b.finish_and_clear();
-        }
-        self.overall.finish_and_clear();
-        let _ = self.multi.clear();
-    }
 }

@@ -19,7 +19,7 @@ use super::{BuildError, RunOptions, cleanup, monitor, observe, resume, superviso
 use crate::config::{Mode, Pipeline, StageDef};
 use crate::item::Item;
 use crate::output::{Guard, plain_io_reason};
-use crate::report::{Failure, RunSummary, StageStats};
+use crate::report::{Failure, RunSummary, StageMode, StageStats};
 use crate::stage::{Built, Source, SourceContext, Stage};
 
 /// Run a pipeline to the end (or until stopped) and summarise it.
@@ -195,12 +195,14 @@ fn shared_state<'a>(
             .stages
             .iter()
             .map(|d| {
-                let mut s = StageStats::new(d);
-                if d.auto {
-                    s.workers = jobs;
-                    s.mode = format!("{} auto", s.mode);
-                }
-                s
+                let (mode, workers) = if d.kind.is_source() {
+                    (StageMode::Source, d.workers)
+                } else if d.auto {
+                    (StageMode::Auto(d.mode.name()), jobs)
+                } else {
+                    (StageMode::Fixed(d.mode.name()), d.workers)
+                };
+                StageStats::new(&d.name, d.kind.name, mode, workers)
             })
             .collect(),
         permits: Some((give, take)),

@@ -11,6 +11,7 @@ use super::call;
 use super::observe;
 use super::state::Shared;
 use crate::item::Item;
+use crate::report::ItemStatus;
 use crate::stage::{Found, Source, SourceContext};
 
 /// Walk a source, handing each item it finds to the chains reading it (or
@@ -70,7 +71,7 @@ fn admit(shared: &Shared<'_>, source: usize, item: Item, outs: &[Sender<Item>]) 
             shared.up_to_date.fetch_add(1, Ordering::Relaxed);
             shared.report.single(observe::Line {
                 path: item.path.clone(),
-                status: observe::Status::UpToDate,
+                status: ItemStatus::UpToDate,
                 stage: None,
                 reason: None,
                 outputs: outputs.clone(),

@@ -64,7 +64,7 @@ impl Shared<'_> {
         self.mark(id, ItemStatus::Cancelled);
         let name = &self.pipeline.stages[stage].name;
         self.report
-            .ended(id, observe::Status::Cancelled, Some(name), None, &[]);
+            .ended(id, ItemStatus::Cancelled, Some(name), None, &[]);
     }
 
     pub(super) fn fail(&self, stage: usize, id: u64, path: PathBuf, reason: String) {
@@ -73,11 +73,11 @@ impl Shared<'_> {
         let name = &self.pipeline.stages[stage].name;
         if !self
             .report
-            .ended(id, observe::Status::Failed, Some(name), Some(&reason), &[])
+            .ended(id, ItemStatus::Failed, Some(name), Some(&reason), &[])
         {
             self.report.single(observe::Line {
                 path: path.clone(),
-                status: observe::Status::Failed,
+                status: ItemStatus::Failed,
                 stage: Some(name.clone()),
                 reason: Some(reason.clone()),
                 outputs: Vec::new(),
@@ -105,7 +105,7 @@ impl Shared<'_> {
         if outs.is_empty() {
             let outputs = &item.meta.outputs;
             self.report
-                .ended(item.id, observe::Status::Ok, None, None, outputs);
+                .ended(item.id, ItemStatus::Ok, None, None, outputs);
         } else {
             self.report.fanned_out(item.id, outs.len());
         }

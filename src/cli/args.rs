@@ -1,0 +1,152 @@
+//! The command line as clap parses it (the "low" arguments): doc comments
+//! are the help text. Values are typed by the parsers in [`super::parse`];
+//! what depends on several flags or on the environment is worked out later,
+//! by each command.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use super::parse::{self, ShardArg};
+use crate::config::Override;
+use crate::graph::GraphFormat;
+
+/// Run batch pipelines (scan, decode, resize, encode, write ...) described
+/// in TOML files.
+#[derive(Debug, Parser)]
+#[command(name = "conveyor", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log the engine's own events on stderr: -v worker starts and losses,
+    /// -vv also retries and full queues.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline; failures as they happen and a summary on stderr.
+    Run(RunArgs),
+    /// Check a pipeline without running it; report every error.
+    Check(PipelineArgs),
+    /// Show the stage graph of a pipeline.
+    Graph {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Output format.
+        #[arg(long, value_parser = parse::graph_format(), default_value = "text")]
+        format: GraphFormat,
+    },
+    /// Print a JSON Schema of pipeline files, for editors (Taplo).
+    Schema,
+    /// Run a pipeline as a Slurm array job, one task per shard: print the
+    /// sbatch script, or submit it.
+    Slurm(SlurmArgs),
+    /// Combine the JSON-lines reports of several shards; print the merged
+    /// lines on stdout and the counts on stderr.
+    MergeReports {
+        /// Report files (`run --report`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List stage kinds, or show one kind's options.
+    Stages {
+        /// A kind to describe in full.
+        kind: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PipelineArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// Override a stage option: STAGE.KEY=VALUE (VALUE in TOML syntax; text
+    /// that is not TOML is taken as a string). Repeatable.
+    #[arg(long = "set", value_name = "STAGE.KEY=VALUE", value_parser = parse::set)]
+    pub set: Vec<Override>,
+    /// Run a stage as inline, threads or processes: STAGE=MODE, or MODE for
+    /// every stage. Repeatable.
+    #[arg(long = "mode", value_name = "STAGE=MODE", value_parser = parse::mode)]
+    pub mode: Vec<Override>,
+}
+
+impl PipelineArgs {
+    /// The changes to the pipeline, in the order they apply.
+    pub fn overrides(&self) -> Vec<Override> {
+        // --mode first, so an explicit --set STAGE.mode wins.
+        self.mode.iter().chain(&self.set).cloned().collect()
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Print only failures, no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Redo every item, even those whose outputs are up to date.
+    #[arg(long)]
+    pub force: bool,
+    /// Write a JSON line per item to FILE: path, status, failing stage and
+    /// reason, outputs, milliseconds per stage.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write a Chrome trace to FILE (open it in ui.perfetto.dev).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Process only slice I of N of the input (0-based), chosen by a stable
+    /// hash of each file's path; `auto` reads Slurm's SLURM_ARRAY_TASK_ID and
+    /// SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards.
+    #[arg(long, value_name = "I/N|auto", value_parser = parse::shard)]
+    pub shard: Option<ShardArg>,
+    /// The shard count for `--shard auto` in a Kubernetes indexed job.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
+    /// How many items stages with `workers = "auto"` may process at once,
+    /// all together, 1 to 1024 (default: the CPU count).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
+    /// Plan only: list what each stage would see and which files would be
+    /// written or are up to date, without decoding or writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Progress on stderr: bars on a terminal (auto), none, or JSON lines.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// Bars when stderr is a terminal, nothing otherwise.
+    #[default]
+    Auto,
+    Never,
+    /// One JSON object per stage per update on stderr.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SlurmArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Number of shards (array tasks).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub shards: u32,
+    /// CPUs per task, and the `--jobs` of each run, 1 to 1024 (default:
+    /// this machine's CPU count).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
+    /// Folder for the script, the tasks' logs and their reports.
+    #[arg(long, value_name = "DIR", default_value = "conveyor-slurm")]
+    pub dir: PathBuf,
+    /// Submit the script with sbatch instead of printing it.
+    #[arg(long)]
+    pub submit: bool,
+    /// With --submit: wait for every task, then print the merged summary and
+    /// exit as `run` would.
+    #[arg(long, requires = "submit")]
+    pub wait: bool,
+}
