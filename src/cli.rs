@@ -38,7 +38,7 @@ pub enum Command {
         #[command(flatten)]
         pipeline: PipelineArgs,
         /// Output format.
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(long, default_value = "text", value_parser = clap::builder::TypedValueParser::try_map(clap::builder::PossibleValuesParser::new(GraphFormat::NAMES), |s| s.parse::<GraphFormat>()))]
         format: GraphFormat,
     },
     /// Print a JSON Schema of pipeline files, for editors (Taplo).
@@ -278,7 +278,7 @@ pub fn main_with(registry: Registry) -> Exit {
                     Exit::Ok
                 }
                 None => {
-                    let hint = config::suggest(&k, registry.names())
+                    let hint = crate::suggest::suggest(&k, registry.names())
                         .map(|s| format!(" (did you mean `{s}`?)"))
                         .unwrap_or_default();
                     eprintln!("error: no stage kind `{k}`{hint}; `conveyor stages` lists them");

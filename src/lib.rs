@@ -30,3 +30,5 @@ pub mod output;
 pub mod report;
 pub mod schema;
 pub mod stages;
+pub mod suggest;
+pub mod units;

@@ -5,6 +5,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diag::{Diagnostic, Loc};
+use crate::suggest::did_you_mean;
 
 /// A value and where it was written.
 #[derive(Debug, Clone)]
@@ -34,6 +35,16 @@ impl RawTable {
         self.entries.iter().find(|e| e.key == key)
     }
 
+    /// A key's value, when it is a string.
+    pub fn str_of(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(|e| e.value.value.as_str())
+    }
+
+    /// Where a key's value was written, if the key is there.
+    pub fn value_loc(&self, key: &str) -> Option<Loc> {
+        self.get(key).map(|e| e.value.loc.clone())
+    }
+
     /// Set a key, replacing an earlier value (used by `--set`).
     pub fn set(&mut self, entry: RawEntry) {
         if let Some(old) = self.entries.iter_mut().find(|e| e.key == entry.key) {
@@ -57,20 +68,7 @@ pub fn parse(text: &str, source: usize, errors: &mut Vec<Diagnostic>) -> Option<
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim().to_string();
-            let help = (message.contains("duplicate key")
-                && text.get(span.clone()) == Some("name"))
-            .then(|| {
-                "`name` is the stage's name; `write` names its files with `filename`".to_string()
-            });
-            errors.push(
-                Diagnostic::error(
-                    format!("invalid TOML: {message}"),
-                    Some(Loc { source, span }),
-                )
-                .help(help),
-            );
+            errors.push(syntax_error(&e, text, source));
             return None;
         }
     };
@@ -111,14 +109,24 @@ pub fn parse(text: &str, source: usize, errors: &mut Vec<Diagnostic>) -> Option<
                     Some(loc(key.span())),
                 )
                 .label("unknown key")
-                .help(
-                    super::suggest(other, ["pipeline", "stage"])
-                        .map(|s| format!("did you mean `{s}`?")),
-                ),
+                .help(did_you_mean(other, ["pipeline", "stage"])),
             ),
         }
     }
     Some(raw)
+}
+
+/// A TOML syntax error, at its place, with a hint for a common mistake.
+fn syntax_error(e: &toml::de::Error, text: &str, source: usize) -> Diagnostic {
+    let span = e.span().unwrap_or(0..0);
+    let message = e.message().trim().to_string();
+    let help = (message.contains("duplicate key") && text.get(span.clone()) == Some("name"))
+        .then(|| "`name` is the stage's name; `write` names its files with `filename`".to_string());
+    Diagnostic::error(
+        format!("invalid TOML: {message}"),
+        Some(Loc { source, span }),
+    )
+    .help(help)
 }
 
 fn table(t: &DeTable<'_>, loc: Loc, source: usize, errors: &mut Vec<Diagnostic>) -> RawTable {

@@ -20,8 +20,8 @@ use ipc_channel::{IpcError, TryRecvError};
 use super::protocol::{Bootstrap, FromWorker, StageInit, ToWorker, WORKER_ARG, WireItem};
 use super::{CallError, Outcome};
 use crate::config::StageDef;
-use crate::config::units::format_size;
 use crate::item::Item;
+use crate::units::format_size;
 
 /// How long a new worker may take to connect and build its stage.
 const START_TIMEOUT: Duration = Duration::from_secs(10);

@@ -373,8 +373,8 @@ pub fn output_too_big(w: u64, h: u64, bytes_per_pixel: u64) -> Option<String> {
     (bytes > ALLOC_BUDGET).then(|| {
         format!(
             "the output would be {w}x{h}, {} of pixels, over the budget of {}",
-            crate::config::units::human_size(bytes),
-            crate::config::units::human_size(ALLOC_BUDGET)
+            crate::units::human_size(bytes),
+            crate::units::human_size(ALLOC_BUDGET)
         )
     })
 }
@@ -396,7 +396,7 @@ pub fn check_max_file_size(size: &filter::Size) -> Option<OptionError> {
 
 /// The reason a file of `len` bytes is refused under `limit`.
 pub(crate) fn too_large(len: u64, limit: u64) -> StageError {
-    use crate::config::units::human_size;
+    use crate::units::human_size;
     StageError(format!(
         "file is {}, over `max_file_size` ({})",
         human_size(len),
@@ -503,7 +503,7 @@ fn variant_suggestion(msg: &str) -> Option<String> {
     let rest = msg.strip_prefix("unknown variant `")?;
     let (given, expected) = rest.split_once('`')?;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    crate::config::suggest(given, candidates.iter().copied())
+    crate::suggest::suggest(given, candidates.iter().copied())
         .map(|s| format!("did you mean `{s}`?"))
 }
 
