@@ -31,3 +31,5 @@ pub mod report;
 pub mod schema;
 pub mod stage;
 pub mod stages;
+pub mod suggest;
+pub mod units;

@@ -66,7 +66,7 @@ pub(super) fn stages(kind: Option<&str>, registry: &Registry) -> Exit {
             Exit::Ok
         }
         None => {
-            let hint = crate::config::suggest(k, registry.names())
+            let hint = crate::suggest::suggest(k, registry.names())
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
             eprintln!("error: no stage kind `{k}`{hint}; `conveyor stages` lists them");

@@ -5,6 +5,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diag::{Diagnostic, Loc};
+use crate::suggest::did_you_mean;
 
 /// A value and where it was written.
 #[derive(Debug, Clone)]
@@ -34,6 +35,16 @@ impl RawTable {
         self.entries.iter().find(|e| e.key == key)
     }
 
+    /// A key's value, when it is a string.
+    pub fn str_of(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(|e| e.value.value.as_str())
+    }
+
+    /// Where a key's value was written, if the key is there.
+    pub fn value_loc(&self, key: &str) -> Option<Loc> {
+        self.get(key).map(|e| e.value.loc.clone())
+    }
+
     /// Set a key, replacing an earlier value (used by `--set`).
     pub fn set(&mut self, entry: RawEntry) {
         if let Some(old) = self.entries.iter_mut().find(|e| e.key == entry.key) {
@@ -57,20 +68,7 @@ pub fn parse(text: &str, source: usize, errors: &mut Vec<Diagnostic>) -> Option<
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim().to_string();
-            let help = (message.contains("duplicate key")
-                && text.get(span.clone()) == Some("name"))
-            .then(|| {
-                "`name` is the stage's name; `write` names its files with `filename`".to_string()
-            });
-            errors.push(
-                Diagnostic::error(
-                    format!("invalid TOML: {message}"),
-                    Some(Loc { source, span }),
-                )
-                .help(help),
-            );
+            errors.push(syntax_error(&e, text, source));
             return None;
         }
     };
@@ -111,14 +109,24 @@ pub fn parse(text: &str, source: usize, errors: &mut Vec<Diagnostic>) -> Option<
                     Some(loc(key.span())),
                 )
                 .label("unknown key")
-                .help(
-                    super::suggest(other, ["pipeline", "stage"])
-                        .map(|s| format!("did you mean `{s}`?")),
-                ),
+                .help(did_you_mean(other, ["pipeline", "stage"])),
             ),
         }
     }
     Some(raw)
+}
+
+/// A TOML syntax error, at its place, with a hint for a common mistake.
+fn syntax_error(e: &toml::de::Error, text: &str, source: usize) -> Diagnostic {
+    let span = e.span().unwrap_or(0..0);
+    let message = e.message().trim().to_string();
+    let help = (message.contains("duplicate key") && text.get(span.clone()) == Some("name"))
+        .then(|| "`name` is the stage's name; `write` names its files with `filename`".to_string());
+    Diagnostic::error(
+        format!("invalid TOML: {message}"),
+        Some(Loc { source, span }),
+    )
+    .help(help)
 }
 
 fn table(t: &DeTable<'_>, loc: Loc, source: usize, errors: &mut Vec<Diagnostic>) -> RawTable {
@@ -154,8 +162,8 @@ fn convert(v: &Spanned<DeValue<'_>>, source: usize, errors: &mut Vec<Diagnostic>
     match v.get_ref() {
         DeValue::String(s) => match expand_env(s, |name| std::env::var(name).ok()) {
             Ok(s) => toml::Value::String(s),
-            Err(msg) => {
-                errors.push(Diagnostic::error(msg.0, Some(loc())).help(msg.1));
+            Err(e) => {
+                errors.push(Diagnostic::error(e.to_string(), Some(loc())).help(e.help()));
                 toml::Value::String(s.to_string())
             }
         },
@@ -183,12 +191,48 @@ fn convert(v: &Spanned<DeValue<'_>>, source: usize, errors: &mut Vec<Diagnostic>
     }
 }
 
+/// Why a string's `${VAR}` could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvError {
+    /// `${` without its `}`, in the string `text`.
+    Unclosed { text: String },
+    /// A name that is not `[A-Za-z0-9_]+`, in the string `text`.
+    BadName { name: String, text: String },
+    /// A variable that is not set and has no default.
+    Unset { name: String },
+}
+
+impl EnvError {
+    /// A line telling how to write it right.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            EnvError::Unclosed { .. } => {
+                Some("write `${VAR}` or `${VAR:-default}`, or `$${` for a literal `${`".into())
+            }
+            EnvError::BadName { .. } => None,
+            EnvError::Unset { name } => {
+                Some(format!("set it, or give a default: `${{{name}:-...}}`"))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for EnvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvError::Unclosed { text } => write!(f, "unclosed `${{` in \"{text}\""),
+            EnvError::BadName { name, text } => {
+                write!(f, "invalid variable name `{name}` in \"{text}\"")
+            }
+            EnvError::Unset { name } => write!(f, "environment variable `{name}` is not set"),
+        }
+    }
+}
+
+impl std::error::Error for EnvError {}
+
 /// Expand `${VAR}` and `${VAR:-default}`; `$${` stands for a literal `${`.
-/// On failure: the message and a help line.
-pub fn expand_env(
-    s: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, (String, Option<String>)> {
+pub fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, EnvError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -205,10 +249,9 @@ pub fn expand_env(
             continue;
         };
         let Some(end) = body.find('}') else {
-            return Err((
-                format!("unclosed `${{` in \"{s}\""),
-                Some("write `${VAR}` or `${VAR:-default}`, or `$${` for a literal `${`".into()),
-            ));
+            return Err(EnvError::Unclosed {
+                text: s.to_string(),
+            });
         };
         let inner = &body[..end];
         let (name, default) = match inner.split_once(":-") {
@@ -216,16 +259,18 @@ pub fn expand_env(
             None => (inner, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err((format!("invalid variable name `{name}` in \"{s}\""), None));
+            return Err(EnvError::BadName {
+                name: name.to_string(),
+                text: s.to_string(),
+            });
         }
         match (lookup(name), default) {
             (Some(v), _) if !v.is_empty() || default.is_none() => out.push_str(&v),
             (_, Some(d)) => out.push_str(d),
             (None, None) => {
-                return Err((
-                    format!("environment variable `{name}` is not set"),
-                    Some(format!("set it, or give a default: `${{{name}:-...}}`")),
-                ));
+                return Err(EnvError::Unset {
+                    name: name.to_string(),
+                });
             }
             (Some(v), None) => out.push_str(&v),
         }
@@ -262,19 +307,27 @@ mod tests {
     #[test]
     fn reports_unset_and_malformed_variables() {
         assert_eq!(
-            expand_env("${NOPE}", env).unwrap_err().0,
+            expand_env("${NOPE}", env).unwrap_err().to_string(),
             "environment variable `NOPE` is not set"
+        );
+        assert_eq!(
+            expand_env("${NOPE}", env).unwrap_err().help().as_deref(),
+            Some("set it, or give a default: `${NOPE:-...}`")
+        );
+        assert_eq!(
+            expand_env("${NOPE", env).unwrap_err().to_string(),
+            "unclosed `${` in \"${NOPE\""
         );
         assert!(
             expand_env("${NOPE", env)
                 .unwrap_err()
-                .0
+                .to_string()
                 .starts_with("unclosed `${`")
         );
         assert!(
             expand_env("${a b}", env)
                 .unwrap_err()
-                .0
+                .to_string()
                 .starts_with("invalid variable name")
         );
     }

@@ -432,7 +432,41 @@ fn write_refuses_templates_that_leave_dir() {
 }
 
 #[test]
-fn suggest_only_close_words() {
-    assert_eq!(suggest("widht", ["width", "height"]), Some("width"));
-    assert_eq!(suggest("zzz", ["width", "height"]), None);
+fn durations_and_sizes_are_refused_in_their_own_words() {
+    let text = format!(
+        "{HEAD}\n[[stage]]\nname = \"load\"\nkind = \"decode\"\nmode = \"processes\"\ntimeout = \"10 parsecs\"\nmemory_limit = 5\n"
+    );
+    assert_eq!(
+        errors(&text),
+        vec![
+            (
+                "stage `load`: unknown time unit `parsecs` in `10 parsecs` (use ms, s, m, h or d, e.g. `30s`)".into(),
+                10,
+                11,
+                None
+            ),
+            (
+                "stage `load`: `memory_limit`: invalid type: integer `5`, expected a string".into(),
+                11,
+                16,
+                None
+            ),
+        ]
+    );
+}
+
+#[test]
+fn durations_and_sizes_reach_the_stage_parsed() {
+    let text = format!(
+        "{HEAD}\n[[stage]]\nname = \"load\"\nkind = \"decode\"\nmode = \"processes\"\ntimeout = \"1.5s\"\nmemory_limit = \"256MiB\"\n"
+    );
+    let p = load_str("p.toml", &text, &[], &Registry::builtin())
+        .expect("loads")
+        .pipeline;
+    assert_eq!(p.stages[1].timeout, Some(Duration::from_millis(1500)));
+    assert_eq!(p.stages[1].memory_limit, Some(256 << 20));
+    assert_eq!(
+        (p.stages[0].timeout, p.stages[0].memory_limit),
+        (None, None)
+    );
 }

@@ -14,7 +14,7 @@ use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 
 use super::protocol::{Bootstrap, FromWorker, ToWorker, WORKER_ARG};
 use super::supervisor::ChainProcesses;
-use crate::config::units::format_size;
+use crate::units::format_size;
 
 /// How long a new worker may take to connect and build its stage.
 pub(super) const START_TIMEOUT: Duration = Duration::from_secs(10);

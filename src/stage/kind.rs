@@ -82,16 +82,6 @@ impl KindSpec {
         self.accepts.is_empty()
     }
 
-    /// Option names, as declared by the options struct.
-    pub fn option_names(&self) -> Vec<String> {
-        let schema = (self.schema)();
-        schema
-            .get("properties")
-            .and_then(|p| p.as_object())
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
     /// What this kind gives when fed `input`.
     pub fn output_types(&self, input: Types) -> Types {
         match self.output {

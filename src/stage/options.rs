@@ -192,7 +192,7 @@ fn variant_suggestion(msg: &str) -> Option<String> {
     let rest = msg.strip_prefix("unknown variant `")?;
     let (given, expected) = rest.split_once('`')?;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    crate::config::suggest(given, candidates.iter().copied())
+    crate::suggest::suggest(given, candidates.iter().copied())
         .map(|s| format!("did you mean `{s}`?"))
 }
 

@@ -7,15 +7,15 @@ use globset::{GlobBuilder, GlobMatcher};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::units::parse_size;
 use crate::item::{Item, Payload, PayloadType, Types};
 use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
+use crate::units::parse_size;
 
 /// A size as bytes (`1048576`) or with a unit (`"1MiB"`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Size {
-    Bytes(#[schemars(range(min = 0, max = crate::config::units::MAX_SIZE))] u64),
+    Bytes(#[schemars(range(min = 0, max = crate::units::MAX_SIZE))] u64),
     Text(String),
 }
 
@@ -23,11 +23,11 @@ impl Size {
     /// The size in bytes, at most 1 PiB.
     pub fn bytes(&self) -> Result<u64, String> {
         match self {
-            Size::Bytes(b) if *b > crate::config::units::MAX_SIZE => Err(format!(
+            Size::Bytes(b) if *b > crate::units::MAX_SIZE => Err(format!(
                 "size {b} is over the limit of 1 PiB (e.g. `512MiB`)"
             )),
             Size::Bytes(b) => Ok(*b),
-            Size::Text(t) => parse_size(t),
+            Size::Text(t) => parse_size(t).map_err(|e| e.to_string()),
         }
     }
 }

@@ -33,8 +33,8 @@ pub fn output_too_big(w: u64, h: u64, bytes_per_pixel: u64) -> Option<String> {
     (bytes > ALLOC_BUDGET).then(|| {
         format!(
             "the output would be {w}x{h}, {} of pixels, over the budget of {}",
-            crate::config::units::human_size(bytes),
-            crate::config::units::human_size(ALLOC_BUDGET)
+            crate::units::human_size(bytes),
+            crate::units::human_size(ALLOC_BUDGET)
         )
     })
 }
@@ -56,7 +56,7 @@ pub fn check_max_file_size(size: &filter::Size) -> Option<OptionError> {
 
 /// The reason a file of `len` bytes is refused under `limit`.
 pub(crate) fn too_large(len: u64, limit: u64) -> StageError {
-    use crate::config::units::human_size;
+    use crate::units::human_size;
     StageError::new(format!(
         "file is {}, over `max_file_size` ({})",
         human_size(len),

@@ -26,7 +26,7 @@ pub fn validate(template: &str, key: &str) -> Vec<OptionError> {
         let ph = &rest[open + 1..open + close];
         if !PLACEHOLDERS.contains(&ph) {
             let mut e = OptionError::at(key, format!("unknown placeholder `{{{ph}}}` in `{key}`"));
-            e.help = crate::config::suggest(ph, PLACEHOLDERS)
+            e.help = crate::suggest::suggest(ph, PLACEHOLDERS)
                 .map(|s| format!("did you mean `{{{s}}}`?"))
                 .or_else(|| {
                     Some(format!(
