@@ -81,17 +81,8 @@ pub fn parse(text: &str, source: usize, errors: &mut Vec<Diagnostic>) -> Option<
             }
             ("stage", DeValue::Array(items)) => {
                 for item in items {
-                    match item.get_ref() {
-                        DeValue::Table(t) => {
-                            raw.stages.push(table(t, loc(item.span()), source, errors))
-                        }
-                        _ => errors.push(
-                            Diagnostic::error(
-                                "each `stage` must be a table",
-                                Some(loc(item.span())),
-                            )
-                            .help(Some("write stages as `[[stage]]` sections".into())),
-                        ),
+                    if let Some(t) = stage_table(item, source, errors) {
+                        raw.stages.push(t);
                     }
                 }
             }
@@ -114,6 +105,28 @@ pub fn parse(text: &str, source: usize, errors: &mut Vec<Diagnostic>) -> Option<
         }
     }
     Some(raw)
+}
+
+/// One element of the `stage` array, which must be a table.
+fn stage_table(
+    item: &toml::Spanned<DeValue<'_>>,
+    source: usize,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<RawTable> {
+    let loc = Loc {
+        source,
+        span: item.span(),
+    };
+    match item.get_ref() {
+        DeValue::Table(t) => Some(table(t, loc, source, errors)),
+        _ => {
+            errors.push(
+                Diagnostic::error("each `stage` must be a table", Some(loc))
+                    .help(Some("write stages as `[[stage]]` sections".into())),
+            );
+            None
+        }
+    }
 }
 
 /// A TOML syntax error, at its place, with a hint for a common mistake.

@@ -70,6 +70,12 @@ impl fmt::Display for KindError {
 
 impl std::error::Error for KindError {}
 
+impl From<crate::units::UnitError> for KindError {
+    fn from(e: crate::units::UnitError) -> Self {
+        KindError::Options(e.to_string())
+    }
+}
+
 impl From<String> for KindError {
     fn from(e: String) -> Self {
         KindError::Unusable(e)

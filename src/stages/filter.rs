@@ -21,13 +21,13 @@ pub enum Size {
 
 impl Size {
     /// The size in bytes, at most 1 PiB.
-    pub fn bytes(&self) -> Result<u64, String> {
+    pub fn bytes(&self) -> Result<u64, crate::units::UnitError> {
         match self {
-            Size::Bytes(b) if *b > crate::units::MAX_SIZE => Err(format!(
-                "size {b} is over the limit of 1 PiB (e.g. `512MiB`)"
-            )),
+            Size::Bytes(b) if *b > crate::units::MAX_SIZE => {
+                Err(crate::units::UnitError::SizeTooLarge(b.to_string()))
+            }
             Size::Bytes(b) => Ok(*b),
-            Size::Text(t) => parse_size(t).map_err(|e| e.to_string()),
+            Size::Text(t) => parse_size(t),
         }
     }
 }
@@ -64,7 +64,7 @@ impl StageOptions for FilterOptions {
         let mut errors = Vec::new();
         for (key, size) in [("min_size", &self.min_size), ("max_size", &self.max_size)] {
             if let Some(Err(e)) = size.as_ref().map(Size::bytes) {
-                errors.push(OptionError::at(key, e));
+                errors.push(OptionError::at(key, e.to_string()));
             }
         }
         if let Some(p) = &self.pattern
