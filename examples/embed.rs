@@ -43,6 +43,8 @@ fn main() -> std::process::ExitCode {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(InvertOptions),
         check: conveyor::stage::check_options::<InvertOptions>,
+        meaning: conveyor::stage::meaning::<InvertOptions>,
+        revision: 1,
         build: |_, _| Ok(Built::Stage(Arc::new(Invert))),
     });
     std::process::ExitCode::from(conveyor::cli::main_with(registry) as u8)

@@ -15,6 +15,7 @@ pub mod diag;
 pub mod graph;
 mod keys;
 mod overrides;
+mod preflight;
 pub mod raw;
 mod safety;
 mod validate;

@@ -104,9 +104,16 @@ fn read_set(text: &str, source: usize) -> Result<Change, Diagnostic> {
     let raw_value = &text[eq + 1..];
     // TOML syntax when it parses (`320`, `true`, `"x"`, `[..]`), else the
     // text as a string, so `--set save.dir=out/x` works.
-    let value = raw_value
+    let value = match raw_value
         .parse::<toml::Value>()
-        .unwrap_or_else(|_| toml::Value::String(raw_value.to_string()));
+        .unwrap_or_else(|_| toml::Value::String(raw_value.to_string()))
+    {
+        // `~/` as in the file (a quoted one reaches here unexpanded).
+        toml::Value::String(s) => {
+            toml::Value::String(super::raw::expand_home(s, std::env::var_os("HOME")))
+        }
+        other => other,
+    };
     Ok(Change {
         stage: Some((text[..dot].to_string(), loc(source, 0..dot))),
         entry: entry(

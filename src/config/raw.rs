@@ -174,7 +174,7 @@ fn convert(v: &Spanned<DeValue<'_>>, source: usize, errors: &mut Vec<Diagnostic>
     };
     match v.get_ref() {
         DeValue::String(s) => match expand_env(s, |name| std::env::var(name).ok()) {
-            Ok(s) => toml::Value::String(s),
+            Ok(s) => toml::Value::String(expand_home(s, std::env::var_os("HOME"))),
             Err(e) => {
                 errors.push(Diagnostic::error(e.to_string(), Some(loc())).help(e.help()));
                 toml::Value::String(s.to_string())
@@ -244,6 +244,16 @@ impl std::fmt::Display for EnvError {
 
 impl std::error::Error for EnvError {}
 
+/// `~/...` at the start of a string is the user's home folder, as in a
+/// shell (a path option written `~/Pictures` would otherwise make a folder
+/// named `~`).
+pub fn expand_home(s: String, home: Option<std::ffi::OsString>) -> String {
+    match (s.strip_prefix("~/"), home.as_ref().and_then(|h| h.to_str())) {
+        (Some(rest), Some(home)) => format!("{}/{rest}", home.trim_end_matches('/')),
+        _ => s,
+    }
+}
+
 /// Expand `${VAR}` and `${VAR:-default}`; `$${` stands for a literal `${`.
 pub fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, EnvError> {
     let mut out = String::with_capacity(s.len());
@@ -303,6 +313,15 @@ mod tests {
             "EMPTY" => Some(String::new()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn expands_a_home_folder_only_at_the_start() {
+        let home = Some(std::ffi::OsString::from("/home/me/"));
+        assert_eq!(expand_home("~/p".into(), home.clone()), "/home/me/p");
+        assert_eq!(expand_home("a/~/p".into(), home.clone()), "a/~/p");
+        assert_eq!(expand_home("~user/p".into(), home), "~user/p");
+        assert_eq!(expand_home("~/p".into(), None), "~/p");
     }
 
     #[test]

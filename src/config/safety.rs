@@ -18,7 +18,7 @@ pub(super) struct Site<'a> {
 }
 
 impl Site<'_> {
-    fn loc(&self, key: &str) -> Option<Loc> {
+    pub(super) fn loc(&self, key: &str) -> Option<Loc> {
         self.table
             .get(key)
             .map(|e| e.value.loc.clone())

@@ -7,7 +7,7 @@ use super::diag::{Diagnostic, Sources};
 use super::graph::{self, Checked};
 use super::keys::{CommonKeys, Mode, PipelineKeys, Workers, check_common};
 use super::raw::{RawDoc, RawTable};
-use super::{Pipeline, StageDef, property_names, safety};
+use super::{Pipeline, StageDef, preflight, property_names, safety};
 use crate::stage::{KindSpec, OptionError, StagePaths, check_options, parse_options};
 use crate::stages::Registry;
 use crate::suggest::did_you_mean;
@@ -267,6 +267,65 @@ fn check_files(
         })
         .collect();
     safety::check(&sites, &checked.inputs, sources, diags);
+    preflight::check(&sites, diags);
+    dead_ends(&sites, checked, diags);
+}
+
+/// A branch whose items (bytes or images) reach no stage that writes
+/// them: the work is done and thrown away. A warning, not an error: a
+/// pipeline being built up may end that way for a while.
+fn dead_ends(sites: &[safety::Site<'_>], checked: &Checked, diags: &mut Vec<Diagnostic>) {
+    use crate::item::PayloadType;
+    for (i, site) in sites.iter().enumerate() {
+        let leaf = !checked.inputs.iter().any(|ins| ins.contains(&i));
+        let carries = checked.output_types[i];
+        let made = carries.contains(PayloadType::Image) || carries.contains(PayloadType::Bytes);
+        if leaf && made && site.paths == StagePaths::None {
+            diags.push(
+                Diagnostic::warning(
+                    format!(
+                        "stage `{}` ends a branch, and what it makes reaches no stage that writes it: its items are made and dropped",
+                        site.name
+                    ),
+                    Some(site.table.loc.clone()),
+                )
+                .help(Some(
+                    "add a `write` (after an `encode`), a `manifest` or a `contact_sheet` after it"
+                        .into(),
+                )),
+            );
+        }
+    }
+}
+
+/// `memory_limit` and `timeout` act only on worker processes (and `exec`
+/// ends its own command at `timeout`): elsewhere they would be silently
+/// ignored.
+fn limits_ignored(p: &Partial<'_>, mode: Mode, diags: &mut Vec<Diagnostic>) {
+    if mode == Mode::Processes {
+        return;
+    }
+    let enforced_anyway =
+        |key: &str| key == "timeout" && p.kind.as_ref().is_some_and(|k| k.name == "exec");
+    for key in ["memory_limit", "timeout"] {
+        let Some(entry) = p.table.get(key) else {
+            continue;
+        };
+        if enforced_anyway(key) {
+            continue;
+        }
+        diags.push(
+            Diagnostic::warning(
+                format!(
+                    "stage `{}` runs in {} mode, where `{key}` is ignored: it applies to worker processes",
+                    p.name,
+                    mode.name()
+                ),
+                Some(entry.value.loc.clone()),
+            )
+            .help(Some(format!("use mode = \"processes\" to have `{key}` enforced"))),
+        );
+    }
 }
 
 /// The checked stages; `None` if a stage has no kind (already reported).
@@ -283,6 +342,7 @@ fn build_stages(
     for (i, p) in partials.into_iter().enumerate() {
         let mode = p.common.mode.unwrap_or_default();
         let (workers, auto) = workers(&p, mode, cpus, diags);
+        limits_ignored(&p, mode, diags);
         let kind = p.kind?;
         // A source runs on one thread whatever it is given.
         let (workers, auto) = if kind.is_source() {

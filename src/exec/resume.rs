@@ -239,10 +239,11 @@ impl Resume {
                             Built::Source(_) => Vec::new(),
                         };
                         format!(
-                            "{}:{}:{}{}",
+                            "{}:{}@{}:{}{}",
                             s.name,
                             s.kind.name,
-                            toml::to_string(&s.options).unwrap_or_default(),
+                            s.kind.revision,
+                            (s.kind.meaning)(&s.options),
                             files.iter().map(|f| file_state(f)).collect::<String>()
                         )
                     })

@@ -86,6 +86,8 @@ fn kind(
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(NoOptions),
         check: crate::stage::check_options::<NoOptions>,
+        meaning: crate::stage::meaning::<NoOptions>,
+        revision: 1,
         build,
     }
 }

@@ -51,6 +51,14 @@ pub struct KindSpec {
     pub schema: fn() -> schemars::Schema,
     /// Per-key and whole-table checks of its options.
     pub check: fn(&toml::Table) -> Vec<OptionError>,
+    /// What its options mean for its output: the parsed options with every
+    /// default filled in (so writing a default out changes nothing), leaving
+    /// out options that only decide which files are in scope. Resume
+    /// fingerprints are made of it.
+    pub meaning: fn(&toml::Table) -> serde_json::Value,
+    /// Bumped when the kind's output bytes change for the same options (a
+    /// new algorithm), so resume redoes what it must, and only that.
+    pub revision: u32,
     /// Construct it from checked options.
     pub build: fn(&toml::Table, &BuildContext) -> Result<Built, KindError>,
     /// The paths its options name, for the checks made before any work

@@ -11,6 +11,7 @@ mod traits;
 pub use error::{KindError, StageError};
 pub use kind::{BuildContext, Built, KindSpec, Output, StagePaths, no_paths};
 pub use options::{
-    NoOptions, OptionError, OptionsError, StageOptions, check_options, parse_options,
+    NoOptions, OptionError, OptionsError, StageOptions, check_options, meaning, no_meaning,
+    parse_options,
 };
 pub use traits::{Failure, Finish, Found, Source, SourceContext, Stage};

@@ -174,6 +174,22 @@ pub fn parse_options<T: StageOptions>(table: &toml::Table) -> Result<T, OptionsE
         .map_err(|e| OptionsError(clean_serde_message(e.message())))
 }
 
+/// What an options table means: parsed into its struct, defaults and all,
+/// and written back as JSON (keys sorted), so that `fit = "contain"` written
+/// out and left to its default mean the same.
+pub fn meaning<T: StageOptions>(table: &toml::Table) -> serde_json::Value {
+    parse_options::<T>(table)
+        .ok()
+        .and_then(|opts| serde_json::to_value(&opts).ok())
+        .unwrap_or_else(|| serde_json::Value::String(toml::to_string(table).unwrap_or_default()))
+}
+
+/// For kinds whose options decide only which items go on (a filter), not
+/// what any output looks like.
+pub fn no_meaning(_: &toml::Table) -> serde_json::Value {
+    serde_json::Value::Null
+}
+
 /// An options table that does not parse into its struct.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptionsError(pub String);

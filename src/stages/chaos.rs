@@ -83,6 +83,8 @@ pub fn spec() -> KindSpec {
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(ChaosOptions),
         check: crate::stage::check_options::<ChaosOptions>,
+        meaning: crate::stage::meaning::<ChaosOptions>,
+        revision: 1,
         build: |t, ctx| {
             let opts: ChaosOptions = crate::stage::parse_options(t)?;
             let matcher = match &opts.pattern {

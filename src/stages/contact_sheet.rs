@@ -133,6 +133,8 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(ContactSheetOptions),
         check: crate::stage::check_options::<ContactSheetOptions>,
+        meaning: crate::stage::meaning::<ContactSheetOptions>,
+        revision: 1,
         build: |t, ctx| {
             Ok(Built::Stage(Arc::new(ContactSheet {
                 opts: crate::stage::parse_options(t)?,

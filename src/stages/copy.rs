@@ -65,6 +65,8 @@ pub fn spec() -> KindSpec {
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(CopyOptions),
         check: crate::stage::check_options::<CopyOptions>,
+        meaning: crate::stage::meaning::<CopyOptions>,
+        revision: 1,
         build: |t, ctx| {
             let opts: CopyOptions = crate::stage::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Copy {

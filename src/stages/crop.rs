@@ -133,6 +133,8 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(CropOptions),
         check: crate::stage::check_options::<CropOptions>,
+        meaning: crate::stage::meaning::<CropOptions>,
+        revision: 1,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Crop(crate::stage::parse_options(
                 t,

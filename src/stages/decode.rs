@@ -70,6 +70,8 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(DecodeOptions),
         check: crate::stage::check_options::<DecodeOptions>,
+        meaning: crate::stage::meaning::<DecodeOptions>,
+        revision: 1,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Decode {
                 opts: crate::stage::parse_options(t)?,

@@ -100,6 +100,8 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Bytes),
         schema: || schemars::schema_for!(EncodeOptions),
         check: crate::stage::check_options::<EncodeOptions>,
+        meaning: crate::stage::meaning::<EncodeOptions>,
+        revision: 1,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Encode {
                 opts: crate::stage::parse_options(t)?,

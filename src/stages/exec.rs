@@ -139,6 +139,8 @@ pub fn spec() -> KindSpec {
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(ExecOptions),
         check: crate::stage::check_options::<ExecOptions>,
+        meaning: crate::stage::meaning::<ExecOptions>,
+        revision: 1,
         build: |t, ctx: &BuildContext| {
             let opts: ExecOptions = crate::stage::parse_options(t)?;
             let script = match (opts.shell, opts.command.first()) {

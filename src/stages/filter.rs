@@ -88,6 +88,8 @@ pub fn spec() -> KindSpec {
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(FilterOptions),
         check: crate::stage::check_options::<FilterOptions>,
+        meaning: crate::stage::no_meaning,
+        revision: 1,
         build: |t, _ctx| {
             let opts: FilterOptions = crate::stage::parse_options(t)?;
             let matcher = match &opts.pattern {

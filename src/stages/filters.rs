@@ -47,6 +47,8 @@ pub fn blur_spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(BlurOptions),
         check: crate::stage::check_options::<BlurOptions>,
+        meaning: crate::stage::meaning::<BlurOptions>,
+        revision: 1,
         build: |t, _ctx| {
             let o: BlurOptions = crate::stage::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Blur(o.sigma))))
@@ -108,6 +110,8 @@ pub fn sharpen_spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(SharpenOptions),
         check: crate::stage::check_options::<SharpenOptions>,
+        meaning: crate::stage::meaning::<SharpenOptions>,
+        revision: 1,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Sharpen(
                 crate::stage::parse_options(t)?,
@@ -233,6 +237,8 @@ pub fn adjust_spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(AdjustOptions),
         check: crate::stage::check_options::<AdjustOptions>,
+        meaning: crate::stage::meaning::<AdjustOptions>,
+        revision: 1,
         build: |t, _ctx| {
             let o: AdjustOptions = crate::stage::parse_options(t)?;
             // Brightness, contrast and gamma act on each value alone: one

@@ -50,6 +50,8 @@ pub fn rotate_spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(RotateOptions),
         check: crate::stage::check_options::<RotateOptions>,
+        meaning: crate::stage::meaning::<RotateOptions>,
+        revision: 1,
         build: |t, _ctx| {
             let o: RotateOptions = crate::stage::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Rotate(o.degrees))))
@@ -100,6 +102,8 @@ pub fn flip_spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(FlipOptions),
         check: crate::stage::check_options::<FlipOptions>,
+        meaning: crate::stage::meaning::<FlipOptions>,
+        revision: 1,
         build: |t, _ctx| {
             let o: FlipOptions = crate::stage::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Flip(o.direction))))
@@ -129,6 +133,8 @@ pub fn grayscale_spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(NoOptions),
         check: crate::stage::check_options::<NoOptions>,
+        meaning: crate::stage::meaning::<NoOptions>,
+        revision: 1,
         build: |_, _| Ok(Built::Stage(Arc::new(Grayscale))),
     }
 }

@@ -57,6 +57,8 @@ pub fn spec() -> KindSpec {
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(HashOptions),
         check: crate::stage::check_options::<HashOptions>,
+        meaning: crate::stage::meaning::<HashOptions>,
+        revision: 1,
         build: |t, _ctx| {
             let o: HashOptions = crate::stage::parse_options(t)?;
             let limit = o.max_file_size.bytes()?;

@@ -57,6 +57,8 @@ pub fn spec() -> KindSpec {
         output: Output::SameAsInput,
         schema: || schemars::schema_for!(ManifestOptions),
         check: crate::stage::check_options::<ManifestOptions>,
+        meaning: crate::stage::meaning::<ManifestOptions>,
+        revision: 1,
         build: |t, ctx| {
             Ok(Built::Stage(Arc::new(Manifest {
                 opts: crate::stage::parse_options(t)?,

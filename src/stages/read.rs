@@ -45,6 +45,8 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Bytes),
         schema: || schemars::schema_for!(ReadOptions),
         check: crate::stage::check_options::<ReadOptions>,
+        meaning: crate::stage::meaning::<ReadOptions>,
+        revision: 1,
         build: |t, _| {
             let o: ReadOptions = crate::stage::parse_options(t)?;
             let limit = o.max_file_size.bytes()?;

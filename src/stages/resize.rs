@@ -115,6 +115,8 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(ResizeOpts),
         check: crate::stage::check_options::<ResizeOpts>,
+        meaning: crate::stage::meaning::<ResizeOpts>,
+        revision: 1,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Resize {
                 opts: crate::stage::parse_options(t)?,

@@ -76,6 +76,16 @@ impl StageOptions for ScanOptions {
     }
 }
 
+/// Of a scan's options only `root` says anything about an item's outputs
+/// (its paths are taken relative to it); the others decide which files are
+/// in scope, and an item still in scope stays up to date.
+fn scan_meaning(t: &toml::Table) -> serde_json::Value {
+    match crate::stage::parse_options::<ScanOptions>(t) {
+        Ok(o) => serde_json::json!({ "root": o.root }),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
 /// A scan reads the files its scope selects.
 fn paths(t: &toml::Table) -> crate::stage::StagePaths {
     match crate::stage::parse_options::<ScanOptions>(t) {
@@ -93,6 +103,8 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(ScanOptions),
         check: crate::stage::check_options::<ScanOptions>,
+        meaning: scan_meaning,
+        revision: 1,
         build: |t, ctx| {
             Ok(Built::Source(Arc::new(Scan::new(
                 crate::stage::parse_options(t)?,

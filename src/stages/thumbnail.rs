@@ -104,6 +104,8 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(ThumbnailOptions),
         check: crate::stage::check_options::<ThumbnailOptions>,
+        meaning: crate::stage::meaning::<ThumbnailOptions>,
+        revision: 1,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Thumbnail(
                 crate::stage::parse_options(t)?,

@@ -79,6 +79,8 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(WatermarkOptions),
         check: crate::stage::check_options::<WatermarkOptions>,
+        meaning: crate::stage::meaning::<WatermarkOptions>,
+        revision: 1,
         build: |t, _ctx| {
             let opts: WatermarkOptions = crate::stage::parse_options(t)?;
             // Read once, when the run starts: a missing file stops the run

@@ -61,6 +61,8 @@ pub fn spec() -> KindSpec {
         output: Output::Fixed(PayloadType::Nothing),
         schema: || schemars::schema_for!(WriteOptions),
         check: crate::stage::check_options::<WriteOptions>,
+        meaning: crate::stage::meaning::<WriteOptions>,
+        revision: 1,
         build: |t, ctx| {
             let opts: WriteOptions = crate::stage::parse_options(t)?;
             Ok(Built::Stage(Arc::new(Write {

@@ -3,6 +3,7 @@
 //! One test binary: `harness.rs` holds the workspace, the runner and the
 //! report reader; every other file is one topic.
 
+mod checks;
 mod cluster;
 mod generative;
 mod harness;
@@ -13,6 +14,7 @@ mod observe;
 mod pipelines;
 mod processes;
 mod reliability;
+mod resume;
 mod safety;
 mod stages;
 

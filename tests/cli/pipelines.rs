@@ -392,8 +392,9 @@ fn filename_template_and_formats() {
 }
 
 #[test]
-fn missing_scan_root_is_a_failure_with_its_path() {
+fn missing_scan_root_is_refused_before_work_with_its_path() {
     let ws = Workspace::new();
+    let here = ws.path("").canonicalize().expect("canonical");
     ws.conveyor()
         .args(&[
             "run",
@@ -402,8 +403,14 @@ fn missing_scan_root_is_a_failure_with_its_path() {
             "scan.root=nowhere",
         ])
         .run()
-        .code(1)
-        .stderr_has("nowhere: no such folder (stage `scan`)");
+        .code(2)
+        .stderr_has("stage `scan`: the folder to scan, `nowhere`")
+        .stderr_has(&format!(
+            "relative to the current folder {}), does not exist",
+            here.display()
+        ))
+        .stderr_has("--set scan.root=nowhere");
+    assert!(!ws.path("out").exists(), "nothing runs");
 }
 
 #[test]

@@ -374,8 +374,9 @@ fn a_read_only_output_folder_fails_cleanly() {
             "processes",
         ])
         .run()
-        .code(1)
-        .stderr_has("Read-only file system");
+        .code(2)
+        .stderr_has("stage `save` writes into `ro/thumbs`")
+        .stderr_has("can't be written: Read-only file system");
     assert!(ws.files("ro").is_empty());
 }
 

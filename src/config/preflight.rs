@@ -1,0 +1,123 @@
+//! Checks of the file system made before any work, so that a run that can't
+//! succeed stops at once (exit 2) instead of failing item after item: every
+//! scan root exists and is a folder, and every output folder can be created
+//! and written.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::diag::Diagnostic;
+use super::safety::Site;
+use crate::stage::StagePaths;
+
+/// Every check, each adding its errors to `diags`.
+pub(super) fn check(sites: &[Site<'_>], diags: &mut Vec<Diagnostic>) {
+    for site in sites {
+        match &site.paths {
+            StagePaths::Reads(spec) => root_is_a_folder(site, &spec.root, diags),
+            StagePaths::Writes { dir, .. } => folder_is_writable(site, "dir", dir, diags),
+            StagePaths::Gathers(path) => {
+                let dir = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                folder_is_writable(site, "path", dir, diags);
+            }
+            StagePaths::None => {}
+        }
+    }
+}
+
+/// "`photos` (/home/me/photos, relative to the current folder /home/me)".
+fn where_it_is(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let shown = crate::item::escape_path(path);
+    if path.is_relative() {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        format!(
+            "`{shown}` ({}, relative to the current folder {})",
+            crate::item::escape_path(&abs),
+            crate::item::escape_path(&cwd)
+        )
+    } else {
+        format!("`{shown}`")
+    }
+}
+
+fn root_is_a_folder(site: &Site<'_>, root: &Path, diags: &mut Vec<Diagnostic>) {
+    let problem = match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => return,
+        Ok(_) => "is not a folder",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+        Err(_) => "cannot be read",
+    };
+    diags.push(
+        Diagnostic::error(
+            format!(
+                "stage `{}`: the folder to scan, {}, {problem}",
+                site.name,
+                where_it_is(root)
+            ),
+            site.loc("root"),
+        )
+        .label("no such folder")
+        .help(Some(
+            "give `root` a folder that exists, e.g. with `--set scan.root=PATH`".into(),
+        )),
+    );
+}
+
+/// The deepest folder of `dir` that exists: where the missing ones would be
+/// created.
+fn existing_ancestor(dir: &Path) -> Option<PathBuf> {
+    let abs = std::path::absolute(dir).ok()?;
+    abs.ancestors().find(|a| a.exists()).map(Path::to_path_buf)
+}
+
+fn folder_is_writable(site: &Site<'_>, key: &str, dir: &Path, diags: &mut Vec<Diagnostic>) {
+    let Some(base) = existing_ancestor(dir) else {
+        return;
+    };
+    let problem = if !base.is_dir() {
+        Some(format!(
+            "{} is a file, so the folder can't be made",
+            crate::item::escape_path(&base)
+        ))
+    } else {
+        writable(&base).err().map(|e| {
+            format!(
+                "{} can't be written: {}",
+                crate::item::escape_path(&base),
+                crate::output::plain_io_reason(&e)
+            )
+        })
+    };
+    if let Some(problem) = problem {
+        diags.push(
+            Diagnostic::error(
+                format!(
+                    "stage `{}` writes into {}, but {problem}",
+                    site.name,
+                    where_it_is(dir)
+                ),
+                site.loc(key),
+            )
+            .label("can't be written")
+            .help(Some("choose a folder you can write".into())),
+        );
+    }
+}
+
+/// Whether this process may create files in `dir`, asked of the system
+/// (read-only mounts included) without creating anything; else the
+/// system's reason.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    let c = CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; access
+    // only reads it.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        return Ok(());
+    }
+    Err(std::io::Error::last_os_error())
+}
