@@ -65,7 +65,12 @@ fn describe(p: &Pipeline, i: usize) -> String {
     if s.kind.is_source() {
         s.kind.name.to_string()
     } else {
-        format!("{}, {} x{}", s.kind.name, s.mode.name(), s.workers)
+        let mode = if s.auto {
+            crate::report::StageMode::Auto(s.mode.name())
+        } else {
+            crate::report::StageMode::Fixed(s.mode.name())
+        };
+        format!("{}, {}", s.kind.name, mode.describe(s.workers))
     }
 }
 

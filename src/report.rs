@@ -61,6 +61,18 @@ pub enum StageMode {
     Auto(&'static str),
 }
 
+impl StageMode {
+    /// How a stage runs, in the same words wherever it is shown (the
+    /// summary, `conveyor graph`): `source`, `threads x4`, `threads auto/8`.
+    pub fn describe(self, workers: usize) -> String {
+        match self {
+            StageMode::Source => "source".into(),
+            StageMode::Fixed(m) => format!("{m} x{workers}"),
+            StageMode::Auto(m) => format!("{m} auto/{workers}"),
+        }
+    }
+}
+
 /// Live counters of one stage.
 #[derive(Debug)]
 pub struct StageStats {

@@ -86,3 +86,32 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
         "$defs": defs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every option of every kind (and every common key) says what it is
+    /// for: `conveyor stages` and editors show these words.
+    #[test]
+    fn every_option_has_a_description() {
+        let schema = pipeline_schema(&Registry::builtin());
+        let kinds = schema["properties"]["stage"]["items"]["oneOf"]
+            .as_array()
+            .expect("kinds");
+        let mut missing = Vec::new();
+        for k in kinds {
+            let kind = k["properties"]["kind"]["const"].as_str().unwrap_or("?");
+            for (name, p) in k["properties"].as_object().expect("properties") {
+                let described = p.get("description").and_then(Value::as_str);
+                if described.is_none_or(|d| d.trim().is_empty()) {
+                    missing.push(format!("{kind}.{name}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "options without a description: {missing:?}"
+        );
+    }
+}

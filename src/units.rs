@@ -222,15 +222,14 @@ impl fmt::Display for Size {
 }
 
 /// Reads a value written as text, parsed by its own `FromStr`. Anything but
-/// a string (a bare number ...) is refused as a `String` field refuses it,
-/// with serde's "expected a string".
-struct TextVisitor<T>(std::marker::PhantomData<T>);
+/// a string (a bare number ...) is refused with an example of what to write.
+struct TextVisitor<T>(std::marker::PhantomData<T>, &'static str);
 
 impl<T: FromStr<Err = UnitError>> serde::de::Visitor<'_> for TextVisitor<T> {
     type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
+        f.write_str(self.1)
     }
 
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
@@ -242,7 +241,7 @@ impl<T: FromStr<Err = UnitError>> serde::de::Visitor<'_> for TextVisitor<T> {
 /// deserializes from its text, serializes as its text, and is a string in
 /// the schema.
 macro_rules! text_value {
-    ($ty:ident, $name:literal) => {
+    ($ty:ident, $name:literal, $expecting:literal) => {
         impl serde::Serialize for $ty {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
@@ -251,7 +250,7 @@ macro_rules! text_value {
 
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
-                d.deserialize_str(TextVisitor(std::marker::PhantomData))
+                d.deserialize_str(TextVisitor(std::marker::PhantomData, $expecting))
             }
         }
 
@@ -271,8 +270,16 @@ macro_rules! text_value {
     };
 }
 
-text_value!(Duration, "Duration");
-text_value!(Size, "Size");
+text_value!(
+    Duration,
+    "Duration",
+    "a duration written as text, e.g. \"30s\" or \"500ms\""
+);
+text_value!(
+    Size,
+    "Size",
+    "a size written as text, e.g. \"256MiB\" or \"2GiB\""
+);
 
 /// Format a byte count the way sizes are written in pipeline files.
 pub fn format_size(bytes: u64) -> String {
@@ -423,7 +430,11 @@ mod tests {
             );
         }
         let e = toml::from_str::<T>("d = 5\ns = \"1B\"").unwrap_err();
-        assert!(e.message().contains("expected a string"), "{e}");
+        assert!(
+            e.message()
+                .contains("expected a duration written as text, e.g. \"30s\""),
+            "{e}"
+        );
         let e = toml::from_str::<T>("d = \"1s\"\ns = \"lots\"").unwrap_err();
         assert_eq!(e.message(), "`lots` is not a size (e.g. `512MiB`, `1GiB`)");
     }

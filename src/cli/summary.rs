@@ -22,15 +22,14 @@ fn secs(d: Duration) -> String {
 
 /// The mode column: `source`, `threads x4`, or `threads auto/8`.
 fn mode_cell(s: &StageSummary) -> String {
-    match s.mode {
-        StageMode::Source => "source".into(),
-        StageMode::Fixed(m) => format!("{m} x{}", s.workers),
-        StageMode::Auto(m) => format!("{m} auto/{}", s.workers),
-    }
+    s.mode.describe(s.workers)
 }
 
 /// One stage's row; `wall` is the run's elapsed seconds.
-fn stage_row(s: &StageSummary, wall: f64) -> [String; 9] {
+/// `wall` is `None` in a dry run, where times and rates mean nothing: only
+/// plans were made.
+fn stage_row(s: &StageSummary, wall: Option<f64>) -> [String; 9] {
+    let timed = |text: String| if wall.is_some() { text } else { "-".into() };
     let items_in = if s.mode == StageMode::Source {
         "-".into()
     } else {
@@ -43,14 +42,13 @@ fn stage_row(s: &StageSummary, wall: f64) -> [String; 9] {
         items_in,
         s.items_out.to_string(),
         s.failed.to_string(),
-        secs(s.busy),
+        timed(secs(s.busy)),
         // How many workers were busy on average: where the cores went.
-        if wall > 0.0 {
-            format!("{:.2}", s.busy.as_secs_f64() / wall)
-        } else {
-            "-".into()
+        match wall {
+            Some(w) if w > 0.0 => format!("{:.2}", s.busy.as_secs_f64() / w),
+            _ => "-".into(),
         },
-        s.rate().map_or("-".into(), |r| format!("{r:.1}")),
+        timed(s.rate().map_or("-".into(), |r| format!("{r:.1}"))),
     ]
 }
 
@@ -81,13 +79,13 @@ fn aligned(rows: &[[String; 9]]) -> String {
 /// `N items in 1.20s (x items/s): 3 ok, 0 failed`, then the other
 /// statuses that occurred.
 fn totals(s: &RunSummary, wall: f64) -> String {
-    let rate = if wall > 0.0 {
-        s.scanned as f64 / wall
+    let rate = if s.dry_run || wall <= 0.0 {
+        String::new()
     } else {
-        0.0
+        format!(" ({:.1} items/s)", s.scanned as f64 / wall)
     };
     let mut out = format!(
-        "{} items in {} ({rate:.1} items/s): {} {}, {} {}",
+        "{} items in {}{rate}: {} {}, {} {}",
         s.scanned,
         secs(s.elapsed),
         s.ok,
@@ -149,7 +147,8 @@ fn notes(s: &RunSummary) -> String {
 pub fn table(s: &RunSummary) -> String {
     let wall = s.elapsed.as_secs_f64();
     let mut rows = vec![HEADER.map(String::from)];
-    rows.extend(s.stages.iter().map(|st| stage_row(st, wall)));
+    let timed = (!s.dry_run).then_some(wall);
+    rows.extend(s.stages.iter().map(|st| stage_row(st, timed)));
     let mut out = aligned(&rows);
     out.push_str(&totals(s, wall));
     out.push_str(&notes(s));
@@ -197,7 +196,7 @@ mod tests {
         assert_eq!(cell(StageMode::Source, 1), "source");
         assert_eq!(cell(StageMode::Fixed("threads"), 2), "threads x2");
         assert_eq!(cell(StageMode::Auto("processes"), 8), "processes auto/8");
-        let row = stage_row(&stage("scan", StageMode::Source, 1), 2.0);
+        let row = stage_row(&stage("scan", StageMode::Source, 1), Some(2.0));
         assert_eq!(row[3], "-", "a source has no input count");
         assert_eq!(row[7], "0.50");
     }

@@ -102,6 +102,16 @@ fn read_set(text: &str, source: usize) -> Result<Change, Diagnostic> {
         );
     };
     let raw_value = &text[eq + 1..];
+    if raw_value.trim().is_empty() {
+        return Err(
+            Diagnostic::error(format!("`--set {text}` gives no value after `=`"), whole()).help(
+                Some(format!(
+                    "write the value after `=`, e.g. `--set {}=out` (or `\"\"` for an empty text)",
+                    &text[..eq]
+                )),
+            ),
+        );
+    }
     // TOML syntax when it parses (`320`, `true`, `"x"`, `[..]`), else the
     // text as a string, so `--set save.dir=out/x` works.
     let value = match raw_value

@@ -133,8 +133,17 @@ fn stage_table(
 fn syntax_error(e: &toml::de::Error, text: &str, source: usize) -> Diagnostic {
     let span = e.span().unwrap_or(0..0);
     let message = e.message().trim().to_string();
-    let help = (message.contains("duplicate key") && text.get(span.clone()) == Some("name"))
-        .then(|| "`name` is the stage's name; `write` names its files with `filename`".to_string());
+    let duplicate = message.contains("duplicate key");
+    let help = match text.get(span.clone()) {
+        Some("name") if duplicate => {
+            Some("`name` is the stage's name; `write` names its files with `filename`".to_string())
+        }
+        Some("stage") if duplicate => Some(
+            "did you mean `[[stage]]`? Each stage is a `[[stage]]` section, with two brackets"
+                .to_string(),
+        ),
+        _ => None,
+    };
     Diagnostic::error(
         format!("invalid TOML: {message}"),
         Some(Loc { source, span }),

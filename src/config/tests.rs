@@ -452,7 +452,7 @@ fn durations_and_sizes_are_refused_in_their_own_words() {
                 None
             ),
             (
-                "stage `load`: `memory_limit`: invalid type: integer `5`, expected a string".into(),
+                "stage `load`: `memory_limit`: invalid type: integer `5`, expected a size written as text, e.g. \"256MiB\" or \"2GiB\"".into(),
                 11,
                 16,
                 None

@@ -35,6 +35,8 @@ pub enum Action {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChaosOptions {
+    /// What to do to a matched item: error, panic, abort, segfault, hang or
+    /// oom (the last ones only make sense in processes mode).
     pub action: Action,
     /// Glob on the item's path relative to the scan root; items that don't
     /// match pass through.

@@ -102,7 +102,7 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
         .with_guessed_format()
         .map_err(|e| StageError::new(format!("cannot read: {e}")))?;
     let Some(format) = reader.format() else {
-        return Err(StageError::new("not a recognised image format"));
+        return Err(StageError::new(super::UNRECOGNISED));
     };
     let format_name = format.extensions_str().first().copied().unwrap_or("image");
     if format == image::ImageFormat::Jpeg && jpeg_is_truncated(bytes) {

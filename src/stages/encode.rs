@@ -56,6 +56,7 @@ pub enum Compression {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EncodeOptions {
+    /// The format to encode to: jpeg, png or webp.
     pub format: Format,
     /// JPEG quality, 1 (smallest) to 100 (best).
     #[schemars(range(min = 1, max = 100))]

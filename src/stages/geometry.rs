@@ -88,6 +88,7 @@ pub enum Direction {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct FlipOptions {
+    /// horizontal (left and right swap) or vertical (top and bottom swap).
     pub direction: Direction,
 }
 

@@ -24,6 +24,7 @@ pub enum Algorithm {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HashOptions {
+    /// sha256 or blake3 (faster).
     pub algorithm: Algorithm,
     /// Refuse files bigger than this (bytes, or e.g. "1GiB"; at most
     /// "1PiB"). The file is streamed, never held whole.

@@ -64,6 +64,10 @@ pub(crate) fn too_large(len: u64, limit: u64) -> StageError {
     ))
 }
 
+/// Why a file that is no image is refused, with what conveyor does read.
+pub(crate) const UNRECOGNISED: &str =
+    "not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP and TIFF)";
+
 /// Open an item's file and refuse it if its size is over `limit`.
 pub(crate) fn open_bounded(path: &Path, limit: u64) -> Result<std::fs::File, StageError> {
     let file =
@@ -138,7 +142,7 @@ fn take_bytes(item: &mut Item, limit: u64, image_only: bool) -> Result<Vec<u8>, 
             if image_only && !head.is_empty() && image::guess_format(&head).is_err() {
                 // The same words as when the whole file is read: only when it
                 // is learnt differs.
-                return Err(StageError::new("not a recognised image format"));
+                return Err(StageError::new(UNRECOGNISED));
             }
             let bytes = read_rest_bounded(file, head, limit)?;
             item.meta.size = Some(bytes.len() as u64);

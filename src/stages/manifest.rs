@@ -28,6 +28,8 @@ pub enum ManifestFormat {
 pub struct ManifestOptions {
     /// The file to write (replaced whole at the end of the run).
     pub path: String,
+    /// csv (one row per item, a header line first) or jsonl (one JSON
+    /// object per line).
     pub format: ManifestFormat,
 }
 

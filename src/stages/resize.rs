@@ -67,7 +67,11 @@ pub struct ResizeOpts {
     /// Target height in pixels, 1 to 100000; leave out to follow the width.
     #[schemars(range(min = 1, max = super::MAX_SIDE))]
     pub height: Option<u32>,
+    /// How the image meets the box: contain (fits inside), cover (fills it,
+    /// the overflow cropped) or fill (stretched to it).
     pub fit: Fit,
+    /// The resampling filter: lanczos3 (sharpest, the default), catmullrom,
+    /// mitchell, gaussian, hamming, bilinear, box or nearest.
     pub filter: Filter,
     /// Enlarge images smaller than the box (off: they pass unchanged). With
     /// both `width` and `height`, the box may then hold at most 100000000

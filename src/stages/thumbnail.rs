@@ -29,7 +29,9 @@ pub struct ThumbnailOptions {
     /// Target height in pixels, 1 to 100000; leave out to follow the width.
     #[schemars(range(min = 1, max = super::MAX_SIDE))]
     pub height: Option<u32>,
+    /// How the image meets the box: contain, cover or fill (as `resize`).
     pub fit: Fit,
+    /// The resampling filter after shrink-on-load (as `resize`).
     pub filter: Filter,
     /// Enlarge images smaller than the box (then the box may hold at most
     /// 100000000 pixels).

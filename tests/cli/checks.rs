@@ -76,3 +76,98 @@ fn a_branch_that_writes_nothing_and_ignored_limits_are_warned_about() {
         .run();
     assert!(!quiet.stderr().contains("is ignored"), "{}", quiet.stderr());
 }
+
+#[test]
+fn messages_say_what_to_write() {
+    let ws = Workspace::new();
+    ws.sample("tiny.jpg", "photos/a.jpg");
+    // `[stage]` twice instead of `[[stage]]`.
+    ws.write(
+        "a.toml",
+        b"[stage]\nname = \"scan\"\nkind = \"scan\"\nroot = \"photos\"\n\n[stage]\nname = \"x\"\nkind = \"read\"\n",
+    );
+    ws.conveyor()
+        .args(&["check", "a.toml"])
+        .run()
+        .code(2)
+        .stderr_has("did you mean `[[stage]]`?");
+    // A duration or a size written as a number: an example of the text.
+    ws.write(
+        "b.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"photos\"\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\nmode = \"processes\"\ntimeout = 5\n",
+    );
+    ws.conveyor()
+        .args(&["check", "b.toml"])
+        .run()
+        .code(2)
+        .stderr_has("expected a duration written as text, e.g. \"30s\"");
+    // An empty `--set` value is blamed on the argument, not the file.
+    ws.conveyor()
+        .args(&[
+            "check",
+            "pipelines/thumbnails.toml",
+            "--set",
+            "scan.root=photos",
+            "--set",
+            "save.dir=",
+        ])
+        .run()
+        .code(2)
+        .stderr_has("`--set save.dir=` gives no value after `=`")
+        .stderr_has("--> --set save.dir=");
+}
+
+#[test]
+fn a_file_that_is_no_image_names_the_formats_that_are() {
+    let ws = Workspace::new();
+    ws.write("photos/notes.jpg", b"just some words, not an image");
+    ws.conveyor()
+        .args(&[
+            "run",
+            "pipelines/thumbnails.toml",
+            "--set",
+            "scan.root=photos",
+        ])
+        .run()
+        .code(1)
+        .stderr_has(
+            "not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP and TIFF)",
+        );
+}
+
+#[test]
+fn graph_and_summary_describe_modes_alike_and_dry_runs_show_no_rates() {
+    let ws = Workspace::new();
+    ws.sample("tiny.jpg", "photos/a.jpg");
+    let args = ["pipelines/thumbnails.toml", "--set", "scan.root=photos"];
+    let graph = ws.conveyor().args(&["graph"]).args(&args).run();
+    graph.code(0);
+    let words: Vec<String> = graph
+        .stdout()
+        .lines()
+        .filter_map(|l| {
+            l.split_once(", ")
+                .map(|(_, m)| m.trim_end_matches(')').to_string())
+        })
+        .collect();
+    assert!(!words.is_empty(), "{}", graph.stdout());
+    // Both say `threads auto/N` for the pipeline's auto stages.
+    assert!(words.iter().any(|w| w.contains(" auto/")), "{words:?}");
+    let run = ws.conveyor().args(&["run"]).args(&args).run();
+    run.code(0);
+    for w in &words {
+        assert!(
+            run.stderr().contains(w.as_str()),
+            "{w:?} not in\n{}",
+            run.stderr()
+        );
+    }
+    let dry = ws
+        .conveyor()
+        .args(&["run"])
+        .args(&args)
+        .args(&["--dry-run", "--force"])
+        .run();
+    dry.code(0);
+    assert!(!dry.stderr().contains("items/s)"), "{}", dry.stderr());
+}

@@ -136,7 +136,10 @@ fn the_report_adds_up_to_the_summary() {
             .expect("broken line");
         assert_eq!(broken["status"], "failed");
         assert_eq!(broken["stage"], "load");
-        assert_eq!(broken["reason"], "not a recognised image format");
+        assert_eq!(
+            broken["reason"],
+            "not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP and TIFF)"
+        );
         let notes = lines
             .iter()
             .find(|l| l["path"] == "in/notes.txt")

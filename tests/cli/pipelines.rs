@@ -128,8 +128,8 @@ fn corrupt_files_fail_alone() {
         .run();
     done.code(1)
         .stderr_has("in/zero.jpg: empty file (stage `load`)")
-        .stderr_has("in/notes.jpg: not a recognised image format (stage `load`)")
-        .stderr_has("in/noise.png: not a recognised image format (stage `load`)")
+        .stderr_has("in/notes.jpg: not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP and TIFF) (stage `load`)")
+        .stderr_has("in/noise.png: not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP and TIFF) (stage `load`)")
         .stderr_has("in/sub/truncated.jpg: truncated JPEG: the data ends before the image does (stage `load`)")
         .stderr_has("7 items in")
         .stderr_has("3 ok, 4 failed");
@@ -420,7 +420,7 @@ fn graph_in_three_formats() {
         .args(&["graph", "pipelines/web-sizes.toml"])
         .run()
         .code(0)
-        .stdout_has("small (resize, threads x")
+        .stdout_has("small (resize, threads auto/")
         .stdout_has("<- load [image]");
     ws.conveyor()
         .args(&["graph", "pipelines/web-sizes.toml", "--format", "dot"])
