@@ -24,6 +24,7 @@ pub(super) fn check(sites: &[Site<'_>], diags: &mut Vec<Diagnostic>) {
                 };
                 folder_is_writable(site, "path", dir, diags);
             }
+            StagePaths::Needs { key, file } => file_exists(site, key, file, diags),
             StagePaths::None => {}
         }
     }
@@ -65,6 +66,26 @@ fn root_is_a_folder(site: &Site<'_>, root: &Path, diags: &mut Vec<Diagnostic>) {
         .help(Some(
             "give `root` a folder that exists, e.g. with `--set scan.root=PATH`".into(),
         )),
+    );
+}
+
+fn file_exists(site: &Site<'_>, key: &str, file: &Path, diags: &mut Vec<Diagnostic>) {
+    let problem = match std::fs::metadata(file) {
+        Ok(m) if m.is_file() => return,
+        Ok(_) => "is not a file",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+        Err(_) => "cannot be read",
+    };
+    diags.push(
+        Diagnostic::error(
+            format!(
+                "stage `{}`: the file `{key}` names, {}, {problem}",
+                site.name,
+                where_it_is(file)
+            ),
+            site.loc(key),
+        )
+        .label("no such file"),
     );
 }
 

@@ -78,6 +78,9 @@ pub enum StagePaths {
     Writes { dir: PathBuf, filename: String },
     /// Writes one file at the end of the run.
     Gathers(PathBuf),
+    /// Reads a file its option `key` names (a watermark image), which must
+    /// exist before the run starts.
+    Needs { key: &'static str, file: PathBuf },
 }
 
 /// For kinds whose options name no files.

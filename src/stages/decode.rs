@@ -22,10 +22,10 @@ pub struct DecodeOptions {
     /// 1000000000 (default 100000000).
     #[schemars(range(min = 1, max = 1_000_000_000))]
     pub max_pixels: u64,
-    /// Refuse images whose decoding would allocate more bytes than this,
-    /// 1 to 68719476736 (64 GiB; default 1 GiB).
-    #[schemars(range(min = 1, max = 68_719_476_736u64))]
-    pub max_alloc: u64,
+    /// Refuse images whose decoding would allocate more bytes than this
+    /// (bytes, or e.g. "2GiB"; at most "64GiB"; default "1GiB").
+    #[schemars(default = "default_max_alloc")]
+    pub max_alloc: Size,
     /// Refuse files bigger than this (bytes, or e.g. "1GiB"; at most
     /// "1PiB"), before reading them; a file whose first bytes are not
     /// those of an image is refused before it is read whole.
@@ -38,13 +38,25 @@ impl Default for DecodeOptions {
         DecodeOptions {
             auto_orient: true,
             max_pixels: 100_000_000,
-            max_alloc: 1 << 30,
+            max_alloc: default_max_alloc(),
             max_file_size: super::default_max_file_size(),
         }
     }
 }
 
+/// The largest `max_alloc` accepted: 64 GiB.
+const MAX_ALLOC: u64 = 64 << 30;
+
+fn default_max_alloc() -> Size {
+    Size::Text("1GiB".into())
+}
+
 impl DecodeOptions {
+    /// `max_alloc` in bytes (checked when the pipeline is).
+    pub fn alloc_limit(&self) -> u64 {
+        self.max_alloc.bytes().unwrap_or(super::ALLOC_BUDGET)
+    }
+
     /// `max_file_size` in bytes (checked when the pipeline is).
     pub fn file_limit(&self) -> u64 {
         self.max_file_size
@@ -55,8 +67,17 @@ impl DecodeOptions {
 
 impl StageOptions for DecodeOptions {
     fn validate(&self) -> Vec<OptionError> {
+        let alloc = match self.max_alloc.bytes() {
+            Err(e) => Some(format!("`max_alloc`: {e}")),
+            Ok(b) if b > MAX_ALLOC => Some(format!(
+                "`max_alloc` must be at most 64GiB, not {}",
+                crate::units::human_size(b)
+            )),
+            Ok(_) => None,
+        };
         super::check_max_file_size(&self.max_file_size)
             .into_iter()
+            .chain(alloc.map(|m| OptionError::at("max_alloc", m)))
             .collect()
     }
 }
@@ -113,11 +134,14 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
         ));
     }
     let mut limits = Limits::default();
-    limits.max_alloc = Some(opts.max_alloc);
+    limits.max_alloc = Some(opts.alloc_limit());
     reader.limits(limits);
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| StageError::new(format!("cannot decode {format_name}: {e}")))?;
+    let mut decoder = reader.into_decoder().map_err(|e| {
+        StageError::new(format!(
+            "cannot decode {format_name}: {}",
+            plain_decoder_error(&e)
+        ))
+    })?;
     let (w, h) = decoder.dimensions();
     let pixels = u64::from(w) * u64::from(h);
     if pixels > opts.max_pixels {
@@ -137,8 +161,12 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
     } else {
         None
     };
-    let mut img = DynamicImage::from_decoder(decoder)
-        .map_err(|e| StageError::new(format!("cannot decode {format_name}: {e}")))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| {
+        StageError::new(format!(
+            "cannot decode {format_name}: {}",
+            plain_decoder_error(&e)
+        ))
+    })?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
@@ -190,6 +218,83 @@ impl Stage for Decode {
         item.payload = Payload::Image(d.image);
         Ok(Some(item))
     }
+
+    fn plan(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        if let Some((w, h)) = check_header(&item, &self.opts, "decode")? {
+            item.meta.width = Some(w);
+            item.meta.height = Some(h);
+        }
+        Ok(Some(item))
+    }
+}
+
+/// What a dry run learns of an item's image without decoding it: the same
+/// refusals as a real run for every file whose header decides them (too big
+/// a file, no image, an empty file, more pixels than `max_pixels`, named
+/// `key` in the message), so a dry run's counts match the real run's.
+pub(crate) fn check_header(
+    item: &Item,
+    opts: &DecodeOptions,
+    key: &str,
+) -> Result<Option<(u32, u32)>, StageError> {
+    use std::io::Read;
+    /// Enough for the headers of every format read, past a large EXIF.
+    const HEAD: u64 = 256 << 10;
+    let head = match &item.payload {
+        Payload::Bytes(b) => b[..b.len().min(HEAD as usize)].to_vec(),
+        _ => {
+            let file = super::open_bounded(&item.path, opts.file_limit())?;
+            let mut head = Vec::new();
+            file.take(HEAD)
+                .read_to_end(&mut head)
+                .map_err(|e| StageError::new(format!("cannot read file: {e}")))?;
+            head
+        }
+    };
+    if head.is_empty() {
+        return Err(StageError::new("empty file"));
+    }
+    let reader = ImageReader::new(Cursor::new(&head))
+        .with_guessed_format()
+        .map_err(|e| StageError::new(format!("cannot read: {e}")))?;
+    if reader.format().is_none() {
+        return Err(StageError::new(super::UNRECOGNISED));
+    }
+    // A header cut short by `HEAD` says nothing about the file.
+    let Ok((w, h)) = reader.into_dimensions() else {
+        return Ok(None);
+    };
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > opts.max_pixels {
+        return Err(StageError::new(format!(
+            "image is {w}x{h} ({pixels} pixels), over the limit of {} pixels ({key}.max_pixels)",
+            opts.max_pixels
+        )));
+    }
+    Ok(Some((w, h)))
+}
+
+/// A decoder's error as one line of plain words: the decoders' own prefix
+/// ("Format error decoding Png:") and their debug dumps of chunk types
+/// (`ChunkType { type: IHDR, critical: true, ... }`) are left out.
+pub(crate) fn plain_decoder_error(e: &image::ImageError) -> String {
+    let text = e.to_string();
+    let mut text = match text.split_once(": ") {
+        Some((head, rest)) if head.starts_with("Format error decoding") => rest.to_string(),
+        _ => text,
+    };
+    while let Some(i) = text.find("ChunkType { type: ") {
+        let after = &text[i + "ChunkType { type: ".len()..];
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let end = after
+            .find('}')
+            .map_or(text.len(), |j| i + "ChunkType { type: ".len() + j + 1);
+        text.replace_range(i..end, &name);
+    }
+    text.trim_end_matches('.').replace("\n", " ")
 }
 
 pub(crate) fn normalise_format_name(ext: &str) -> &str {

@@ -290,6 +290,11 @@ fn jpeg_metadata<R>(dec: &mozjpeg::Decompress<R>) -> (Option<Vec<u8>>, Option<Ve
 }
 
 impl Stage for Thumbnail {
+    fn plan(&self, item: Item) -> Result<Option<Item>, StageError> {
+        super::decode::check_header(&item, &self.0.decode(), "thumbnail")?;
+        Ok(Some(item))
+    }
+
     fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
         let bytes = super::image_bytes_of(&mut item, self.0.decode().file_limit())?;
         if bytes.is_empty() {

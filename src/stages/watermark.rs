@@ -70,10 +70,21 @@ impl StageOptions for WatermarkOptions {
     }
 }
 
+/// A watermark needs its image before anything runs.
+fn paths(t: &toml::Table) -> crate::stage::StagePaths {
+    match crate::stage::parse_options::<WatermarkOptions>(t) {
+        Ok(o) if !o.image.is_empty() => crate::stage::StagePaths::Needs {
+            key: "image",
+            file: o.image.into(),
+        },
+        _ => crate::stage::StagePaths::None,
+    }
+}
+
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "watermark",
-        paths: crate::stage::no_paths,
+        paths,
         summary: "blend a PNG over each image at a gravity, scaled to its width",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Image),

@@ -171,3 +171,77 @@ fn graph_and_summary_describe_modes_alike_and_dry_runs_show_no_rates() {
     dry.code(0);
     assert!(!dry.stderr().contains("items/s)"), "{}", dry.stderr());
 }
+
+#[test]
+fn a_missing_file_an_option_names_is_found_before_work() {
+    let ws = Workspace::new();
+    ws.sample("tiny.jpg", "photos/a.jpg");
+    ws.write(
+        "wm.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"photos\"\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\nmax_alloc = \"2GiB\"\n\n[[stage]]\nname = \"mark\"\nkind = \"watermark\"\nimage = \"logo.png\"\n\n[[stage]]\nname = \"jpeg\"\nkind = \"encode\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n",
+    );
+    ws.conveyor()
+        .args(&["run", "wm.toml"])
+        .run()
+        .code(2)
+        .stderr_has("stage `mark`: the file `image` names, `logo.png` (")
+        .stderr_has("relative to the current folder")
+        .stderr_has("wm.toml:14:9");
+    assert!(!ws.path("out").exists());
+    // With the logo there, it runs (and `max_alloc` took "2GiB").
+    ws.sample("trips/badge.png", "logo.png");
+    ws.conveyor().args(&["run", "wm.toml"]).run().code(0);
+    assert!(ws.path("out/a.jpg").exists());
+}
+
+#[test]
+fn a_dry_run_refuses_what_the_header_decides_like_the_real_run() {
+    let ws = Workspace::new();
+    ws.sample("tiny.jpg", "photos/small.jpg")
+        .sample("meadow.jpg", "photos/big.jpg")
+        .write("photos/empty.jpg", b"")
+        .write("photos/text.jpg", b"words");
+    let args = [
+        "run",
+        "pipelines/thumbnails.toml",
+        "--set",
+        "scan.root=photos",
+        "--set",
+        "load.max_pixels=50000",
+    ];
+    let dry = ws.conveyor().args(&args).args(&["--dry-run"]).run();
+    let real = ws.conveyor().args(&args).run();
+    real.code(1);
+    dry.code(1)
+        .stderr_has("big.jpg: image is 640x427 (273280 pixels), over the limit of 50000 pixels");
+    assert_eq!(dry.tally(), real.tally(), "{}", dry.stderr());
+    assert_eq!(real.tally().ok, 1);
+}
+
+#[test]
+fn decoder_errors_are_one_line_of_plain_words() {
+    let ws = Workspace::new();
+    let png = std::fs::read(Path::new(REPO).join("samples/photos/trips/badge.png")).expect("png");
+    // The CRC of the header chunk no longer matches.
+    let mut bad = png.clone();
+    bad[29] ^= 0xff;
+    ws.write("photos/crc.png", &bad);
+    let done = ws
+        .conveyor()
+        .args(&[
+            "run",
+            "pipelines/thumbnails.toml",
+            "--set",
+            "scan.root=photos",
+        ])
+        .run();
+    done.code(1)
+        .stderr_has("photos/crc.png: cannot decode png: CRC error")
+        .stderr_has("while decoding IHDR chunk (stage `load`)");
+    assert!(!done.stderr().contains("ChunkType {"), "{}", done.stderr());
+    assert!(
+        !done.stderr().contains("Format error decoding"),
+        "{}",
+        done.stderr()
+    );
+}
