@@ -46,12 +46,21 @@ fn where_it_is(path: &Path) -> String {
     }
 }
 
+/// What is wrong with `path`, which should be a folder (`dir`) or a file;
+/// `None` when it is what it should be.
+fn wrong(path: &Path, dir: bool) -> Option<&'static str> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() == dir => None,
+        Ok(_) if dir => Some("is not a folder"),
+        Ok(_) => Some("is not a file"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist"),
+        Err(_) => Some("cannot be read"),
+    }
+}
+
 fn root_is_a_folder(site: &Site<'_>, root: &Path, diags: &mut Vec<Diagnostic>) {
-    let problem = match std::fs::metadata(root) {
-        Ok(m) if m.is_dir() => return,
-        Ok(_) => "is not a folder",
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
-        Err(_) => "cannot be read",
+    let Some(problem) = wrong(root, true) else {
+        return;
     };
     diags.push(
         Diagnostic::error(
@@ -70,11 +79,8 @@ fn root_is_a_folder(site: &Site<'_>, root: &Path, diags: &mut Vec<Diagnostic>) {
 }
 
 fn file_exists(site: &Site<'_>, key: &str, file: &Path, diags: &mut Vec<Diagnostic>) {
-    let problem = match std::fs::metadata(file) {
-        Ok(m) if m.is_file() => return,
-        Ok(_) => "is not a file",
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
-        Err(_) => "cannot be read",
+    let Some(problem) = wrong(file, false) else {
+        return;
     };
     diags.push(
         Diagnostic::error(
