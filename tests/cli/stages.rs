@@ -242,7 +242,9 @@ fn a_missing_watermark_stops_the_run_before_work() {
         ])
         .run()
         .code(2)
-        .stderr_has("stage `mark` cannot start: cannot read watermark image nope.png");
+        .stderr_has("stage `mark`: the file `image` names, `nope.png` (")
+        .stderr_has("does not exist")
+        .stderr_has("--> --set mark.image=nope.png");
     assert!(!ws.path("out").exists());
 }
 
