@@ -1,19 +1,22 @@
-//! Starting a worker process and telling how one died: the command (its
+//! Starting a worker process and telling how one died: the settings a
+//! chain's workers share, the command (its
 //! limits set between fork and exec), a reader of its stderr, the
 //! connection back to conveyor with a deadline, and the stage built in it.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 
-use super::protocol::{Bootstrap, FromWorker, ToWorker, WORKER_ARG};
-use super::supervisor::ChainProcesses;
+use super::protocol::{Bootstrap, FromWorker, StageInit, ToWorker, WORKER_ARG};
+use crate::config::StageDef;
 use crate::units::format_size;
 
 /// How long a new worker may take to connect and build its stage.
@@ -32,6 +35,52 @@ pub(super) struct Said {
     /// is set, a second failed allocation while printing that) would push it
     /// out of `tail` and leave only a bare SIGABRT to report.
     alloc_failed: Option<String>,
+}
+
+/// What every slot of a chain of stages shares. A chain is one stage, or
+/// consecutive processes-mode stages that share their workers.
+pub struct ChainProcesses {
+    /// Names of the chain's stages, in order.
+    pub names: Vec<String>,
+    pub inits: Vec<StageInit>,
+    /// Per-item time limit of each stage.
+    pub timeouts: Vec<Option<Duration>>,
+    pub memory_limit: Option<u64>,
+    pub max_items_per_worker: Option<u64>,
+    pub exe: PathBuf,
+    /// Crashes since an item last finished, across the chain's workers.
+    pub crashes_in_a_row: AtomicU32,
+    /// After this many crashes in a row the chain gives up.
+    pub crash_limit: u32,
+    /// Workers started so far (first ones, replacements, recycled).
+    pub started: AtomicU32,
+}
+
+impl ChainProcesses {
+    /// `defs` are consecutive stages with the same worker settings.
+    pub fn new(defs: &[&StageDef], exe: PathBuf, run_dir: Option<PathBuf>) -> ChainProcesses {
+        let first = defs[0];
+        ChainProcesses {
+            names: defs.iter().map(|d| d.name.clone()).collect(),
+            inits: defs
+                .iter()
+                .map(|d| StageInit {
+                    name: d.name.clone(),
+                    kind: d.kind.name.to_string(),
+                    options: toml::to_string(&d.options).unwrap_or_default(),
+                    timeout: d.timeout,
+                    run_dir: run_dir.clone(),
+                })
+                .collect(),
+            timeouts: defs.iter().map(|d| d.timeout).collect(),
+            memory_limit: first.memory_limit,
+            max_items_per_worker: first.max_items_per_worker,
+            exe,
+            crashes_in_a_row: AtomicU32::new(0),
+            crash_limit: (2 * (first.retries + 1)).max(5),
+            started: AtomicU32::new(0),
+        }
+    }
 }
 
 /// A running child and its channels.

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use ipc_channel::{IpcError, TryRecvError};
 
-use super::protocol::{FromWorker, Reason, StageInit, ToWorker, WireItem};
+use super::protocol::{FromWorker, Reason, ToWorker, WireItem};
+pub use super::spawn::ChainProcesses;
 use super::spawn::{self, Worker, describe_death};
 use super::{CallError, Outcome};
-use crate::config::StageDef;
 use crate::item::Item;
 
 /// After Ctrl-C, how long an item in a worker may still take.
@@ -29,52 +29,6 @@ pub fn worker_exe() -> PathBuf {
         proc_exe
     } else {
         std::env::current_exe().unwrap_or(proc_exe)
-    }
-}
-
-/// What every slot of a chain of stages shares. A chain is one stage, or
-/// consecutive processes-mode stages that share their workers.
-pub struct ChainProcesses {
-    /// Names of the chain's stages, in order.
-    pub names: Vec<String>,
-    pub inits: Vec<StageInit>,
-    /// Per-item time limit of each stage.
-    pub timeouts: Vec<Option<Duration>>,
-    pub memory_limit: Option<u64>,
-    pub max_items_per_worker: Option<u64>,
-    pub exe: PathBuf,
-    /// Crashes since an item last finished, across the chain's workers.
-    pub crashes_in_a_row: AtomicU32,
-    /// After this many crashes in a row the chain gives up.
-    pub crash_limit: u32,
-    /// Workers started so far (first ones, replacements, recycled).
-    pub started: AtomicU32,
-}
-
-impl ChainProcesses {
-    /// `defs` are consecutive stages with the same worker settings.
-    pub fn new(defs: &[&StageDef], exe: PathBuf, run_dir: Option<PathBuf>) -> ChainProcesses {
-        let first = defs[0];
-        ChainProcesses {
-            names: defs.iter().map(|d| d.name.clone()).collect(),
-            inits: defs
-                .iter()
-                .map(|d| StageInit {
-                    name: d.name.clone(),
-                    kind: d.kind.name.to_string(),
-                    options: toml::to_string(&d.options).unwrap_or_default(),
-                    timeout: d.timeout,
-                    run_dir: run_dir.clone(),
-                })
-                .collect(),
-            timeouts: defs.iter().map(|d| d.timeout).collect(),
-            memory_limit: first.memory_limit,
-            max_items_per_worker: first.max_items_per_worker,
-            exe,
-            crashes_in_a_row: AtomicU32::new(0),
-            crash_limit: (2 * (first.retries + 1)).max(5),
-            started: AtomicU32::new(0),
-        }
     }
 }
 
