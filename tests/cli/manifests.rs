@@ -141,3 +141,37 @@ path = "index.csv"
     check_sources(&ws, &second, &names, "up_to_date");
     assert_eq!(without_status(&first), without_status(&second));
 }
+
+#[test]
+fn archive_jsonl_manifest_keeps_sizes_and_hashes_of_up_to_date_items() {
+    let ws = Workspace::new();
+    photos(&ws);
+    let run = || {
+        let done = ws
+            .conveyor()
+            .args(&["run", "pipelines/archive.toml"])
+            .env("PHOTOS", "photos")
+            .env("OUT", "out")
+            .run();
+        done.code(0);
+        let text = std::fs::read_to_string(ws.path("out/archive/manifest.jsonl")).expect("read");
+        let rows: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        (done, rows)
+    };
+    let (_, mut first) = run();
+    let (again, mut second) = run();
+    assert_eq!(counts(&again), (0, 3), "{}", again.stderr());
+    assert_eq!(first.len(), 3);
+    for (a, b) in first.iter_mut().zip(second.iter_mut()) {
+        assert_eq!(a["status"], "ok");
+        assert_eq!(b["status"], "up_to_date");
+        assert!(a["size"].as_u64().is_some_and(|s| s > 0), "{a}");
+        assert!(a["hash"].as_str().is_some_and(|h| h.starts_with("blake3:")));
+        a["status"] = serde_json::Value::Null;
+        b["status"] = serde_json::Value::Null;
+    }
+    assert_eq!(first, second);
+}
