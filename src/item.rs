@@ -126,6 +126,12 @@ pub struct Meta {
     /// Current width and height of the image payload.
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// Width and height of the source image as first decoded, kept when
+    /// later stages resize the payload (a manifest describes the source).
+    #[serde(default)]
+    pub source_width: Option<u32>,
+    #[serde(default)]
+    pub source_height: Option<u32>,
     /// Format of the source image as decoded (`jpeg`, `png` ...).
     pub source_format: Option<String>,
     /// Format of the encoded bytes in the payload, set by `encode`.

@@ -6,6 +6,11 @@
 //! of every stage on the way to that writer, so changing an input redoes that
 //! item and changing an option redoes every item on that branch.
 //!
+//! Each line also keeps the source's facts as a manifest shows them (its
+//! relative path, size, dimensions, format, hash: `SourceFacts`), so a
+//! gathering stage describes an item skipped on a later run as it was when
+//! it was made.
+//!
 //! Files that options name (a watermark's image, an `exec` program given as
 //! a path: see `Stage::depends_on`) are part of the signature by size and
 //! modification time in nanoseconds, so replacing one redoes the items on its
@@ -35,7 +40,7 @@ use sha2::Digest;
 
 use crate::config::Pipeline;
 use crate::item::{Item, escape_path, unescape_path};
-use crate::stage::Built;
+use crate::stage::{Built, Kept, SourceFacts};
 
 /// One line of a journal. Paths are in their escaped form.
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,12 +48,16 @@ struct Entry {
     source: String,
     fp: String,
     outputs: Vec<String>,
+    /// Absent from journals an older conveyor wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    facts: Option<SourceFacts>,
 }
 
 /// What the journal knew of an item when the run started.
 struct Known {
     fp: [u8; 16],
     outputs: Vec<PathBuf>,
+    facts: Option<SourceFacts>,
 }
 
 /// One writing stage's journal.
@@ -86,10 +95,12 @@ impl Journal {
                     && let Some(fp) = fp_bytes(&e.fp)
                 {
                     let outputs = e.outputs.iter().map(|o| unescape_path(o)).collect();
-                    known.insert(
-                        unescape_path(&e.source).into_os_string(),
-                        Known { fp, outputs },
-                    );
+                    let k = Known {
+                        fp,
+                        outputs,
+                        facts: e.facts,
+                    };
+                    known.insert(unescape_path(&e.source).into_os_string(), k);
                 }
             }
         }
@@ -101,6 +112,7 @@ impl Journal {
                     source: escape_path(Path::new(source)),
                     fp: hex(&k.fp),
                     outputs: k.outputs.iter().map(|o| escape_path(o)).collect(),
+                    facts: k.facts.clone(),
                 };
                 if let Ok(line) = serde_json::to_string(&e) {
                     text.push_str(&line);
@@ -141,6 +153,7 @@ impl Journal {
             source: escape_path(&item.path),
             fp: hex(&self.fingerprint(item)),
             outputs: item.meta.outputs.iter().map(|o| escape_path(o)).collect(),
+            facts: Some(SourceFacts::of(item)),
         };
         let Ok(mut line) = serde_json::to_string(&e) else {
             return;
@@ -188,6 +201,9 @@ pub struct Resume {
     /// items can never be skipped (a branch ends without a writer, or a
     /// stage needs every item, like `contact_sheet`).
     reach: Vec<Option<Vec<usize>>>,
+    /// Per stage: the writers upstream of it (for a gathering stage, those
+    /// whose files its rows list).
+    feeds: Vec<Vec<usize>>,
 }
 
 fn descendants(p: &Pipeline, from: usize) -> Vec<usize> {
@@ -282,7 +298,46 @@ impl Resume {
                 (!needs_all && covered && !writers.is_empty()).then_some(writers)
             })
             .collect();
-        Resume { journals, reach }
+        let feeds = (0..n)
+            .map(|i| {
+                let up = ancestors(p, i).into_iter();
+                up.filter(|&a| journals[a].is_some()).collect()
+            })
+            .collect();
+        Resume {
+            journals,
+            reach,
+            feeds,
+        }
+    }
+
+    /// An up-to-date item as gathering stage `gatherer` sees it: the files
+    /// the writers upstream of it made (not those of other branches), and
+    /// the source's facts from their journals.
+    pub fn kept(&self, gatherer: usize, source: &Path, all: &[PathBuf]) -> Kept {
+        let mut outputs = Vec::new();
+        let mut facts = None;
+        let feeds = self.feeds.get(gatherer).map_or(&[][..], Vec::as_slice);
+        for &w in feeds {
+            let Some(Some(j)) = self.journals.get(w) else {
+                continue;
+            };
+            if let Some(k) = j.known.get(source.as_os_str()) {
+                outputs.extend(k.outputs.iter().cloned());
+                facts = facts.or_else(|| k.facts.clone());
+            }
+        }
+        if feeds.is_empty() {
+            // Fed before any writer: every file the item has.
+            outputs = all.to_vec();
+        }
+        outputs.sort();
+        outputs.dedup();
+        Kept {
+            path: source.to_path_buf(),
+            outputs,
+            facts,
+        }
     }
 
     /// The files an item from `source` wrote last time, when everything it

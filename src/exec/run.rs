@@ -390,11 +390,14 @@ fn finish_gathering(shared: &Shared<'_>, graph: &Graph<'_>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let up_to_date = shared
+        let up_to_date: Vec<crate::stage::Kept> = shared
             .up_to_date_items
             .as_ref()
             .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .iter()
+            .map(|(path, all)| shared.resume.kept(i, path, all))
+            .collect();
         let run = crate::stage::Finish {
             failures: &failures,
             up_to_date: &up_to_date,

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use super::StageError;
 use crate::item::Item;
 
@@ -65,8 +67,61 @@ pub trait Stage: Send + Sync {
 pub struct Finish<'a> {
     /// Items that failed, at any stage.
     pub failures: &'a [Failure],
-    /// Items skipped as up to date (their source and the files they have).
-    pub up_to_date: &'a [(PathBuf, Vec<PathBuf>)],
+    /// Items skipped as up to date, with what was known of them when they
+    /// were made.
+    pub up_to_date: &'a [Kept],
+}
+
+/// An item skipped as up to date: its source, the files the writers that
+/// feed the gathering stage made of it, and the source's facts as the
+/// journals kept them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub path: PathBuf,
+    pub outputs: Vec<PathBuf>,
+    /// `None` when the journals predate facts (an older conveyor wrote them).
+    pub facts: Option<SourceFacts>,
+}
+
+/// What a manifest says of a source file. Writers keep it in their resume
+/// journals, so an item skipped on a later run is described as it was when
+/// it was made, not left blank.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFacts {
+    /// The path relative to the scan root, `/`-separated.
+    #[serde(default)]
+    pub rel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// `algorithm:hex`, after a `hash` stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+}
+
+impl SourceFacts {
+    /// The source's facts as an item carries them: the size `scan` found,
+    /// the dimensions and format the first decoder saw (never those of a
+    /// resized or re-encoded payload).
+    pub fn of(item: &Item) -> SourceFacts {
+        let m = &item.meta;
+        SourceFacts {
+            rel: item.rel_str(),
+            size: m.size,
+            width: m.source_width,
+            height: m.source_height,
+            format: m.source_format.clone(),
+            hash: m
+                .hash
+                .as_ref()
+                .map(|h| format!("{}:{h}", m.hash_algorithm.as_deref().unwrap_or("hash"))),
+        }
+    }
 }
 
 /// An item that failed: where, and why.

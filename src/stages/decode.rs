@@ -212,6 +212,10 @@ impl Stage for Decode {
         drop(bytes);
         item.meta.width = Some(d.image.width());
         item.meta.height = Some(d.image.height());
+        // A second decode on the way (after an encode) sees an output, not
+        // the source: the first one's facts stand.
+        item.meta.source_width.get_or_insert(d.image.width());
+        item.meta.source_height.get_or_insert(d.image.height());
         item.meta.source_format = Some(normalise_format_name(d.format).to_string());
         item.meta.icc = d.icc;
         item.meta.exif = d.exif;

@@ -2,6 +2,7 @@
 //! every item that reached it, and every item that failed, once the run is
 //! through.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,8 +11,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::item::{Item, PayloadType, Types};
-use crate::stage::Finish;
 use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
+use crate::stage::{Finish, SourceFacts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -66,15 +67,18 @@ pub fn spec() -> KindSpec {
                 opts: crate::stage::parse_options(t)?,
                 stage: ctx.stage.clone(),
                 output: ctx.output.clone(),
-                rows: Mutex::new(Vec::new()),
+                rows: Mutex::new(BTreeMap::new()),
             })))
         },
     }
 }
 
-/// One line of the manifest.
+/// One line of the manifest: one source file.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Row {
+    /// The source's exact name, which rows are merged and sorted by.
+    #[serde(skip)]
+    pub source: PathBuf,
     pub path: String,
     pub rel: String,
     pub status: &'static str,
@@ -83,9 +87,38 @@ pub struct Row {
     pub height: Option<u32>,
     pub format: Option<String>,
     pub hash: Option<String>,
-    pub outputs: Vec<String>,
+    #[serde(serialize_with = "outputs_lossy")]
+    pub outputs: Vec<PathBuf>,
     pub stage: Option<String>,
     pub reason: Option<String>,
+}
+
+impl Row {
+    fn new(source: &Path, facts: SourceFacts, status: &'static str) -> Row {
+        Row {
+            source: source.to_path_buf(),
+            path: source.to_string_lossy().into_owned(),
+            rel: facts.rel,
+            status,
+            size: facts.size,
+            width: facts.width,
+            height: facts.height,
+            format: facts.format,
+            hash: facts.hash,
+            ..Row::default()
+        }
+    }
+
+    fn output_names(&self) -> Vec<String> {
+        self.outputs
+            .iter()
+            .map(|o| o.to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+fn outputs_lossy<S: serde::Serializer>(outputs: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(outputs.iter().map(|o| o.to_string_lossy()))
 }
 
 const COLUMNS: [&str; 11] = [
@@ -105,7 +138,7 @@ struct Manifest {
     opts: ManifestOptions,
     stage: String,
     output: crate::output::Guard,
-    rows: Mutex<Vec<Row>>,
+    rows: Mutex<BTreeMap<PathBuf, Row>>,
 }
 
 impl Stage for Manifest {
@@ -125,90 +158,105 @@ impl Stage for Manifest {
     }
 
     fn collect(&self, item: &mut Item) {
-        let m = &item.meta;
+        let row = Row::new(&item.path, SourceFacts::of(item), "ok");
         let row = Row {
-            path: item.path.to_string_lossy().into_owned(),
-            rel: item.rel_str(),
-            status: "ok",
-            size: m.size,
-            width: m.width,
-            height: m.height,
-            format: m.format.clone().or_else(|| m.source_format.clone()),
-            hash: m
-                .hash
-                .as_ref()
-                .map(|h| format!("{}:{h}", m.hash_algorithm.as_deref().unwrap_or("hash"))),
-            outputs: m
-                .outputs
-                .iter()
-                .map(|o| o.to_string_lossy().into_owned())
-                .collect(),
-            stage: None,
-            reason: None,
+            outputs: item.meta.outputs.clone(),
+            ..row
         };
-        self.rows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(row);
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        merge(&mut rows, row);
     }
 
     fn finish(&self, run: &Finish<'_>) -> Result<Vec<PathBuf>, StageError> {
         let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        rows.extend(run.up_to_date.iter().map(|(path, outputs)| {
-            Row {
-                path: path.to_string_lossy().into_owned(),
-                status: "up_to_date",
-                outputs: outputs
-                    .iter()
-                    .map(|o| o.to_string_lossy().into_owned())
-                    .collect(),
-                ..Row::default()
-            }
-        }));
-        rows.extend(run.failures.iter().map(|f| Row {
-            path: f.path.to_string_lossy().into_owned(),
-            status: "failed",
-            stage: Some(f.stage.clone()),
-            reason: Some(f.reason.clone()),
-            ..Row::default()
-        }));
-        // Workers finish in any order; the file should not.
-        rows.sort_by(|a, b| a.path.cmp(&b.path));
-        let mut text = String::new();
-        match self.opts.format {
-            ManifestFormat::Csv => {
-                text.push_str(&COLUMNS.join(","));
-                text.push('\n');
-                for r in &rows {
-                    let opt = |v: Option<String>| v.unwrap_or_default();
-                    let fields = [
-                        r.path.clone(),
-                        r.rel.clone(),
-                        r.status.to_string(),
-                        opt(r.size.map(|v| v.to_string())),
-                        opt(r.width.map(|v| v.to_string())),
-                        opt(r.height.map(|v| v.to_string())),
-                        opt(r.format.clone()),
-                        opt(r.hash.clone()),
-                        r.outputs.join(";"),
-                        opt(r.stage.clone()),
-                        opt(r.reason.clone()),
-                    ];
-                    let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-                    let _ = writeln!(text, "{}", line.join(","));
-                }
-            }
-            ManifestFormat::Jsonl => {
-                for r in &rows {
-                    let line =
-                        serde_json::to_string(r).map_err(|e| StageError::new(e.to_string()))?;
-                    let _ = writeln!(text, "{line}");
-                }
-            }
+        for k in run.up_to_date {
+            let row = Row::new(&k.path, k.facts.clone().unwrap_or_default(), "up_to_date");
+            merge(
+                &mut rows,
+                Row {
+                    outputs: k.outputs.clone(),
+                    ..row
+                },
+            );
         }
+        for f in run.failures {
+            let row = Row::new(&f.path, SourceFacts::default(), "failed");
+            let row = Row {
+                stage: Some(f.stage.clone()),
+                reason: Some(f.reason.clone()),
+                ..row
+            };
+            merge(&mut rows, row);
+        }
+        let text = render(self.opts.format, rows.values())?;
         let path =
             self.output
                 .place_file(&self.stage, Path::new(&self.opts.path), text.as_bytes())?;
         Ok(vec![path])
     }
+}
+
+/// Add a row, or fold it into the row of the same source: an item that
+/// reached the manifest through two writers is one source, so one row with
+/// the files of both. A failure anywhere outranks an `ok` elsewhere.
+fn merge(rows: &mut BTreeMap<PathBuf, Row>, row: Row) {
+    let Some(old) = rows.get_mut(&row.source) else {
+        rows.insert(row.source.clone(), row);
+        return;
+    };
+    old.outputs.extend(row.outputs);
+    old.outputs.sort();
+    old.outputs.dedup();
+    if old.rel.is_empty() {
+        old.rel = row.rel;
+    }
+    old.size = old.size.or(row.size);
+    old.width = old.width.or(row.width);
+    old.height = old.height.or(row.height);
+    old.format = old.format.take().or(row.format);
+    old.hash = old.hash.take().or(row.hash);
+    if row.status == "failed" && old.status != "failed" {
+        old.status = row.status;
+        old.stage = row.stage;
+        old.reason = row.reason;
+    }
+}
+
+/// The manifest's text, rows in the order of their sources' names.
+fn render<'a>(
+    format: ManifestFormat,
+    rows: impl Iterator<Item = &'a Row>,
+) -> Result<String, StageError> {
+    let mut text = String::new();
+    match format {
+        ManifestFormat::Csv => {
+            text.push_str(&COLUMNS.join(","));
+            text.push('\n');
+            for r in rows {
+                let opt = |v: Option<String>| v.unwrap_or_default();
+                let fields = [
+                    r.path.clone(),
+                    r.rel.clone(),
+                    r.status.to_string(),
+                    opt(r.size.map(|v| v.to_string())),
+                    opt(r.width.map(|v| v.to_string())),
+                    opt(r.height.map(|v| v.to_string())),
+                    opt(r.format.clone()),
+                    opt(r.hash.clone()),
+                    r.output_names().join(";"),
+                    opt(r.stage.clone()),
+                    opt(r.reason.clone()),
+                ];
+                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                let _ = writeln!(text, "{}", line.join(","));
+            }
+        }
+        ManifestFormat::Jsonl => {
+            for r in rows {
+                let line = serde_json::to_string(r).map_err(|e| StageError::new(e.to_string()))?;
+                let _ = writeln!(text, "{line}");
+            }
+        }
+    }
+    Ok(text)
 }

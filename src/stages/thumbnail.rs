@@ -334,6 +334,8 @@ impl Stage for Thumbnail {
         };
         item.meta.width = Some(out.width());
         item.meta.height = Some(out.height());
+        item.meta.source_width.get_or_insert(full.0);
+        item.meta.source_height.get_or_insert(full.1);
         item.meta.source_format = Some(normalise_format_name(d.format).to_string());
         item.meta.icc = d.icc;
         item.meta.exif = d.exif;

@@ -9,6 +9,7 @@ mod generative;
 mod harness;
 mod interrupts;
 mod limits;
+mod manifests;
 mod names;
 mod observe;
 mod pipelines;
