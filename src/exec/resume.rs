@@ -83,44 +83,29 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Journal {
-    fn open(path: PathBuf, signature: String, forget: bool) -> Journal {
+    /// The journal at `path`. Items are looked up in it and in the journals
+    /// of the same writer under other shard splits (`siblings`): which shard
+    /// an item fell in decides scope, not its outputs, so changing `--shard`
+    /// redoes nothing that is done. Only this run's own file is compacted.
+    fn open(path: PathBuf, siblings: &[PathBuf], signature: String, forget: bool) -> Journal {
         let mut known = HashMap::new();
-        let mut lines = 0usize;
-        if !forget && let Ok(f) = std::fs::File::open(&path) {
-            for line in BufReader::new(f).lines() {
-                let Ok(line) = line else { break };
-                lines += 1;
-                // A line cut short by a crash does not parse: skipped.
-                if let Ok(e) = serde_json::from_str::<Entry>(&line)
-                    && let Some(fp) = fp_bytes(&e.fp)
-                {
-                    let outputs = e.outputs.iter().map(|o| unescape_path(o)).collect();
-                    let k = Known {
-                        fp,
-                        outputs,
-                        facts: e.facts,
-                    };
-                    known.insert(unescape_path(&e.source).into_os_string(), k);
-                }
+        if !forget {
+            for other in siblings.iter().filter(|s| **s != path) {
+                read_entries(other, &mut known);
             }
         }
+        let mut own = HashMap::new();
+        let lines = if forget {
+            0
+        } else {
+            read_entries(&path, &mut own)
+        };
+        let own_len = own.len();
         // Re-runs append; when most lines are stale, start the file afresh.
-        if lines > 64 && lines > 2 * known.len() {
-            let mut text = String::new();
-            for (source, k) in &known {
-                let e = Entry {
-                    source: escape_path(Path::new(source)),
-                    fp: hex(&k.fp),
-                    outputs: k.outputs.iter().map(|o| escape_path(o)).collect(),
-                    facts: k.facts.clone(),
-                };
-                if let Ok(line) = serde_json::to_string(&e) {
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            }
-            let _ = crate::output::write_state_file(&path, text.as_bytes());
+        if lines > 64 && lines > 2 * own_len {
+            compact(&path, &own);
         }
+        known.extend(own);
         Journal {
             path,
             known,
@@ -128,7 +113,71 @@ impl Journal {
             signature,
         }
     }
+}
 
+/// Read a journal's entries into `known` (later lines win); returns the
+/// number of lines. A line cut short by a crash does not parse: skipped.
+fn read_entries(path: &Path, known: &mut HashMap<std::ffi::OsString, Known>) -> usize {
+    let Ok(f) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let mut lines = 0;
+    for line in BufReader::new(f).lines() {
+        let Ok(line) = line else { break };
+        lines += 1;
+        if let Ok(e) = serde_json::from_str::<Entry>(&line)
+            && let Some(fp) = fp_bytes(&e.fp)
+        {
+            let outputs = e.outputs.iter().map(|o| unescape_path(o)).collect();
+            let k = Known {
+                fp,
+                outputs,
+                facts: e.facts,
+            };
+            known.insert(unescape_path(&e.source).into_os_string(), k);
+        }
+    }
+    lines
+}
+
+/// Rewrite a journal with only its current entries.
+fn compact(path: &Path, known: &HashMap<std::ffi::OsString, Known>) {
+    let mut text = String::new();
+    for (source, k) in known {
+        let e = Entry {
+            source: escape_path(Path::new(source)),
+            fp: hex(&k.fp),
+            outputs: k.outputs.iter().map(|o| escape_path(o)).collect(),
+            facts: k.facts.clone(),
+        };
+        if let Ok(line) = serde_json::to_string(&e) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    let _ = crate::output::write_state_file(path, text.as_bytes());
+}
+
+/// The journals of the writer `base` (`PIPELINE.STAGE`) in `dir`, under
+/// every shard split: `base.jsonl` and `base.shard-I-of-N.jsonl`.
+fn shard_journals(dir: &Path, base: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix(base)
+                .and_then(|rest| rest.strip_suffix(".jsonl"))
+                .is_some_and(|mid| mid.is_empty() || mid.starts_with(".shard-"))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+impl Journal {
     fn fingerprint(&self, item: &Item) -> [u8; 16] {
         let mut h = sha2::Sha256::new();
         h.update(item.path.as_os_str().as_bytes());
@@ -265,9 +314,11 @@ impl Resume {
                     })
                     .collect::<Vec<_>>()
                     .join("\n");
-                let file = format!("{}.{}{tag}.jsonl", p.name, p.stages[i].name);
+                let base = format!("{}.{}", p.name, p.stages[i].name);
+                let state = dir.join(crate::output::STATE_DIR);
                 Some(Journal::open(
-                    dir.join(crate::output::STATE_DIR).join(file),
+                    state.join(format!("{base}{tag}.jsonl")),
+                    &shard_journals(&state, &base),
                     signature,
                     forget,
                 ))

@@ -65,3 +65,21 @@ fn an_option_that_changes_the_output_redoes_every_item() {
     );
     assert_eq!(counts(&done), (4, 0), "{}", done.stderr());
 }
+
+#[test]
+fn changing_the_shards_redoes_nothing_that_is_done() {
+    let ws = Workspace::new();
+    let names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"];
+    for n in names {
+        ws.sample("tiny.jpg", &format!("photos/{n}"));
+    }
+    for shard in ["0/2", "1/2"] {
+        run(&ws, &["--shard", shard]).code(0);
+    }
+    assert_eq!(ws.files("out/thumbs").len(), 6);
+    let all = run(&ws, &[]);
+    assert_eq!(counts(&all), (0, 6), "{}", all.stderr());
+    let third = run(&ws, &["--shard", "2/3"]);
+    let t = third.tally();
+    assert_eq!((t.ok, t.up_to_date), (0, t.scanned), "{}", third.stderr());
+}
