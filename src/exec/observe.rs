@@ -270,14 +270,20 @@ impl Trace {
     }
 }
 
-/// One stage's numbers at a moment.
+/// One stage's numbers at a moment. An item the stage saw ended in one of
+/// `done` (passed on), `failed`, `filtered` or `up_to_date` (a source's
+/// items with nothing to redo); the run's last snapshot has
+/// `done + failed + filtered + up_to_date = total` and `total_known`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageProgress {
     pub stage: String,
     pub done: u64,
     pub failed: u64,
+    pub filtered: u64,
+    pub up_to_date: u64,
     pub in_flight: i64,
-    /// Items found so far, and whether the scan is over.
+    /// Items found so far (what the stage saw, in the last snapshot), and
+    /// whether that number is final.
     pub total: u64,
     pub total_known: bool,
     pub elapsed: f64,
