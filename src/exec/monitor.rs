@@ -82,10 +82,16 @@ fn snapshot(shared: &Shared<'_>, start: Instant, end: bool) -> Vec<observe::Stag
             };
             let failed = s.failed.load(Ordering::Relaxed);
             let filtered = s.filtered.load(Ordering::Relaxed);
-            let done = s
+            let mut done = s
                 .items_out
                 .load(Ordering::Relaxed)
                 .saturating_sub(up_to_date);
+            // Fed by several branches, a stage sees copies of one item:
+            // count the items.
+            if def.inputs.len() > 1 {
+                let items = shared.report.items_at(&s.name);
+                done = done.min(items.saturating_sub(failed + filtered));
+            }
             let seen = done + failed + filtered + up_to_date;
             observe::StageProgress {
                 stage: s.name.clone(),

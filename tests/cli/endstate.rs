@@ -79,6 +79,61 @@ fn json_progress_ends_with_an_exact_line_per_stage() {
     }
 }
 
+/// Two writers, both feeding one manifest.
+const TWO_WRITERS: &str = r#"
+[pipeline]
+name = "two"
+
+[[stage]]
+name = "scan"
+kind = "scan"
+root = "many"
+
+[[stage]]
+name = "load"
+kind = "decode"
+
+[[stage]]
+name = "jpeg"
+kind = "encode"
+format = "jpeg"
+
+[[stage]]
+name = "save-a"
+kind = "write"
+dir = "out/a"
+
+[[stage]]
+name = "save-b"
+kind = "write"
+dir = "out/b"
+inputs = ["jpeg"]
+
+[[stage]]
+name = "index"
+kind = "manifest"
+path = "out/manifest.csv"
+inputs = ["save-a", "save-b"]
+"#;
+
+#[test]
+fn a_stage_fed_by_two_branches_counts_items_not_visits() {
+    let ws = Workspace::new();
+    ws.many_tiny("many", 40);
+    ws.write("two.toml", TWO_WRITERS.as_bytes());
+    let done = ws
+        .conveyor()
+        .args(&["run", "two.toml", "--progress", "json"])
+        .run();
+    done.code(0);
+    let last = last_lines(&done.stderr());
+    for (stage, line) in &last {
+        assert!(adds_up(line), "{stage}: {line}");
+    }
+    assert_eq!(last["index"]["done"], 40, "{}", last["index"]);
+    assert_eq!(last["index"]["total"], 40, "{}", last["index"]);
+}
+
 #[test]
 fn the_summary_after_ctrl_c_counts_what_was_written_and_journalled() {
     let ws = Workspace::new();
