@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::args::{ProgressMode, RunArgs};
 use super::parse::ShardArg;
-use super::progress::{Progress, Show};
+use super::progress::{Bars, Progress, Show};
 use super::style::{error_line, print_stdout, stderr_style};
 use super::{Exit, load};
 use crate::exec::shard::Shard;
@@ -45,8 +45,10 @@ impl Settings {
 }
 
 /// Ctrl-C (or SIGTERM) once: finish the items in progress; twice: stop at
-/// once. Returns the flag the run watches.
-fn interrupt_flag() -> Arc<AtomicBool> {
+/// once. Returns the flag the run watches. The bars are cleared before the
+/// process exits, so none is left frozen on the screen; the first notice is
+/// printed above them, so they redraw below it rather than over it.
+fn interrupt_flag(bars: Option<Arc<Bars>>) -> Arc<AtomicBool> {
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupt);
     let count = AtomicUsize::new(0);
@@ -54,8 +56,15 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     let _ = ctrlc::set_handler(move || {
         if count.fetch_add(1, Ordering::SeqCst) == 0 {
             flag.store(true, Ordering::SeqCst);
-            eprintln!("\ninterrupted: finishing the items in progress (again to stop at once)");
+            let notice = "interrupted: finishing the items in progress (again to stop at once)";
+            match &bars {
+                Some(b) => b.println(notice),
+                None => eprintln!("\n{notice}"),
+            }
         } else {
+            if let Some(b) = &bars {
+                b.finish();
+            }
             crate::exec::cleanup::exit_now(Exit::Interrupted as i32);
         }
     });
@@ -85,7 +94,6 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let interrupt = interrupt_flag();
     let style = stderr_style();
     let names: Vec<String> = loaded
         .pipeline
@@ -99,6 +107,7 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
         on_progress,
         every,
     } = Progress::new(settings.show, &names, style);
+    let interrupt = interrupt_flag(bars.clone());
     let on_item_end: Option<ItemEndFn> = args
         .dry_run
         .then(|| Arc::new(|line: &_| print_stdout(&super::summary::dry_run_lines(line))) as _);

@@ -26,24 +26,9 @@ pub(super) fn watch(shared: &Shared<'_>, heads: &[(String, Receiver<Item>)], don
             continue;
         }
         last = Instant::now();
-        let total = shared.scanned.load(Ordering::Relaxed);
-        let known = shared.sources_left.load(Ordering::Relaxed) == 0;
         if let Some(progress) = &shared.opts.on_progress {
-            let snapshot: Vec<observe::StageProgress> = shared
-                .stats
-                .iter()
-                .map(|s| observe::StageProgress {
-                    stage: s.name.clone(),
-                    done: s.items_out.load(Ordering::Relaxed)
-                        + s.failed.load(Ordering::Relaxed)
-                        + s.filtered.load(Ordering::Relaxed),
-                    failed: s.failed.load(Ordering::Relaxed),
-                    in_flight: s.in_flight.load(Ordering::Relaxed),
-                    total,
-                    total_known: known,
-                    elapsed: start.elapsed().as_secs_f64(),
-                })
-                .collect();
+            let snapshot = snapshot(shared, start, false);
+            let total = shared.scanned.load(Ordering::Relaxed);
             let finished = shared.report.finished() + shared.up_to_date.load(Ordering::Relaxed);
             progress(&snapshot, finished.min(total));
         }
@@ -64,4 +49,65 @@ pub(super) fn watch(shared: &Shared<'_>, heads: &[(String, Receiver<Item>)], don
             }
         }
     }
+    // The end state, exact: every stage's count of what it saw.
+    if let Some(progress) = &shared.opts.on_progress {
+        let snapshot = snapshot(shared, start, true);
+        let finished = shared.report.finished() + shared.up_to_date.load(Ordering::Relaxed);
+        progress(&snapshot, finished);
+    }
+}
+
+/// Every stage's numbers now. While the run goes, `total` is what the
+/// sources found so far; at the `end`, it is what the stage saw.
+fn snapshot(shared: &Shared<'_>, start: Instant, end: bool) -> Vec<observe::StageProgress> {
+    let scanned = shared.scanned.load(Ordering::Relaxed);
+    let known = end || shared.sources_left.load(Ordering::Relaxed) == 0;
+    let sources = shared
+        .pipeline
+        .stages
+        .iter()
+        .filter(|d| d.kind.is_source())
+        .count();
+    shared
+        .stats
+        .iter()
+        .zip(&shared.pipeline.stages)
+        .map(|(s, def)| {
+            // Up-to-date items are counted for the run, not per source; with
+            // one source they are all its own.
+            let up_to_date = if def.kind.is_source() && sources == 1 {
+                shared.up_to_date.load(Ordering::Relaxed)
+            } else {
+                0
+            };
+            let failed = s.failed.load(Ordering::Relaxed);
+            let filtered = s.filtered.load(Ordering::Relaxed);
+            let mut done = s
+                .items_out
+                .load(Ordering::Relaxed)
+                .saturating_sub(up_to_date);
+            // Fed by several branches, a stage sees copies of one item:
+            // count the items.
+            if def.inputs.len() > 1 {
+                let items = shared.report.items_at(&s.name);
+                done = done.min(items.saturating_sub(failed + filtered));
+            }
+            let seen = done + failed + filtered + up_to_date;
+            observe::StageProgress {
+                stage: s.name.clone(),
+                done,
+                failed,
+                filtered,
+                up_to_date,
+                in_flight: if end {
+                    0
+                } else {
+                    s.in_flight.load(Ordering::Relaxed)
+                },
+                total: if end { seen } else { scanned.max(seen) },
+                total_known: known,
+                elapsed: start.elapsed().as_secs_f64(),
+            }
+        })
+        .collect()
 }

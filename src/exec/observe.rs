@@ -43,6 +43,9 @@ struct Pending {
     line: Line,
     /// Whether stage times are kept (only when a report is written).
     timed: bool,
+    /// Stages a copy of the item reached, so one reached by two branches
+    /// is counted once there.
+    reached: Vec<String>,
 }
 
 /// Follows every item to its end: counts finished items for progress and,
@@ -54,6 +57,8 @@ type ReportState = (Option<File>, HashMap<u64, Pending>);
 
 pub struct Report {
     out: Mutex<ReportState>,
+    /// Per stage, the items (not copies) that reached it.
+    items_at: Mutex<HashMap<String, u64>>,
     finished: std::sync::atomic::AtomicU64,
     on_end: Option<ItemEndFn>,
 }
@@ -74,6 +79,7 @@ impl Report {
         };
         Ok(Report {
             out: Mutex::new((file, HashMap::new())),
+            items_at: Mutex::default(),
             finished: std::sync::atomic::AtomicU64::new(0),
             on_end,
         })
@@ -117,8 +123,15 @@ impl Report {
                     ms: BTreeMap::new(),
                 },
                 timed,
+                reached: Vec::new(),
             },
         );
+    }
+
+    /// How many items (not copies) reached `stage`.
+    pub fn items_at(&self, stage: &str) -> u64 {
+        let g = self.items_at.lock().unwrap_or_else(|e| e.into_inner());
+        g.get(stage).copied().unwrap_or(0)
     }
 
     /// An item that ended before travelling (up to date, or unreadable).
@@ -127,12 +140,18 @@ impl Report {
         self.write(&mut g.0, &line);
     }
 
-    /// Time an item spent in a stage.
+    /// Time an item spent in a stage (called for each stage it reaches).
     pub fn timed(&self, id: u64, stage: &str, d: Duration) {
         let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = g.1.get_mut(&id)
-            && p.timed
-        {
+        let Some(p) = g.1.get_mut(&id) else {
+            return;
+        };
+        if !p.reached.iter().any(|r| r == stage) {
+            p.reached.push(stage.to_string());
+            let mut at = self.items_at.lock().unwrap_or_else(|e| e.into_inner());
+            *at.entry(stage.to_string()).or_default() += 1;
+        }
+        if p.timed {
             *p.line.ms.entry(stage.to_string()).or_default() += d.as_secs_f64() * 1000.0;
         }
     }
@@ -270,14 +289,20 @@ impl Trace {
     }
 }
 
-/// One stage's numbers at a moment.
+/// One stage's numbers at a moment. An item the stage saw ended in one of
+/// `done` (passed on), `failed`, `filtered` or `up_to_date` (a source's
+/// items with nothing to redo); the run's last snapshot has
+/// `done + failed + filtered + up_to_date = total` and `total_known`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageProgress {
     pub stage: String,
     pub done: u64,
     pub failed: u64,
+    pub filtered: u64,
+    pub up_to_date: u64,
     pub in_flight: i64,
-    /// Items found so far, and whether the scan is over.
+    /// Items found so far (what the stage saw, in the last snapshot), and
+    /// whether that number is final.
     pub total: u64,
     pub total_known: bool,
     pub elapsed: f64,

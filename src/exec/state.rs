@@ -61,6 +61,12 @@ impl Shared<'_> {
 
     /// The run is stopping and the item was dropped at `stage`.
     pub(super) fn cancel(&self, id: u64, stage: usize) {
+        // Dropped after its last journalled write, an item has its files and
+        // its journal lines: it counts as made, as the next run will see it.
+        if self.written_before(stage) {
+            self.report.ended(id, ItemStatus::Ok, None, None, &[]);
+            return;
+        }
         self.mark(id, ItemStatus::Cancelled);
         let name = &self.pipeline.stages[stage].name;
         self.report
@@ -119,6 +125,38 @@ impl Shared<'_> {
 }
 
 impl Shared<'_> {
+    /// Whether an item that reached `stage` was journalled by a writer
+    /// upstream and has none left to reach: `stage` and everything below it
+    /// journal nothing.
+    fn written_before(&self, stage: usize) -> bool {
+        let writes = |set: &[bool]| (0..set.len()).any(|i| set[i] && self.resume.records(i));
+        let mut above = self.linked(stage, true);
+        above[stage] = false;
+        !self.opts.dry_run && writes(&above) && !writes(&self.linked(stage, false))
+    }
+
+    /// `stage` and the stages above it (`up`) or below it. Inputs may name
+    /// a stage listed later, so this grows until nothing changes.
+    fn linked(&self, stage: usize, up: bool) -> Vec<bool> {
+        let stages = &self.pipeline.stages;
+        let mut set = vec![false; stages.len()];
+        set[stage] = true;
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for (j, def) in stages.iter().enumerate() {
+                for &i in &def.inputs {
+                    let (from, to) = if up { (j, i) } else { (i, j) };
+                    if set[from] && !set[to] {
+                        set[to] = true;
+                        grew = true;
+                    }
+                }
+            }
+        }
+        set
+    }
+
     /// Record a stage's fatal error; true if it is the run's first.
     pub(super) fn stage_error(&self, e: &str) -> bool {
         let mut errors = self.stage_errors.lock().unwrap_or_else(|e| e.into_inner());
