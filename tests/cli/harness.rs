@@ -313,7 +313,12 @@ impl Done {
 pub(crate) fn summary_counts(stderr: &str) -> (u64, u64, u64, u64, u64) {
     let line = stderr
         .lines()
-        .find(|l| l.contains(" items in "))
+        // The summary's line starts with the count: `12 items in 0.30s`
+        // (the Ctrl-C notice also says "items in progress").
+        .find(|l| {
+            l.split_once(" items in ")
+                .is_some_and(|(n, _)| n.parse::<u64>().is_ok())
+        })
         .unwrap_or_default()
         .replace(": ", ", ");
     let num = |label: &str| -> u64 {
