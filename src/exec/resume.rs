@@ -338,12 +338,14 @@ impl Resume {
                     .copied()
                     .filter(|&d| journals[d].is_some())
                     .collect();
-                // Every branch must end at or after a writer.
+                // Every branch must end at or after a writer, or in a
+                // gathering stage (it is handed the up-to-date items).
                 let covered = down
                     .iter()
                     .filter(|&&d| p.consumers(d).is_empty())
                     .all(|&leaf| {
                         journals[leaf].is_some()
+                            || matches!(&built[leaf], Built::Stage(st) if st.collects())
                             || ancestors(p, leaf).iter().any(|a| writers.contains(a))
                     });
                 (!needs_all && covered && !writers.is_empty()).then_some(writers)
@@ -362,26 +364,18 @@ impl Resume {
         }
     }
 
-    /// An up-to-date item as gathering stage `gatherer` sees it: the files
-    /// the writers upstream of it made (not those of other branches), and
-    /// the source's facts from their journals.
+    /// An up-to-date item as gathering stage `gatherer` sees it: every file
+    /// made of it (as in a run that makes them, where a gathering stage
+    /// learns the files of every branch), and the source's facts from the
+    /// journals, those of the writers upstream of it first.
     pub fn kept(&self, gatherer: usize, source: &Path, all: &[PathBuf]) -> Kept {
-        let mut outputs = Vec::new();
-        let mut facts = None;
         let feeds = self.feeds.get(gatherer).map_or(&[][..], Vec::as_slice);
-        for &w in feeds {
-            let Some(Some(j)) = self.journals.get(w) else {
-                continue;
-            };
-            if let Some(k) = j.known.get(source.as_os_str()) {
-                outputs.extend(k.outputs.iter().cloned());
-                facts = facts.or_else(|| k.facts.clone());
-            }
-        }
-        if feeds.is_empty() {
-            // Fed before any writer: every file the item has.
-            outputs = all.to_vec();
-        }
+        let others = (0..self.journals.len()).filter(|w| !feeds.contains(w));
+        let facts = feeds.iter().copied().chain(others).find_map(|w| {
+            let j = self.journals.get(w)?.as_ref()?;
+            j.known.get(source.as_os_str())?.facts.clone()
+        });
+        let mut outputs = all.to_vec();
         outputs.sort();
         outputs.dedup();
         Kept {

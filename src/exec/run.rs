@@ -217,6 +217,7 @@ fn shared_state<'a>(
         resume,
         up_to_date: AtomicU64::new(0),
         up_to_date_items: collects.iter().any(|&c| c).then(Mutex::default),
+        made_items: collects.iter().any(|&c| c).then(Mutex::default),
         report,
         trace,
         sources_left: AtomicUsize::new(
@@ -398,9 +399,15 @@ fn finish_gathering(shared: &Shared<'_>, graph: &Graph<'_>) {
             .iter()
             .map(|(path, all)| shared.resume.kept(i, path, all))
             .collect();
+        let made = shared
+            .made_items
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default();
         let run = crate::stage::Finish {
             failures: &failures,
             up_to_date: &up_to_date,
+            made: &made,
         };
         let name = &pipeline.stages[i].name;
         match stage.finish(&run) {

@@ -37,6 +37,9 @@ pub(super) struct Shared<'a> {
     pub(super) up_to_date: AtomicU64,
     /// Up-to-date items with their files, kept only for gathering stages.
     pub(super) up_to_date_items: Option<Mutex<Vec<UpToDate>>>,
+    /// Items that ended with files made of them (source, files), kept only
+    /// for gathering stages.
+    pub(super) made_items: Option<Mutex<Vec<crate::stage::Kept>>>,
     pub(super) report: observe::Report,
     pub(super) trace: Option<observe::Trace>,
     /// The job budget shared by auto stages, as tokens in a channel.
@@ -112,6 +115,15 @@ impl Shared<'_> {
             let outputs = &item.meta.outputs;
             self.report
                 .ended(item.id, ItemStatus::Ok, None, None, outputs);
+            if let Some(made) = self.made_items.as_ref().filter(|_| !outputs.is_empty()) {
+                made.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(crate::stage::Kept {
+                        path: item.path.clone(),
+                        outputs: outputs.clone(),
+                        facts: Some(crate::stage::SourceFacts::of(&item)),
+                    });
+            }
         } else {
             self.report.fanned_out(item.id, outs.len());
         }

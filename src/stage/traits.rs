@@ -70,6 +70,10 @@ pub struct Finish<'a> {
     /// Items skipped as up to date, with what was known of them when they
     /// were made.
     pub up_to_date: &'a [Kept],
+    /// Items that went through this run: each source with the files made of
+    /// it on a branch that ended (every writer it reached, whichever branch
+    /// the gathering stage is on).
+    pub made: &'a [Kept],
 }
 
 /// An item skipped as up to date: its source, the files the writers that

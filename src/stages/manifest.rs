@@ -179,6 +179,20 @@ impl Stage for Manifest {
                 },
             );
         }
+        // Files made of a source on other branches (a manifest fed from
+        // `scan` sees no writer itself).
+        for k in run.made {
+            if rows.contains_key(&k.path) {
+                let row = Row::new(&k.path, k.facts.clone().unwrap_or_default(), "ok");
+                merge(
+                    &mut rows,
+                    Row {
+                        outputs: k.outputs.clone(),
+                        ..row
+                    },
+                );
+            }
+        }
         for f in run.failures {
             let row = Row::new(&f.path, SourceFacts::default(), "failed");
             let row = Row {

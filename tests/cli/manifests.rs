@@ -175,3 +175,27 @@ fn archive_jsonl_manifest_keeps_sizes_and_hashes_of_up_to_date_items() {
     }
     assert_eq!(first, second);
 }
+
+#[test]
+fn a_manifest_fed_from_scan_lists_the_files_of_every_branch_on_every_run() {
+    let ws = Workspace::new();
+    let names = photos(&ws);
+    ws.write(
+        "side.toml",
+        b"[pipeline]\nname = \"side\"\n\n[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"photos\"\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\n\n[[stage]]\nname = \"small\"\nkind = \"resize\"\nwidth = 40\n\n[[stage]]\nname = \"png\"\nkind = \"encode\"\nformat = \"png\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"small\"\n\n[[stage]]\nname = \"index\"\nkind = \"manifest\"\ninput = \"scan\"\npath = \"index.csv\"\n",
+    );
+    let run = || ws.conveyor().args(&["run", "side.toml"]).run();
+    run().code(0);
+    let first = rows(&ws, "index.csv");
+    check_sources(&ws, &first, &names, "ok");
+    for r in &first {
+        let stem = r[1].trim_end_matches(".jpg");
+        assert_eq!(r[8], format!("small/{stem}.png"), "{r:?}");
+    }
+    let again = run();
+    again.code(0);
+    assert_eq!(counts(&again), (0, 3), "{}", again.stderr());
+    let second = rows(&ws, "index.csv");
+    check_sources(&ws, &second, &names, "up_to_date");
+    assert_eq!(without_status(&first), without_status(&second));
+}
