@@ -84,6 +84,8 @@ pub struct StageStats {
     pub items_out: AtomicU64,
     pub failed: AtomicU64,
     pub filtered: AtomicU64,
+    /// Items found up to date (on a source).
+    pub up_to_date: AtomicU64,
     pub busy_nanos: AtomicU64,
     /// Items being processed right now (on a chain's first stage).
     pub in_flight: std::sync::atomic::AtomicI64,
@@ -101,6 +103,7 @@ impl StageStats {
             items_out: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
+            up_to_date: AtomicU64::new(0),
             busy_nanos: AtomicU64::new(0),
             in_flight: std::sync::atomic::AtomicI64::new(0),
         }

@@ -62,24 +62,13 @@ pub(super) fn watch(shared: &Shared<'_>, heads: &[(String, Receiver<Item>)], don
 fn snapshot(shared: &Shared<'_>, start: Instant, end: bool) -> Vec<observe::StageProgress> {
     let scanned = shared.scanned.load(Ordering::Relaxed);
     let known = end || shared.sources_left.load(Ordering::Relaxed) == 0;
-    let sources = shared
-        .pipeline
-        .stages
-        .iter()
-        .filter(|d| d.kind.is_source())
-        .count();
     shared
         .stats
         .iter()
         .zip(&shared.pipeline.stages)
         .map(|(s, def)| {
-            // Up-to-date items are counted for the run, not per source; with
-            // one source they are all its own.
-            let up_to_date = if def.kind.is_source() && sources == 1 {
-                shared.up_to_date.load(Ordering::Relaxed)
-            } else {
-                0
-            };
+            // Up-to-date items are counted by the source that found them.
+            let up_to_date = s.up_to_date.load(Ordering::Relaxed);
             let failed = s.failed.load(Ordering::Relaxed);
             let filtered = s.filtered.load(Ordering::Relaxed);
             let mut done = s

@@ -69,6 +69,9 @@ fn admit(shared: &Shared<'_>, source: usize, item: Item, outs: &[Sender<Item>]) 
     match shared.resume.up_to_date(source, &item) {
         Some(outputs) => {
             shared.up_to_date.fetch_add(1, Ordering::Relaxed);
+            shared.stats[source]
+                .up_to_date
+                .fetch_add(1, Ordering::Relaxed);
             shared.report.single(observe::Line {
                 path: item.path.clone(),
                 status: ItemStatus::UpToDate,

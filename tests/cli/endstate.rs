@@ -239,3 +239,29 @@ fn no_bar_is_left_on_the_screen_after_one_or_two_ctrl_c() {
         assert!(bars.is_empty(), "{ints} Ctrl-C left bars:\n{screen}");
     }
 }
+
+#[test]
+fn two_sources_each_count_their_own_up_to_date_items() {
+    let ws = Workspace::new();
+    ws.many_tiny("left", 30);
+    for i in 0..20 {
+        ws.sample("tiny.jpg", &format!("right/r{i}.jpg"));
+    }
+    ws.write(
+        "two.toml",
+        b"[[stage]]\nname = \"a\"\nkind = \"scan\"\nroot = \"left\"\n\n[[stage]]\nname = \"b\"\nkind = \"scan\"\nroot = \"right\"\n\n[[stage]]\nname = \"read\"\nkind = \"read\"\ninputs = [\"a\", \"b\"]\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\nfilename = \"{name}\"\n",
+    );
+    for round in 0..2u64 {
+        let done = ws
+            .conveyor()
+            .args(&["run", "two.toml", "--progress", "json"])
+            .run();
+        done.code(0);
+        let last = last_lines(&done.stderr());
+        for (stage, line) in &last {
+            assert!(adds_up(line), "round {round}, {stage}: {line}");
+        }
+        assert_eq!(last["a"]["up_to_date"], 30 * round, "{}", done.stderr());
+        assert_eq!(last["b"]["up_to_date"], 20 * round, "{}", done.stderr());
+    }
+}
