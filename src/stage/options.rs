@@ -66,10 +66,18 @@ pub fn check_options<T: StageOptions>(table: &toml::Table) -> Vec<OptionError> {
                 // A float for a count, a number too big for its type, a
                 // string ...: the range says what is wanted.
                 if let Some(e) = bounded_number(&schema, key).map(|(what, lo, hi)| {
+                    // An example to copy: the option's own default.
+                    let example = schema
+                        .get("properties")
+                        .and_then(|p| p.get(key))
+                        .and_then(|p| p.get("default"))
+                        .filter(|d| d.is_number())
+                        .map(|d| format!(", e.g. {key} = {d}"))
+                        .unwrap_or_default();
                     OptionError::at(
                         key,
                         format!(
-                            "`{key}` must be {what} from {lo} to {hi}, not {}",
+                            "`{key}` must be {what} from {lo} to {hi}, not {}{example}",
                             shown(value)
                         ),
                     )

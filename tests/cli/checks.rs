@@ -101,6 +101,19 @@ fn messages_say_what_to_write() {
         .run()
         .code(2)
         .stderr_has("expected a duration written as text, e.g. \"30s\"");
+    // A number of the wrong kind names the range and shows an example.
+    ws.conveyor()
+        .args(&[
+            "check",
+            "pipelines/thumbnails.toml",
+            "--set",
+            "scan.root=photos",
+            "--set",
+            "jpeg.quality=82.5",
+        ])
+        .run()
+        .code(2)
+        .stderr_has("`quality` must be a whole number from 1 to 100, not 82.5, e.g. quality = 85");
     // An empty `--set` value is blamed on the argument, not the file.
     ws.conveyor()
         .args(&[
