@@ -43,7 +43,10 @@ pub(super) fn worker_loop(
         .as_ref()
         .filter(|_| shared.pipeline.stages[head].auto);
     while let Ok(item) = lane.rx.recv() {
-        if shared.stopping() {
+        // An item whose files are all written is carried to the end even
+        // when the run is stopping: what is left only records it (hash,
+        // manifest), and it counts as made.
+        if shared.stopping() && !shared.written_before(head) {
             // Keep draining so that upstream never blocks on a full queue.
             shared.cancel(item.id, head);
             continue;

@@ -101,6 +101,17 @@ fn take_said(said: &Mutex<Said>) -> Said {
 }
 
 impl Worker {
+    /// Ask the child to stop: at once if it has placed none of its item's
+    /// files, after answering if it has.
+    pub(super) fn ask_to_stop(&self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill only sends a signal, to our own child.
+            unsafe {
+                libc::kill(pid, super::worker::stop::STOP_SIGNAL);
+            }
+        }
+    }
+
     /// Kill (if still running) and reap the child; returns how it ended.
     pub(super) fn kill(mut self) -> Death {
         let _ = self.child.kill();

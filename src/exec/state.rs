@@ -140,7 +140,7 @@ impl Shared<'_> {
     /// Whether an item that reached `stage` was journalled by a writer
     /// upstream and has none left to reach: `stage` and everything below it
     /// journal nothing.
-    fn written_before(&self, stage: usize) -> bool {
+    pub(super) fn written_before(&self, stage: usize) -> bool {
         let writes = |set: &[bool]| (0..set.len()).any(|i| set[i] && self.resume.records(i));
         let mut above = self.linked(stage, true);
         above[stage] = false;

@@ -19,6 +19,9 @@ use crate::item::Item;
 
 /// After Ctrl-C, how long an item in a worker may still take.
 const INTERRUPT_GRACE: Duration = Duration::from_millis(1500);
+/// After the grace, how long a worker that is placing its item's files may
+/// take to finish the item and answer before it is killed.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 /// How often a wait for a worker looks at the interrupt flag.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -40,6 +43,8 @@ pub struct Slot<'a> {
     interrupt: &'a AtomicBool,
     worker: Option<Worker>,
     interrupted_at: Option<Instant>,
+    /// When the current worker was asked to stop.
+    asked_at: Option<Instant>,
 }
 
 impl<'a> Slot<'a> {
@@ -50,6 +55,7 @@ impl<'a> Slot<'a> {
             interrupt,
             worker: None,
             interrupted_at: None,
+            asked_at: None,
         }
     }
 
@@ -204,10 +210,24 @@ impl<'a> Slot<'a> {
         if self.interrupt.load(Ordering::Relaxed) {
             let since = *self.interrupted_at.get_or_insert_with(Instant::now);
             if since.elapsed() >= INTERRUPT_GRACE {
-                if let Some(w) = self.worker.take() {
-                    let _ = w.kill();
+                // Killing the worker now could leave a file it has just
+                // placed but not yet told us of: ask it instead, and kill
+                // only one that neither answers nor ends.
+                match self.asked_at {
+                    None => {
+                        if let Some(w) = &self.worker {
+                            w.ask_to_stop();
+                        }
+                        self.asked_at = Some(Instant::now());
+                    }
+                    Some(asked) if asked.elapsed() >= STOP_WAIT => {
+                        if let Some(w) = self.worker.take() {
+                            let _ = w.kill();
+                        }
+                        return Err(CallError::Cancelled);
+                    }
+                    Some(_) => {}
                 }
-                return Err(CallError::Cancelled);
             }
         }
         if let Some((d, t)) = deadline
@@ -227,6 +247,11 @@ impl<'a> Slot<'a> {
             return CallError::Fatal("no worker".into());
         };
         let (status, said) = if ended { w.reap() } else { w.kill() };
+        if self.asked_at.is_some() {
+            // It ended because it was asked to, with nothing of the item
+            // placed.
+            return CallError::Cancelled;
+        }
         self.crashed(at, describe_death(status, &said, self.stage.memory_limit))
     }
 }

@@ -56,6 +56,7 @@ fn serve(server: &str, registry: &Registry) -> i32 {
         return 0;
     }
     super::call::install_panic_hook();
+    stop::install();
     // The answer to each item is sent before the next is read, so conveyor
     // always knows which item (and which stage) a crash belongs to.
     while let Ok(ToWorker::Item(wire)) = to_rx.recv() {
@@ -66,6 +67,7 @@ fn serve(server: &str, registry: &Registry) -> i32 {
                 result: Err(Reason(e.to_string())),
             }),
         };
+        hold_after_placing();
         match answer {
             Some(msg) => {
                 let panicked = matches!(msg, FromWorker::Panicked { .. });
@@ -76,11 +78,71 @@ fn serve(server: &str, registry: &Registry) -> i32 {
                     // State after a panic can't be trusted: leave.
                     return 101;
                 }
+                crate::output::commit::reset();
+                if stop::asked() {
+                    return STOPPED;
+                }
             }
             None => return 0,
         }
     }
     0
+}
+
+/// Debug builds only: with `CONVEYOR_DEBUG_HOLD_MS` set, a worker that has
+/// placed a file waits that long before answering, so a test can interrupt
+/// a run at the moment a file exists that conveyor has not yet been told of.
+fn hold_after_placing() {
+    #[cfg(debug_assertions)]
+    if crate::output::commit::committing()
+        && let Some(ms) = std::env::var("CONVEYOR_DEBUG_HOLD_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// The exit code of a worker that ended because conveyor asked it to stop.
+pub(super) const STOPPED: i32 = 75;
+
+/// Conveyor asks a worker to stop (after Ctrl-C, when the grace is over)
+/// with `STOP_SIGNAL`. A worker that has placed none of the item's files
+/// ends at once; one that has finishes the item and answers first, so
+/// every file on disk is one conveyor counts and journals.
+pub(super) mod stop {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    pub(in crate::exec) const STOP_SIGNAL: libc::c_int = libc::SIGUSR1;
+
+    static ASKED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_stop(_: libc::c_int) {
+        if crate::output::commit::committing() {
+            ASKED.store(true, Ordering::SeqCst);
+        } else {
+            // SAFETY: _exit is async-signal-safe; nothing of the item was
+            // placed, and temp files are swept by the next run.
+            unsafe { libc::_exit(super::STOPPED) };
+        }
+    }
+
+    pub(super) fn install() {
+        // SAFETY: the handler makes only async-signal-safe calls (atomic
+        // loads and stores, _exit); the struct is zeroed then filled.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(STOP_SIGNAL, &action, std::ptr::null_mut());
+        }
+    }
+
+    /// Asked to stop while the item was being committed.
+    pub(super) fn asked() -> bool {
+        ASKED.load(Ordering::SeqCst)
+    }
 }
 
 /// Why a worker could not build its chain of stages.

@@ -13,6 +13,7 @@
 //!   purpose, after the checks, and never half-written.
 
 pub mod claims;
+pub mod commit;
 mod error;
 mod place;
 pub mod temp;
@@ -334,6 +335,7 @@ impl Guard {
             return self.copy_then_remove(&dest, req, source);
         }
         let from = cstring(source)?;
+        commit::begin();
         // SAFETY: both names are NUL-terminated strings that outlive the
         // call; the folder descriptor is open.
         let rc = unsafe {
@@ -406,6 +408,7 @@ impl Guard {
             if durable {
                 dest.sync_dir();
             }
+            commit::begin();
             match dest.rename_from(&tmp.name, false) {
                 Ok(()) => Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {

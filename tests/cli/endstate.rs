@@ -136,13 +136,35 @@ fn a_stage_fed_by_two_branches_counts_items_not_visits() {
 
 #[test]
 fn the_summary_after_ctrl_c_counts_what_was_written_and_journalled() {
+    interrupt_and_compare(AFTER_THE_WRITER, 3000, 40, &[]);
+}
+
+/// In processes mode a worker is stopped when the grace after Ctrl-C ends.
+/// Here each worker holds on for 3 s after placing a file (a debug-build
+/// hook), so the grace always ends between a file being placed and
+/// conveyor hearing of it: the file must still be counted and journalled.
+#[test]
+fn a_worker_stopped_after_placing_a_file_still_counts_it() {
+    let pipeline = AFTER_THE_WRITER
+        .replace(r#"mode = "threads""#, r#"mode = "processes""#)
+        .replace(
+            "filename = \"{rel_dir}/{stem}.{ext}\"",
+            "filename = \"{rel_dir}/{stem}.{ext}\"\nmode = \"processes\"",
+        );
+    interrupt_and_compare(&pipeline, 40, 1, &[("CONVEYOR_DEBUG_HOLD_MS", "3000")]);
+}
+
+/// Run `pipeline` on `files` tiny images, press Ctrl-C once `first` files
+/// are written, and check that the summary, the report and the journal
+/// all count the files on disk.
+fn interrupt_and_compare(pipeline: &str, files: usize, first: usize, env: &[(&str, &str)]) {
     let ws = Workspace::new();
-    ws.many_tiny("many", 3000);
-    ws.write("ends.toml", AFTER_THE_WRITER.as_bytes());
+    ws.many_tiny("many", files);
+    ws.write("ends.toml", pipeline.as_bytes());
     let report = ws.path("report.jsonl");
     let report_arg = report.to_string_lossy().into_owned();
-    let child = ws.spawn(&["run", "ends.toml", "--report", &report_arg]);
-    wait_for("some written files", 60, || ws.count("out/thumbs") >= 40);
+    let child = ws.spawn_env(&["run", "ends.toml", "--report", &report_arg], env);
+    wait_for("some written files", 60, || ws.count("out/thumbs") >= first);
     assert!(signal(child.id(), "-INT"));
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -169,13 +191,20 @@ fn the_summary_after_ctrl_c_counts_what_was_written_and_journalled() {
         .filter(|k| k.ends_with(".jpg"))
         .count() as u64;
     assert!(
-        ok > 0 && written < 3000,
+        ok > 0 && written < files as u64,
         "{ok} ok, {written} written: {stderr}"
     );
+    // The manifest after the writer has a row for each file made.
+    let rows = std::fs::read_to_string(ws.path("out/manifest.csv"))
+        .expect("manifest")
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .count() as u64;
     assert_eq!(
-        (ok, reported, journalled),
-        (written, written, written),
-        "summary, report, journal vs files: {stderr}"
+        (ok, reported, journalled, rows),
+        (written, written, written, written),
+        "summary, report, journal, manifest rows vs files: {stderr}"
     );
 }
 

@@ -91,6 +91,11 @@ impl Workspace {
     /// Its scratch folder goes to `.tmp` in the workspace, so tests can see
     /// it is removed.
     pub(crate) fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.spawn_env(args, &[])
+    }
+
+    /// `spawn` with extra environment variables.
+    pub(crate) fn spawn_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
         let tmp = self.path(".tmp");
         std::fs::create_dir_all(&tmp).expect("mkdir .tmp");
         Command::new(BIN)
@@ -99,6 +104,7 @@ impl Workspace {
             .env_remove("PHOTOS")
             .env_remove("OUT")
             .env("TMPDIR", &tmp)
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn conveyor")
