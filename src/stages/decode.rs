@@ -86,7 +86,7 @@ pub fn spec() -> KindSpec {
     KindSpec {
         name: "decode",
         paths: crate::stage::no_paths,
-        summary: "decode JPEG, PNG, WebP, GIF (first frame), BMP or TIFF into pixels",
+        summary: "decode JPEG, PNG, WebP, GIF (first frame), BMP, TIFF, or HEIC/AVIF (feature `heif`) into pixels",
         accepts: Types::of(&[PayloadType::Nothing, PayloadType::Bytes]),
         output: Output::Fixed(PayloadType::Image),
         schema: || schemars::schema_for!(DecodeOptions),
@@ -118,6 +118,9 @@ pub struct Decoded {
 pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, StageError> {
     if bytes.is_empty() {
         return Err(StageError::new("empty file"));
+    }
+    if let Some(family) = super::heif::sniff(bytes) {
+        return super::heif::decode(bytes, family, opts);
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -258,6 +261,15 @@ pub(crate) fn check_header(
     if head.is_empty() {
         return Err(StageError::new("empty file"));
     }
+    if let Some(family) = super::heif::sniff(&head) {
+        if !super::heif::BUILT {
+            return Err(super::heif::not_built(family));
+        }
+        return match super::heif::dimensions(&head) {
+            Some((w, h)) => within_max_pixels(w, h, opts, key).map(Some),
+            None => Ok(None),
+        };
+    }
     let reader = ImageReader::new(Cursor::new(&head))
         .with_guessed_format()
         .map_err(|e| StageError::new(format!("cannot read: {e}")))?;
@@ -268,6 +280,16 @@ pub(crate) fn check_header(
     let Ok((w, h)) = reader.into_dimensions() else {
         return Ok(None);
     };
+    within_max_pixels(w, h, opts, key).map(Some)
+}
+
+/// Refuse a `w` x `h` image over `max_pixels` (of the stage `key`).
+fn within_max_pixels(
+    w: u32,
+    h: u32,
+    opts: &DecodeOptions,
+    key: &str,
+) -> Result<(u32, u32), StageError> {
     let pixels = u64::from(w) * u64::from(h);
     if pixels > opts.max_pixels {
         return Err(StageError::new(format!(
@@ -275,7 +297,7 @@ pub(crate) fn check_header(
             opts.max_pixels
         )));
     }
-    Ok(Some((w, h)))
+    Ok((w, h))
 }
 
 /// A decoder's error as one line of plain words: the decoders' own prefix

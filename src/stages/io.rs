@@ -65,8 +65,11 @@ pub(crate) fn too_large(len: u64, limit: u64) -> StageError {
 }
 
 /// Why a file that is no image is refused, with what conveyor does read.
-pub(crate) const UNRECOGNISED: &str =
-    "not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP and TIFF)";
+#[cfg(feature = "heif")]
+pub(crate) const UNRECOGNISED: &str = "not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF and AVIF)";
+/// Why a file that is no image is refused, with what conveyor does read.
+#[cfg(not(feature = "heif"))]
+pub(crate) const UNRECOGNISED: &str = "not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP and TIFF; HEIC/HEIF and AVIF when built with `--features heif`)";
 
 /// Open an item's file and refuse it if its size is over `limit`.
 pub(crate) fn open_bounded(path: &Path, limit: u64) -> Result<std::fs::File, StageError> {
@@ -139,7 +142,11 @@ fn take_bytes(item: &mut Item, limit: u64, image_only: bool) -> Result<Vec<u8>, 
                 .take(64)
                 .read_to_end(&mut head)
                 .map_err(|e| StageError::new(format!("cannot read file: {e}")))?;
-            if image_only && !head.is_empty() && image::guess_format(&head).is_err() {
+            if image_only
+                && !head.is_empty()
+                && image::guess_format(&head).is_err()
+                && super::heif::sniff(&head).is_none()
+            {
                 // The same words as when the whole file is read: only when it
                 // is learnt differs.
                 return Err(StageError::new(UNRECOGNISED));

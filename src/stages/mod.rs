@@ -16,6 +16,7 @@ pub mod filters;
 mod gaussian;
 pub mod geometry;
 pub mod hash;
+pub mod heif;
 pub mod manifest;
 pub mod read;
 pub mod resize;

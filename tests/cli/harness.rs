@@ -525,3 +525,23 @@ pub(crate) fn mixed_folder(ws: &Workspace) {
     let good = std::fs::read(Path::new(REPO).join("samples/photos/dusk.jpg")).expect("sample");
     ws.write("in/sub/truncated.jpg", &good[..good.len() / 3]);
 }
+
+/// `jpeg` with marker segments (each: marker byte, payload) right after SOI.
+pub(crate) fn with_segments(jpeg: &[u8], segments: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    for (marker, payload) in segments {
+        out.extend([0xFF, *marker]);
+        out.extend(((payload.len() + 2) as u16).to_be_bytes());
+        out.extend(payload);
+    }
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// An EXIF block holding only an orientation.
+pub(crate) fn exif_orientation(orientation: u8) -> Vec<u8> {
+    let mut app1 = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+    app1.extend([0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0x00, orientation, 0, 0]);
+    app1.extend([0, 0, 0, 0]);
+    app1
+}

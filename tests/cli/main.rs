@@ -8,6 +8,7 @@ mod cluster;
 mod endstate;
 mod generative;
 mod harness;
+mod heif;
 mod interrupts;
 mod limits;
 mod manifests;

@@ -318,26 +318,6 @@ fn big_jpeg(w: u32, h: u32, gray: bool) -> Vec<u8> {
     bytes
 }
 
-/// `jpeg` with marker segments (each: marker byte, payload) right after SOI.
-fn with_segments(jpeg: &[u8], segments: &[(u8, Vec<u8>)]) -> Vec<u8> {
-    let mut out = jpeg[..2].to_vec();
-    for (marker, payload) in segments {
-        out.extend([0xFF, *marker]);
-        out.extend(((payload.len() + 2) as u16).to_be_bytes());
-        out.extend(payload);
-    }
-    out.extend_from_slice(&jpeg[2..]);
-    out
-}
-
-/// An EXIF block holding only an orientation.
-fn exif_orientation(orientation: u8) -> Vec<u8> {
-    let mut app1 = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
-    app1.extend([0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0x00, orientation, 0, 0]);
-    app1.extend([0, 0, 0, 0]);
-    app1
-}
-
 #[test]
 fn thumbnail_matches_decode_and_resize() {
     // Large generated JPEGs, so shrink-on-load really decodes at a reduced
