@@ -53,7 +53,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
     let queues = Queues::new(pipeline, &chains, jobs);
     let started = Instant::now();
     let shared = shared_state(pipeline, opts, jobs, &resume, &built, &collects, started)?;
-    let processes = chain_processes(pipeline, opts, &chains, &run_dir);
+    let processes = chain_processes(pipeline, opts, &chains, &built, &run_dir);
     let graph = Graph {
         built: &built,
         collects: &collects,
@@ -236,14 +236,17 @@ fn chain_processes(
     pipeline: &Pipeline,
     opts: &RunOptions,
     chains: &[Vec<usize>],
+    built: &[Built],
     run_dir: &RunDir,
 ) -> Vec<Option<supervisor::ChainProcesses>> {
     let exe = supervisor::worker_exe();
+    let idle = |i: &usize| matches!(&built[*i], Built::Stage(s) if s.passes_through());
     chains
         .iter()
         .map(|chain| {
             let defs: Vec<&StageDef> = chain.iter().map(|&i| &pipeline.stages[i]).collect();
-            (defs[0].mode == Mode::Processes && !opts.dry_run).then(|| {
+            let work = !chain.iter().all(idle);
+            (defs[0].mode == Mode::Processes && !opts.dry_run && work).then(|| {
                 supervisor::ChainProcesses::new(
                     &defs,
                     exe.clone(),

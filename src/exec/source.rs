@@ -27,6 +27,7 @@ pub(super) fn run_source(
     let started = Instant::now();
     // Time spent waiting for room in a full queue is not the source's work.
     let mut blocked = Duration::ZERO;
+    let mut window = Window::default();
     let mut emit = |found: Found| -> bool {
         if shared.stopping() {
             return false;
@@ -47,25 +48,83 @@ pub(super) fn run_source(
             Found::Item(mut item) => {
                 item.id = id;
                 stats.items_out.fetch_add(1, Ordering::Relaxed);
-                let sending = Instant::now();
-                admit(shared, idx, *item, &outs);
-                blocked += sending.elapsed();
+                if let Some(item) = up_to_date_or(shared, idx, *item)
+                    && let Some(next) = window.push(item)
+                {
+                    let sending = Instant::now();
+                    send(shared, next, &outs);
+                    blocked += sending.elapsed();
+                }
             }
             Found::Error { path, reason } => shared.fail(idx, id, path, reason),
         }
         !shared.stopping()
     };
-    if let Err(call::Panicked(message)) = call::guarded(|| src.produce(ctx, &mut emit)) {
+    let produced = call::guarded(|| src.produce(ctx, &mut emit));
+    if let Err(call::Panicked(message)) = produced {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let root = PathBuf::from(&shared.pipeline.stages[idx].name);
         shared.fail(idx, id, root, format!("source panicked: {message}"));
+    }
+    while let Some(item) = window.pop() {
+        if shared.stopping() {
+            shared.cancel(item.id, idx);
+            continue;
+        }
+        let sending = Instant::now();
+        send(shared, item, &outs);
+        blocked += sending.elapsed();
     }
     stats.add_busy(started.elapsed().saturating_sub(blocked));
     shared.sources_left.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// An item a source found: counted as up to date, or sent on.
-fn admit(shared: &Shared<'_>, source: usize, item: Item, outs: &[Sender<Item>]) {
+/// How many found items a source holds back to start the largest first:
+/// enough to reorder a folder of photos, few enough that work starts at
+/// once and memory stays small (items carry no pixels yet).
+pub(super) const LOOK_AHEAD: usize = 32;
+
+/// Items found but not yet sent, the largest first out: a big photo that
+/// starts last keeps one core busy while the others idle; started early,
+/// the small files fill in around it.
+#[derive(Default)]
+struct Window {
+    held: Vec<Item>,
+}
+
+impl Window {
+    /// Hold `item`; when the window is full, give back the largest held.
+    fn push(&mut self, item: Item) -> Option<Item> {
+        self.held.push(item);
+        if self.held.len() > LOOK_AHEAD {
+            self.pop()
+        } else {
+            None
+        }
+    }
+
+    /// The largest item held (by file size; ties in the order found).
+    fn pop(&mut self) -> Option<Item> {
+        let size = |i: &Item| i.meta.size.unwrap_or(0);
+        let mut best: Option<usize> = None;
+        for (k, item) in self.held.iter().enumerate() {
+            if best.is_none_or(|b| size(item) > size(&self.held[b])) {
+                best = Some(k);
+            }
+        }
+        best.map(|k| self.held.remove(k))
+    }
+}
+
+/// Hand an item on to the chains that read its source.
+fn send(shared: &Shared<'_>, item: Item, outs: &[Sender<Item>]) {
+    shared.report.started(item.id, &item.path);
+    shared.forward(item, outs);
+}
+
+/// An item a source found: counted as up to date (`None`), or given back to
+/// be sent on.
+fn up_to_date_or(shared: &Shared<'_>, source: usize, item: Item) -> Option<Item> {
     match shared.resume.up_to_date(source, &item) {
         Some(outputs) => {
             shared.up_to_date.fetch_add(1, Ordering::Relaxed);
@@ -85,10 +144,8 @@ fn admit(shared: &Shared<'_>, source: usize, item: Item, outs: &[Sender<Item>]) 
                     .unwrap_or_else(|e| e.into_inner())
                     .push((item.path, outputs));
             }
+            None
         }
-        None => {
-            shared.report.started(item.id, &item.path);
-            shared.forward(item, outs);
-        }
+        None => Some(item),
     }
 }

@@ -130,9 +130,10 @@ mode = "inline"
     assert_eq!(summary.scanned, N);
     assert_eq!(summary.ok, N);
     assert_eq!(SUNK.load(Ordering::SeqCst), N);
-    // Two queues of 8, three workers holding an item each, and the one the
-    // source is handing over: nothing else can be in flight.
-    let bound = 8 * 2 + 3 + 1;
+    // Two queues of 8, three workers holding an item each, the one the
+    // source is handing over and the ones it holds back to start the
+    // largest first: nothing else can be in flight.
+    let bound = 8 * 2 + 3 + 1 + super::source::LOOK_AHEAD as u64;
     assert!(
         MAX_IN_FLIGHT.load(Ordering::SeqCst) <= bound,
         "in flight: {}",

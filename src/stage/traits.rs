@@ -27,6 +27,13 @@ pub trait Stage: Send + Sync {
         false
     }
 
+    /// True when `process` only hands the item on (a manifest's rows are
+    /// all made by `collect` and `finish`): such a stage never starts worker
+    /// processes, whatever its mode, since they would have nothing to do.
+    fn passes_through(&self) -> bool {
+        false
+    }
+
     /// Take what is needed from an item that came out of `process`.
     fn collect(&self, _item: &mut Item) {}
 

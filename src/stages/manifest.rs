@@ -150,6 +150,10 @@ impl Stage for Manifest {
         true
     }
 
+    fn passes_through(&self) -> bool {
+        true
+    }
+
     fn plan_finish(&self) -> Result<Vec<PathBuf>, StageError> {
         let path = self
             .output

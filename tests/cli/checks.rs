@@ -143,9 +143,7 @@ fn a_file_that_is_no_image_names_the_formats_that_are() {
         ])
         .run()
         .code(1)
-        .stderr_has(
-            "not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP and TIFF)",
-        );
+        .stderr_has(UNRECOGNISED);
 }
 
 #[test]

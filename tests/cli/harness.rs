@@ -10,6 +10,13 @@ pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_conveyor");
 
 pub(crate) const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
+/// What a file that is no image fails with, in this build.
+pub(crate) const UNRECOGNISED: &str = if cfg!(feature = "heif") {
+    "not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF and AVIF)"
+} else {
+    "not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP and TIFF; HEIC/HEIF and AVIF when built with `--features heif`)"
+};
+
 /// A scratch folder where pipelines run, with `samples/` and `pipelines/`
 /// linked in so the example files run unchanged, as from the repository.
 pub(crate) struct Workspace {

@@ -136,10 +136,7 @@ fn the_report_adds_up_to_the_summary() {
             .expect("broken line");
         assert_eq!(broken["status"], "failed");
         assert_eq!(broken["stage"], "load");
-        assert_eq!(
-            broken["reason"],
-            "not a recognised image format (conveyor reads JPEG, PNG, WebP, GIF, BMP and TIFF)"
-        );
+        assert_eq!(broken["reason"], UNRECOGNISED);
         let notes = lines
             .iter()
             .find(|l| l["path"] == "in/notes.txt")

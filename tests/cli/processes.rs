@@ -325,3 +325,33 @@ fn an_embedded_custom_kind_runs_in_worker_processes() {
         }
     }
 }
+
+#[test]
+fn a_manifest_in_processes_mode_starts_no_workers() {
+    // A manifest's rows are made in conveyor's own process: workers for it
+    // would only pass items back and forth.
+    let ws = Workspace::new();
+    let done = ws
+        .conveyor()
+        .args(&["run", "pipelines/web-gallery.toml", "--mode", "processes"])
+        .run();
+    done.code(0);
+    let stderr = done.stderr();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("processes:"))
+        .collect();
+    assert!(!lines.is_empty(), "{stderr}");
+    assert!(
+        lines.iter().all(|l| !l.contains("`index`")),
+        "the manifest started workers: {lines:?}"
+    );
+    let csv = std::fs::read_to_string(ws.path("out/gallery/manifest.csv")).expect("manifest");
+    let made = done.tally().ok as usize;
+    assert!(made >= 5, "{stderr}");
+    assert_eq!(
+        csv.lines().count(),
+        1 + made,
+        "a header and a row per photo: {csv}"
+    );
+}
