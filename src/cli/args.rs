@@ -108,6 +108,11 @@ pub struct RunArgs {
     /// all together, 1 to 1024 (default: the CPU count).
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub jobs: Option<u32>,
+    /// Bytes of decoded images in flight at once (e.g. 2GiB; default: half
+    /// the machine's memory), counted from each image's header before it
+    /// is decoded; an image bigger than the whole budget runs alone.
+    #[arg(long, value_name = "SIZE", value_parser = parse::memory)]
+    pub memory: Option<u64>,
     /// Plan only: list what each stage would see and which files would be
     /// written or are up to date, without decoding or writing anything.
     #[arg(long)]

@@ -27,6 +27,15 @@ pub fn shard(text: &str) -> Result<ShardArg, Box<dyn Error + Send + Sync>> {
     Ok(ShardArg::Fixed(Shard::parse(text)?))
 }
 
+/// `--memory SIZE`: bytes, or a size with a unit (`300MiB`, `2GiB`).
+pub fn memory(text: &str) -> Result<u64, Box<dyn Error + Send + Sync>> {
+    let bytes = crate::units::parse_size(text)?;
+    if bytes < 1 << 20 {
+        return Err(format!("`{text}` is less than 1MiB: too little to decode an image in").into());
+    }
+    Ok(bytes)
+}
+
 /// `--set STAGE.KEY=VALUE`. The text is checked against the pipeline when
 /// it loads, where an error can point into it and name the stages there.
 pub fn set(text: &str) -> Result<Override, Infallible> {

@@ -115,6 +115,7 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
         dry_run: args.dry_run,
         shard: settings.shard,
         jobs: args.jobs.map(|j| j as usize),
+        memory: args.memory,
         on_item_end,
         force: args.force,
         state_tag: String::new(),

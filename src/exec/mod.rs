@@ -3,6 +3,7 @@
 //! processes in processes mode); items stream from the sources through the
 //! graph, so memory stays bounded by the queues whatever the number of files.
 
+pub mod budget;
 mod call;
 pub mod cleanup;
 mod lane;

@@ -61,6 +61,8 @@ pub struct Report {
     items_at: Mutex<HashMap<String, u64>>,
     finished: std::sync::atomic::AtomicU64,
     on_end: Option<ItemEndFn>,
+    /// Freed of an item's bytes when its line is complete.
+    budget: Option<std::sync::Arc<super::budget::Budget>>,
 }
 
 /// Called with each item's line when the item ends.
@@ -82,7 +84,17 @@ impl Report {
             items_at: Mutex::default(),
             finished: std::sync::atomic::AtomicU64::new(0),
             on_end,
+            budget: None,
         })
+    }
+
+    /// Release an item's share of `budget` when the item ends.
+    pub(super) fn with_budget(
+        mut self,
+        budget: Option<std::sync::Arc<super::budget::Budget>>,
+    ) -> Report {
+        self.budget = budget;
+        self
     }
 
     /// Items that have ended, whatever their status.
@@ -192,6 +204,9 @@ impl Report {
             && let Some(done) = pending.remove(&id)
         {
             self.write(out, &done.line);
+            if let Some(b) = &self.budget {
+                b.release(id);
+            }
         }
         true
     }

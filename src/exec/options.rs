@@ -23,6 +23,9 @@ pub struct RunOptions {
     /// How many items auto stages may process at once, all together
     /// (default: the CPU count).
     pub jobs: Option<usize>,
+    /// Bytes of decoded images allowed in flight (`--memory`; default:
+    /// half the machine's memory).
+    pub memory: Option<u64>,
     /// Called with each item's outcome as it ends.
     pub on_item_end: Option<ItemEndFn>,
     /// Added to journal names, so runs that must not share resume state
@@ -54,6 +57,7 @@ impl Default for RunOptions {
             force: false,
             dry_run: false,
             jobs: None,
+            memory: None,
             on_item_end: None,
             state_tag: String::new(),
             shard: None,

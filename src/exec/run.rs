@@ -171,10 +171,21 @@ fn shared_state<'a>(
         let f = Arc::clone(f);
         Box::new(move |l: &observe::Line| f(l)) as observe::ItemEndFn
     });
-    let report =
-        observe::Report::new(opts.report.as_deref(), on_end).map_err(|e| BuildError::Setup {
+    // Only a pipeline that decodes images has their bytes to budget.
+    let decodes = pipeline.stages.iter().any(|d| {
+        d.kind.output == crate::stage::Output::Fixed(crate::item::PayloadType::Image)
+            && !d.kind.accepts.contains(crate::item::PayloadType::Image)
+    });
+    let budget = (decodes && !opts.dry_run).then(|| {
+        Arc::new(super::budget::Budget::new(
+            opts.memory.unwrap_or_else(super::budget::default_limit),
+        ))
+    });
+    let report = observe::Report::new(opts.report.as_deref(), on_end)
+        .map_err(|e| BuildError::Setup {
             message: format!("cannot write the report (--report): {e}"),
-        })?;
+        })?
+        .with_budget(budget.clone());
     let trace = match &opts.trace {
         Some(path) => {
             Some(
@@ -219,6 +230,7 @@ fn shared_state<'a>(
         up_to_date_items: collects.iter().any(|&c| c).then(Mutex::default),
         made_items: collects.iter().any(|&c| c).then(Mutex::default),
         report,
+        budget,
         trace,
         sources_left: AtomicUsize::new(
             built

@@ -52,7 +52,7 @@ pub(super) fn run_source(
                     && let Some(next) = window.push(item)
                 {
                     let sending = Instant::now();
-                    send(shared, next, &outs);
+                    send(shared, idx, next, &outs);
                     blocked += sending.elapsed();
                 }
             }
@@ -68,11 +68,11 @@ pub(super) fn run_source(
     }
     while let Some(item) = window.pop() {
         if shared.stopping() {
-            shared.cancel(item.id, idx);
+            hold_back(shared, idx, &item);
             continue;
         }
         let sending = Instant::now();
-        send(shared, item, &outs);
+        send(shared, idx, item, &outs);
         blocked += sending.elapsed();
     }
     stats.add_busy(started.elapsed().saturating_sub(blocked));
@@ -116,10 +116,27 @@ impl Window {
     }
 }
 
-/// Hand an item on to the chains that read its source.
-fn send(shared: &Shared<'_>, item: Item, outs: &[Sender<Item>]) {
+/// Hand an item on to the chains that read its source, once its decoded
+/// image fits in the memory budget.
+fn send(shared: &Shared<'_>, source: usize, item: Item, outs: &[Sender<Item>]) {
+    if let Some(budget) = &shared.budget {
+        let bytes = match &item.payload {
+            crate::item::Payload::Nothing => super::budget::image_bytes(&item.path),
+            _ => 0,
+        };
+        if !budget.acquire(item.id, bytes, &|| shared.stopping()) {
+            return hold_back(shared, source, &item);
+        }
+    }
     shared.report.started(item.id, &item.path);
     shared.forward(item, outs);
+}
+
+/// The run stopped before a found item was sent on: it is reported, as
+/// not processed.
+fn hold_back(shared: &Shared<'_>, source: usize, item: &Item) {
+    shared.report.started(item.id, &item.path);
+    shared.cancel(item.id, source);
 }
 
 /// An item a source found: counted as up to date (`None`), or given back to

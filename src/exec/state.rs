@@ -42,6 +42,8 @@ pub(super) struct Shared<'a> {
     pub(super) made_items: Option<Mutex<Vec<crate::stage::Kept>>>,
     pub(super) report: observe::Report,
     pub(super) trace: Option<observe::Trace>,
+    /// The bytes of decoded images in flight (pipelines that decode).
+    pub(super) budget: Option<std::sync::Arc<super::budget::Budget>>,
     /// The job budget shared by auto stages, as tokens in a channel.
     pub(super) permits: Option<(Sender<()>, Receiver<()>)>,
     /// Sources still scanning; the total is known when it reaches 0.

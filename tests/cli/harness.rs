@@ -552,3 +552,32 @@ pub(crate) fn exif_orientation(orientation: u8) -> Vec<u8> {
     app1.extend([0, 0, 0, 0]);
     app1
 }
+
+/// Run conveyor under GNU time; its exit code, stderr and peak resident
+/// memory in MiB.
+pub(crate) fn run_rss(ws: &Workspace, args: &[&str]) -> (i32, String, u64) {
+    let time = Path::new("/usr/bin/time");
+    assert!(time.exists(), "GNU time is needed: apt-get install time");
+    let rss_file = ws.path("rss.txt");
+    let out = Command::new(time)
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_file)
+        .arg(BIN)
+        .args(args)
+        .current_dir(ws.path(""))
+        .output()
+        .expect("run conveyor under time");
+    let kib: u64 = std::fs::read_to_string(&rss_file)
+        .expect("time's output")
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a peak RSS");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        kib / 1024,
+    )
+}

@@ -4,8 +4,6 @@
 //! so an option added later is covered without touching this file.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -406,35 +404,6 @@ fn an_output_size_known_only_per_item_fails_that_item() {
         assert_eq!(dims(&files["wide.jpg"]), (4000, 1), "{kind}");
         let _ = std::fs::remove_dir_all(ws.path("out"));
     }
-}
-
-/// Run conveyor under GNU time; its exit code, stderr and peak resident
-/// memory in MiB.
-fn run_rss(ws: &Workspace, args: &[&str]) -> (i32, String, u64) {
-    let time = Path::new("/usr/bin/time");
-    assert!(time.exists(), "GNU time is needed: apt-get install time");
-    let rss_file = ws.path("rss.txt");
-    let out = Command::new(time)
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&rss_file)
-        .arg(BIN)
-        .args(args)
-        .current_dir(ws.path(""))
-        .output()
-        .expect("run conveyor under time");
-    let kib: u64 = std::fs::read_to_string(&rss_file)
-        .expect("time's output")
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("a peak RSS");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        kib / 1024,
-    )
 }
 
 /// The pipelines fed files: each kind that reads them, then (for images)

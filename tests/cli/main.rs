@@ -12,6 +12,7 @@ mod heif;
 mod interrupts;
 mod limits;
 mod manifests;
+mod memory;
 mod names;
 mod observe;
 mod pipelines;
