@@ -1,12 +1,21 @@
-//! `encode`: turn pixels into file bytes. JPEG goes through `jpeg-encoder`
-//! (SIMD, much faster than the `image` crate's own encoder); PNG and lossless
-//! WebP through `image`. Metadata is stripped unless asked to be kept.
+//! `encode`: turn pixels into file bytes, as JPEG, PNG, WebP or AVIF, with
+//! the metadata `keep` asks for. One file per format; `metadata.rs` decides
+//! what is embedded and `exif.rs` cleans a kept EXIF block.
+
+mod avif;
+mod exif;
+mod jpeg;
+mod metadata;
+mod png;
+mod webp;
 
 use std::sync::Arc;
 
-use image::{DynamicImage, ImageEncoder};
+use image::DynamicImage;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use metadata::{Embed, Keep};
 
 use crate::item::{Item, Meta, Payload, PayloadType, Types};
 use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
@@ -17,9 +26,12 @@ use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, Stag
 pub enum Format {
     #[default]
     Jpeg,
+    /// 8 or 16 bits per channel, as the pixels have them.
     Png,
-    /// Lossless WebP.
+    /// Lossy WebP (`quality`), or lossless with `lossless = true`.
     Webp,
+    /// AVIF (`quality`, `speed`).
+    Avif,
 }
 
 impl Format {
@@ -28,6 +40,7 @@ impl Format {
             Format::Jpeg => "jpeg",
             Format::Png => "png",
             Format::Webp => "webp",
+            Format::Avif => "avif",
         }
     }
 }
@@ -56,16 +69,30 @@ pub enum Compression {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EncodeOptions {
-    /// The format to encode to: jpeg, png or webp.
+    /// The format to encode to: jpeg, png, webp or avif.
     pub format: Format,
-    /// JPEG quality, 1 (smallest) to 100 (best).
+    /// Quality of JPEG, lossy WebP and AVIF, 1 (smallest) to 100 (best).
     #[schemars(range(min = 1, max = 100))]
     pub quality: u8,
     /// PNG compression effort.
     pub compression: Compression,
-    /// Drop the source's EXIF and colour profile (off: JPEG and PNG keep
-    /// them, with the EXIF orientation reset as the pixels are upright).
-    pub strip_metadata: bool,
+    /// JPEG only: progressive (the image sharpens as it loads).
+    pub progressive: bool,
+    /// JPEG only: Huffman tables optimised for the image (smaller, slower).
+    pub optimize: bool,
+    /// WebP only: lossless instead of lossy.
+    pub lossless: bool,
+    /// AVIF only: encoder speed, 1 (slowest, smallest) to 10 (fastest).
+    #[schemars(range(min = 1, max = 10))]
+    pub speed: u8,
+    /// Metadata to carry from the source: any of "exif" (orientation reset
+    /// to 1), "xmp", "icc" and "gps" (the position in the EXIF, dropped
+    /// unless listed). The colour profile the pixels need is always kept.
+    pub keep: Vec<Keep>,
+    /// Removed: write `keep = []` (was `true`) or `keep = ["exif", "icc"]`
+    /// (was `false`). Still known here so that `check` can say so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strip_metadata: Option<bool>,
 }
 
 impl Default for EncodeOptions {
@@ -74,35 +101,118 @@ impl Default for EncodeOptions {
             format: Format::Jpeg,
             quality: 85,
             compression: Compression::Fast,
-            strip_metadata: true,
+            progressive: false,
+            optimize: false,
+            lossless: false,
+            speed: 6,
+            keep: Vec::new(),
+            strip_metadata: None,
         }
     }
 }
 
 impl StageOptions for EncodeOptions {
     fn validate(&self) -> Vec<OptionError> {
+        let mut errors = Vec::new();
         if !(1..=100).contains(&self.quality) {
-            vec![OptionError::at(
+            errors.push(OptionError::at(
                 "quality",
                 format!("`quality` must be between 1 and 100, not {}", self.quality),
-            )]
-        } else {
-            Vec::new()
+            ));
         }
+        if self.keep.contains(&Keep::Gps) && !self.keep.contains(&Keep::Exif) {
+            errors.push(
+                OptionError::at(
+                    "keep",
+                    "\"gps\" keeps the position inside the EXIF, which is not kept",
+                )
+                .help("write keep = [\"exif\", \"gps\"], or leave \"gps\" out"),
+            );
+        }
+        errors
     }
+}
+
+/// Options that mean something for some formats only, and those formats.
+/// `lossless` is allowed with PNG: every PNG is lossless, so the promise
+/// holds (and a pipeline can switch between the two with one `--set`).
+const FORMAT_ONLY: [(&str, &[Format]); 4] = [
+    ("progressive", &[Format::Jpeg]),
+    ("optimize", &[Format::Jpeg]),
+    ("lossless", &[Format::Webp, Format::Png]),
+    ("speed", &[Format::Avif]),
+];
+
+/// The shared checks, plus the ones about keys: the removed
+/// `strip_metadata`, and an option set for a format other than the one
+/// chosen (an error, not a warning: a promise such as `progressive = true`
+/// that the format can't keep would otherwise go unseen). An option left
+/// at its default value says nothing and passes.
+fn check(table: &toml::Table) -> Vec<OptionError> {
+    let mut rest = table.clone();
+    let mut errors = Vec::new();
+    if let Some(v) = rest.remove("strip_metadata") {
+        let instead = if v.as_bool() == Some(false) {
+            "keep = [\"exif\", \"icc\"]"
+        } else {
+            "keep = []"
+        };
+        errors.push(
+            OptionError::at(
+                "strip_metadata",
+                "`strip_metadata` was replaced by `keep`, the list of metadata to carry over",
+            )
+            .help(format!(
+                "write `{instead}` instead (the default keeps none)"
+            )),
+        );
+    }
+    errors.extend(crate::stage::check_options::<EncodeOptions>(&rest));
+    if let Ok(opts) = crate::stage::parse_options::<EncodeOptions>(&rest) {
+        errors.extend(format_mismatches(&opts, &rest));
+    }
+    errors
+}
+
+fn format_mismatches(opts: &EncodeOptions, table: &toml::Table) -> Vec<OptionError> {
+    let defaults = EncodeOptions::default();
+    let set = |key: &str| match key {
+        "progressive" => opts.progressive != defaults.progressive,
+        "optimize" => opts.optimize != defaults.optimize,
+        "lossless" => opts.lossless != defaults.lossless,
+        _ => opts.speed != defaults.speed,
+    };
+    FORMAT_ONLY
+        .iter()
+        .filter(|(key, only)| table.contains_key(*key) && set(key) && !only.contains(&opts.format))
+        .map(|(key, only)| {
+            OptionError::at(
+                key,
+                format!(
+                    "`{key}` applies to {} only, and this stage writes {}",
+                    only[0].name(),
+                    opts.format.name()
+                ),
+            )
+            .help(format!(
+                "remove `{key}`, or set format = \"{}\"",
+                only[0].name()
+            ))
+        })
+        .collect()
 }
 
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "encode",
         paths: crate::stage::no_paths,
-        summary: "encode images as JPEG, PNG or lossless WebP",
+        summary: "encode images as JPEG, PNG, WebP or AVIF, keeping the metadata asked for",
         accepts: Types::of(&[PayloadType::Image]),
         output: Output::Fixed(PayloadType::Bytes),
         schema: || schemars::schema_for!(EncodeOptions),
-        check: crate::stage::check_options::<EncodeOptions>,
+        check,
         meaning: crate::stage::meaning::<EncodeOptions>,
-        revision: 1,
+        revision: 2,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Encode {
                 opts: crate::stage::parse_options(t)?,
@@ -129,80 +239,22 @@ pub fn encode_image(
     encode_with(img, &opts, None)
 }
 
-/// Encode an image; `keep` is the metadata to carry over, if any.
+/// Encode an image; `meta` is the item's, from which `opts.keep` chooses
+/// what to embed (with no `meta`, nothing is).
 pub fn encode_with(
     img: &DynamicImage,
     opts: &EncodeOptions,
-    keep: Option<&Meta>,
+    meta: Option<&Meta>,
 ) -> Result<Vec<u8>, StageError> {
-    let mut out = Vec::new();
-    let icc = keep.and_then(|m| m.icc.clone());
-    let exif = keep.and_then(|m| m.exif.clone());
+    let embed = meta
+        .map(|m| metadata::select(m, &opts.keep))
+        .unwrap_or_default();
     match opts.format {
-        Format::Jpeg => {
-            use jpeg_encoder::{ColorType, Encoder};
-            let (w, h) = (img.width(), img.height());
-            let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
-                return Err(StageError::new(format!(
-                    "{w}x{h} is too large for JPEG (65535 at most)"
-                )));
-            };
-            let rgb;
-            let (data, color): (&[u8], ColorType) = match img {
-                DynamicImage::ImageLuma8(b) => (b.as_raw(), ColorType::Luma),
-                DynamicImage::ImageRgb8(b) => (b.as_raw(), ColorType::Rgb),
-                DynamicImage::ImageRgba8(b) => (b.as_raw(), ColorType::Rgba),
-                other => {
-                    rgb = other.to_rgb8();
-                    (rgb.as_raw(), ColorType::Rgb)
-                }
-            };
-            let mut enc = Encoder::new(&mut out, opts.quality);
-            let fail = |e: jpeg_encoder::EncodingError| {
-                StageError::new(format!("JPEG encoding failed: {e}"))
-            };
-            if let Some(exif) = exif {
-                let mut segment = b"Exif\0\0".to_vec();
-                segment.extend_from_slice(&exif);
-                // An EXIF block too large for one segment is dropped, not fatal.
-                let _ = enc.add_app_segment(1, segment);
-            }
-            if let Some(icc) = icc {
-                enc.add_icc_profile(&icc).map_err(fail)?;
-            }
-            enc.encode(data, w16, h16, color).map_err(fail)?;
-        }
-        Format::Png => {
-            use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-            let level = match opts.compression {
-                Compression::Fast => CompressionType::Fast,
-                Compression::Default => CompressionType::Default,
-                Compression::Best => CompressionType::Best,
-            };
-            let mut enc = PngEncoder::new_with_quality(&mut out, level, FilterType::Adaptive);
-            if let Some(icc) = icc {
-                let _ = enc.set_icc_profile(icc);
-            }
-            if let Some(exif) = exif {
-                let _ = enc.set_exif_metadata(exif);
-            }
-            img.write_with_encoder(enc)
-                .map_err(|e| StageError::new(format!("PNG encoding failed: {e}")))?;
-        }
-        Format::Webp => {
-            let rgba;
-            let img = match img {
-                DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => img,
-                other => {
-                    rgba = DynamicImage::ImageRgba8(other.to_rgba8());
-                    &rgba
-                }
-            };
-            img.write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut out))
-                .map_err(|e| StageError::new(format!("WebP encoding failed: {e}")))?;
-        }
+        Format::Jpeg => jpeg::encode(img, opts, &embed),
+        Format::Png => png::encode(img, opts, &embed),
+        Format::Webp => webp::encode(img, opts, &embed),
+        Format::Avif => avif::encode(img, opts, &embed),
     }
-    Ok(out)
 }
 
 impl Stage for Encode {
@@ -215,8 +267,7 @@ impl Stage for Encode {
         let Payload::Image(img) = std::mem::take(&mut item.payload) else {
             return Err(StageError::new("expected a decoded image"));
         };
-        let keep = (!self.opts.strip_metadata).then_some(&item.meta);
-        let bytes = encode_with(&img, &self.opts, keep)?;
+        let bytes = encode_with(&img, &self.opts, Some(&item.meta))?;
         drop(img);
         item.meta.format = Some(self.opts.format.name().to_string());
         item.payload = Payload::Bytes(bytes);
