@@ -317,29 +317,38 @@ fn removed_and_misplaced_options_are_check_errors() {
 }
 
 #[test]
-fn shrink_on_load_carries_xmp_and_drops_gps() {
+fn shrink_on_load_carries_xmp_and_drops_gps_in_every_mode() {
     let Some(corpus) = corpus() else { return };
     let ws = Workspace::new();
     ws.write("in/photo.jpg", &gps_tagged_photo(&corpus, "Aqua.jpg"));
-    ws.conveyor()
-        .args(&[
-            "run",
-            "pipelines/thumbnails-fast.toml",
-            "--set",
-            "scan.root=\"in\"",
-            "--set",
-            "jpeg.keep=[\"exif\", \"xmp\"]",
-            "--set",
-            "save.dir=\"out\"",
-        ])
-        .run()
-        .code(0);
-    let out = &ws.files("out")["photo.jpg"];
-    let mut dec = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(out)).unwrap();
-    assert_eq!(dec.xmp_metadata().unwrap().as_deref(), Some(XMP_PACKET));
-    let (tags, orientation) = ifd0(&dec.exif_metadata().unwrap().expect("exif kept"));
-    assert!(!tags.contains(&TAG_GPS), "{tags:x?}");
-    assert_eq!(orientation, Some(1));
+    // In processes mode the metadata crosses the wire to the worker.
+    for mode in ["threads", "processes"] {
+        ws.conveyor()
+            .args(&[
+                "run",
+                "pipelines/thumbnails-fast.toml",
+                "--mode",
+                mode,
+                "--set",
+                "scan.root=\"in\"",
+                "--set",
+                "jpeg.keep=[\"exif\", \"xmp\"]",
+                "--set",
+                &format!("save.dir=\"{mode}\""),
+            ])
+            .run()
+            .code(0);
+        let out = &ws.files(mode)["photo.jpg"];
+        let mut dec = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(out)).unwrap();
+        assert_eq!(
+            dec.xmp_metadata().unwrap().as_deref(),
+            Some(XMP_PACKET),
+            "{mode}"
+        );
+        let (tags, orientation) = ifd0(&dec.exif_metadata().unwrap().expect("exif kept"));
+        assert!(!tags.contains(&TAG_GPS), "{mode}: {tags:x?}");
+        assert_eq!(orientation, Some(1), "{mode}");
+    }
 }
 
 #[test]
