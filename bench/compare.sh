@@ -8,6 +8,7 @@
 #
 #   bench/compare.sh [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --scaling [FOLDER] [JOBS] [RUNS]
+#   bench/compare.sh --encode [FOLDER] [JOBS] [RUNS]
 #
 # The first also runs conveyor in processes mode (ratio to threads mode) and
 # compares its peak RSS on 50 and 500 generated files. --scaling runs conveyor
@@ -15,6 +16,9 @@
 # count, then `workers = "auto"` against every stage at the CPU count and
 # against every hand-picked combination of worker counts (1, half and all
 # the cores) for the costly stages, with the CPU time (user + system) each took.
+# --encode compares encoders alone: the photos resized to 1600 px PNGs, then
+# lossy WebP (q80) and AVIF (q70, speed 6) by conveyor and by Pillow's own
+# encoders (libwebp; libavif), with total size and mean PSNR against the PNGs.
 #
 # Peers are installed if missing: Pillow with pip; libvips-tools, imagemagick,
 # parallel and time with apt-get. Each row: median wall time of RUNS runs
@@ -24,8 +28,12 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 scaling=false
+encode=false
 if [ "${1:-}" = "--scaling" ]; then
   scaling=true
+  shift
+elif [ "${1:-}" = "--encode" ]; then
+  encode=true
   shift
 fi
 folder=${1:-$here/../shared/corpus/photos}
@@ -183,6 +191,64 @@ run_configs() {
   done
   cfg_names=()
 }
+
+# enc_measure NAME OUTDIR COMMAND...: median time of $runs runs, then the
+# row: files, time, images/s, total size, mean PSNR against the source PNGs.
+enc_measure() {
+  local name=$1 outdir=$2
+  shift 2
+  local times=() start end med n score
+  for _ in $(seq "$runs"); do
+    rm -rf "$outdir"
+    mkdir -p "$outdir"
+    start=$(date +%s.%N)
+    "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; return 1; }
+    end=$(date +%s.%N)
+    times+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
+  done
+  med=$(printf '%s\n' "${times[@]}" | median)
+  n=$(find "$outdir" -type f -not -path '*/.*' | wc -l)
+  score=$(python3 bench/encode_bench.py score "$src1600" "$outdir")
+  printf '  %-30s %5d %8.3fs %9.2f %9.2f MiB %7s dB\n' "$name" "$n" "$med" \
+    "$(awk -v n="$n" -v t="$med" 'BEGIN {print n / t}')" \
+    "$(awk -v b="${score% *}" 'BEGIN {print b / 1048576}')" "${score#* }"
+}
+
+if $encode; then
+  src1600=$work/src1600
+  echo "resizing $folder to 1600 px PNGs ..." >&2
+  python3 bench/encode_bench.py prepare "$folder" "$src1600" 1600
+  cat >"$work/enc.toml" <<TOML
+[[stage]]
+name = "scan"
+kind = "scan"
+root = "$src1600"
+include = ["*.png"]
+
+[[stage]]
+name = "load"
+kind = "decode"
+
+[[stage]]
+name = "enc"
+kind = "encode"
+
+[[stage]]
+name = "save"
+kind = "write"
+dir = "$work/out"
+TOML
+  conv() { "$bin" run "$work/enc.toml" --quiet --progress never --jobs "$jobs" --force "$@"; }
+  echo
+  echo "encoders on $(ls "$src1600" | wc -l) photos at 1600 px (decode of the PNG included), $jobs jobs, median of $runs:"
+  printf '  %-30s %5s %9s %9s %13s %10s\n' encoder files median images/s "total size" "mean PSNR"
+  enc_measure "conveyor webp q80 (libwebp)" "$work/out" conv --set 'enc.format="webp"' --set enc.quality=80
+  enc_measure "Pillow webp q80 (libwebp)" "$work/out" python3 bench/encode_bench.py encode webp 80 "$src1600" "$work/out" "$jobs"
+  enc_measure "conveyor avif q70 s6 (ravif)" "$work/out" conv --set 'enc.format="avif"' --set enc.quality=70 --set enc.speed=6
+  enc_measure "Pillow avif q70 s6 (libavif)" "$work/out" python3 bench/encode_bench.py encode avif 70 "$src1600" "$work/out" "$jobs"
+  enc_measure "conveyor jpeg q85 (reference)" "$work/out" conv --set enc.quality=85
+  exit 0
+fi
 
 if $scaling; then
   n=$(nproc)

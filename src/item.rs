@@ -150,6 +150,9 @@ pub struct Meta {
     pub icc: Option<Vec<u8>>,
     #[serde(with = "serde_bytes", default)]
     pub exif: Option<Vec<u8>>,
+    /// The source's XMP packet, as read; `encode` decides what to embed.
+    #[serde(with = "serde_bytes", default)]
+    pub xmp: Option<Vec<u8>>,
     /// Files written for this item so far (their names as bytes).
     #[serde(with = "path_bytes::list")]
     pub outputs: Vec<PathBuf>,

@@ -112,6 +112,7 @@ pub struct Decoded {
     pub format: &'static str,
     pub icc: Option<Vec<u8>>,
     pub exif: Option<Vec<u8>>,
+    pub xmp: Option<Vec<u8>>,
 }
 
 /// Decode `bytes`, checking the declared size against the limits first.
@@ -155,6 +156,7 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
     }
     let icc = decoder.icc_profile().ok().flatten();
     let mut exif = decoder.exif_metadata().ok().flatten();
+    let xmp = decoder.xmp_metadata().ok().flatten();
     let orientation = if opts.auto_orient {
         // Applied to the pixels, so cleared from the EXIF that may be kept.
         if let Some(e) = exif.as_mut() {
@@ -178,6 +180,7 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
         format: format_name,
         icc,
         exif,
+        xmp,
     })
 }
 
@@ -222,6 +225,7 @@ impl Stage for Decode {
         item.meta.source_format = Some(normalise_format_name(d.format).to_string());
         item.meta.icc = d.icc;
         item.meta.exif = d.exif;
+        item.meta.xmp = d.xmp;
         item.payload = Payload::Image(d.image);
         Ok(Some(item))
     }

@@ -194,7 +194,7 @@ impl Thumbnail {
             ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => false,
             _ => return Ok(None),
         };
-        let (mut exif, icc) = jpeg_metadata(&dec);
+        let (mut exif, icc, xmp) = jpeg_metadata(&dec);
         let orientation = if self.0.auto_orient {
             exif.as_mut()
                 .and_then(|e| Orientation::remove_from_exif_chunk(e))
@@ -248,6 +248,7 @@ impl Thumbnail {
             format: "jpg",
             icc,
             exif,
+            xmp,
         };
         Ok(Some((decoded, (ow, oh))))
     }
@@ -261,17 +262,24 @@ fn scale_eighths(w: u32, h: u32, rw: u32, rh: u32) -> Option<u8> {
     (1..8u8).find(|&n| at(u32::from(n), w) >= u64::from(rw) && at(u32::from(n), h) >= u64::from(rh))
 }
 
-/// The EXIF block (after its `Exif\0\0` header) and the ICC profile (its
-/// APP2 chunks joined in order) of a JPEG.
-fn jpeg_metadata<R>(dec: &mozjpeg::Decompress<R>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+/// A metadata block of a JPEG, if it has one.
+type Block = Option<Vec<u8>>;
+
+/// The EXIF block (after its `Exif\0\0` header), the ICC profile (its
+/// APP2 chunks joined in order) and the XMP packet of a JPEG.
+fn jpeg_metadata<R>(dec: &mozjpeg::Decompress<R>) -> (Block, Block, Block) {
     const ICC_TAG: &[u8] = b"ICC_PROFILE\0";
+    const XMP_TAG: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
     let mut exif = None;
+    let mut xmp = None;
     let mut chunks: Vec<(u8, &[u8])> = Vec::new();
     for m in dec.markers() {
         match m.marker {
-            mozjpeg::Marker::APP(1) if exif.is_none() => {
+            mozjpeg::Marker::APP(1) => {
                 if let Some(rest) = m.data.strip_prefix(b"Exif\0\0".as_slice()) {
-                    exif = Some(rest.to_vec());
+                    exif.get_or_insert_with(|| rest.to_vec());
+                } else if let Some(rest) = m.data.strip_prefix(XMP_TAG) {
+                    xmp.get_or_insert_with(|| rest.to_vec());
                 }
             }
             mozjpeg::Marker::APP(2) => {
@@ -286,7 +294,7 @@ fn jpeg_metadata<R>(dec: &mozjpeg::Decompress<R>) -> (Option<Vec<u8>>, Option<Ve
     }
     chunks.sort_by_key(|c| c.0);
     let icc = (!chunks.is_empty()).then(|| chunks.iter().flat_map(|c| c.1).copied().collect());
-    (exif, icc)
+    (exif, icc, xmp)
 }
 
 impl Stage for Thumbnail {
@@ -339,6 +347,7 @@ impl Stage for Thumbnail {
         item.meta.source_format = Some(normalise_format_name(d.format).to_string());
         item.meta.icc = d.icc;
         item.meta.exif = d.exif;
+        item.meta.xmp = d.xmp;
         item.payload = Payload::Image(out);
         Ok(Some(item))
     }

@@ -6,6 +6,7 @@
 mod checks;
 mod cluster;
 mod endstate;
+mod formats;
 mod generative;
 mod harness;
 mod heif;

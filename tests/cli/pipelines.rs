@@ -461,7 +461,7 @@ fn stages_lists_kinds_and_options() {
         .code(0)
         .stdout_has("quality")
         .stdout_has("85")
-        .stdout_has("\"jpeg\" | \"png\" | \"webp\"");
+        .stdout_has("\"jpeg\" | \"png\" | \"webp\" | \"avif\"");
     ws.conveyor()
         .args(&["stages", "resise"])
         .run()

@@ -374,7 +374,7 @@ fn shrink_on_load_keeps_the_icc_profile_and_exif() {
             "--set",
             "scan.root=in",
             "--set",
-            "jpeg.strip_metadata=false",
+            "jpeg.keep=[\"exif\", \"icc\"]",
         ])
         .run()
         .code(0);
@@ -685,24 +685,24 @@ fn png_and_webp_encoding_options() {
 }
 
 #[test]
-fn strip_metadata_false_keeps_the_exif_block() {
+fn keep_exif_keeps_the_exif_block() {
     let ws = Workspace::new();
-    for strip in ["true", "false"] {
+    for (dir, keep) in [("none", "[]"), ("exif", "[\"exif\"]")] {
         ws.conveyor()
             .args(&[
                 "run",
                 "pipelines/thumbnails.toml",
                 "--set",
-                &format!("jpeg.strip_metadata={strip}"),
+                &format!("jpeg.keep={keep}"),
                 "--set",
-                &format!("save.dir=\"out/{strip}\""),
+                &format!("save.dir=\"out/{dir}\""),
             ])
             .run()
             .code(0);
     }
     let has_exif = |b: &[u8]| b.windows(6).any(|w| w == b"Exif\0\0");
-    assert!(!has_exif(&ws.files("out/true")["rotated.jpg"]));
-    let kept = &ws.files("out/false")["rotated.jpg"];
+    assert!(!has_exif(&ws.files("out/none")["rotated.jpg"]));
+    let kept = &ws.files("out/exif")["rotated.jpg"];
     assert!(has_exif(kept));
     // The pixels are upright already, so the kept orientation says so: a
     // viewer that honours EXIF must not turn the image again.

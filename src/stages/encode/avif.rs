@@ -1,0 +1,58 @@
+//! AVIF through ravif (rav1e, pure Rust, built here without its assembly,
+//! which needs nasm). ravif writes EXIF into the container; it has no call
+//! for an ICC profile or XMP, so those are not carried (the README says so).
+
+use image::DynamicImage;
+use ravif::{Encoder, Img, RGB8, RGBA8};
+
+use super::EncodeOptions;
+use super::metadata::Embed;
+use crate::stage::StageError;
+
+pub(super) fn encode(
+    img: &DynamicImage,
+    opts: &EncodeOptions,
+    embed: &Embed,
+) -> Result<Vec<u8>, StageError> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 {
+        return Err(StageError::new("an empty image cannot be encoded as AVIF"));
+    }
+    if embed.icc.is_some() {
+        // The pixels are in that profile; AVIF readers will take them as sRGB.
+        tracing::warn!(
+            "AVIF output cannot carry the image's ICC profile: colours are read as sRGB"
+        );
+    }
+    let mut enc = Encoder::new()
+        .with_quality(f32::from(opts.quality))
+        .with_alpha_quality(f32::from(opts.quality))
+        .with_speed(opts.speed.clamp(1, 10));
+    if let Some(exif) = &embed.exif {
+        enc = enc.with_exif(exif.clone());
+    }
+    let fail = |e: ravif::Error| StageError::new(format!("AVIF encoding failed: {e}"));
+    let encoded = if img.color().has_alpha() {
+        let raw = img.to_rgba8().into_raw();
+        let px: Vec<RGBA8> = raw
+            .chunks_exact(4)
+            .map(|p| RGBA8::new(p[0], p[1], p[2], p[3]))
+            .collect();
+        enc.encode_rgba(Img::new(&px[..], w, h)).map_err(fail)?
+    } else {
+        let rgb;
+        let raw: &[u8] = match img {
+            DynamicImage::ImageRgb8(b) => b.as_raw(),
+            other => {
+                rgb = other.to_rgb8().into_raw();
+                &rgb
+            }
+        };
+        let px: Vec<RGB8> = raw
+            .chunks_exact(3)
+            .map(|p| RGB8::new(p[0], p[1], p[2]))
+            .collect();
+        enc.encode_rgb(Img::new(&px[..], w, h)).map_err(fail)?
+    };
+    Ok(encoded.avif_file)
+}
