@@ -167,6 +167,7 @@ mod with_libheif {
             format: family.extension(),
             icc,
             exif,
+            xmp: xmp_of(&handle),
         })
     }
 
@@ -248,6 +249,16 @@ mod with_libheif {
         let skip = u32::from_be_bytes(block.get(..4)?.try_into().ok()?) as usize;
         let tiff = block.get(4usize.checked_add(skip)?..)?;
         (tiff.len() >= 8).then(|| tiff.to_vec())
+    }
+
+    /// The image's XMP packet: a `mime` metadata block of RDF/XML.
+    fn xmp_of(handle: &ImageHandle) -> Option<Vec<u8>> {
+        let mut ids = [0u32; 4];
+        let n = handle.metadata_block_ids(&mut ids, b"mime").min(ids.len());
+        ids[..n]
+            .iter()
+            .find(|&&id| handle.metadata_content_type(id) == Some("application/rdf+xml"))
+            .and_then(|&id| handle.metadata(id).ok())
     }
 
     /// Whether the file has rotation (`irot`) or mirror (`imir`) boxes:
