@@ -147,12 +147,18 @@ pub fn encode_with(
                     "{w}x{h} is too large for JPEG (65535 at most)"
                 )));
             };
-            let rgb;
+            let (rgb, grey);
             let (data, color): (&[u8], ColorType) = match img {
                 DynamicImage::ImageLuma8(b) => (b.as_raw(), ColorType::Luma),
                 DynamicImage::ImageRgb8(b) => (b.as_raw(), ColorType::Rgb),
                 DynamicImage::ImageRgba8(b) => (b.as_raw(), ColorType::Rgba),
+                // 16 bits to 8 by `image`'s rounding conversion (not `>> 8`).
+                DynamicImage::ImageLuma16(_) => {
+                    grey = img.to_luma8();
+                    (grey.as_raw(), ColorType::Luma)
+                }
                 other => {
+                    // JPEG has no alpha: it is dropped either way.
                     rgb = other.to_rgb8();
                     (rgb.as_raw(), ColorType::Rgb)
                 }
