@@ -145,9 +145,9 @@ fn deep_and_close(out: &DynamicImage, eight: &DynamicImage, tol: u8, what: &str)
         eight.color().channel_count(),
         "{what}: channels"
     );
-    // Colour under (nearly) transparent pixels is barely defined: resizing
-    // divides it by the alpha, which 8 bits hold coarsely. Only alpha
-    // counts there.
+    // Colour under more than half-transparent pixels is coarse in 8 bits:
+    // resizing multiplies it by the alpha and divides it back, each
+    // rounded (5 steps off at alpha 64 here). Only alpha counts there.
     let c = usize::from(out.color().channel_count());
     let alpha = out.color().has_alpha();
     let worst = v
