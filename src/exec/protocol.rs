@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
+use image::{DynamicImage, GrayImage, ImageBuffer, RgbImage, RgbaImage};
 use ipc_channel::ipc::{IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +66,10 @@ pub enum Color {
     L8,
     Rgb8,
     Rgba8,
+    /// 16 bits per channel, each value two little-endian bytes.
+    L16,
+    Rgb16,
+    Rgba16,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,6 +109,9 @@ impl From<Item> for WireItem {
                     DynamicImage::ImageLuma8(b) => (Color::L8, b.into_raw()),
                     DynamicImage::ImageRgb8(b) => (Color::Rgb8, b.into_raw()),
                     DynamicImage::ImageRgba8(b) => (Color::Rgba8, b.into_raw()),
+                    DynamicImage::ImageLuma16(b) => (Color::L16, le_bytes(&b)),
+                    DynamicImage::ImageRgb16(b) => (Color::Rgb16, le_bytes(&b)),
+                    DynamicImage::ImageRgba16(b) => (Color::Rgba16, le_bytes(&b)),
                     other if other.color().has_alpha() => {
                         (Color::Rgba8, other.to_rgba8().into_raw())
                     }
@@ -127,6 +134,21 @@ impl From<Item> for WireItem {
             payload,
         }
     }
+}
+
+/// 16-bit values as bytes, two a value, little-endian (a copy: the
+/// allocation of a `Vec<u16>` can't become a `Vec<u8>`'s).
+fn le_bytes(values: &[u16]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The values [`le_bytes`] wrote; an odd last byte makes the buffer too
+/// short for its size, which the caller reports.
+fn from_le(bytes: &[u8]) -> Vec<u16> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .collect()
 }
 
 /// Why an item failed in a worker, as the user will read it.
@@ -174,6 +196,12 @@ impl TryFrom<WireItem> for Item {
                                 .map(DynamicImage::ImageRgb8),
                             Color::Rgba8 => RgbaImage::from_raw(width, height, pixels)
                                 .map(DynamicImage::ImageRgba8),
+                            Color::L16 => ImageBuffer::from_raw(width, height, from_le(&pixels))
+                                .map(DynamicImage::ImageLuma16),
+                            Color::Rgb16 => ImageBuffer::from_raw(width, height, from_le(&pixels))
+                                .map(DynamicImage::ImageRgb16),
+                            Color::Rgba16 => ImageBuffer::from_raw(width, height, from_le(&pixels))
+                                .map(DynamicImage::ImageRgba16),
                         };
                     Payload::Image(img.ok_or(BadPixels { width, height })?)
                 }

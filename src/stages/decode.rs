@@ -154,6 +154,16 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
             opts.max_pixels
         )));
     }
+    // The decoder's own buffer is checked by `image` (2 bytes a channel at
+    // 16 bits); the layout later stages get may be wider still.
+    let wide = pixels.saturating_mul(normalised_bytes_per_pixel(decoder.color_type()));
+    if wide > opts.alloc_limit() {
+        return Err(StageError::new(format!(
+            "image is {w}x{h}, {} of pixels, over the limit of {} (decode.max_alloc)",
+            crate::units::human_size(wide),
+            crate::units::human_size(opts.alloc_limit())
+        )));
+    }
     let icc = decoder.icc_profile().ok().flatten();
     let mut exif = decoder.exif_metadata().ok().flatten();
     let xmp = decoder.xmp_metadata().ok().flatten();
@@ -198,16 +208,31 @@ pub(crate) fn jpeg_is_truncated(bytes: &[u8]) -> bool {
     }
 }
 
-/// Later stages handle 8-bit gray, RGB and RGBA; everything else is converted
-/// once here.
+/// Bytes per pixel of what [`normalise`] makes of a `color` image.
+fn normalised_bytes_per_pixel(color: image::ColorType) -> u64 {
+    use image::ColorType as C;
+    match color {
+        C::L8 => 1,
+        C::L16 => 2,
+        C::Rgb8 => 3,
+        C::Rgb16 | C::Rgb32F => 6,
+        C::La16 | C::Rgba16 | C::Rgba32F => 8,
+        _ => 4,
+    }
+}
+
+/// Later stages handle grey, RGB and RGBA at 8 or 16 bits per channel;
+/// everything else is converted once here: grey with alpha to RGBA of its
+/// depth, float pixels to 16 bits (more than 8 bits of precision kept).
 pub(crate) fn normalise(img: DynamicImage) -> DynamicImage {
+    use DynamicImage as D;
     match img {
-        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => {
-            img
-        }
-        DynamicImage::ImageLuma16(_) => DynamicImage::ImageLuma8(img.to_luma8()),
-        other if other.color().has_alpha() => DynamicImage::ImageRgba8(other.to_rgba8()),
-        other => DynamicImage::ImageRgb8(other.to_rgb8()),
+        D::ImageLuma8(_) | D::ImageRgb8(_) | D::ImageRgba8(_) => img,
+        D::ImageLuma16(_) | D::ImageRgb16(_) | D::ImageRgba16(_) => img,
+        D::ImageLumaA16(_) | D::ImageRgba32F(_) => D::ImageRgba16(img.to_rgba16()),
+        D::ImageRgb32F(_) => D::ImageRgb16(img.to_rgb16()),
+        other if other.color().has_alpha() => D::ImageRgba8(other.to_rgba8()),
+        other => D::ImageRgb8(other.to_rgb8()),
     }
 }
 

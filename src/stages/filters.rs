@@ -5,7 +5,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::gaussian::{blur_into, bytes_mut, gaussian, layout, simd_fn};
+use super::gaussian::{Direct, Sample, Samples, blur_into, gaussian, layout, samples_mut, simd_fn};
 use crate::item::{Item, PayloadType, Types};
 use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
@@ -122,25 +122,30 @@ pub fn sharpen_spec() -> KindSpec {
 
 struct Sharpen(SharpenOptions);
 
-simd_fn! {
 /// `px += amount * (px - blurred)` where the difference is over
-/// `threshold`; `amount` in 1/256ths; alpha left alone.
-fn unsharp(
-    data: &mut [u8],
-    mask: &[u8],
+/// `threshold`; `amount` in 1/256ths; alpha left alone. For 16-bit values
+/// `amount * diff` stays under 100 * 256 * 65535, within `i32`.
+#[inline(always)]
+fn unsharp_any<T: Sample>(
+    data: &mut [T],
+    mask: &[T],
     channels: usize,
     alpha: bool,
     amount: i32,
     threshold: i32,
 ) {
     // A select, not a conditional store, so the loop runs in SIMD.
-    let sharpen = |px: &mut u8, b: u8| {
-        let (v, diff) = (i32::from(*px), i32::from(*px) - i32::from(b));
-        let sharp = (v + ((amount * diff + 128) >> 8)).clamp(0, 255);
-        *px = if diff.abs() > threshold { sharp } else { v } as u8;
+    let sharpen = |px: &mut T, b: T| {
+        let v = Into::<u32>::into(*px) as i32;
+        let diff = v - Into::<u32>::into(b) as i32;
+        let sharp = (v + ((amount * diff + 128) >> 8)).clamp(0, T::MAX);
+        *px = T::from_u32(if diff.abs() > threshold { sharp } else { v } as u32);
     };
     if alpha {
-        for (p, m) in data.chunks_exact_mut(channels).zip(mask.chunks_exact(channels)) {
+        for (p, m) in data
+            .chunks_exact_mut(channels)
+            .zip(mask.chunks_exact(channels))
+        {
             for (px, &b) in p[..channels - 1].iter_mut().zip(m) {
                 sharpen(px, b);
             }
@@ -151,28 +156,50 @@ fn unsharp(
         }
     }
 }
+
+simd_fn! {
+fn unsharp8(data: &mut [u8], mask: &[u8], channels: usize, alpha: bool, amount: i32, threshold: i32) {
+    unsharp_any(data, mask, channels, alpha, amount, threshold)
+}
+}
+
+simd_fn! {
+fn unsharp16(data: &mut [u16], mask: &[u16], channels: usize, alpha: bool, amount: i32, threshold: i32) {
+    unsharp_any(data, mask, channels, alpha, amount, threshold)
+}
+}
+
+/// Blur `data` into a mask and sharpen it with `unsharp` (one of the above).
+fn sharpen_with<T: Direct>(
+    data: &mut [T],
+    (w, h, channels): (usize, usize, usize),
+    sigma: f32,
+    unsharp: impl FnOnce(&mut [T], &[T]),
+) {
+    let mut mask = vec![T::default(); data.len()];
+    blur_into(data, &mut mask, w, h, channels, sigma);
+    unsharp(data, &mask);
 }
 
 impl Stage for Sharpen {
     fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
         super::map_image(item, |mut img| {
             let (channels, alpha) = layout(&img)?;
-            let (w, h) = (img.width() as usize, img.height() as usize);
-            let mut mask = vec![0u8; img.as_bytes().len()];
-            blur_into(img.as_bytes(), &mut mask, w, h, channels, self.0.sigma);
-            // Fixed point (8 fractional bits): integer maths per value.
+            let shape = (img.width() as usize, img.height() as usize, channels);
+            // Fixed point (8 fractional bits): integer maths per value. The
+            // threshold is on the 0-255 scale whatever the depth.
             let (amount, threshold) = (
                 (self.0.amount * 256.0).round() as i32,
                 i32::from(self.0.threshold),
             );
-            unsharp(
-                bytes_mut(&mut img),
-                &mask,
-                channels,
-                alpha,
-                amount,
-                threshold,
-            );
+            match samples_mut(&mut img) {
+                Samples::U8(data) => sharpen_with(data, shape, self.0.sigma, |d, m| {
+                    unsharp8(d, m, channels, alpha, amount, threshold)
+                }),
+                Samples::U16(data) => sharpen_with(data, shape, self.0.sigma, |d, m| {
+                    unsharp16(d, m, channels, alpha, amount, threshold * 257)
+                }),
+            }
             Ok(img)
         })
     }
@@ -245,41 +272,67 @@ pub fn adjust_spec() -> KindSpec {
             // lookup table per image instead of float maths per pixel.
             let mut lut = [0u8; 256];
             for (v, out) in lut.iter_mut().enumerate() {
-                let mut x = v as f32 / 255.0;
-                x *= o.brightness;
-                x = (x - 0.5) * o.contrast + 0.5;
-                x = x.clamp(0.0, 1.0).powf(1.0 / o.gamma);
-                *out = (x * 255.0).round().clamp(0.0, 255.0) as u8;
+                *out = tone(&o, v as f32 / 255.0, 255.0) as u8;
             }
             Ok(Built::Stage(Arc::new(Adjust {
                 lut,
+                lut16: std::sync::OnceLock::new(),
                 saturation: o.saturation,
+                opts: o,
             })))
         },
     }
 }
 
+/// Brightness, contrast and gamma applied to `x` (0 to 1), scaled to `max`.
+fn tone(o: &AdjustOptions, x: f32, max: f32) -> f32 {
+    let mut x = x * o.brightness;
+    x = (x - 0.5) * o.contrast + 0.5;
+    x = x.clamp(0.0, 1.0).powf(1.0 / o.gamma);
+    (x * max).round().clamp(0.0, max)
+}
+
 struct Adjust {
     lut: [u8; 256],
+    /// The same for 16-bit values, made on the first 16-bit image (65536
+    /// entries: not worth making for runs that never see one).
+    lut16: std::sync::OnceLock<Vec<u16>>,
     saturation: f32,
+    opts: AdjustOptions,
+}
+
+/// Apply a tone table and the saturation to interleaved pixels.
+fn adjust_pixels<T: Sample>(data: &mut [T], (channels, alpha): (usize, bool), lut: &[T], s: f32) {
+    let colour = if alpha { channels - 1 } else { channels };
+    let max = T::MAX as f32;
+    let f = |v: T| Into::<u32>::into(v) as f32;
+    for px in data.chunks_exact_mut(channels) {
+        for v in &mut px[..colour] {
+            *v = lut[Into::<u32>::into(*v) as usize];
+        }
+        if colour == 3 && (s - 1.0).abs() > f32::EPSILON {
+            let (r, g, b) = (f(px[0]), f(px[1]), f(px[2]));
+            let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+            for (v, c) in px[..3].iter_mut().zip([r, g, b]) {
+                *v = T::from_u32((luma + (c - luma) * s).round().clamp(0.0, max) as u32);
+            }
+        }
+    }
 }
 
 impl Stage for Adjust {
     fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
         super::map_image(item, |mut img| {
-            let (channels, alpha) = layout(&img)?;
-            let colour = if alpha { channels - 1 } else { channels };
-            let s = self.saturation;
-            for px in bytes_mut(&mut img).chunks_exact_mut(channels) {
-                for v in &mut px[..colour] {
-                    *v = self.lut[usize::from(*v)];
-                }
-                if colour == 3 && (s - 1.0).abs() > f32::EPSILON {
-                    let (r, g, b) = (f32::from(px[0]), f32::from(px[1]), f32::from(px[2]));
-                    let luma = 0.299 * r + 0.587 * g + 0.114 * b;
-                    for (v, c) in px[..3].iter_mut().zip([r, g, b]) {
-                        *v = (luma + (c - luma) * s).round().clamp(0.0, 255.0) as u8;
-                    }
+            let shape = layout(&img)?;
+            match samples_mut(&mut img) {
+                Samples::U8(data) => adjust_pixels(data, shape, &self.lut, self.saturation),
+                Samples::U16(data) => {
+                    let lut = self.lut16.get_or_init(|| {
+                        (0..=65535u32)
+                            .map(|v| tone(&self.opts, v as f32 / 65535.0, 65535.0) as u16)
+                            .collect()
+                    });
+                    adjust_pixels(data, shape, lut, self.saturation)
                 }
             }
             Ok(img)

@@ -1,16 +1,43 @@
 //! The Gaussian blur that `blur` and `sharpen` share: a direct integer
-//! kernel for small sigma, three box passes beyond, on 8-bit pixels.
+//! kernel for small sigma, three box passes beyond, on 8- or 16-bit pixels
+//! (one generic body, compiled for each sample type).
 
-use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
+use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 
 use crate::stage::StageError;
 
-/// Channels per pixel and whether the last one is alpha.
+/// A channel value: `u8` or `u16`. The passes add at most `1 << KERNEL_BITS`
+/// weighted 16-bit values, or a box of values, which fits in a `u32`.
+pub(super) trait Sample: Copy + Default + Into<u32> + Send + Sync + 'static {
+    /// The largest value, as `i32` for the sharpening maths.
+    const MAX: i32;
+    /// Narrow a value already known to be in range.
+    fn from_u32(v: u32) -> Self;
+}
+
+impl Sample for u8 {
+    const MAX: i32 = 255;
+    #[inline(always)]
+    fn from_u32(v: u32) -> Self {
+        v as u8
+    }
+}
+
+impl Sample for u16 {
+    const MAX: i32 = 65535;
+    #[inline(always)]
+    fn from_u32(v: u32) -> Self {
+        v as u16
+    }
+}
+
+/// Channels per pixel and whether the last one is alpha, for the layouts
+/// later stages handle (8- or 16-bit grey, RGB, RGBA).
 pub(super) fn layout(img: &DynamicImage) -> Result<(usize, bool), StageError> {
     match img {
-        DynamicImage::ImageLuma8(_) => Ok((1, false)),
-        DynamicImage::ImageRgb8(_) => Ok((3, false)),
-        DynamicImage::ImageRgba8(_) => Ok((4, true)),
+        DynamicImage::ImageLuma8(_) | DynamicImage::ImageLuma16(_) => Ok((1, false)),
+        DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgb16(_) => Ok((3, false)),
+        DynamicImage::ImageRgba8(_) | DynamicImage::ImageRgba16(_) => Ok((4, true)),
         other => Err(StageError::new(format!(
             "unsupported pixel layout {:?}",
             other.color()
@@ -18,12 +45,21 @@ pub(super) fn layout(img: &DynamicImage) -> Result<(usize, bool), StageError> {
     }
 }
 
-pub(super) fn bytes_mut(img: &mut DynamicImage) -> &mut [u8] {
+/// The channel values of an image, 8 or 16 bits each.
+pub(super) enum Samples<'a> {
+    U8(&'a mut [u8]),
+    U16(&'a mut [u16]),
+}
+
+pub(super) fn samples_mut(img: &mut DynamicImage) -> Samples<'_> {
     match img {
-        DynamicImage::ImageLuma8(b) => b,
-        DynamicImage::ImageRgb8(b) => b,
-        DynamicImage::ImageRgba8(b) => b,
-        _ => &mut [],
+        DynamicImage::ImageLuma8(b) => Samples::U8(b),
+        DynamicImage::ImageRgb8(b) => Samples::U8(b),
+        DynamicImage::ImageRgba8(b) => Samples::U8(b),
+        DynamicImage::ImageLuma16(b) => Samples::U16(b),
+        DynamicImage::ImageRgb16(b) => Samples::U16(b),
+        DynamicImage::ImageRgba16(b) => Samples::U16(b),
+        _ => Samples::U8(&mut []),
     }
 }
 
@@ -49,7 +85,7 @@ pub(super) fn box_radii(sigma: f32) -> [usize; 3] {
 }
 
 /// One horizontal box pass over interleaved rows, edges clamped.
-pub(super) fn box_h(src: &[u8], dst: &mut [u8], w: usize, c: usize, r: usize) {
+pub(super) fn box_h<T: Sample>(src: &[T], dst: &mut [T], w: usize, c: usize, r: usize) {
     if r == 0 || w == 0 {
         dst.copy_from_slice(src);
         return;
@@ -57,12 +93,12 @@ pub(super) fn box_h(src: &[u8], dst: &mut [u8], w: usize, c: usize, r: usize) {
     let div = (2 * r + 1) as u32;
     for (row_in, row_out) in src.chunks_exact(w * c).zip(dst.chunks_exact_mut(w * c)) {
         for ch in 0..c {
-            let px = |x: usize| u32::from(row_in[x * c + ch]);
+            let px = |x: usize| -> u32 { row_in[x * c + ch].into() };
             let mut acc: u32 = (0..=2 * r)
                 .map(|i| px(i.saturating_sub(r).min(w - 1)))
                 .sum();
             for x in 0..w {
-                row_out[x * c + ch] = ((acc + div / 2) / div) as u8;
+                row_out[x * c + ch] = T::from_u32((acc + div / 2) / div);
                 acc += px((x + r + 1).min(w - 1));
                 acc -= px(x.saturating_sub(r));
             }
@@ -71,7 +107,7 @@ pub(super) fn box_h(src: &[u8], dst: &mut [u8], w: usize, c: usize, r: usize) {
 }
 
 /// One vertical box pass, a running sum per column, row by row.
-pub(super) fn box_v(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, r: usize) {
+pub(super) fn box_v<T: Sample>(src: &[T], dst: &mut [T], w: usize, h: usize, c: usize, r: usize) {
     if r == 0 || h == 0 {
         dst.copy_from_slice(src);
         return;
@@ -82,17 +118,17 @@ pub(super) fn box_v(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, r:
     let mut acc = vec![0u32; stride];
     for i in 0..=2 * r {
         for (a, &v) in acc.iter_mut().zip(row(i.saturating_sub(r).min(h - 1))) {
-            *a += u32::from(v);
+            *a += v.into();
         }
     }
     for y in 0..h {
         let out = &mut dst[y * stride..(y + 1) * stride];
         for (o, &a) in out.iter_mut().zip(&acc) {
-            *o = ((a + div / 2) / div) as u8;
+            *o = T::from_u32((a + div / 2) / div);
         }
         let (add, sub) = (row((y + r + 1).min(h - 1)), row(y.saturating_sub(r)));
         for ((a, &p), &m) in acc.iter_mut().zip(add).zip(sub) {
-            *a = *a + u32::from(p) - u32::from(m);
+            *a = *a + p.into() - m.into();
         }
     }
 }
@@ -155,21 +191,21 @@ pub(super) fn gaussian_kernel(sigma: f32) -> Vec<u32> {
 }
 
 #[inline(always)]
-pub(super) fn narrow(acc: &[u32], out: &mut [u8]) {
+pub(super) fn narrow<T: Sample>(acc: &[u32], out: &mut [T]) {
     let half = 1u32 << (KERNEL_BITS - 1);
     for (o, &a) in out.iter_mut().zip(acc) {
-        *o = ((a + half) >> KERNEL_BITS) as u8;
+        *o = T::from_u32((a + half) >> KERNEL_BITS);
     }
 }
 
-simd_fn! {
 /// Horizontal pass of a direct kernel over interleaved rows, edges clamped.
-/// Rows are padded once so the inner loops run over contiguous bytes, which
-/// the compiler turns into SIMD.
-fn conv_h(src: &[u8], dst: &mut [u8], w: usize, c: usize, kernel: &[u32]) {
+/// Rows are padded once so the inner loops run over contiguous values,
+/// which the compiler turns into SIMD.
+#[inline(always)]
+fn conv_h_any<T: Sample>(src: &[T], dst: &mut [T], w: usize, c: usize, kernel: &[u32]) {
     let r = kernel.len() / 2;
     let stride = w * c;
-    let mut pad = vec![0u8; (w + 2 * r) * c];
+    let mut pad = vec![T::default(); (w + 2 * r) * c];
     let mut acc = vec![0u32; stride];
     for (row_in, row_out) in src.chunks_exact(stride).zip(dst.chunks_exact_mut(stride)) {
         let (first, last) = (&row_in[..c], &row_in[stride - c..]);
@@ -181,17 +217,16 @@ fn conv_h(src: &[u8], dst: &mut [u8], w: usize, c: usize, kernel: &[u32]) {
         acc.fill(0);
         for (k, &weight) in kernel.iter().enumerate() {
             for (a, &v) in acc.iter_mut().zip(&pad[k * c..k * c + stride]) {
-                *a += weight * u32::from(v);
+                *a += weight * v.into();
             }
         }
         narrow(&acc, row_out);
     }
 }
-}
 
-simd_fn! {
 /// Vertical pass of a direct kernel, edges clamped.
-fn conv_v(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, kernel: &[u32]) {
+#[inline(always)]
+fn conv_v_any<T: Sample>(src: &[T], dst: &mut [T], w: usize, h: usize, c: usize, kernel: &[u32]) {
     let r = kernel.len() / 2;
     let stride = w * c;
     let mut acc = vec![0u32; stride];
@@ -200,27 +235,82 @@ fn conv_v(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, kernel: &[u3
         for (k, &weight) in kernel.iter().enumerate() {
             let sy = (y + k).saturating_sub(r).min(h - 1);
             for (a, &v) in acc.iter_mut().zip(&src[sy * stride..(sy + 1) * stride]) {
-                *a += weight * u32::from(v);
+                *a += weight * v.into();
             }
         }
         narrow(&acc, row_out);
     }
 }
+
+// The macro takes no generics: one instance per sample type.
+simd_fn! {
+fn conv_h8(src: &[u8], dst: &mut [u8], w: usize, c: usize, kernel: &[u32]) {
+    conv_h_any(src, dst, w, c, kernel)
+}
 }
 
-/// Blur `src` (8-bit interleaved pixels, `w` x `h` x `c`) into `dst` with a
+simd_fn! {
+fn conv_h16(src: &[u16], dst: &mut [u16], w: usize, c: usize, kernel: &[u32]) {
+    conv_h_any(src, dst, w, c, kernel)
+}
+}
+
+simd_fn! {
+fn conv_v8(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, kernel: &[u32]) {
+    conv_v_any(src, dst, w, h, c, kernel)
+}
+}
+
+simd_fn! {
+fn conv_v16(src: &[u16], dst: &mut [u16], w: usize, h: usize, c: usize, kernel: &[u32]) {
+    conv_v_any(src, dst, w, h, c, kernel)
+}
+}
+
+/// The direct passes of one sample type, picked at compile time.
+pub(super) trait Direct: Sample {
+    fn conv_h(src: &[Self], dst: &mut [Self], w: usize, c: usize, kernel: &[u32]);
+    fn conv_v(src: &[Self], dst: &mut [Self], w: usize, h: usize, c: usize, kernel: &[u32]);
+}
+
+impl Direct for u8 {
+    fn conv_h(src: &[u8], dst: &mut [u8], w: usize, c: usize, kernel: &[u32]) {
+        conv_h8(src, dst, w, c, kernel)
+    }
+    fn conv_v(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, kernel: &[u32]) {
+        conv_v8(src, dst, w, h, c, kernel)
+    }
+}
+
+impl Direct for u16 {
+    fn conv_h(src: &[u16], dst: &mut [u16], w: usize, c: usize, kernel: &[u32]) {
+        conv_h16(src, dst, w, c, kernel)
+    }
+    fn conv_v(src: &[u16], dst: &mut [u16], w: usize, h: usize, c: usize, kernel: &[u32]) {
+        conv_v16(src, dst, w, h, c, kernel)
+    }
+}
+
+/// Blur `src` (8- or 16-bit interleaved pixels, `w` x `h` x `c`) into `dst` with a
 /// Gaussian of `sigma`: a direct separable kernel for small `sigma` (the
 /// usual case for sharpening), three box blurs each way for large ones.
 /// Every pass writes all of its output, so `dst` need not be initialised.
-pub(super) fn blur_into(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, sigma: f32) {
+pub(super) fn blur_into<T: Direct>(
+    src: &[T],
+    dst: &mut [T],
+    w: usize,
+    h: usize,
+    c: usize,
+    sigma: f32,
+) {
     if w == 0 || h == 0 {
         return;
     }
-    let mut tmp = vec![0u8; src.len()];
+    let mut tmp = vec![T::default(); src.len()];
     let kernel = gaussian_kernel(sigma);
     if kernel.len() / 2 <= DIRECT_RADIUS {
-        conv_h(src, &mut tmp, w, c, &kernel);
-        conv_v(&tmp, dst, w, h, c, &kernel);
+        T::conv_h(src, &mut tmp, w, c, &kernel);
+        T::conv_v(&tmp, dst, w, h, c, &kernel);
         return;
     }
     let [first, rest @ ..] = box_radii(sigma);
@@ -237,14 +327,31 @@ pub(super) fn blur_into(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize
 pub(super) fn gaussian(img: &DynamicImage, sigma: f32) -> Result<DynamicImage, StageError> {
     let (c, _) = layout(img)?;
     let (w, h) = (img.width(), img.height());
-    let src = img.as_bytes();
-    let mut out = vec![0u8; src.len()];
-    blur_into(src, &mut out, w as usize, h as usize, c, sigma);
-    let image = match c {
-        1 => GrayImage::from_raw(w, h, out).map(DynamicImage::ImageLuma8),
-        3 => RgbImage::from_raw(w, h, out).map(DynamicImage::ImageRgb8),
-        _ => RgbaImage::from_raw(w, h, out).map(DynamicImage::ImageRgba8),
+    let blurred = |src: &[u16]| {
+        let mut out = vec![0u16; src.len()];
+        blur_into(src, &mut out, w as usize, h as usize, c, sigma);
+        out
     };
+    let image =
+        match img {
+            DynamicImage::ImageLuma16(b) => ImageBuffer::<Luma<u16>, _>::from_raw(w, h, blurred(b))
+                .map(DynamicImage::ImageLuma16),
+            DynamicImage::ImageRgb16(b) => {
+                ImageBuffer::<Rgb<u16>, _>::from_raw(w, h, blurred(b)).map(DynamicImage::ImageRgb16)
+            }
+            DynamicImage::ImageRgba16(b) => ImageBuffer::<Rgba<u16>, _>::from_raw(w, h, blurred(b))
+                .map(DynamicImage::ImageRgba16),
+            _ => {
+                let src = img.as_bytes();
+                let mut out = vec![0u8; src.len()];
+                blur_into(src, &mut out, w as usize, h as usize, c, sigma);
+                match c {
+                    1 => GrayImage::from_raw(w, h, out).map(DynamicImage::ImageLuma8),
+                    3 => RgbImage::from_raw(w, h, out).map(DynamicImage::ImageRgb8),
+                    _ => RgbaImage::from_raw(w, h, out).map(DynamicImage::ImageRgba8),
+                }
+            }
+        };
     image.ok_or_else(|| StageError::new("pixel data does not match its size"))
 }
 

@@ -145,11 +145,15 @@ struct Grayscale;
 impl Stage for Grayscale {
     fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
         super::map_image(item, |img| {
-            Ok(if img.color().has_alpha() {
-                // Back to RGBA so later stages keep handling three layouts.
-                DynamicImage::ImageRgba8(DynamicImage::ImageLumaA8(img.to_luma_alpha8()).to_rgba8())
-            } else {
-                DynamicImage::ImageLuma8(img.to_luma8())
+            use DynamicImage as D;
+            // Back to RGBA so later stages keep handling three layouts; 16
+            // bits stay 16 bits.
+            let deep = img.color().bytes_per_pixel() > img.color().channel_count();
+            Ok(match (img.color().has_alpha(), deep) {
+                (true, false) => D::ImageRgba8(D::ImageLumaA8(img.to_luma_alpha8()).to_rgba8()),
+                (false, false) => D::ImageLuma8(img.to_luma8()),
+                (true, true) => D::ImageRgba16(D::ImageLumaA16(img.to_luma_alpha16()).to_rgba16()),
+                (false, true) => D::ImageLuma16(img.to_luma16()),
             })
         })
     }

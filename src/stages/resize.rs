@@ -186,10 +186,15 @@ pub fn resize_image(
     if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), channels) {
         return Err(StageError::new(why));
     }
+    use image::ImageBuffer as B;
     let mut dst = match img {
         DynamicImage::ImageLuma8(_) => DynamicImage::ImageLuma8(image::GrayImage::new(tw, th)),
         DynamicImage::ImageRgba8(_) => DynamicImage::ImageRgba8(image::RgbaImage::new(tw, th)),
         DynamicImage::ImageRgb8(_) => DynamicImage::ImageRgb8(image::RgbImage::new(tw, th)),
+        // fast_image_resize works on 16-bit values as they are.
+        DynamicImage::ImageLuma16(_) => DynamicImage::ImageLuma16(B::new(tw, th)),
+        DynamicImage::ImageRgba16(_) => DynamicImage::ImageRgba16(B::new(tw, th)),
+        DynamicImage::ImageRgb16(_) => DynamicImage::ImageRgb16(B::new(tw, th)),
         other => {
             return Err(StageError::new(format!(
                 "cannot resize pixels of type {:?}",

@@ -332,7 +332,8 @@ impl Stage for Thumbnail {
         // The size comes from the full image, as `decode` + `resize` would
         // give it; the reduced decode only changes where the pixels come from.
         let (tw, th, crop) = target_size(&self.0.resize(), full.0, full.1);
-        if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), 4) {
+        let depth = u64::from(img.color().bytes_per_pixel());
+        if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), depth) {
             return Err(StageError::new(why));
         }
         let out = if (tw, th) == (img.width(), img.height()) {

@@ -135,30 +135,39 @@ impl Stage for Watermark {
             let (x0, y0) = self.opts.gravity.place(iw, ih, mw, mh, self.opts.margin);
             let opacity = self.opts.opacity;
             let mut out = img;
-            let blend = |dst: &mut [u8], src: &image::Rgba<u8>| {
+            // The mark's 8-bit values scaled to the image's depth (`max`),
+            // so a 16-bit image is blended in 16 bits.
+            let blend = |dst: &mut [f32], src: &image::Rgba<u8>, max: f32| {
                 let a = f32::from(src[3]) / 255.0 * opacity;
+                // Exactly 1 or 257: 8-bit results are those of before.
+                let scale = max / 255.0;
                 for c in 0..dst.len().min(3) {
-                    dst[c] = (f32::from(dst[c]) * (1.0 - a) + f32::from(src[c]) * a).round() as u8;
+                    let mark = f32::from(src[c]) * scale;
+                    dst[c] = (dst[c] * (1.0 - a) + mark * a).round();
                 }
             };
+            macro_rules! lay {
+                ($buf:expr, $t:ty, $max:expr) => {
+                    for (x, y, p) in mark.enumerate_pixels() {
+                        let px = &mut $buf.get_pixel_mut(x0 + x, y0 + y).0;
+                        let mut v = px.map(f32::from);
+                        blend(&mut v, p, $max);
+                        *px = v.map(|f| f as $t);
+                    }
+                };
+            }
+            if let DynamicImage::ImageLuma8(_) | DynamicImage::ImageLuma16(_) = out {
+                // A coloured mark needs colour channels.
+                out = match out {
+                    DynamicImage::ImageLuma16(_) => DynamicImage::ImageRgb16(out.to_rgb16()),
+                    _ => DynamicImage::ImageRgb8(out.to_rgb8()),
+                };
+            }
             match &mut out {
-                DynamicImage::ImageRgb8(buf) => {
-                    for (x, y, p) in mark.enumerate_pixels() {
-                        blend(&mut buf.get_pixel_mut(x0 + x, y0 + y).0, p);
-                    }
-                }
-                DynamicImage::ImageRgba8(buf) => {
-                    for (x, y, p) in mark.enumerate_pixels() {
-                        blend(&mut buf.get_pixel_mut(x0 + x, y0 + y).0, p);
-                    }
-                }
-                DynamicImage::ImageLuma8(_) => {
-                    let mut rgb = out.to_rgb8();
-                    for (x, y, p) in mark.enumerate_pixels() {
-                        blend(&mut rgb.get_pixel_mut(x0 + x, y0 + y).0, p);
-                    }
-                    out = DynamicImage::ImageRgb8(rgb);
-                }
+                DynamicImage::ImageRgb8(buf) => lay!(buf, u8, 255.0),
+                DynamicImage::ImageRgba8(buf) => lay!(buf, u8, 255.0),
+                DynamicImage::ImageRgb16(buf) => lay!(buf, u16, 65535.0),
+                DynamicImage::ImageRgba16(buf) => lay!(buf, u16, 65535.0),
                 other => {
                     return Err(StageError::new(format!(
                         "unsupported pixel layout {:?}",

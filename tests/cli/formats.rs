@@ -352,7 +352,6 @@ fn shrink_on_load_carries_xmp_and_drops_gps_in_every_mode() {
 }
 
 #[test]
-#[ignore = "needs decode to keep 16 bits per channel (issue 16, another helper's part)"]
 fn sixteen_bit_png_in_gives_sixteen_bit_png_out() {
     let ws = Workspace::new();
     let img = image::ImageBuffer::from_fn(64, 40, |x, y| {

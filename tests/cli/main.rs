@@ -5,6 +5,7 @@
 
 mod checks;
 mod cluster;
+mod depth;
 mod endstate;
 mod formats;
 mod generative;
