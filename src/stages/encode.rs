@@ -215,7 +215,20 @@ impl Stage for Encode {
         let Payload::Image(img) = std::mem::take(&mut item.payload) else {
             return Err(StageError::new("expected a decoded image"));
         };
-        let keep = (!self.opts.strip_metadata).then_some(&item.meta);
+        // A profile still on the item describes the pixels (`colour =
+        // "keep"`): it goes with them even when metadata is stripped.
+        let icc_only;
+        let keep = if !self.opts.strip_metadata {
+            Some(&item.meta)
+        } else if item.meta.icc.is_some() {
+            icc_only = Meta {
+                icc: item.meta.icc.clone(),
+                ..Meta::default()
+            };
+            Some(&icc_only)
+        } else {
+            None
+        };
         let bytes = encode_with(&img, &self.opts, keep)?;
         drop(img);
         item.meta.format = Some(self.opts.format.name().to_string());
