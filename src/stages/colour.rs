@@ -148,7 +148,13 @@ pub fn apply(img: &mut DynamicImage, icc: Option<Vec<u8>>, mode: ColourMode) -> 
         };
     }
     let ignored = parse(&bytes)
-        .and_then(|p| if is_srgb(&p) { Ok(()) } else { convert(img, &p) })
+        .and_then(|p| {
+            if is_srgb(&p) {
+                Ok(())
+            } else {
+                convert(img, &p)
+            }
+        })
         .err();
     Applied { icc: None, ignored }
 }
@@ -306,7 +312,8 @@ mod tests {
 
     #[test]
     fn an_unreadable_profile_leaves_the_pixels_as_srgb() {
-        let mut img = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(2, 2, [9, 80, 200].into()));
+        let mut img =
+            DynamicImage::ImageRgb8(image::RgbImage::from_pixel(2, 2, [9, 80, 200].into()));
         let before = img.clone();
         let applied = apply(&mut img, Some(b"not a profile".to_vec()), ColourMode::Srgb);
         assert!(applied.icc.is_none());

@@ -228,7 +228,8 @@ impl Stage for Decode {
         let bytes = super::image_bytes_of(&mut item, self.opts.file_limit())?;
         let mut d = decode_bytes(&bytes, &self.opts)?;
         drop(bytes);
-        let icc = super::colour::apply_for(&mut d.image, d.icc.take(), self.opts.colour, &item.path);
+        let icc =
+            super::colour::apply_for(&mut d.image, d.icc.take(), self.opts.colour, &item.path);
         item.meta.width = Some(d.image.width());
         item.meta.height = Some(d.image.height());
         // A second decode on the way (after an encode) sees an output, not

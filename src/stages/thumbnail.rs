@@ -11,10 +11,10 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::colour::ColourMode;
 use super::decode::{
     DecodeOptions, Decoded, decode_bytes, jpeg_is_truncated, normalise, normalise_format_name,
 };
-use super::colour::ColourMode;
 use super::filter::Size;
 use super::resize::{Filter, Fit, ResizeOpts, resize_image, target_size};
 use crate::item::{Item, Payload, PayloadType, Types};

@@ -5,6 +5,7 @@
 
 mod checks;
 mod cluster;
+mod colour;
 mod endstate;
 mod generative;
 mod harness;
