@@ -9,6 +9,7 @@
 #   bench/compare.sh [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --scaling [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --encode [FOLDER] [JOBS] [RUNS]
+#   bench/compare.sh --colour [FOLDER] [JOBS] [RUNS]
 #
 # The first also runs conveyor in processes mode (ratio to threads mode) and
 # compares its peak RSS on 50 and 500 generated files. --scaling runs conveyor
@@ -20,6 +21,12 @@
 # lossy WebP (q80) and AVIF (q70, speed 6) by conveyor and by Pillow's own
 # encoders (libwebp; libavif), with total size and mean PSNR against the PNGs.
 #
+# --colour times the thumbs task alone on 200 generated files in three
+# versions made alike (same crops, JPEG q90 re-encodes by Pillow): untagged
+# sRGB, tagged with an sRGB profile, and converted by LittleCMS (Pillow's
+# ImageCms) into Adobe RGB with the profile embedded; prints the cost of
+# colour management as ratios to the untagged run.
+#
 # Peers are installed if missing: Pillow with pip; libvips-tools, imagemagick,
 # parallel and time with apt-get. Each row: median wall time of RUNS runs
 # (default 3) of the whole command, images/s, peak RSS of the largest single
@@ -29,11 +36,15 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 scaling=false
 encode=false
+colour=false
 if [ "${1:-}" = "--scaling" ]; then
   scaling=true
   shift
 elif [ "${1:-}" = "--encode" ]; then
   encode=true
+  shift
+elif [ "${1:-}" = "--colour" ]; then
+  colour=true
   shift
 fi
 folder=${1:-$here/../shared/corpus/photos}
@@ -247,6 +258,47 @@ TOML
   enc_measure "conveyor avif q70 s6 (ravif)" "$work/out" conv --set 'enc.format="avif"' --set enc.quality=70 --set enc.speed=6
   enc_measure "Pillow avif q70 s6 (libavif)" "$work/out" python3 bench/encode_bench.py encode avif 70 "$src1600" "$work/out" "$jobs"
   enc_measure "conveyor jpeg q85 (reference)" "$work/out" conv --set enc.quality=85
+  exit 0
+fi
+
+if $colour; then
+  src=$work/colour-src
+  echo "making 200 files from $folder, in three colour versions ..." >&2
+  python3 bench/make_set.py "$folder" "$src" 200
+  python3 - "$src" "$work" <<'PY'
+import os, sys
+from PIL import Image, ImageCms
+src, work = sys.argv[1], sys.argv[2]
+adobe_path = "/usr/share/color/icc/ghostscript/a98.icc"
+srgb = ImageCms.createProfile("sRGB")
+srgb_bytes = ImageCms.ImageCmsProfile(srgb).tobytes()
+adobe = ImageCms.getOpenProfile(adobe_path)
+to_adobe = ImageCms.buildTransform(srgb, adobe, "RGB", "RGB")
+for d in ("srgb", "tagged", "wide"):
+    os.makedirs(os.path.join(work, d), exist_ok=True)
+files = sorted(os.path.join(r, f) for r, _, fs in os.walk(src) for f in fs)
+for i, path in enumerate(files):
+    im = Image.open(path).convert("RGB")
+    stem = "%04d.jpg" % i
+    im.save(os.path.join(work, "srgb", stem), quality=90)
+    im.save(os.path.join(work, "tagged", stem), quality=90, icc_profile=srgb_bytes)
+    ImageCms.applyTransform(im, to_adobe).save(
+        os.path.join(work, "wide", stem), quality=90, icc_profile=adobe.tobytes())
+PY
+  echo
+  echo "colour management cost, thumbs task on 200 files, $jobs jobs, median of $runs interleaved rounds:"
+  printf '  %-34s %6s %9s %9s %13s %9s\n' input images median images/s "peak RSS" "CPU time"
+  add_config "sRGB, untagged" --jobs "$jobs" --set "scan.root=\"$work/srgb\""
+  add_config "sRGB, tagged (conversion skipped)" --jobs "$jobs" --set "scan.root=\"$work/tagged\""
+  add_config "Adobe RGB (converted)" --jobs "$jobs" --set "scan.root=\"$work/wide\""
+  add_config "Adobe RGB, colour = keep" --jobs "$jobs" --set "scan.root=\"$work/wide\"" \
+    --set 'thumb.colour="keep"'
+  run_configs thumbs "$work/srgb"
+  base="sRGB, untagged"
+  for name in "sRGB, tagged (conversion skipped)" "Adobe RGB (converted)" "Adobe RGB, colour = keep"; do
+    awk -v a="${cpu_of[$name]}" -v b="${cpu_of[$base]}" -v ta="${rate[$name]}" -v tb="${rate[$base]}" -v n="$name" \
+      'BEGIN {printf "  %-34s %.3fx CPU time, %.3fx wall time of untagged sRGB\n", n, a / b, tb / ta}'
+  done
   exit 0
 fi
 

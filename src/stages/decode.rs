@@ -8,6 +8,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::colour::ColourMode;
 use super::filter::Size;
 use crate::item::{Item, Payload, PayloadType, Types};
 use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
@@ -31,6 +32,10 @@ pub struct DecodeOptions {
     /// those of an image is refused before it is read whole.
     #[schemars(default = "super::default_max_file_size")]
     pub max_file_size: Size,
+    /// "srgb": convert pixels from their embedded ICC profile to sRGB (none
+    /// needed for sRGB sources; CMYK always is); "keep": leave them, the
+    /// profile travels with the item and `encode` embeds it.
+    pub colour: ColourMode,
 }
 
 impl Default for DecodeOptions {
@@ -40,6 +45,7 @@ impl Default for DecodeOptions {
             max_pixels: 100_000_000,
             max_alloc: default_max_alloc(),
             max_file_size: super::default_max_file_size(),
+            colour: ColourMode::Srgb,
         }
     }
 }
@@ -92,7 +98,7 @@ pub fn spec() -> KindSpec {
         schema: || schemars::schema_for!(DecodeOptions),
         check: crate::stage::check_options::<DecodeOptions>,
         meaning: crate::stage::meaning::<DecodeOptions>,
-        revision: 1,
+        revision: 2,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Decode {
                 opts: crate::stage::parse_options(t)?,
@@ -164,7 +170,11 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
             crate::units::human_size(opts.alloc_limit())
         )));
     }
-    let icc = decoder.icc_profile().ok().flatten();
+    let mut icc = decoder.icc_profile().ok().flatten();
+    let cmyk = icc
+        .as_deref()
+        .filter(|_| format == image::ImageFormat::Jpeg)
+        .and_then(super::colour::cmyk_profile);
     let mut exif = decoder.exif_metadata().ok().flatten();
     let xmp = decoder.xmp_metadata().ok().flatten();
     let orientation = if opts.auto_orient {
@@ -176,12 +186,20 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
     } else {
         None
     };
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| {
-        StageError::new(format!(
-            "cannot decode {format_name}: {}",
-            plain_decoder_error(&e)
-        ))
-    })?;
+    let mut img = match cmyk {
+        // An image holds no CMYK: converted now, whatever `colour` says.
+        Some(p) => {
+            drop(decoder);
+            icc = None;
+            super::cmyk::decode_cmyk_jpeg(bytes, &p)?
+        }
+        None => DynamicImage::from_decoder(decoder).map_err(|e| {
+            StageError::new(format!(
+                "cannot decode {format_name}: {}",
+                plain_decoder_error(&e)
+            ))
+        })?,
+    };
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
@@ -239,8 +257,10 @@ pub(crate) fn normalise(img: DynamicImage) -> DynamicImage {
 impl Stage for Decode {
     fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
         let bytes = super::image_bytes_of(&mut item, self.opts.file_limit())?;
-        let d = decode_bytes(&bytes, &self.opts)?;
+        let mut d = decode_bytes(&bytes, &self.opts)?;
         drop(bytes);
+        let icc =
+            super::colour::apply_for(&mut d.image, d.icc.take(), self.opts.colour, &item.path);
         item.meta.width = Some(d.image.width());
         item.meta.height = Some(d.image.height());
         // A second decode on the way (after an encode) sees an output, not
@@ -248,7 +268,7 @@ impl Stage for Decode {
         item.meta.source_width.get_or_insert(d.image.width());
         item.meta.source_height.get_or_insert(d.image.height());
         item.meta.source_format = Some(normalise_format_name(d.format).to_string());
-        item.meta.icc = d.icc;
+        item.meta.icc = icc;
         item.meta.exif = d.exif;
         item.meta.xmp = d.xmp;
         item.payload = Payload::Image(d.image);

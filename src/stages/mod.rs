@@ -5,6 +5,8 @@
 use crate::stage::KindSpec;
 
 pub mod chaos;
+mod cmyk;
+pub mod colour;
 pub mod contact_sheet;
 pub mod copy;
 pub mod crop;

@@ -11,6 +11,7 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::colour::ColourMode;
 use super::decode::{
     DecodeOptions, Decoded, decode_bytes, jpeg_is_truncated, normalise, normalise_format_name,
 };
@@ -50,6 +51,10 @@ pub struct ThumbnailOptions {
     /// those of an image is refused before it is read whole.
     #[schemars(default = "super::default_max_file_size")]
     pub max_file_size: Size,
+    /// "srgb": convert pixels from their embedded ICC profile to sRGB (after
+    /// the resize, where it costs least; none needed for sRGB sources);
+    /// "keep": leave them, the profile travels with the item.
+    pub colour: ColourMode,
 }
 
 impl Default for ThumbnailOptions {
@@ -64,6 +69,7 @@ impl Default for ThumbnailOptions {
             max_pixels: DecodeOptions::default().max_pixels,
             shrink_on_load: true,
             max_file_size: super::default_max_file_size(),
+            colour: ColourMode::Srgb,
         }
     }
 }
@@ -107,7 +113,7 @@ pub fn spec() -> KindSpec {
         schema: || schemars::schema_for!(ThumbnailOptions),
         check: crate::stage::check_options::<ThumbnailOptions>,
         meaning: crate::stage::meaning::<ThumbnailOptions>,
-        revision: 1,
+        revision: 2,
         build: |t, _ctx| {
             Ok(Built::Stage(Arc::new(Thumbnail(
                 crate::stage::parse_options(t)?,
@@ -336,7 +342,7 @@ impl Stage for Thumbnail {
         if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), depth) {
             return Err(StageError::new(why));
         }
-        let out = if (tw, th) == (img.width(), img.height()) {
+        let mut out = if (tw, th) == (img.width(), img.height()) {
             img
         } else {
             resize_image(&img, tw, th, crop, self.0.filter)?
@@ -346,7 +352,9 @@ impl Stage for Thumbnail {
         item.meta.source_width.get_or_insert(full.0);
         item.meta.source_height.get_or_insert(full.1);
         item.meta.source_format = Some(normalise_format_name(d.format).to_string());
-        item.meta.icc = d.icc;
+        // Converting the thumbnail rather than the source: the same colours
+        // (within rounding) for a fraction of the pixels.
+        item.meta.icc = super::colour::apply_for(&mut out, d.icc, self.0.colour, &item.path);
         item.meta.exif = d.exif;
         item.meta.xmp = d.xmp;
         item.payload = Payload::Image(out);

@@ -5,6 +5,7 @@
 
 mod checks;
 mod cluster;
+mod colour;
 mod depth;
 mod endstate;
 mod formats;
