@@ -155,8 +155,6 @@ fn heic_and_avif_are_read_upright_and_close_to_their_source() {
     make_heif(&ws, &enc, &flat, "in/flat.avif");
     make_heif(&ws, &enc, &sideways, "in/sideways.heic");
     make_heif(&ws, &enc, &sideways, "in/sideways.avif");
-    // colour = "keep" where the colour work exists, so only the codec is
-    // compared; the option is left out otherwise.
     ws.write("p.toml", to_png("").as_bytes());
     let done = ws.conveyor().args(&["run", "p.toml"]).run();
     done.code(0);
@@ -201,4 +199,96 @@ fn a_heic_over_max_pixels_is_refused_before_decoding() {
         .args(&["run", "p.toml", "--dry-run"])
         .run()
         .stderr_has("over the limit of 10000 pixels");
+}
+
+#[cfg(feature = "heif")]
+#[test]
+fn a_heic_with_a_wide_gamut_profile_comes_out_in_srgb() {
+    let Some(enc) = heif_enc() else { return };
+    let ws = Workspace::new();
+    // The photo in Adobe RGB (converted by LittleCMS), profile embedded;
+    // heif-enc carries the profile into the HEIC.
+    let source = image::load_from_memory(&small_jpeg(240, 160, false))
+        .expect("jpeg")
+        .to_rgb8();
+    let adobe_icc = moxcms::ColorProfile::new_adobe_rgb()
+        .encode()
+        .expect("profile");
+    let adobe = lcms2::Profile::new_icc(&adobe_icc).expect("lcms reads it");
+    let to_adobe: lcms2::Transform<[u8; 3], [u8; 3]> = lcms2::Transform::new(
+        &lcms2::Profile::new_srgb(),
+        lcms2::PixelFormat::RGB_8,
+        &adobe,
+        lcms2::PixelFormat::RGB_8,
+        lcms2::Intent::Perceptual,
+    )
+    .expect("transform");
+    let src: Vec<[u8; 3]> = source.pixels().map(|p| p.0).collect();
+    let mut wide = vec![[0u8; 3]; src.len()];
+    to_adobe.transform_pixels(&src, &mut wide);
+    let wide = image::RgbImage::from_raw(240, 160, wide.concat()).expect("size");
+    let mut jpeg = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut jpeg, 95);
+    encoder.add_icc_profile(&adobe_icc).expect("icc");
+    encoder
+        .encode(wide.as_raw(), 240, 160, jpeg_encoder::ColorType::Rgb)
+        .expect("jpeg");
+    make_heif(&ws, &enc, &jpeg, "in/adobe.heic");
+    ws.write("p.toml", to_png("").as_bytes());
+    ws.conveyor().args(&["run", "p.toml"]).run().code(0);
+    let out = image::open(ws.path("out/adobe.heic.png"))
+        .expect("png")
+        .to_rgb8();
+    let converted = mean_diff(&out, &source);
+    let untouched = mean_diff(&wide, &source);
+    assert!(
+        converted < 4.0 && untouched > 5.0,
+        "converted {converted:.2} from the sRGB photo; the Adobe RGB pixels were {untouched:.2} away"
+    );
+    // With `colour = "keep"` the pixels stay in Adobe RGB up to `encode`;
+    // AVIF can't carry the profile, so they are converted there. Read back
+    // (through libheif), the AVIF shows the photo's colours.
+    ws.write("src/adobe.jpg", &jpeg);
+    let to_avif = r#"
+[pipeline]
+name = "avif"
+
+[[stage]]
+name = "scan"
+kind = "scan"
+root = "src"
+
+[[stage]]
+name = "load"
+kind = "decode"
+colour = "keep"
+
+[[stage]]
+name = "avif"
+kind = "encode"
+format = "avif"
+quality = 90
+speed = 10
+
+[[stage]]
+name = "save"
+kind = "write"
+dir = "in2"
+filename = "{stem}.avif"
+"#;
+    ws.write("avif.toml", to_avif.as_bytes());
+    ws.conveyor().args(&["run", "avif.toml"]).run().code(0);
+    ws.write(
+        "back.toml",
+        to_png("")
+            .replace("root = \"in\"", "root = \"in2\"")
+            .replace("dir = \"out\"", "dir = \"back\"")
+            .as_bytes(),
+    );
+    ws.conveyor().args(&["run", "back.toml"]).run().code(0);
+    let back = image::open(ws.path("back/adobe.avif.png"))
+        .expect("png")
+        .to_rgb8();
+    let avif = mean_diff(&back, &source);
+    assert!(avif < 4.0, "the AVIF is {avif:.2} from the sRGB photo");
 }

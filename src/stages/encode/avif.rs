@@ -1,6 +1,7 @@
 //! AVIF through ravif (rav1e, pure Rust, built here without its assembly,
 //! which needs nasm). ravif writes EXIF into the container; it has no call
-//! for an ICC profile or XMP, so those are not carried (the README says so).
+//! for an ICC profile or XMP, so those are not carried (the README says so):
+//! pixels in another profile are converted to sRGB first.
 
 use image::DynamicImage;
 use ravif::{Encoder, Img, RGB8, RGBA8};
@@ -18,12 +19,26 @@ pub(super) fn encode(
     if w == 0 || h == 0 {
         return Err(StageError::new("an empty image cannot be encoded as AVIF"));
     }
-    if embed.icc.is_some() {
-        // The pixels are in that profile; AVIF readers will take them as sRGB.
-        tracing::warn!(
-            "AVIF output cannot carry the image's ICC profile: colours are read as sRGB"
-        );
-    }
+    // The file can't say which profile its pixels are in, and readers will
+    // take them as sRGB: pixels in another profile (`colour = "keep"`) are
+    // converted to sRGB here, so the colours stay right.
+    let converted;
+    let img = match &embed.icc {
+        Some(icc) => {
+            let mut copy = img.clone();
+            let applied = crate::stages::colour::apply(
+                &mut copy,
+                Some(icc.clone()),
+                crate::stages::colour::ColourMode::Srgb,
+            );
+            if let Some(why) = applied.ignored {
+                tracing::warn!("{why}: AVIF pixels written as they are, taken as sRGB");
+            }
+            converted = copy;
+            &converted
+        }
+        None => img,
+    };
     let mut enc = Encoder::new()
         .with_quality(f32::from(opts.quality))
         .with_alpha_quality(f32::from(opts.quality))
