@@ -127,7 +127,19 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
         return Err(StageError::new("empty file"));
     }
     if let Some(family) = super::heif::sniff(bytes) {
-        return super::heif::decode(bytes, family, opts);
+        let limits = super::heif::Limits {
+            max_pixels: opts.max_pixels,
+            max_alloc: opts.alloc_limit(),
+            auto_orient: opts.auto_orient,
+        };
+        let p = super::heif::decode(bytes, family, &limits)?;
+        return Ok(Decoded {
+            image: p.image,
+            format: family.extension(),
+            icc: p.icc,
+            exif: p.exif,
+            xmp: p.xmp,
+        });
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()

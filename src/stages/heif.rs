@@ -3,8 +3,28 @@
 //! conveyor is built with the cargo feature `heif`, and otherwise fail one
 //! by one with a message that says how to get them read.
 
-use super::decode::{DecodeOptions, Decoded};
+use image::DynamicImage;
+
 use crate::stage::StageError;
+
+/// What decoding must respect: `decode`'s options that apply here.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_pixels: u64,
+    /// Bytes the decoding may allocate.
+    pub max_alloc: u64,
+    /// Turn the image as its EXIF orientation says (when its own boxes
+    /// don't).
+    pub auto_orient: bool,
+}
+
+/// A decoded HEIF or AVIF image and what came with it.
+pub struct Picture {
+    pub image: DynamicImage,
+    pub icc: Option<Vec<u8>>,
+    pub exif: Option<Vec<u8>>,
+    pub xmp: Option<Vec<u8>>,
+}
 
 /// The two families of ISO base media image files conveyor tells apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +104,7 @@ pub const BUILT: bool = cfg!(feature = "heif");
 /// profile and EXIF; refused before decoding when it has more pixels than
 /// `max_pixels` or would need more than `max_alloc`.
 #[cfg(not(feature = "heif"))]
-pub fn decode(_bytes: &[u8], family: Family, _opts: &DecodeOptions) -> Result<Decoded, StageError> {
+pub fn decode(_bytes: &[u8], family: Family, _limits: &Limits) -> Result<Picture, StageError> {
     Err(not_built(family))
 }
 
@@ -103,7 +123,7 @@ mod with_libheif {
     use image::{DynamicImage, ImageBuffer};
     use libheif_rs::{ColorSpace, HeifContext, ImageHandle, RgbChroma};
 
-    use super::{DecodeOptions, Decoded, Family};
+    use super::{Family, Limits, Picture};
     use crate::stage::StageError;
 
     fn heif_error(family: Family, e: &libheif_rs::HeifError) -> StageError {
@@ -121,11 +141,7 @@ mod with_libheif {
         Some((handle.width(), handle.height()))
     }
 
-    pub fn decode(
-        bytes: &[u8],
-        family: Family,
-        opts: &DecodeOptions,
-    ) -> Result<Decoded, StageError> {
+    pub fn decode(bytes: &[u8], family: Family, opts: &Limits) -> Result<Picture, StageError> {
         let fail = |e: libheif_rs::HeifError| heif_error(family, &e);
         let ctx = HeifContext::read_from_bytes(bytes).map_err(fail)?;
         let handle = ctx.primary_image_handle().map_err(fail)?;
@@ -162,9 +178,8 @@ mod with_libheif {
                 img.apply_orientation(o);
             }
         }
-        Ok(Decoded {
+        Ok(Picture {
             image: img,
-            format: family.extension(),
             icc,
             exif,
             xmp: xmp_of(&handle),
@@ -177,7 +192,7 @@ mod with_libheif {
         h: u32,
         deep: bool,
         alpha: bool,
-        opts: &DecodeOptions,
+        opts: &Limits,
     ) -> Result<(), StageError> {
         let pixels = u64::from(w) * u64::from(h);
         if pixels > opts.max_pixels {
@@ -189,11 +204,11 @@ mod with_libheif {
         let per_pixel = (if alpha { 4 } else { 3 }) * (if deep { 2 } else { 1 });
         // libheif holds the coded planes and the RGB image at once.
         let bytes = pixels.saturating_mul(per_pixel * 2);
-        if bytes > opts.alloc_limit() {
+        if bytes > opts.max_alloc {
             return Err(StageError::new(format!(
                 "image is {w}x{h}: decoding it needs about {}, over `max_alloc` ({})",
                 crate::units::human_size(bytes),
-                crate::units::human_size(opts.alloc_limit())
+                crate::units::human_size(opts.max_alloc)
             )));
         }
         Ok(())
