@@ -78,7 +78,6 @@ fn init_logging(verbose: u8) {
 /// This also serves as a worker process for `mode = "processes"` when the
 /// executable is started as one, so extra kinds work in workers too.
 pub fn main_with(registry: Registry) -> Exit {
-    crate::exec::budget::give_back_big_buffers();
     crate::exec::worker::run_if_worker(&registry);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
