@@ -4,7 +4,9 @@
 //! case nothing is done. `colour = "keep"` leaves the pixels alone and lets
 //! the profile travel with the item for `encode` to embed.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use image::{DynamicImage, ImageBuffer, Pixel};
 use moxcms::{ColorProfile, DataColorSpace, Layout, TransformExecutor, TransformOptions};
@@ -147,12 +149,12 @@ pub fn apply(img: &mut DynamicImage, icc: Option<Vec<u8>>, mode: ColourMode) -> 
             ignored: None,
         };
     }
-    let ignored = parse(&bytes)
-        .and_then(|p| {
-            if is_srgb(&p) {
+    let ignored = known(&bytes)
+        .and_then(|k| {
+            if k.srgb {
                 Ok(())
             } else {
-                convert(img, &p)
+                convert_with(img, &k)
             }
         })
         .err();
@@ -174,8 +176,84 @@ pub fn apply_for(
     applied.icc
 }
 
-/// Convert `img`, described by `p`, to sRGB in place.
-pub fn convert(img: &mut DynamicImage, p: &ColorProfile) -> Result<(), ColourError> {
+/// A profile seen before in this process: parsed, judged, and its
+/// transforms built once. A library's photos share a few profiles (one per
+/// camera or phone), and building a transform costs more than converting a
+/// thumbnail's pixels.
+pub struct Known {
+    profile: ColorProfile,
+    srgb: bool,
+    t8: Mutex<Vec<(Layout, Arc<moxcms::Transform8BitExecutor>)>>,
+    t16: Mutex<Vec<(Layout, Arc<moxcms::Transform16BitExecutor>)>>,
+}
+
+/// How many profiles are remembered; past that the memory starts over.
+const KNOWN_PROFILES: usize = 32;
+
+/// The profile `icc`, from the cache or parsed now.
+pub fn known(icc: &[u8]) -> Result<Arc<Known>, ColourError> {
+    static SEEN: OnceLock<Mutex<HashMap<Vec<u8>, Arc<Known>>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Mutex::default);
+    if let Some(k) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(icc) {
+        return Ok(Arc::clone(k));
+    }
+    let profile = parse(icc)?;
+    let k = Arc::new(Known {
+        srgb: is_srgb(&profile),
+        profile,
+        t8: Mutex::default(),
+        t16: Mutex::default(),
+    });
+    let mut map = seen.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= KNOWN_PROFILES {
+        map.clear();
+    }
+    map.insert(icc.to_vec(), Arc::clone(&k));
+    Ok(k)
+}
+
+impl Known {
+    fn transform8(
+        &self,
+        layout: Layout,
+    ) -> Result<Arc<moxcms::Transform8BitExecutor>, ColourError> {
+        let mut built = self.t8.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, t)) = built.iter().find(|(l, _)| *l == layout) {
+            return Ok(Arc::clone(t));
+        }
+        let t = self
+            .profile
+            .create_transform_8bit(layout, &destination(layout), layout, options())
+            .map_err(ColourError::Transform)?;
+        built.push((layout, Arc::clone(&t)));
+        Ok(t)
+    }
+
+    fn transform16(
+        &self,
+        layout: Layout,
+    ) -> Result<Arc<moxcms::Transform16BitExecutor>, ColourError> {
+        let mut built = self.t16.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, t)) = built.iter().find(|(l, _)| *l == layout) {
+            return Ok(Arc::clone(t));
+        }
+        let t = self
+            .profile
+            .create_transform_16bit(layout, &destination(layout), layout, options())
+            .map_err(ColourError::Transform)?;
+        built.push((layout, Arc::clone(&t)));
+        Ok(t)
+    }
+}
+
+/// Convert `img`, described by the ICC profile `icc`, to sRGB in place.
+pub fn convert(img: &mut DynamicImage, icc: &[u8]) -> Result<(), ColourError> {
+    convert_with(img, &*known(icc)?)
+}
+
+/// Convert `img`, described by the profile `k`, to sRGB in place.
+fn convert_with(img: &mut DynamicImage, k: &Known) -> Result<(), ColourError> {
+    let p = &k.profile;
     let grey_profile = p.color_space == DataColorSpace::Gray;
     let mismatch = |pixels| ColourError::Mismatch {
         profile: p.color_space,
@@ -186,33 +264,33 @@ pub fn convert(img: &mut DynamicImage, p: &ColorProfile) -> Result<(), ColourErr
     }
     let converted = match std::mem::take(img) {
         DynamicImage::ImageLuma8(b) if grey_profile => {
-            DynamicImage::ImageLuma8(run8(p, &b, Layout::Gray)?)
+            DynamicImage::ImageLuma8(run8(k, &b, Layout::Gray)?)
         }
         DynamicImage::ImageLumaA8(b) if grey_profile => {
-            DynamicImage::ImageLumaA8(run8(p, &b, Layout::GrayAlpha)?)
+            DynamicImage::ImageLumaA8(run8(k, &b, Layout::GrayAlpha)?)
         }
         DynamicImage::ImageLuma16(b) if grey_profile => {
-            DynamicImage::ImageLuma16(run16(p, &b, Layout::Gray)?)
+            DynamicImage::ImageLuma16(run16(k, &b, Layout::Gray)?)
         }
         DynamicImage::ImageLumaA16(b) if grey_profile => {
-            DynamicImage::ImageLumaA16(run16(p, &b, Layout::GrayAlpha)?)
+            DynamicImage::ImageLumaA16(run16(k, &b, Layout::GrayAlpha)?)
         }
         _ if grey_profile => return Err(mismatch("colour")),
         // Grey pixels with an RGB profile (rare): they become RGB.
         DynamicImage::ImageLuma8(b) => {
             let b = DynamicImage::ImageLuma8(b).to_rgb8();
-            DynamicImage::ImageRgb8(run8(p, &b, Layout::Rgb)?)
+            DynamicImage::ImageRgb8(run8(k, &b, Layout::Rgb)?)
         }
-        DynamicImage::ImageRgb8(b) => DynamicImage::ImageRgb8(run8(p, &b, Layout::Rgb)?),
-        DynamicImage::ImageRgba8(b) => DynamicImage::ImageRgba8(run8(p, &b, Layout::Rgba)?),
+        DynamicImage::ImageRgb8(b) => DynamicImage::ImageRgb8(run8(k, &b, Layout::Rgb)?),
+        DynamicImage::ImageRgba8(b) => DynamicImage::ImageRgba8(run8(k, &b, Layout::Rgba)?),
         DynamicImage::ImageLumaA8(b) => {
             let b = DynamicImage::ImageLumaA8(b).to_rgba8();
-            DynamicImage::ImageRgba8(run8(p, &b, Layout::Rgba)?)
+            DynamicImage::ImageRgba8(run8(k, &b, Layout::Rgba)?)
         }
         other if other.color().has_alpha() => {
-            DynamicImage::ImageRgba16(run16(p, &other.to_rgba16(), Layout::Rgba)?)
+            DynamicImage::ImageRgba16(run16(k, &other.to_rgba16(), Layout::Rgba)?)
         }
-        other => DynamicImage::ImageRgb16(run16(p, &other.to_rgb16(), Layout::Rgb)?),
+        other => DynamicImage::ImageRgb16(run16(k, &other.to_rgb16(), Layout::Rgb)?),
     };
     *img = converted;
     Ok(())
@@ -227,25 +305,19 @@ fn destination(layout: Layout) -> ColorProfile {
 }
 
 fn run8<P: Pixel<Subpixel = u8>>(
-    p: &ColorProfile,
+    k: &Known,
     b: &ImageBuffer<P, Vec<u8>>,
     layout: Layout,
 ) -> Result<ImageBuffer<P, Vec<u8>>, ColourError> {
-    let t = p
-        .create_transform_8bit(layout, &destination(layout), layout, options())
-        .map_err(ColourError::Transform)?;
-    transform_buffer(t.as_ref(), b)
+    transform_buffer(k.transform8(layout)?.as_ref(), b)
 }
 
 fn run16<P: Pixel<Subpixel = u16>>(
-    p: &ColorProfile,
+    k: &Known,
     b: &ImageBuffer<P, Vec<u16>>,
     layout: Layout,
 ) -> Result<ImageBuffer<P, Vec<u16>>, ColourError> {
-    let t = p
-        .create_transform_16bit(layout, &destination(layout), layout, options())
-        .map_err(ColourError::Transform)?;
-    transform_buffer(t.as_ref(), b)
+    transform_buffer(k.transform16(layout)?.as_ref(), b)
 }
 
 fn transform_buffer<T, P>(
