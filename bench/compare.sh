@@ -10,6 +10,7 @@
 #   bench/compare.sh --scaling [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --encode [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --colour [FOLDER] [JOBS] [RUNS]
+#   bench/compare.sh --limit [FOLDER] [JOBS] [RUNS]
 #
 # The first also runs conveyor in processes mode (ratio to threads mode) and
 # compares its peak RSS on 50 and 500 generated files. --scaling runs conveyor
@@ -27,6 +28,12 @@
 # ImageCms) into Adobe RGB with the profile embedded; prints the cost of
 # colour management as ratios to the untagged run.
 #
+# --limit compares JPEG thumbnails with the floor no decoder can go under:
+# the CPU time libjpeg-turbo with SIMD (`djpeg -scale 1/8`, Debian's
+# libjpeg-turbo-progs) needs to entropy-decode the same JPEGs, spread over
+# JOBS cores, against conveyor's wall time for the thumbs task on them; it
+# prints conveyor's time over that limit.
+#
 # Peers are installed if missing: Pillow with pip; libvips-tools, imagemagick,
 # parallel and time with apt-get. Each row: median wall time of RUNS runs
 # (default 3) of the whole command, images/s, peak RSS of the largest single
@@ -37,6 +44,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 scaling=false
 encode=false
 colour=false
+limit=false
 if [ "${1:-}" = "--scaling" ]; then
   scaling=true
   shift
@@ -45,6 +53,9 @@ elif [ "${1:-}" = "--encode" ]; then
   shift
 elif [ "${1:-}" = "--colour" ]; then
   colour=true
+  shift
+elif [ "${1:-}" = "--limit" ]; then
+  limit=true
   shift
 fi
 folder=${1:-$here/../shared/corpus/photos}
@@ -61,6 +72,7 @@ im_convert() { for c in convert-im6.q16 magick /usr/bin/convert convert; do
 [ -n "$(im_convert)" ] || need_apt+=(imagemagick)
 command -v parallel >/dev/null || need_apt+=(parallel)
 [ -x /usr/bin/time ] || need_apt+=(time)
+command -v djpeg >/dev/null || need_apt+=(libjpeg-turbo-progs)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} ..." >&2
   apt-get update -qq >/dev/null && apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -224,6 +236,40 @@ enc_measure() {
     "$(awk -v n="$n" -v t="$med" 'BEGIN {print n / t}')" \
     "$(awk -v b="${score% *}" 'BEGIN {print b / 1048576}')" "${score#* }"
 }
+
+if $limit; then
+  jpegs=$work/jpegs
+  mkdir -p "$jpegs"
+  find "$folder" -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) -exec cp {} "$jpegs/" \;
+  n=$(ls "$jpegs" | wc -l)
+  # djpeg's CPU (user + system) for the whole set, median of $runs.
+  cpus=()
+  for _ in $(seq "$runs"); do
+    /usr/bin/time -f '%U %S' -o "$work/djpeg.time" \
+      sh -c 'for f in "$1"/*; do djpeg -scale 1/8 -outfile /dev/null "$f"; done' sh "$jpegs"
+    cpus+=("$(awk '{print $1 + $2}' "$work/djpeg.time")")
+  done
+  cpu=$(printf '%s\n' "${cpus[@]}" | median)
+  walls=()
+  for _ in $(seq "$runs"); do
+    rm -rf "$work/out"
+    start=$(date +%s.%N)
+    "$bin" run pipelines/thumbnails-fast.toml --quiet --progress never --jobs "$jobs" --force \
+      --set "scan.root=\"$jpegs\"" --set "save.dir=\"$work/out\"" >/dev/null 2>&1
+    end=$(date +%s.%N)
+    walls+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
+  done
+  wall=$(printf '%s\n' "${walls[@]}" | median)
+  echo
+  echo "JPEG thumbnails against the entropy-decoding limit, $n JPEGs, $jobs jobs, median of $runs:"
+  awk -v c="$cpu" -v j="$jobs" -v w="$wall" 'BEGIN {
+    printf "  djpeg -scale 1/8 CPU time      %7.3fs\n", c
+    printf "  limit (CPU over %d cores)       %7.3fs\n", j, c / j
+    printf "  conveyor thumbs, wall time     %7.3fs\n", w
+    printf "  conveyor over the limit        %7.2fx\n", w / (c / j)
+  }'
+  exit 0
+fi
 
 if $encode; then
   src1600=$work/src1600
