@@ -36,7 +36,10 @@ fn wide_gamut() -> Profile {
         Blue: xy(0.1566, 0.0177),
     };
     let g = ToneCurve::new(2.2);
-    Profile::new_rgb(&xy(0.3457, 0.3585), &primaries, &[&g, &g, &g]).expect("profile")
+    let mut p = Profile::new_rgb(&xy(0.3457, 0.3585), &primaries, &[&g, &g, &g]).expect("profile");
+    // Written as ICC v2 (the others are v4), so both versions are read.
+    p.set_version(2.1);
+    p
 }
 
 /// Profiles of the test files, by name.
@@ -399,4 +402,11 @@ fn colour_keep_leaves_pixels_and_embeds_the_profile() {
         Some(pro),
         "JPEG embeds it"
     );
+}
+
+#[test]
+fn the_test_profiles_cover_icc_v2_and_v4() {
+    // The header's version byte (offset 8): 2 for v2, 4 for v4.
+    let majors: Vec<u8> = rgb_profiles().iter().map(|(_, icc)| icc[8]).collect();
+    assert!(majors.contains(&2) && majors.contains(&4), "{majors:?}");
 }
