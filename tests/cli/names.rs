@@ -230,7 +230,15 @@ fn the_report_survives_a_kill_9() {
         "--report",
         "report.jsonl",
     ]);
-    wait_for("some thumbnails", 60, || ws.count("out/thumbs") >= 100);
+    // Files are journalled just after they are placed: wait for the
+    // journal, not the files, or the kill may fall between the two.
+    let journal_path = ws.path("out/thumbs/.conveyor-state/thumbnails.save.jsonl");
+    let journalled = || {
+        std::fs::read_to_string(&journal_path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    wait_for("some thumbnails journalled", 60, || journalled() >= 100);
     assert!(signal(child.id(), "-KILL"), "kill -9");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), None, "not killed");
@@ -242,10 +250,7 @@ fn the_report_survives_a_kill_9() {
         &text[text.len().saturating_sub(200)..]
     );
     let lines = report_lines(&ws.path("report.jsonl"));
-    let journal =
-        std::fs::read_to_string(ws.path("out/thumbs/.conveyor-state/thumbnails.save.jsonl"))
-            .expect("journal");
-    let recorded = journal.lines().count();
+    let recorded = journalled();
     assert!(recorded >= 100, "journal has {recorded} lines");
     // An item is journaled just before it is reported: the two differ at
     // most by the items that were between the two at the kill.
