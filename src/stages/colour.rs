@@ -150,13 +150,7 @@ pub fn apply(img: &mut DynamicImage, icc: Option<Vec<u8>>, mode: ColourMode) -> 
         };
     }
     let ignored = known(&bytes)
-        .and_then(|k| {
-            if k.srgb {
-                Ok(())
-            } else {
-                convert_with(img, &k)
-            }
-        })
+        .and_then(|k| if k.srgb { Ok(()) } else { convert(img, &k) })
         .err();
     Applied { icc: None, ignored }
 }
@@ -246,13 +240,8 @@ impl Known {
     }
 }
 
-/// Convert `img`, described by the ICC profile `icc`, to sRGB in place.
-pub fn convert(img: &mut DynamicImage, icc: &[u8]) -> Result<(), ColourError> {
-    convert_with(img, &*known(icc)?)
-}
-
 /// Convert `img`, described by the profile `k`, to sRGB in place.
-fn convert_with(img: &mut DynamicImage, k: &Known) -> Result<(), ColourError> {
+fn convert(img: &mut DynamicImage, k: &Known) -> Result<(), ColourError> {
     let p = &k.profile;
     let grey_profile = p.color_space == DataColorSpace::Gray;
     let mismatch = |pixels| ColourError::Mismatch {

@@ -49,9 +49,9 @@ kind = "write"
 dir = "out"
 "#,
     );
-    let (code, err, free) = run_rss(
-        &ws,
-        &[
+    // Peak RSS in MiB of one run, with `extra` arguments.
+    let peak = |extra: &[&str]| {
+        let mut args = vec![
             "run",
             "p.toml",
             "--jobs",
@@ -59,26 +59,16 @@ dir = "out"
             "--force",
             "--progress",
             "never",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+        ];
+        args.extend_from_slice(extra);
+        let (code, err, mib) = run_rss(&ws, &args);
+        assert_eq!(code, 0, "{err}");
+        mib
+    };
+    let free = peak(&[]);
     // Each image counts 54 MB (itself and a working copy): a 60 MiB budget
     // lets one through at a time.
-    let (code, err, budgeted) = run_rss(
-        &ws,
-        &[
-            "run",
-            "p.toml",
-            "--jobs",
-            "4",
-            "--force",
-            "--progress",
-            "never",
-            "--memory",
-            "60MiB",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+    let budgeted = peak(&["--memory", "60MiB"]);
     assert_eq!(ws.count("out"), 8, "every image made");
     assert!(
         budgeted + 60 < free,
