@@ -11,6 +11,9 @@
 #   bench/compare.sh --encode [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --colour [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --limit [FOLDER] [JOBS] [RUNS]
+#   bench/compare.sh --big [FOLDER] [JOBS] [RUNS]
+#   bench/compare.sh --memory [FOLDER] [JOBS] [RUNS]
+#   bench/compare.sh --gallery [FOLDER] [JOBS] [RUNS]
 #
 # The first also runs conveyor in processes mode (ratio to threads mode) and
 # compares its peak RSS on 50 and 500 generated files. --scaling runs conveyor
@@ -34,6 +37,19 @@
 # JOBS cores, against conveyor's wall time for the thumbs task on them; it
 # prints conveyor's time over that limit.
 #
+# --big makes one 48 MP JPEG (8000x6000, the largest photo scaled up) and
+# runs decode, sharpen (sigma 2), blur, JPEG encode on it with --jobs 1 and
+# --jobs JOBS: one item alone, so the second can only be faster by splitting
+# the image's pixel work over idle cores; it prints the speed-up.
+#
+# --memory makes 38 wallpapers (bench/make_wallpapers.py: 22 JPEGs, 16 PNGs,
+# up to 5120x2880) and runs the large task on them with --jobs 4, without
+# and with --memory 300MiB; it prints peak RSS and the time ratio.
+#
+# --gallery runs pipelines/web-gallery.toml (thumbnails, sharpened and
+# watermarked web sizes, a manifest) on FOLDER in threads and in processes
+# mode and prints processes' speed over threads'.
+#
 # Peers are installed if missing: Pillow with pip; libvips-tools, imagemagick,
 # parallel and time with apt-get. Each row: median wall time of RUNS runs
 # (default 3) of the whole command, images/s, peak RSS of the largest single
@@ -45,6 +61,9 @@ scaling=false
 encode=false
 colour=false
 limit=false
+big=false
+memory=false
+gallery=false
 if [ "${1:-}" = "--scaling" ]; then
   scaling=true
   shift
@@ -56,6 +75,15 @@ elif [ "${1:-}" = "--colour" ]; then
   shift
 elif [ "${1:-}" = "--limit" ]; then
   limit=true
+  shift
+elif [ "${1:-}" = "--big" ]; then
+  big=true
+  shift
+elif [ "${1:-}" = "--memory" ]; then
+  memory=true
+  shift
+elif [ "${1:-}" = "--gallery" ]; then
+  gallery=true
   shift
 fi
 folder=${1:-$here/../shared/corpus/photos}
@@ -236,6 +264,113 @@ enc_measure() {
     "$(awk -v n="$n" -v t="$med" 'BEGIN {print n / t}')" \
     "$(awk -v b="${score% *}" 'BEGIN {print b / 1048576}')" "${score#* }"
 }
+
+# interleaved NAME... : with `cmd_of[NAME]` set, run each once per round for
+# $runs rounds; print median wall time, peak RSS and CPU time of each.
+declare -A cmd_of wall_of
+interleaved() {
+  local -A t_all=() p_all=() c_all=()
+  local name start end kib user sys
+  for _ in $(seq "$runs"); do
+    for name in "$@"; do
+      rm -rf "$work/out"
+      start=$(date +%s.%N)
+      eval "/usr/bin/time -f '%M %U %S' -o '$work/rss' ${cmd_of[$name]}" >/dev/null 2>"$work/err" \
+        || { cat "$work/err" >&2; return 1; }
+      end=$(date +%s.%N)
+      t_all[$name]+="$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}') "
+      read -r kib user sys < <(tail -n 1 "$work/rss")
+      p_all[$name]+="$kib "
+      c_all[$name]+="$(awk -v u="$user" -v s="$sys" 'BEGIN {print u + s}') "
+    done
+  done
+  printf '  %-40s %9s %13s %9s\n' run median "peak RSS" "CPU time"
+  for name in "$@"; do
+    wall_of[$name]=$(printf '%s\n' ${t_all[$name]} | median)
+    peak_of[$name]=$(printf '%s\n' ${p_all[$name]} | median)
+    cpu_of[$name]=$(printf '%s\n' ${c_all[$name]} | median)
+    printf '  %-40s %8.3fs %9.0f MiB %8.2fs\n' "$name" "${wall_of[$name]}" \
+      "$(awk -v k="${peak_of[$name]}" 'BEGIN {print k / 1024}')" "${cpu_of[$name]}"
+  done
+}
+
+if $big; then
+  src=$work/big
+  mkdir -p "$src"
+  largest=$(find "$folder" -maxdepth 1 -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) -printf '%s %p\n' \
+    | sort -n | tail -n 1 | cut -d' ' -f2-)
+  python3 -c "
+import sys
+from PIL import Image
+Image.open(sys.argv[1]).convert('RGB').resize((8000, 6000), Image.BICUBIC).save(sys.argv[2], quality=90)
+" "$largest" "$src/big48.jpg"
+  cat >"$work/big.toml" <<TOML
+[[stage]]
+name = "scan"
+kind = "scan"
+root = "$src"
+
+[[stage]]
+name = "load"
+kind = "decode"
+
+[[stage]]
+name = "crisp"
+kind = "sharpen"
+sigma = 2.0
+
+[[stage]]
+name = "soft"
+kind = "blur"
+sigma = 1.0
+
+[[stage]]
+name = "jpeg"
+kind = "encode"
+format = "jpeg"
+
+[[stage]]
+name = "save"
+kind = "write"
+dir = "$work/out"
+TOML
+  for j in 1 "$jobs"; do
+    cmd_of["--jobs $j"]="$bin run $work/big.toml --quiet --progress never --force --jobs $j"
+  done
+  echo
+  echo "one 48 MP JPEG: decode, sharpen sigma 2, blur, encode; median of $runs interleaved rounds:"
+  interleaved "--jobs 1" "--jobs $jobs"
+  awk -v a="${wall_of[--jobs 1]}" -v b="${wall_of[--jobs $jobs]}" -v j="$jobs" \
+    'BEGIN {printf "  --jobs %d over --jobs 1                   %.2fx faster\n", j, a / b}'
+  exit 0
+fi
+
+if $memory; then
+  walls=$work/wallpapers
+  echo "making 38 wallpapers from $folder ..." >&2
+  python3 bench/make_wallpapers.py "$folder" "$walls"
+  common="$bin run pipelines/web-large.toml --quiet --progress never --force --jobs 4 --set 'scan.root=\"$walls\"' --set 'save.dir=\"$work/out\"'"
+  cmd_of["--jobs 4"]="$common"
+  cmd_of["--jobs 4 --memory 300MiB"]="$common --memory 300MiB"
+  echo
+  echo "large task on 38 wallpapers (16 PNGs, up to 5120x2880), median of $runs interleaved rounds:"
+  interleaved "--jobs 4" "--jobs 4 --memory 300MiB"
+  awk -v a="${wall_of[--jobs 4]}" -v b="${wall_of[--jobs 4 --memory 300MiB]}" \
+    'BEGIN {printf "  with the limit: %.2fx the time\n", b / a}'
+  exit 0
+fi
+
+if $gallery; then
+  common="env PHOTOS='$folder' OUT='$work/out' $bin run pipelines/web-gallery.toml --quiet --progress never --force --jobs $jobs"
+  cmd_of["threads"]="$common"
+  cmd_of["--mode processes"]="$common --mode processes"
+  echo
+  echo "pipelines/web-gallery.toml on $(files "$folder" | wc -l) photos, $jobs jobs, median of $runs interleaved rounds:"
+  interleaved "threads" "--mode processes"
+  awk -v a="${wall_of[threads]}" -v b="${wall_of[--mode processes]}" \
+    'BEGIN {printf "  processes mode speed over threads: %.2fx\n", a / b}'
+  exit 0
+fi
 
 if $limit; then
   jpegs=$work/jpegs

@@ -112,9 +112,9 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
         .dry_run
         .then(|| Arc::new(|line: &_| print_stdout(&super::summary::dry_run_lines(line))) as _);
     if args.memory.is_some() {
-        // A bound was asked for: big buffers go back to the system when
-        // freed, or the peak would follow the threads, not the budget.
-        crate::exec::budget::give_back_big_buffers();
+        // A bound was asked for: freed images are reused by every thread,
+        // or the peak would follow the threads, not the budget.
+        crate::exec::budget::share_freed_memory();
     }
     let opts = RunOptions {
         dry_run: args.dry_run,

@@ -38,10 +38,7 @@ pub(super) fn worker_loop(
     // Auto stages share the run's jobs: a permit per item being processed,
     // returned before the result is passed on, so a worker never holds one
     // while it waits on a full queue.
-    let permit = shared
-        .permits
-        .as_ref()
-        .filter(|_| shared.pipeline.stages[head].auto);
+    let permit = shared.pipeline.stages[head].auto.then_some(&shared.cores);
     while let Ok(item) = lane.rx.recv() {
         // An item whose files are all written is carried to the end even
         // when the run is stopping: what is left only records it (hash,
@@ -53,15 +50,15 @@ pub(super) fn worker_loop(
         }
         let (id, path) = (item.id, item.path.clone());
         let rel = shared.trace.as_ref().map(|_| item.rel_str());
-        if let Some((_, take)) = permit {
-            let _ = take.recv();
+        if let Some(cores) = permit {
+            cores.acquire();
         }
         let started = Instant::now();
         shared.stats[head].in_flight.fetch_add(1, Ordering::Relaxed);
         let outcome = call::process_item(call, item, retries);
         shared.stats[head].in_flight.fetch_sub(1, Ordering::Relaxed);
-        if let Some((give, _)) = permit {
-            let _ = give.send(());
+        if let Some(cores) = permit {
+            cores.release();
         }
         let at = outcome.at.min(lane.chain.len() - 1);
         account(

@@ -28,6 +28,9 @@ pub struct StageInit {
     pub timeout: Option<std::time::Duration>,
     #[serde(with = "crate::item::path_bytes::opt")]
     pub run_dir: Option<std::path::PathBuf>,
+    /// Threads the worker's per-pixel work may use: its share of the run's
+    /// jobs, not every core, since its sibling workers share them.
+    pub threads: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::call;
 use super::lane::{Lane, worker_loop};
@@ -53,7 +53,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
     let queues = Queues::new(pipeline, &chains, jobs);
     let started = Instant::now();
     let shared = shared_state(pipeline, opts, jobs, &resume, &built, &collects, started)?;
-    let processes = chain_processes(pipeline, opts, &chains, &built, &run_dir);
+    let processes = chain_processes(pipeline, opts, &chains, &built, &run_dir, jobs);
     let graph = Graph {
         built: &built,
         collects: &collects,
@@ -196,10 +196,6 @@ fn shared_state<'a>(
         }
         None => None,
     };
-    let (give, take) = bounded(jobs);
-    for _ in 0..jobs {
-        let _ = give.send(());
-    }
     Ok(Shared {
         pipeline,
         stats: pipeline
@@ -216,7 +212,7 @@ fn shared_state<'a>(
                 StageStats::new(&d.name, d.kind.name, mode, workers)
             })
             .collect(),
-        permits: Some((give, take)),
+        cores: crate::cores::Cores::new(jobs),
         status: Mutex::default(),
         failures: Mutex::default(),
         stop: AtomicBool::new(false),
@@ -250,6 +246,7 @@ fn chain_processes(
     chains: &[Vec<usize>],
     built: &[Built],
     run_dir: &RunDir,
+    jobs: usize,
 ) -> Vec<Option<supervisor::ChainProcesses>> {
     let exe = supervisor::worker_exe();
     let idle = |i: &usize| matches!(&built[*i], Built::Stage(s) if s.passes_through());
@@ -258,11 +255,16 @@ fn chain_processes(
         .map(|chain| {
             let defs: Vec<&StageDef> = chain.iter().map(|&i| &pipeline.stages[i]).collect();
             let work = !chain.iter().all(idle);
+            // Each worker's share of the cores: auto chains have one
+            // worker per job, so a share of one.
+            let workers = if defs[0].auto { jobs } else { defs[0].workers };
+            let threads = (jobs / workers.max(1)).max(1);
             (defs[0].mode == Mode::Processes && !opts.dry_run && work).then(|| {
                 supervisor::ChainProcesses::new(
                     &defs,
                     exe.clone(),
                     Some(run_dir.path().to_path_buf()),
+                    threads,
                 )
             })
         })
@@ -378,6 +380,7 @@ fn start_chain<'s, 'e>(
             None => std::thread::Builder::new()
                 .name(format!("{}/thread-{w}", def.name))
                 .spawn_scoped(scope, move || {
+                    crate::cores::enter(Arc::clone(&shared.cores));
                     let track = || format!("{label}/thread-{w}");
                     let mut call = |item| call::call_chain_in_thread(&stages, item);
                     worker_loop(shared, &lane, &mut call, &track)

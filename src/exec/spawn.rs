@@ -57,8 +57,14 @@ pub struct ChainProcesses {
 }
 
 impl ChainProcesses {
-    /// `defs` are consecutive stages with the same worker settings.
-    pub fn new(defs: &[&StageDef], exe: PathBuf, run_dir: Option<PathBuf>) -> ChainProcesses {
+    /// `defs` are consecutive stages with the same worker settings;
+    /// `threads` is each worker's share of the cores.
+    pub fn new(
+        defs: &[&StageDef],
+        exe: PathBuf,
+        run_dir: Option<PathBuf>,
+        threads: usize,
+    ) -> ChainProcesses {
         let first = defs[0];
         ChainProcesses {
             names: defs.iter().map(|d| d.name.clone()).collect(),
@@ -70,6 +76,7 @@ impl ChainProcesses {
                     options: toml::to_string(&d.options).unwrap_or_default(),
                     timeout: d.timeout,
                     run_dir: run_dir.clone(),
+                    threads,
                 })
                 .collect(),
             timeouts: defs.iter().map(|d| d.timeout).collect(),

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use super::{RunOptions, observe, resume};
 use crate::config::{OnError, Pipeline};
@@ -44,8 +44,9 @@ pub(super) struct Shared<'a> {
     pub(super) trace: Option<observe::Trace>,
     /// The bytes of decoded images in flight (pipelines that decode).
     pub(super) budget: Option<std::sync::Arc<super::budget::Budget>>,
-    /// The job budget shared by auto stages, as tokens in a channel.
-    pub(super) permits: Option<(Sender<()>, Receiver<()>)>,
+    /// The job budget shared by auto stages; per-pixel work borrows idle
+    /// permits from it.
+    pub(super) cores: std::sync::Arc<crate::cores::Cores>,
     /// Sources still scanning; the total is known when it reaches 0.
     pub(super) sources_left: AtomicUsize,
     pub(super) opts: &'a RunOptions,

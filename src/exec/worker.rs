@@ -168,6 +168,9 @@ impl std::fmt::Display for InitError {
 }
 
 fn build_chain(inits: &[StageInit], registry: &Registry) -> Result<Vec<Arc<dyn Stage>>, InitError> {
+    if let Some(first) = inits.first() {
+        crate::cores::set_share(first.threads);
+    }
     // One guard for the chain, joined to conveyor's through the run folder.
     let guard = match inits.first().and_then(|i| i.run_dir.as_ref()) {
         Some(dir) => crate::output::Guard::join(dir).map_err(InitError::Guard)?,

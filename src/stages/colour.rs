@@ -314,12 +314,26 @@ fn transform_buffer<T, P>(
     b: &ImageBuffer<P, Vec<T>>,
 ) -> Result<ImageBuffer<P, Vec<T>>, ColourError>
 where
-    T: Copy + Default + image::Primitive,
+    T: Copy + Default + image::Primitive + Send + Sync,
     P: Pixel<Subpixel = T>,
 {
-    let mut out = vec![T::default(); b.as_raw().len()];
-    t.transform(b.as_raw(), &mut out)
-        .map_err(ColourError::Transform)?;
+    use rayon::prelude::*;
+    let src = b.as_raw();
+    let mut out = vec![T::default(); src.len()];
+    let (w, h) = (b.width() as usize, b.height() as usize);
+    let stride = w * usize::from(P::CHANNEL_COUNT);
+    // Bands of whole rows over the cores the item may use; a pixel's
+    // conversion does not depend on its neighbours.
+    crate::cores::split((w * h) as u64, |parts| {
+        if parts <= 1 || stride == 0 {
+            return t.transform(src, &mut out);
+        }
+        let per = h.div_ceil(parts).max(1) * stride;
+        out.par_chunks_mut(per)
+            .zip(src.par_chunks(per))
+            .try_for_each(|(o, s)| t.transform(s, o))
+    })
+    .map_err(ColourError::Transform)?;
     ImageBuffer::from_raw(b.width(), b.height(), out)
         .ok_or(ColourError::Transform(moxcms::CmsError::LaneSizeMismatch))
 }

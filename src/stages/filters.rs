@@ -169,16 +169,27 @@ fn unsharp16(data: &mut [u16], mask: &[u16], channels: usize, alpha: bool, amoun
 }
 }
 
-/// Blur `data` into a mask and sharpen it with `unsharp` (one of the above).
+/// Blur `data` into a mask and sharpen it with `unsharp` (one of the above),
+/// both over the cores the item may use.
 fn sharpen_with<T: Direct>(
     data: &mut [T],
     (w, h, channels): (usize, usize, usize),
     sigma: f32,
-    unsharp: impl FnOnce(&mut [T], &[T]),
+    unsharp: impl Fn(&mut [T], &[T]) + Sync,
 ) {
+    use rayon::prelude::*;
     let mut mask = vec![T::default(); data.len()];
     blur_into(data, &mut mask, w, h, channels, sigma);
-    unsharp(data, &mask);
+    crate::cores::split((w * h) as u64, |parts| {
+        if parts <= 1 {
+            return unsharp(data, &mask);
+        }
+        // Whole pixels per part, so alpha stays where `unsharp` expects it.
+        let per = (w * h).div_ceil(parts).max(1) * channels;
+        data.par_chunks_mut(per)
+            .zip(mask.par_chunks(per))
+            .for_each(|(d, m)| unsharp(d, m));
+    });
 }
 
 impl Stage for Sharpen {

@@ -106,23 +106,34 @@ pub(super) fn box_h<T: Sample>(src: &[T], dst: &mut [T], w: usize, c: usize, r: 
     }
 }
 
-/// One vertical box pass, a running sum per column, row by row.
-pub(super) fn box_v<T: Sample>(src: &[T], dst: &mut [T], w: usize, h: usize, c: usize, r: usize) {
-    if r == 0 || h == 0 {
-        dst.copy_from_slice(src);
+/// One vertical box pass, a running sum per column, row by row: the rows
+/// of `dst` are rows `y0..` of the `h`-row image, so a band of them can be
+/// made apart from the others with the same result.
+pub(super) fn box_v<T: Sample>(
+    src: &[T],
+    dst: &mut [T],
+    (w, h, c): (usize, usize, usize),
+    r: usize,
+    y0: usize,
+) {
+    let stride = w * c;
+    if r == 0 || h == 0 || stride == 0 {
+        dst.copy_from_slice(&src[y0 * stride..y0 * stride + dst.len()]);
         return;
     }
-    let stride = w * c;
     let div = (2 * r + 1) as u32;
     let row = |y: usize| &src[y * stride..(y + 1) * stride];
     let mut acc = vec![0u32; stride];
     for i in 0..=2 * r {
-        for (a, &v) in acc.iter_mut().zip(row(i.saturating_sub(r).min(h - 1))) {
+        for (a, &v) in acc
+            .iter_mut()
+            .zip(row((y0 + i).saturating_sub(r).min(h - 1)))
+        {
             *a += v.into();
         }
     }
-    for y in 0..h {
-        let out = &mut dst[y * stride..(y + 1) * stride];
+    for (k, out) in dst.chunks_exact_mut(stride).enumerate() {
+        let y = y0 + k;
         for (o, &a) in out.iter_mut().zip(&acc) {
             *o = T::from_u32((a + div / 2) / div);
         }
@@ -226,11 +237,18 @@ fn conv_h_any<T: Sample>(src: &[T], dst: &mut [T], w: usize, c: usize, kernel: &
 
 /// Vertical pass of a direct kernel, edges clamped.
 #[inline(always)]
-fn conv_v_any<T: Sample>(src: &[T], dst: &mut [T], w: usize, h: usize, c: usize, kernel: &[u32]) {
+fn conv_v_any<T: Sample>(
+    src: &[T],
+    dst: &mut [T],
+    (w, h, c): (usize, usize, usize),
+    kernel: &[u32],
+    y0: usize,
+) {
     let r = kernel.len() / 2;
     let stride = w * c;
     let mut acc = vec![0u32; stride];
-    for (y, row_out) in dst.chunks_exact_mut(stride).enumerate().take(h) {
+    for (k, row_out) in dst.chunks_exact_mut(stride).enumerate() {
+        let y = y0 + k;
         acc.fill(0);
         for (k, &weight) in kernel.iter().enumerate() {
             let sy = (y + k).saturating_sub(r).min(h - 1);
@@ -256,29 +274,36 @@ fn conv_h16(src: &[u16], dst: &mut [u16], w: usize, c: usize, kernel: &[u32]) {
 }
 
 simd_fn! {
-fn conv_v8(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, kernel: &[u32]) {
-    conv_v_any(src, dst, w, h, c, kernel)
+fn conv_v8(src: &[u8], dst: &mut [u8], shape: (usize, usize, usize), kernel: &[u32], y0: usize) {
+    conv_v_any(src, dst, shape, kernel, y0)
 }
 }
 
 simd_fn! {
-fn conv_v16(src: &[u16], dst: &mut [u16], w: usize, h: usize, c: usize, kernel: &[u32]) {
-    conv_v_any(src, dst, w, h, c, kernel)
+fn conv_v16(src: &[u16], dst: &mut [u16], shape: (usize, usize, usize), kernel: &[u32], y0: usize) {
+    conv_v_any(src, dst, shape, kernel, y0)
 }
 }
 
 /// The direct passes of one sample type, picked at compile time.
 pub(super) trait Direct: Sample {
     fn conv_h(src: &[Self], dst: &mut [Self], w: usize, c: usize, kernel: &[u32]);
-    fn conv_v(src: &[Self], dst: &mut [Self], w: usize, h: usize, c: usize, kernel: &[u32]);
+    /// Rows `y0..` of the vertical pass into `dst`.
+    fn conv_v(
+        src: &[Self],
+        dst: &mut [Self],
+        shape: (usize, usize, usize),
+        kernel: &[u32],
+        y0: usize,
+    );
 }
 
 impl Direct for u8 {
     fn conv_h(src: &[u8], dst: &mut [u8], w: usize, c: usize, kernel: &[u32]) {
         conv_h8(src, dst, w, c, kernel)
     }
-    fn conv_v(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, kernel: &[u32]) {
-        conv_v8(src, dst, w, h, c, kernel)
+    fn conv_v(src: &[u8], dst: &mut [u8], shape: (usize, usize, usize), kernel: &[u32], y0: usize) {
+        conv_v8(src, dst, shape, kernel, y0)
     }
 }
 
@@ -286,8 +311,14 @@ impl Direct for u16 {
     fn conv_h(src: &[u16], dst: &mut [u16], w: usize, c: usize, kernel: &[u32]) {
         conv_h16(src, dst, w, c, kernel)
     }
-    fn conv_v(src: &[u16], dst: &mut [u16], w: usize, h: usize, c: usize, kernel: &[u32]) {
-        conv_v16(src, dst, w, h, c, kernel)
+    fn conv_v(
+        src: &[u16],
+        dst: &mut [u16],
+        shape: (usize, usize, usize),
+        kernel: &[u32],
+        y0: usize,
+    ) {
+        conv_v16(src, dst, shape, kernel, y0)
     }
 }
 
@@ -295,6 +326,8 @@ impl Direct for u16 {
 /// Gaussian of `sigma`: a direct separable kernel for small `sigma` (the
 /// usual case for sharpening), three box blurs each way for large ones.
 /// Every pass writes all of its output, so `dst` need not be initialised.
+/// Each pass is cut into bands of rows over the cores the item may use;
+/// the bands give exactly the rows one pass over the whole image would.
 pub(super) fn blur_into<T: Direct>(
     src: &[T],
     dst: &mut [T],
@@ -303,23 +336,59 @@ pub(super) fn blur_into<T: Direct>(
     c: usize,
     sigma: f32,
 ) {
-    if w == 0 || h == 0 {
+    let stride = w * c;
+    if stride == 0 || h == 0 {
         return;
     }
-    let mut tmp = vec![T::default(); src.len()];
-    let kernel = gaussian_kernel(sigma);
-    if kernel.len() / 2 <= DIRECT_RADIUS {
-        T::conv_h(src, &mut tmp, w, c, &kernel);
-        T::conv_v(&tmp, dst, w, h, c, &kernel);
+    let shape = (w, h, c);
+    crate::cores::split((w * h) as u64, |parts| {
+        let mut tmp = vec![T::default(); src.len()];
+        let kernel = gaussian_kernel(sigma);
+        if kernel.len() / 2 <= DIRECT_RADIUS {
+            by_rows(&mut tmp, stride, parts, &|y0, band| {
+                T::conv_h(&src[y0 * stride..][..band.len()], band, w, c, &kernel)
+            });
+            by_rows(dst, stride, parts, &|y0, band| {
+                T::conv_v(&tmp, band, shape, &kernel, y0)
+            });
+            return;
+        }
+        let [first, rest @ ..] = box_radii(sigma);
+        by_rows(&mut tmp, stride, parts, &|y0, band| {
+            box_h(&src[y0 * stride..][..band.len()], band, w, c, first)
+        });
+        by_rows(dst, stride, parts, &|y0, band| {
+            box_v(&tmp, band, shape, first, y0)
+        });
+        for r in rest {
+            by_rows(&mut tmp, stride, parts, &|y0, band| {
+                box_h(&dst[y0 * stride..][..band.len()], band, w, c, r)
+            });
+            by_rows(dst, stride, parts, &|y0, band| {
+                box_v(&tmp, band, shape, r, y0)
+            });
+        }
+    })
+}
+
+/// Run `f(first_row, band)` over `parts` bands of whole rows of `dst`, in
+/// parallel when there is more than one.
+pub(super) fn by_rows<T: Send>(
+    dst: &mut [T],
+    stride: usize,
+    parts: usize,
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
+    use rayon::prelude::*;
+    let h = dst.len() / stride.max(1);
+    if parts <= 1 || h < 2 * parts {
+        f(0, dst);
         return;
     }
-    let [first, rest @ ..] = box_radii(sigma);
-    box_h(src, &mut tmp, w, c, first);
-    box_v(&tmp, dst, w, h, c, first);
-    for r in rest {
-        box_h(dst, &mut tmp, w, c, r);
-        box_v(&tmp, dst, w, h, c, r);
-    }
+    let band = h.div_ceil(parts);
+    dst.par_chunks_mut(band * stride)
+        .enumerate()
+        .for_each(|(i, b)| f(i * band, b));
 }
 
 /// A blurred copy of `img`, in a new buffer rather than a clone of it that
@@ -446,5 +515,36 @@ mod tests {
         let img = image::RgbImage::from_raw(w as u32, h as u32, src).expect("size");
         let got = gaussian(&DynamicImage::ImageRgb8(img), 1.3).expect("blur");
         assert_eq!(got.as_bytes(), &want[..]);
+    }
+
+    #[test]
+    fn bands_over_several_threads_give_the_same_pixels_as_one_pass() {
+        // Big enough to be split; odd sizes so bands are uneven.
+        let (w, h) = (1031, 1047);
+        let src: Vec<u8> = (0..w * h * 3)
+            .map(|i| ((i * 7919) % 251) as u8 ^ ((i / 3 / w) as u8))
+            .collect();
+        let run = |threads: usize, sigma: f32| {
+            let src = src.clone();
+            std::thread::spawn(move || {
+                crate::cores::set_share(threads);
+                let mut out = vec![0u8; src.len()];
+                blur_into(&src, &mut out, w, h, 3, sigma);
+                out
+            })
+            .join()
+            .unwrap_or_default()
+        };
+        // A direct kernel and the three box passes.
+        for sigma in [1.5, 12.0] {
+            let one = run(1, sigma);
+            assert!(!one.is_empty());
+            for threads in [2, 3, 5] {
+                assert!(
+                    one == run(threads, sigma),
+                    "sigma {sigma}, {threads} threads"
+                );
+            }
+        }
     }
 }

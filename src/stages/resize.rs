@@ -206,9 +206,13 @@ pub fn resize_image(
     if crop {
         options = options.fit_into_destination(Some((0.5, 0.5)));
     }
-    RESIZER
-        .with(|r| r.borrow_mut().resize(img, &mut dst, &options))
-        .map_err(|e| StageError::new(format!("resize failed: {e}")))?;
+    // fast_image_resize cuts the image into bands itself, one per thread
+    // of the pool `split` runs it in.
+    let pixels = u64::from(img.width()) * u64::from(img.height());
+    crate::cores::split(pixels, |_| {
+        RESIZER.with(|r| r.borrow_mut().resize(img, &mut dst, &options))
+    })
+    .map_err(|e| StageError::new(format!("resize failed: {e}")))?;
     Ok(dst)
 }
 

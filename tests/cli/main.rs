@@ -6,6 +6,7 @@
 mod checks;
 mod cluster;
 mod colour;
+mod cores;
 mod depth;
 mod endstate;
 mod formats;

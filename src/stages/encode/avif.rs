@@ -47,27 +47,34 @@ pub(super) fn encode(
         enc = enc.with_exif(exif.clone());
     }
     let fail = |e: ravif::Error| StageError::new(format!("AVIF encoding failed: {e}"));
-    let encoded = if img.color().has_alpha() {
-        let raw = img.to_rgba8().into_raw();
-        let px: Vec<RGBA8> = raw
-            .chunks_exact(4)
-            .map(|p| RGBA8::new(p[0], p[1], p[2], p[3]))
-            .collect();
-        enc.encode_rgba(Img::new(&px[..], w, h)).map_err(fail)?
-    } else {
-        let rgb;
-        let raw: &[u8] = match img {
-            DynamicImage::ImageRgb8(b) => b.as_raw(),
-            other => {
-                rgb = other.to_rgb8().into_raw();
-                &rgb
-            }
-        };
-        let px: Vec<RGB8> = raw
-            .chunks_exact(3)
-            .map(|p| RGB8::new(p[0], p[1], p[2]))
-            .collect();
-        enc.encode_rgb(Img::new(&px[..], w, h)).map_err(fail)?
-    };
+    // ravif and rav1e spread their work with rayon: in a pool of their
+    // own, as wide as the cores this item may use, never the process-wide
+    // one that every worker thread would queue on.
+    let pixels = u64::from(w as u32) * u64::from(h as u32);
+    let encoded = crate::cores::split_in_pool(pixels, |threads| {
+        let enc = enc.with_num_threads(Some(threads));
+        if img.color().has_alpha() {
+            let raw = img.to_rgba8().into_raw();
+            let px: Vec<RGBA8> = raw
+                .chunks_exact(4)
+                .map(|p| RGBA8::new(p[0], p[1], p[2], p[3]))
+                .collect();
+            enc.encode_rgba(Img::new(&px[..], w, h)).map_err(fail)
+        } else {
+            let rgb;
+            let raw: &[u8] = match img {
+                DynamicImage::ImageRgb8(b) => b.as_raw(),
+                other => {
+                    rgb = other.to_rgb8().into_raw();
+                    &rgb
+                }
+            };
+            let px: Vec<RGB8> = raw
+                .chunks_exact(3)
+                .map(|p| RGB8::new(p[0], p[1], p[2]))
+                .collect();
+            enc.encode_rgb(Img::new(&px[..], w, h)).map_err(fail)
+        }
+    })?;
     Ok(encoded.avif_file)
 }

@@ -1,0 +1,117 @@
+//! One large image may use idle cores (`src/cores.rs`): its per-pixel work
+//! is cut into bands over the permits nobody else wants, or over a worker
+//! process's share of the cores. The bands must give the very same file as
+//! one pass over the whole image.
+
+use image::{DynamicImage, RgbImage};
+
+use super::*;
+
+/// A 1600 x 1000 picture (over the size at which work is split) with fine
+/// detail everywhere, so a row computed from the wrong neighbours shows.
+fn detailed() -> Vec<u8> {
+    let img = RgbImage::from_fn(1600, 1000, |x, y| {
+        let n = (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729)) % 251;
+        image::Rgb([n as u8, ((x + y) % 256) as u8, ((x * y) % 253) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .expect("png encodes");
+    out.into_inner()
+}
+
+const PIPELINE: &str = r#"
+[[stage]]
+name = "scan"
+kind = "scan"
+root = "src"
+
+[[stage]]
+name = "load"
+kind = "decode"
+
+[[stage]]
+name = "crisp"
+kind = "sharpen"
+sigma = 2.0
+
+[[stage]]
+name = "direct"
+kind = "blur"
+sigma = 1.5
+
+[[stage]]
+name = "boxes"
+kind = "blur"
+sigma = 9.0
+
+[[stage]]
+name = "small"
+kind = "resize"
+width = 1100
+
+[[stage]]
+name = "png"
+kind = "encode"
+format = "png"
+
+[[stage]]
+name = "save"
+kind = "write"
+dir = "out"
+"#;
+
+#[test]
+fn a_large_image_split_over_idle_cores_gives_the_same_file() {
+    let ws = Workspace::new();
+    ws.write("src/detail.png", &detailed())
+        .write("split.toml", PIPELINE.as_bytes());
+    let made = |dir: &str, extra: &[&str]| {
+        let set = format!("save.dir=\"out/{dir}\"");
+        let mut args = vec!["run", "split.toml", "--set", &set];
+        args.extend_from_slice(extra);
+        ws.conveyor().args(&args).run().code(0);
+        std::fs::read(ws.path(&format!("out/{dir}/detail.png"))).expect("output written")
+    };
+    // One job: nothing to borrow, one pass.
+    let alone = made("one", &["--jobs", "1"]);
+    // Four jobs and one item: it borrows the three idle permits.
+    let split = made("four", &["--jobs", "4"]);
+    // The work in one worker process whose share is all four jobs.
+    let worker = made(
+        "worker",
+        &[
+            "--jobs",
+            "4",
+            "--mode",
+            "processes",
+            "--mode",
+            "scan=threads",
+            "--mode",
+            "save=threads",
+            "--set",
+            "load.workers=1",
+            "--set",
+            "crisp.workers=1",
+            "--set",
+            "direct.workers=1",
+            "--set",
+            "boxes.workers=1",
+            "--set",
+            "small.workers=1",
+            "--set",
+            "png.workers=1",
+        ],
+    );
+    let decoded = image::load_from_memory(&alone).expect("output decodes");
+    assert_eq!((decoded.width(), decoded.height()), (1100, 688));
+    assert!(
+        alone == split,
+        "split over borrowed cores: a different file"
+    );
+    assert!(
+        alone == worker,
+        "split in a worker process: a different file"
+    );
+}
