@@ -98,6 +98,9 @@ pub(super) struct Worker {
     stderr: Arc<Mutex<Said>>,
     stderr_thread: Option<JoinHandle<()>>,
     pub(super) items: u64,
+    /// Shared memory for large pixels: to the worker, and from it.
+    pub(super) to_slot: super::protocol::Slot,
+    pub(super) from_slot: super::protocol::Slot,
 }
 
 /// A dead worker's exit status and what it said.
@@ -269,6 +272,8 @@ pub(super) fn spawn(stage: &ChainProcesses) -> Result<Worker, SpawnError> {
             stderr,
             stderr_thread,
             items: 0,
+            to_slot: Default::default(),
+            from_slot: Default::default(),
         },
         Err(detail) => {
             let status = child.wait().ok();

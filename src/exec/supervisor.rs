@@ -120,11 +120,11 @@ impl<'a> Slot<'a> {
             // time limit's.
             clock.started = Instant::now();
         }
-        let sent = self
-            .worker
-            .as_ref()
-            .and_then(|w| w.tx.as_ref())
-            .map(|tx| tx.send(ToWorker::Item(Box::new(WireItem::from(item)))));
+        let sent = self.worker.as_mut().and_then(|w| {
+            let wire = WireItem::new(item, &mut w.to_slot);
+            w.tx.as_ref()
+                .map(|tx| tx.send(ToWorker::Item(Box::new(wire))))
+        });
         if !matches!(sent, Some(Ok(()))) {
             return Err(self.lost_worker(clock.at, false));
         }
@@ -173,14 +173,21 @@ impl<'a> Slot<'a> {
                 if k != clock.at {
                     clock.enter(k);
                 }
-                self.finished();
-                match result {
-                    Ok(Some(w)) => Item::try_from(*w)
-                        .map(Some)
-                        .map_err(|e| CallError::Item(e.to_string())),
+                // The pixels are copied out of the worker's slot before
+                // `finished` may retire the worker (and its slot).
+                let out = match result {
+                    Ok(Some(w)) => match self.worker.as_mut() {
+                        Some(worker) => w
+                            .into_item(&mut worker.from_slot)
+                            .map(Some)
+                            .map_err(|e| CallError::Item(e.to_string())),
+                        None => Err(CallError::Fatal("no worker".into())),
+                    },
                     Ok(None) => Ok(None),
                     Err(Reason(msg)) => Err(CallError::Item(msg)),
-                }
+                };
+                self.finished();
+                out
             }
             FromWorker::Panicked { at: k, message } => {
                 if k < clock.busy.len() {

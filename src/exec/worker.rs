@@ -7,7 +7,9 @@ use ipc_channel::ipc::{self, IpcSender};
 use std::sync::Arc;
 
 use super::call::Step;
-use super::protocol::{Bootstrap, FromWorker, Reason, StageInit, ToWorker, WORKER_ARG, WireItem};
+use super::protocol::{
+    Bootstrap, FromWorker, Reason, Slot, StageInit, ToWorker, WORKER_ARG, WireItem,
+};
 use crate::stage::{Built, Stage};
 use crate::stages::Registry;
 
@@ -59,9 +61,11 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     stop::install();
     // The answer to each item is sent before the next is read, so conveyor
     // always knows which item (and which stage) a crash belongs to.
+    // Shared memory for large pixels, from conveyor and to it.
+    let (mut in_slot, mut out_slot) = (Slot::default(), Slot::default());
     while let Ok(ToWorker::Item(wire)) = to_rx.recv() {
-        let answer = match crate::item::Item::try_from(*wire) {
-            Ok(item) => run_chain(&stages, item, &from_tx),
+        let answer = match wire.into_item(&mut in_slot) {
+            Ok(item) => run_chain(&stages, item, &from_tx, &mut out_slot),
             Err(e) => Some(FromWorker::Done {
                 at: 0,
                 result: Err(Reason(e.to_string())),
@@ -203,13 +207,14 @@ fn run_chain(
     stages: &[Arc<dyn Stage>],
     item: crate::item::Item,
     tx: &IpcSender<FromWorker>,
+    slot: &mut Slot,
 ) -> Option<FromWorker> {
     let enter = |at| tx.send(FromWorker::Enter(at)).is_ok();
     let (at, step, _) = super::call::through_chain(stages, item, enter)?;
     Some(match step {
         Step::Done(out) => FromWorker::Done {
             at,
-            result: Ok(out.map(|i| Box::new(WireItem::from(*i)))),
+            result: Ok(out.map(|i| Box::new(WireItem::new(*i, slot)))),
         },
         Step::Failed(e) => FromWorker::Done {
             at,

@@ -355,3 +355,99 @@ fn a_manifest_in_processes_mode_starts_no_workers() {
         "a header and a row per photo: {csv}"
     );
 }
+
+/// Large images cross the process boundary through shared-memory slots that
+/// each side reuses and grows (`exec/protocol.rs`): decoded in one worker,
+/// sharpened in conveyor, resized in another worker, encoded in conveyor.
+/// Images of growing then shrinking sizes (a slot reused for less than it
+/// holds, a slot replaced by a bigger one) must give the same files as
+/// threads mode, byte for byte.
+#[test]
+fn large_pixels_crossing_through_reused_slots_arrive_intact() {
+    let ws = Workspace::new();
+    // Over the 1 MiB at which pixels leave the message: 1.2 to 4.8 MB.
+    for (i, (w, h)) in [
+        (800, 500),
+        (1600, 1000),
+        (1200, 900),
+        (700, 600),
+        (1600, 1000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 7 + y) as u8,
+                (y * 3 + i as u32) as u8,
+                ((x ^ y) * 5) as u8,
+            ])
+        });
+        let mut png = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut png, image::ImageFormat::Png)
+            .expect("png encodes");
+        ws.write(&format!("src/{i}.png"), png.get_ref());
+    }
+    ws.write(
+        "cross.toml",
+        br#"
+[[stage]]
+name = "scan"
+kind = "scan"
+root = "src"
+
+[[stage]]
+name = "load"
+kind = "decode"
+
+[[stage]]
+name = "crisp"
+kind = "sharpen"
+
+[[stage]]
+name = "small"
+kind = "resize"
+width = 640
+
+[[stage]]
+name = "png"
+kind = "encode"
+format = "png"
+
+[[stage]]
+name = "save"
+kind = "write"
+dir = "out"
+"#,
+    );
+    ws.conveyor()
+        .args(&["run", "cross.toml", "--set", "save.dir=\"out/t\""])
+        .run()
+        .code(0);
+    // One worker each, so every image goes through the same slots.
+    let done = ws
+        .conveyor()
+        .args(&[
+            "run",
+            "cross.toml",
+            "--set",
+            "save.dir=\"out/p\"",
+            "--mode",
+            "load=processes",
+            "--mode",
+            "small=processes",
+            "--set",
+            "load.workers=1",
+            "--set",
+            "small.workers=1",
+            "--jobs",
+            "1",
+        ])
+        .run();
+    done.code(0);
+    assert_eq!(counts(&done), (5, 0));
+    let (threads, procs) = (ws.files("out/t"), ws.files("out/p"));
+    assert_eq!(threads.len(), 5);
+    assert!(threads == procs, "processes mode made different files");
+}
