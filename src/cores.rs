@@ -189,7 +189,7 @@ fn run_split<R: Send>(pixels: u64, always_pool: bool, work: impl FnOnce(usize) -
         let share = SHARE.with(Cell::get).min(most);
         let cores = CURRENT.with(|c| c.borrow().clone());
         let borrowed = match &cores {
-            Some(c) if share < most => c.borrow(most.min(c.total()) - share),
+            Some(c) if share < most => c.borrow(most.min(c.total()).saturating_sub(share)),
             _ => 0,
         };
         (share + borrowed, borrowed, cores)
