@@ -119,8 +119,9 @@ impl Cores {
         n
     }
 
-    /// Permits nobody holds, for tests and the progress display.
-    pub fn free(&self) -> usize {
+    /// Permits nobody holds.
+    #[cfg(test)]
+    fn free(&self) -> usize {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).free
     }
 }
@@ -183,7 +184,7 @@ fn run_split<R: Send>(pixels: u64, always_pool: bool, work: impl FnOnce(usize) -
     let most = usize::try_from(pixels / PIXELS_PER_PART)
         .unwrap_or(usize::MAX)
         .max(1);
-    let threads = if pixels < MIN_PIXELS_TO_SPLIT || most == 1 {
+    let (threads, borrowed, cores) = if pixels < MIN_PIXELS_TO_SPLIT || most == 1 {
         (1, 0, None)
     } else {
         let share = SHARE.with(Cell::get).min(most);
@@ -194,7 +195,6 @@ fn run_split<R: Send>(pixels: u64, always_pool: bool, work: impl FnOnce(usize) -
         };
         (share + borrowed, borrowed, cores)
     };
-    let (threads, borrowed, cores) = threads;
     // Given back even if `work` panics: the panic guard above catches it
     // and the run goes on.
     let _loan = Loan(cores.as_deref(), borrowed);

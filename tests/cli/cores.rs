@@ -14,11 +14,7 @@ fn detailed() -> Vec<u8> {
         let n = (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729)) % 251;
         image::Rgb([n as u8, ((x + y) % 256) as u8, ((x * y) % 253) as u8])
     });
-    let mut out = std::io::Cursor::new(Vec::new());
-    DynamicImage::ImageRgb8(img)
-        .write_to(&mut out, image::ImageFormat::Png)
-        .expect("png encodes");
-    out.into_inner()
+    png_bytes(&DynamicImage::ImageRgb8(img))
 }
 
 const PIPELINE: &str = r#"

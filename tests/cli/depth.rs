@@ -42,13 +42,6 @@ fn to8(v: u16) -> u8 {
     ((u32::from(v) * 255 + 32767) / 65535) as u8
 }
 
-fn png(img: &DynamicImage) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("png encodes");
-    out.into_inner()
-}
-
 /// A workspace with `src/deep.png` (the 16-bit `img`), `src8/deep.png` (its
 /// 8-bit rounding) and an 8-bit watermark `mark.png`.
 fn workspace(img: &DynamicImage) -> Workspace {
@@ -68,9 +61,9 @@ fn workspace(img: &DynamicImage) -> Workspace {
     let mark = image::RgbaImage::from_fn(64, 32, |x, y| {
         image::Rgba([250, (x * 4) as u8, (y * 8) as u8, 200])
     });
-    ws.write("src/deep.png", &png(img))
-        .write("src8/deep.png", &png(&eight))
-        .write("mark.png", &png(&DynamicImage::ImageRgba8(mark)));
+    ws.write("src/deep.png", &png_bytes(img))
+        .write("src8/deep.png", &png_bytes(&eight))
+        .write("mark.png", &png_bytes(&DynamicImage::ImageRgba8(mark)));
     ws
 }
 

@@ -581,3 +581,11 @@ pub(crate) fn run_rss(ws: &Workspace, args: &[&str]) -> (i32, String, u64) {
         kib / 1024,
     )
 }
+
+/// `img` encoded as a PNG file.
+pub(crate) fn png_bytes(img: &image::DynamicImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png encodes");
+    out.into_inner()
+}

@@ -156,10 +156,7 @@ fn watermark_pipeline(ws: &Workspace) {
 /// A solid, opaque PNG of one colour, to serve as a watermark.
 fn solid_png(rgb: [u8; 3]) -> Vec<u8> {
     let img = image::RgbaImage::from_pixel(40, 20, image::Rgba([rgb[0], rgb[1], rgb[2], 255]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("encode");
-    out.into_inner()
+    super::png_bytes(&image::DynamicImage::ImageRgba8(img))
 }
 
 #[test]

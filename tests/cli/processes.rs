@@ -383,11 +383,10 @@ fn large_pixels_crossing_through_reused_slots_arrive_intact() {
                 ((x ^ y) * 5) as u8,
             ])
         });
-        let mut png = std::io::Cursor::new(Vec::new());
-        image::DynamicImage::ImageRgb8(img)
-            .write_to(&mut png, image::ImageFormat::Png)
-            .expect("png encodes");
-        ws.write(&format!("src/{i}.png"), png.get_ref());
+        ws.write(
+            &format!("src/{i}.png"),
+            &png_bytes(&image::DynamicImage::ImageRgb8(img)),
+        );
     }
     ws.write(
         "cross.toml",
