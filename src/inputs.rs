@@ -28,6 +28,10 @@ pub struct ScopeSpec {
     pub case_sensitive: bool,
     pub max_depth: Option<usize>,
     pub follow_links: bool,
+    /// One file named on the command line (or in `paths`), directly in
+    /// `root`: the scope is that file alone, whatever the globs say.
+    #[serde(default)]
+    pub only: Option<PathBuf>,
 }
 
 /// A glob could not be compiled.
@@ -166,6 +170,9 @@ impl Scope {
     /// Whether a file at `rel` (relative to the root) is taken, its folders
     /// aside.
     pub fn takes_file(&self, rel: &Path) -> bool {
+        if let Some(only) = &self.spec.only {
+            return rel == only;
+        }
         if !self.spec.hidden
             && rel
                 .file_name()

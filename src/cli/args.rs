@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use super::parse::{self, ShardArg};
+pub use super::style::ColorChoice;
 use crate::config::Override;
 use crate::graph::GraphFormat;
 
@@ -20,6 +21,16 @@ pub struct Cli {
     /// -vv also retries and full queues.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Colours in messages on stderr: auto (on a terminal, unless NO_COLOR
+    /// is set), always, never.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto",
+        global = true
+    )]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -55,6 +66,19 @@ pub enum Command {
         /// A kind to describe in full.
         kind: Option<String>,
     },
+    /// Print a commented starter pipeline, or list them.
+    Init {
+        /// thumbnails, web-sizes, gallery, archive or webp; none: the list.
+        template: Option<String>,
+    },
+    /// Print shell completions: `conveyor completions bash > ~/.local/share/bash-completion/completions/conveyor`.
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `conveyor man > ~/.local/share/man/man1/conveyor.1`.
+    Man,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +107,16 @@ impl PipelineArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+    /// Files and folders to process instead of the scan's root (the
+    /// pipeline's one `scan` stage); `-` reads them from stdin, one per
+    /// line. A folder is walked with the scan's globs; a file is taken as
+    /// named.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// With `-`: the paths on stdin end with NUL, not newline (`find
+    /// -print0`).
+    #[arg(short = '0', long = "null")]
+    pub null: bool,
     /// Print only failures, no summary.
     #[arg(long, short)]
     pub quiet: bool,

@@ -6,9 +6,11 @@
 
 pub mod args;
 mod commands;
+mod init;
 pub mod parse;
 mod progress;
 mod run;
+mod signals;
 mod slurm;
 mod style;
 mod summary;
@@ -30,13 +32,28 @@ pub enum Exit {
     ItemsFailed = 1,
     /// The pipeline file or the command line is invalid; nothing ran.
     Invalid = 2,
-    /// Interrupted by Ctrl-C or SIGTERM.
+    /// Interrupted by Ctrl-C (SIGINT).
     Interrupted = 130,
+    /// Asked to stop by SIGTERM (a supervisor, `kill`, a scheduler).
+    Terminated = 143,
+    /// The terminal went away (SIGHUP).
+    HungUp = 129,
 }
 
 /// Load and check the pipeline, printing its warnings, or its errors.
 fn load(args: &PipelineArgs, registry: &Registry) -> Result<config::Loaded, Exit> {
-    match config::load(&args.pipeline, &args.overrides(), registry) {
+    load_with(args, Vec::new(), registry)
+}
+
+/// [`load`], with changes beyond `--set` and `--mode` (the paths of `run`).
+fn load_with(
+    args: &PipelineArgs,
+    extra: Vec<config::Override>,
+    registry: &Registry,
+) -> Result<config::Loaded, Exit> {
+    let mut overrides = args.overrides();
+    overrides.extend(extra);
+    match config::load(&args.pipeline, &overrides, registry) {
         Ok(loaded) => {
             if !loaded.warnings.items.is_empty() {
                 eprint!("{}", loaded.warnings.render(stderr_style()));
@@ -92,6 +109,7 @@ pub fn main_with(registry: Registry) -> Exit {
             return code;
         }
     };
+    style::choose(cli.color);
     init_logging(cli.verbose);
     match cli.command {
         Command::Run(args) => run::run(&args, &registry),
@@ -101,5 +119,8 @@ pub fn main_with(registry: Registry) -> Exit {
         Command::MergeReports { files } => commands::merge_reports(&files),
         Command::Schema => commands::schema(&registry),
         Command::Stages { kind } => commands::stages(kind.as_deref(), &registry),
+        Command::Init { template } => init::init(template.as_deref()),
+        Command::Completions { shell } => init::completions(shell),
+        Command::Man => init::man(),
     }
 }

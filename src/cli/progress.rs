@@ -63,8 +63,13 @@ const AROUND_BAR: usize = 3 + 15 + 30;
 /// left of `cols`, then `rest`.
 fn bar_style(width: usize, cols: usize, bar: &str, rest: &str) -> ProgressStyle {
     let fill = cols.saturating_sub(width + AROUND_BAR).clamp(5, 30);
+    let colours = if super::style::stderr_colours() {
+        format!(".{bar}")
+    } else {
+        String::new()
+    };
     ProgressStyle::with_template(&format!(
-        "{{prefix:<{width}}} {{bar:{fill}.{bar}}} {{pos:>7}}/{{len:<7}} {rest}"
+        "{{prefix:<{width}}} {{bar:{fill}{colours}}} {{pos:>7}}/{{len:<7}} {rest}"
     ))
     .unwrap_or_else(|_| ProgressStyle::default_bar())
 }

@@ -4,23 +4,27 @@
 use std::error::Error;
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::args::{ProgressMode, RunArgs};
 use super::parse::ShardArg;
-use super::progress::{Bars, Progress, Show};
+use super::progress::{Progress, Show};
+use super::signals::{self, Stop};
 use super::style::{error_line, print_stdout, stderr_style};
-use super::{Exit, load};
+use super::{Exit, load_with};
+use crate::config::Override;
 use crate::exec::shard::Shard;
 use crate::exec::{self, ItemEndFn, RunOptions};
 use crate::report::RunSummary;
 use crate::stages::Registry;
+use std::os::unix::ffi::OsStrExt;
 
 /// The settings of a run that depend on more than one flag, or on the
 /// environment (the "high" arguments).
 struct Settings {
     shard: Option<Shard>,
     show: Show,
+    /// The paths given on the command line (stdin's read), for the scan.
+    paths: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -40,41 +44,82 @@ impl Settings {
             ProgressMode::Json => Show::Json,
             _ => Show::Nothing,
         };
-        Ok(Settings { shard, show })
+        let paths = if args.paths.is_empty() {
+            None
+        } else {
+            Some(paths_given(
+                &args.paths,
+                args.null,
+                &mut std::io::stdin().lock(),
+            )?)
+        };
+        Ok(Settings { shard, show, paths })
     }
 }
 
-/// Ctrl-C (or SIGTERM) once: finish the items in progress; twice: stop at
-/// once. Returns the flag the run watches. The bars are cleared before the
-/// process exits, so none is left frozen on the screen; the first notice is
-/// printed above them, so they redraw below it rather than over it.
-fn interrupt_flag(bars: Option<Arc<Bars>>) -> Arc<AtomicBool> {
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupt);
-    let count = AtomicUsize::new(0);
-    // Fails only if a handler is already set (embedding programs).
-    let _ = ctrlc::set_handler(move || {
-        if count.fetch_add(1, Ordering::SeqCst) == 0 {
-            flag.store(true, Ordering::SeqCst);
-            let notice = "interrupted: finishing the items in progress (again to stop at once)";
-            match &bars {
-                Some(b) => b.println(notice),
-                None => eprintln!("\n{notice}"),
+/// The paths of `run PIPELINE PATH...`, with `-` replaced by those read
+/// from `stdin` (lines, or NUL-ended with `-0`; empty ones skipped), as the
+/// text a pipeline file can hold.
+fn paths_given(
+    args: &[std::path::PathBuf],
+    null: bool,
+    stdin: &mut dyn std::io::BufRead,
+) -> Result<Vec<String>, Box<dyn Error + Send + Sync>> {
+    let mut out = Vec::new();
+    let mut read_stdin = false;
+    for arg in args {
+        if arg.as_os_str() == "-" {
+            if std::mem::replace(&mut read_stdin, true) {
+                continue;
+            }
+            let sep = if null { b'\0' } else { b'\n' };
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let n = stdin
+                    .read_until(sep, &mut buf)
+                    .map_err(|e| format!("cannot read paths from stdin: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                if buf.last() == Some(&sep) {
+                    buf.pop();
+                }
+                if !null && buf.last() == Some(&b'\r') {
+                    buf.pop();
+                }
+                if buf.is_empty() {
+                    continue;
+                }
+                out.push(path_text(std::ffi::OsStr::from_bytes(&buf))?);
             }
         } else {
-            if let Some(b) = &bars {
-                b.finish();
-            }
-            crate::exec::cleanup::exit_now(Exit::Interrupted as i32);
+            out.push(path_text(arg.as_os_str())?);
         }
-    });
-    interrupt
+    }
+    if out.is_empty() {
+        return Err("no paths were read from stdin".into());
+    }
+    Ok(out)
+}
+
+/// A path as text. A pipeline's paths are TOML text, so a name that is not
+/// UTF-8 can't be given by itself; its folder can (names inside a walked
+/// folder may be any bytes).
+fn path_text(path: &std::ffi::OsStr) -> Result<String, Box<dyn Error + Send + Sync>> {
+    path.to_str().map(str::to_string).ok_or_else(|| {
+        format!(
+            "the path {} is not valid UTF-8, so it can't be named on the command line; give its folder instead",
+            crate::item::escape_path(std::path::Path::new(path))
+        )
+        .into()
+    })
 }
 
 /// How a finished run ends the process.
-fn exit_of(summary: &RunSummary) -> Exit {
+fn exit_of(summary: &RunSummary, stop: &Stop) -> Exit {
     if summary.interrupted {
-        Exit::Interrupted
+        stop.exit()
     } else if summary.failed > 0 || summary.cancelled > 0 {
         Exit::ItemsFailed
     } else {
@@ -90,7 +135,13 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
             return Exit::Invalid;
         }
     };
-    let loaded = match load(&args.pipeline, registry) {
+    let extra: Vec<Override> = settings
+        .paths
+        .clone()
+        .map(Override::Paths)
+        .into_iter()
+        .collect();
+    let loaded = match load_with(&args.pipeline, extra, registry) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -107,7 +158,7 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
         on_progress,
         every,
     } = Progress::new(settings.show, &names, style);
-    let interrupt = interrupt_flag(bars.clone());
+    let stop = signals::listen(bars.clone());
     let on_item_end: Option<ItemEndFn> = args
         .dry_run
         .then(|| Arc::new(|line: &_| print_stdout(&super::summary::dry_run_lines(line))) as _);
@@ -128,7 +179,7 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
         trace: args.trace.clone(),
         on_progress,
         progress_every: every,
-        interrupt,
+        interrupt: Arc::clone(&stop.flag),
         on_failure,
     };
     let summary = match exec::run(&loaded.pipeline, &opts) {
@@ -145,5 +196,5 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
     if !args.quiet {
         eprint!("{}", super::summary::table(&summary));
     }
-    exit_of(&summary)
+    exit_of(&summary, &stop)
 }

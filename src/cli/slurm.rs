@@ -12,12 +12,12 @@ use crate::stages::Registry;
 fn override_flags(args: &SlurmArgs) -> Vec<String> {
     let mut flags = Vec::new();
     for ov in args.pipeline.overrides() {
-        let (flag, text) = match ov {
-            Override::Mode(t) => ("--mode", t),
-            Override::Set(t) => ("--set", t),
-        };
-        flags.push(flag.to_string());
-        flags.push(text);
+        match ov {
+            Override::Mode(t) => flags.extend(["--mode".to_string(), t]),
+            Override::Set(t) => flags.extend(["--set".to_string(), t]),
+            // `slurm` takes no paths: each task scans the pipeline's root.
+            Override::Paths(_) => {}
+        }
     }
     flags
 }

@@ -1,13 +1,40 @@
-//! Colours and the two output streams: colour only on a terminal without
-//! `NO_COLOR`, and stdout written so that a closed pipe is not an error.
+//! Colours and the two output streams: `--color auto` (the default) colours
+//! only a terminal, and not when `NO_COLOR` is set; `always` and `never` say
+//! so whatever the terminal. stdout is written so that a closed pipe is not an
+//! error.
 
 use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
 
 use crate::config::Style;
 
+/// `--color`: when messages on stderr get colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// The choice of this process, set once from the command line.
+static CHOICE: OnceLock<ColorChoice> = OnceLock::new();
+
+/// Record `--color` before anything is printed.
+pub fn choose(choice: ColorChoice) {
+    let _ = CHOICE.set(choice);
+}
+
 /// Whether stderr gets colours.
 pub fn stderr_colours() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+    match CHOICE.get().copied().unwrap_or_default() {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    }
 }
 
 /// The style of messages on stderr.

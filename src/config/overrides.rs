@@ -1,5 +1,5 @@
-//! Command-line changes to a pipeline, `--set STAGE.KEY=VALUE` and
-//! `--mode [STAGE=]MODE`, applied to the raw document before it is checked,
+//! Command-line changes to a pipeline, `--set STAGE.KEY=VALUE`,
+//! `--mode [STAGE=]MODE` and the paths of `run PIPELINE PATH...`, applied to the raw document before it is checked,
 //! so an overridden value is checked like one in the file, and its errors
 //! point into the flag's own text.
 
@@ -17,14 +17,18 @@ use crate::suggest::did_you_mean;
 pub enum Override {
     Set(String),
     Mode(String),
+    /// Files and folders that replace the root of the pipeline's one
+    /// `scan` stage (its `paths`).
+    Paths(Vec<String>),
 }
 
 impl Override {
     /// The flag, as messages name it, and the text given to it.
-    fn parts(&self) -> (&'static str, &str) {
+    fn parts(&self) -> (&'static str, String) {
         match self {
-            Override::Set(t) => ("--set", t),
-            Override::Mode(t) => ("--mode", t),
+            Override::Set(t) => ("--set", t.clone()),
+            Override::Mode(t) => ("--mode", t.clone()),
+            Override::Paths(p) => ("PATH", p.join(" ")),
         }
     }
 }
@@ -51,12 +55,16 @@ pub(super) fn apply_overrides(
         let (flag, text) = ov.parts();
         let source = sources.add(SourceFile {
             name: flag.to_string(),
-            text: text.to_string(),
+            text: text.clone(),
             is_file: false,
         });
         let change = match ov {
-            Override::Set(_) => read_set(text, source),
-            Override::Mode(_) => Ok(read_mode(text, source)),
+            Override::Set(_) => read_set(&text, source),
+            Override::Mode(_) => Ok(read_mode(&text, source)),
+            Override::Paths(paths) => {
+                set_paths(raw, paths, loc(source, 0..text.len()), sources, diags);
+                continue;
+            }
         };
         match change {
             Ok(change) => apply(raw, flag, change, registry, diags),
@@ -159,6 +167,64 @@ fn read_mode(text: &str, source: usize) -> Change {
                 0..text.len(),
             ),
         },
+    }
+}
+
+/// Paths on the command line become the `paths` of the one `scan` stage.
+fn set_paths(
+    raw: &mut RawDoc,
+    paths: &[String],
+    at: Loc,
+    sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let scans: Vec<usize> = (0..raw.stages.len())
+        .filter(|&i| raw.stages[i].str_of("kind") == Some("scan"))
+        .collect();
+    match scans.as_slice() {
+        [one] => raw.stages[*one].set(RawEntry {
+            key: "paths".to_string(),
+            key_loc: at.clone(),
+            value: RawValue {
+                value: toml::Value::Array(
+                    paths.iter().cloned().map(toml::Value::String).collect(),
+                ),
+                loc: at,
+            },
+        }),
+        [] => diags.push(
+            Diagnostic::error(
+                "files and folders were given on the command line, but the pipeline has no `scan` stage to take them",
+                Some(at),
+            )
+            .help(Some("give the paths in the pipeline's own source stage instead".into())),
+        ),
+        several => {
+            let named: Vec<String> = several
+                .iter()
+                .map(|&i| {
+                    let t = &raw.stages[i];
+                    format!(
+                        "`{}` ({})",
+                        t.str_of("name").unwrap_or("?"),
+                        sources.position(&t.loc)
+                    )
+                })
+                .collect();
+            diags.push(
+                Diagnostic::error(
+                    format!(
+                        "files and folders given on the command line replace the root of the pipeline's one `scan` stage, but it has {}: {}",
+                        several.len(),
+                        named.join(", ")
+                    ),
+                    Some(at),
+                )
+                .help(Some(
+                    "set one scan's root with `--set STAGE.root=PATH` instead".into(),
+                )),
+            );
+        }
     }
 }
 

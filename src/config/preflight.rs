@@ -15,7 +15,21 @@ use crate::stage::StagePaths;
 pub(super) fn check(sites: &[Site<'_>], diags: &mut Vec<Diagnostic>) {
     for site in sites {
         match &site.paths {
-            StagePaths::Reads(spec) => root_is_a_folder(site, &spec.root, diags),
+            StagePaths::Reads(specs) => {
+                for spec in specs {
+                    match &spec.only {
+                        // As given: `x.jpg`, not `./x.jpg`.
+                        Some(name) if spec.root == Path::new(".") => {
+                            path_is_a_file(site, name, diags)
+                        }
+                        Some(name) => path_is_a_file(site, &spec.root.join(name), diags),
+                        None if site.table.get("paths").is_some() => {
+                            path_is_a_folder(site, &spec.root, diags)
+                        }
+                        None => root_is_a_folder(site, &spec.root, diags),
+                    }
+                }
+            }
             StagePaths::Writes { dir, .. } => folder_is_writable(site, "dir", dir, diags),
             StagePaths::Gathers(path) => {
                 let dir = match path.parent() {
@@ -76,6 +90,33 @@ fn root_is_a_folder(site: &Site<'_>, root: &Path, diags: &mut Vec<Diagnostic>) {
             "give `root` a folder that exists, e.g. with `--set scan.root=PATH`".into(),
         )),
     );
+}
+
+/// A file given in `paths` (or on the command line).
+fn path_is_a_file(site: &Site<'_>, path: &Path, diags: &mut Vec<Diagnostic>) {
+    let Some(problem) = wrong(path, false) else {
+        return;
+    };
+    diags.push(
+        Diagnostic::error(
+            format!("stage `{}`: {}, {problem}", site.name, where_it_is(path)),
+            site.loc("paths"),
+        )
+        .label("no such file or folder"),
+    );
+}
+
+/// A folder given in `paths` (or on the command line).
+fn path_is_a_folder(site: &Site<'_>, path: &Path, diags: &mut Vec<Diagnostic>) {
+    if let Some(problem) = wrong(path, true) {
+        diags.push(
+            Diagnostic::error(
+                format!("stage `{}`: {}, {problem}", site.name, where_it_is(path)),
+                site.loc("paths"),
+            )
+            .label("no such folder"),
+        );
+    }
 }
 
 fn file_exists(site: &Site<'_>, key: &str, file: &Path, diags: &mut Vec<Diagnostic>) {

@@ -37,13 +37,16 @@ pub(super) fn check(
     let scans: Vec<(usize, Scope)> = sites
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| match &s.paths {
-            StagePaths::Reads(spec) => {
-                let mut spec = spec.clone();
-                spec.stage = s.name.to_string();
-                Scope::new(spec).ok().map(|sc| (i, sc))
-            }
-            _ => None,
+        .flat_map(|(i, s)| match &s.paths {
+            StagePaths::Reads(specs) => specs
+                .iter()
+                .filter_map(|spec| {
+                    let mut spec = spec.clone();
+                    spec.stage = s.name.to_string();
+                    Scope::new(spec).ok().map(|sc| (i, sc))
+                })
+                .collect(),
+            _ => Vec::new(),
         })
         .collect();
     let out_dirs: Vec<PathBuf> = sites
@@ -145,6 +148,9 @@ fn first_original(dir: &Path, scope: &Scope) -> Option<PathBuf> {
         .find(|p| plain.would_find(&resolve(p)))
 }
 
+/// A gathering file (a manifest, a contact sheet) that a scan would take
+/// would be read back as an input by the next run. One the scan leaves out
+/// (its globs don't match, or it lies in an output folder) is harmless.
 fn gathering_in_scanned_folder(
     site: &Site<'_>,
     path: &Path,
@@ -155,7 +161,7 @@ fn gathering_in_scanned_folder(
 ) {
     let target = resolve(path);
     for (s, scope) in scans {
-        if !target.starts_with(&scope.root) {
+        if !scope.would_find(&target) {
             continue;
         }
         let scan = &sites[*s];
@@ -165,7 +171,7 @@ fn gathering_in_scanned_folder(
                     "stage `{}` writes `{}` inside `{}`, the folder stage `{}` reads ({})",
                     site.name,
                     path.display(),
-                    scan_root(scan).display(),
+                    scope.spec.root.display(),
                     scan.name,
                     position(scan, "root", sources)
                 ),
@@ -177,13 +183,6 @@ fn gathering_in_scanned_folder(
                     .into(),
             )),
         );
-    }
-}
-
-fn scan_root(site: &Site<'_>) -> PathBuf {
-    match &site.paths {
-        StagePaths::Reads(spec) => spec.root.clone(),
-        _ => PathBuf::new(),
     }
 }
 

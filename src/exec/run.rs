@@ -147,10 +147,11 @@ fn build(
     };
     let scopes = built
         .iter()
-        .filter_map(|b| match b {
-            Built::Source(s) => s.scope().map(|sc| sc.skipping(&ctx.skip_dirs)),
-            Built::Stage(_) => None,
+        .flat_map(|b| match b {
+            Built::Source(s) => s.scopes(),
+            Built::Stage(_) => Vec::new(),
         })
+        .map(|sc| sc.skipping(&ctx.skip_dirs))
         .collect();
     guard
         .set_scopes(scopes)

@@ -72,8 +72,9 @@ pub struct KindSpec {
 pub enum StagePaths {
     /// Neither reads nor writes files of its own.
     None,
-    /// Reads the files a scope selects.
-    Reads(crate::inputs::ScopeSpec),
+    /// Reads the files its scopes select (a scan: its root, or each path
+    /// it was given).
+    Reads(Vec<crate::inputs::ScopeSpec>),
     /// Writes files under `dir`, named by the template `filename`.
     Writes { dir: PathBuf, filename: String },
     /// Writes one file at the end of the run.

@@ -181,9 +181,9 @@ pub trait Source: Send + Sync {
     /// `emit` returns false (the run is stopping).
     fn produce(&self, ctx: &SourceContext, emit: &mut dyn FnMut(Found) -> bool);
 
-    /// The files this source reads, as a rule the output guard can apply
+    /// The files this source reads, as rules the output guard can apply
     /// to any path (so outputs never land on a file it found or will find).
-    fn scope(&self) -> Option<crate::inputs::Scope> {
-        None
+    fn scopes(&self) -> Vec<crate::inputs::Scope> {
+        Vec::new()
     }
 }

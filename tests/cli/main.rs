@@ -6,6 +6,7 @@
 mod checks;
 mod cluster;
 mod colour;
+mod commandline;
 mod cores;
 mod depth;
 mod endstate;
@@ -21,6 +22,7 @@ mod names;
 mod observe;
 mod pipelines;
 mod processes;
+mod readme;
 mod reliability;
 mod resume;
 mod safety;

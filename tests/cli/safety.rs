@@ -141,6 +141,29 @@ fn gathering_files_inside_a_scanned_folder_are_refused() {
 }
 
 #[test]
+fn a_gathering_file_the_scan_would_not_take_may_sit_inside_its_folder() {
+    let ws = Workspace::new();
+    let before = originals(&ws);
+    // The scan takes `*.jpg`: a CSV next to the photos is never read back.
+    let text = format!(
+        "{SCAN}include = [\"**/*.jpg\"]\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\n\n[[stage]]\nname = \"all\"\nkind = \"manifest\"\npath = \"photos/index.csv\"\n"
+    );
+    let rows = |ws: &Workspace| {
+        let index = std::fs::read_to_string(ws.path("photos/index.csv")).expect("manifest");
+        assert!(!index.contains("index.csv"), "read back: {index}");
+        index.lines().filter(|l| l.contains(".jpg")).count()
+    };
+    run_pipeline(&ws, &text, &["--force"]).code(0);
+    assert_eq!(rows(&ws), 2);
+    // A second run reads the same photos, not the manifest.
+    run_pipeline(&ws, &text, &["--force"]).code(0);
+    assert_eq!(rows(&ws), 2);
+    let mut after = ws.files("photos");
+    after.remove("index.csv");
+    assert_eq!(after, before);
+}
+
+#[test]
 fn two_writers_on_the_same_files_are_refused_naming_both() {
     let ws = Workspace::new();
     originals(&ws);
