@@ -206,7 +206,16 @@ fn run_split<R: Send>(pixels: u64, always_pool: bool, work: impl FnOnce(usize) -
         None
     };
     match chosen {
-        Some(p) => p.install(|| work(threads)),
+        Some(p) => {
+            // The pool's threads do this thread's work: their CPU time is
+            // the stage's (a pool shared with another split at the same
+            // moment counts that one's too).
+            let before: Duration = p.broadcast(|_| crate::cputime::thread_now()).iter().sum();
+            let out = p.install(|| work(threads));
+            let after: Duration = p.broadcast(|_| crate::cputime::thread_now()).iter().sum();
+            crate::cputime::add_elsewhere(after.saturating_sub(before));
+            out
+        }
         None => work(1),
     }
 }

@@ -28,10 +28,10 @@ pub struct ScopeSpec {
     pub case_sensitive: bool,
     pub max_depth: Option<usize>,
     pub follow_links: bool,
-    /// One file named on the command line (or in `paths`), directly in
-    /// `root`: the scope is that file alone, whatever the globs say.
+    /// Files named on the command line (or in `paths`), by name, directly
+    /// in `root`: the scope is those files alone, whatever the globs say.
     #[serde(default)]
-    pub only: Option<PathBuf>,
+    pub only: Option<Vec<PathBuf>>,
 }
 
 /// A glob could not be compiled.
@@ -109,6 +109,8 @@ pub struct Scope {
     exclude: GlobSet,
     /// Folders below the root that the run writes into: never walked.
     skip: Vec<PathBuf>,
+    /// `spec.only` as a set, for scopes of many named files.
+    only: Option<HashSet<PathBuf>>,
 }
 
 impl Scope {
@@ -119,8 +121,13 @@ impl Scope {
             Some(globset(&spec.include, spec.case_sensitive)?)
         };
         let exclude = globset(&spec.exclude, spec.case_sensitive)?;
+        let only = spec
+            .only
+            .as_ref()
+            .map(|names| names.iter().cloned().collect());
         Ok(Scope {
             root: resolve(&spec.root),
+            only,
             spec,
             include,
             exclude,
@@ -170,8 +177,8 @@ impl Scope {
     /// Whether a file at `rel` (relative to the root) is taken, its folders
     /// aside.
     pub fn takes_file(&self, rel: &Path) -> bool {
-        if let Some(only) = &self.spec.only {
-            return rel == only;
+        if let Some(only) = &self.only {
+            return only.contains(rel);
         }
         if !self.spec.hidden
             && rel

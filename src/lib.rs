@@ -22,6 +22,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod cores;
+pub mod cputime;
 pub mod describe;
 pub mod exec;
 pub mod graph;

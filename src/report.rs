@@ -87,6 +87,8 @@ pub struct StageStats {
     /// Items found up to date (on a source).
     pub up_to_date: AtomicU64,
     pub busy_nanos: AtomicU64,
+    /// CPU time spent on items (their threads, split work, child commands).
+    pub cpu_nanos: AtomicU64,
     /// Items being processed right now (on a chain's first stage).
     pub in_flight: std::sync::atomic::AtomicI64,
 }
@@ -105,12 +107,20 @@ impl StageStats {
             filtered: AtomicU64::new(0),
             up_to_date: AtomicU64::new(0),
             busy_nanos: AtomicU64::new(0),
+            cpu_nanos: AtomicU64::new(0),
             in_flight: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
     pub fn add_busy(&self, d: Duration) {
         self.busy_nanos.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn add_cpu(&self, d: Duration) {
+        self.cpu_nanos.fetch_add(
             u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
@@ -127,6 +137,7 @@ impl StageStats {
             failed: self.failed.load(Ordering::Relaxed),
             filtered: self.filtered.load(Ordering::Relaxed),
             busy: Duration::from_nanos(self.busy_nanos.load(Ordering::Relaxed)),
+            cpu: Duration::from_nanos(self.cpu_nanos.load(Ordering::Relaxed)),
         }
     }
 }
@@ -144,6 +155,9 @@ pub struct StageSummary {
     pub filtered: u64,
     /// Time spent processing items, summed over workers.
     pub busy: Duration,
+    /// CPU time those items took; much less than `busy` means the stage
+    /// waits (on a command, on the disk) more than it computes.
+    pub cpu: Duration,
 }
 
 impl StageSummary {

@@ -44,6 +44,9 @@ impl Settings {
             ProgressMode::Json => Show::Json,
             _ => Show::Nothing,
         };
+        if args.null && !args.paths.iter().any(|p| p.as_os_str() == "-") {
+            return Err("`-0` reads NUL-separated paths from stdin: give `-` as a path too".into());
+        }
         let paths = if args.paths.is_empty() {
             None
         } else {
@@ -116,6 +119,21 @@ fn path_text(path: &std::ffi::OsStr) -> Result<String, Box<dyn Error + Send + Sy
     })
 }
 
+/// With paths given, gathering stages keep their files: say so, once.
+fn warn_gathering_kept(pipeline: &crate::config::Pipeline, style: crate::config::Style) {
+    for s in &pipeline.stages {
+        if let crate::stage::StagePaths::Gathers(path) = (s.kind.paths)(&s.options) {
+            eprintln!(
+                "{}warning{}: stage `{}` keeps {} as it is: with paths given it would list only them (run without paths to rewrite it)",
+                style.warning,
+                style.reset,
+                s.name,
+                crate::item::escape_path(&path)
+            );
+        }
+    }
+}
+
 /// How a finished run ends the process.
 fn exit_of(summary: &RunSummary, stop: &Stop) -> Exit {
     if summary.interrupted {
@@ -167,7 +185,12 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
         // or the peak would follow the threads, not the budget.
         crate::exec::budget::share_freed_memory();
     }
+    let partial = settings.paths.is_some();
+    if partial {
+        warn_gathering_kept(&loaded.pipeline, style);
+    }
     let opts = RunOptions {
+        partial,
         dry_run: args.dry_run,
         shard: settings.shard,
         jobs: args.jobs.map(|j| j as usize),

@@ -9,8 +9,8 @@ use crate::exec::observe::Line;
 use crate::item::escape_path;
 use crate::report::{ItemStatus, RunSummary, StageMode, StageSummary};
 
-const HEADER: [&str; 9] = [
-    "stage", "kind", "mode", "in", "out", "failed", "busy", "cores", "items/s",
+const HEADER: [&str; 10] = [
+    "stage", "kind", "mode", "in", "out", "failed", "busy", "cpu", "cores", "items/s",
 ];
 
 /// Columns before this one are aligned left (names), the rest right (numbers).
@@ -28,7 +28,7 @@ fn mode_cell(s: &StageSummary) -> String {
 /// One stage's row; `wall` is the run's elapsed seconds.
 /// `wall` is `None` in a dry run, where times and rates mean nothing: only
 /// plans were made.
-fn stage_row(s: &StageSummary, wall: Option<f64>) -> [String; 9] {
+fn stage_row(s: &StageSummary, wall: Option<f64>) -> [String; 10] {
     let timed = |text: String| if wall.is_some() { text } else { "-".into() };
     let items_in = if s.mode == StageMode::Source {
         "-".into()
@@ -43,6 +43,14 @@ fn stage_row(s: &StageSummary, wall: Option<f64>) -> [String; 9] {
         s.items_out.to_string(),
         s.failed.to_string(),
         timed(secs(s.busy)),
+        // CPU time over busy time: near 100% computes, near 0% waits (on a
+        // command, the disk); over 100% split its images over idle cores.
+        match (wall, s.busy.as_secs_f64()) {
+            (Some(_), busy) if busy > 0.0 && s.mode != StageMode::Source => {
+                format!("{:.0}%", 100.0 * s.cpu.as_secs_f64() / busy)
+            }
+            _ => "-".into(),
+        },
         // How many workers were busy on average: where the cores went.
         match wall {
             Some(w) if w > 0.0 => format!("{:.2}", s.busy.as_secs_f64() / w),
@@ -53,8 +61,8 @@ fn stage_row(s: &StageSummary, wall: Option<f64>) -> [String; 9] {
 }
 
 /// The rows as aligned text, one line each.
-fn aligned(rows: &[[String; 9]]) -> String {
-    let mut widths = [0usize; 9];
+fn aligned(rows: &[[String; 10]]) -> String {
+    let mut widths = [0usize; 10];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -187,6 +195,7 @@ mod tests {
             failed: 0,
             filtered: 0,
             busy: Duration::from_secs(1),
+            cpu: Duration::from_millis(250),
         }
     }
 
@@ -198,7 +207,10 @@ mod tests {
         assert_eq!(cell(StageMode::Auto("processes"), 8), "processes auto/8");
         let row = stage_row(&stage("scan", StageMode::Source, 1), Some(2.0));
         assert_eq!(row[3], "-", "a source has no input count");
-        assert_eq!(row[7], "0.50");
+        assert_eq!(row[7], "-", "a source's CPU time is not measured");
+        assert_eq!(row[8], "0.50");
+        let row = stage_row(&stage("thumb", StageMode::Auto("threads"), 2), Some(2.0));
+        assert_eq!(row[7], "25%", "CPU over busy time");
     }
 
     #[test]
@@ -210,6 +222,7 @@ mod tests {
             reason: None,
             outputs: outputs.iter().map(PathBuf::from).collect(),
             ms: Default::default(),
+            cpu_ms: Default::default(),
         };
         let text = |status, outputs| dry_run_lines(&line(status, outputs));
         assert_eq!(text(ItemStatus::Ok, &[]), "process     in/a.jpg\n");

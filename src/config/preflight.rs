@@ -18,11 +18,17 @@ pub(super) fn check(sites: &[Site<'_>], diags: &mut Vec<Diagnostic>) {
             StagePaths::Reads(specs) => {
                 for spec in specs {
                     match &spec.only {
-                        // As given: `x.jpg`, not `./x.jpg`.
-                        Some(name) if spec.root == Path::new(".") => {
-                            path_is_a_file(site, name, diags)
+                        Some(names) => {
+                            for name in names {
+                                // As given: `x.jpg`, not `./x.jpg`.
+                                let path = if spec.root == Path::new(".") {
+                                    name.clone()
+                                } else {
+                                    spec.root.join(name)
+                                };
+                                path_is_a_file(site, &path, diags);
+                            }
                         }
-                        Some(name) => path_is_a_file(site, &spec.root.join(name), diags),
                         None if site.table.get("paths").is_some() => {
                             path_is_a_folder(site, &spec.root, diags)
                         }
@@ -92,30 +98,39 @@ fn root_is_a_folder(site: &Site<'_>, root: &Path, diags: &mut Vec<Diagnostic>) {
     );
 }
 
-/// A file given in `paths` (or on the command line).
+/// A file given in `paths` (or on the command line): it must be a regular
+/// file (or a link to one) now, so a run does not start to fail on it. The
+/// message names the path; no snippet, as there may be thousands of them.
 fn path_is_a_file(site: &Site<'_>, path: &Path, diags: &mut Vec<Diagnostic>) {
-    let Some(problem) = wrong(path, false) else {
-        return;
+    let problem = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => return,
+        Ok(m) if m.is_dir() => "is a folder",
+        Ok(_) => "is not a regular file (a FIFO, socket or device)",
+        Err(_) if path.symlink_metadata().is_ok() => "is a broken symbolic link",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+        Err(_) => "cannot be read",
     };
-    diags.push(
-        Diagnostic::error(
-            format!("stage `{}`: {}, {problem}", site.name, where_it_is(path)),
-            site.loc("paths"),
-        )
-        .label("no such file or folder"),
-    );
+    diags.push(Diagnostic::error(
+        format!(
+            "stage `{}`: {}, given to it to read, {problem}",
+            site.name,
+            where_it_is(path)
+        ),
+        None,
+    ));
 }
 
 /// A folder given in `paths` (or on the command line).
 fn path_is_a_folder(site: &Site<'_>, path: &Path, diags: &mut Vec<Diagnostic>) {
     if let Some(problem) = wrong(path, true) {
-        diags.push(
-            Diagnostic::error(
-                format!("stage `{}`: {}, {problem}", site.name, where_it_is(path)),
-                site.loc("paths"),
-            )
-            .label("no such folder"),
-        );
+        diags.push(Diagnostic::error(
+            format!(
+                "stage `{}`: {}, given to it to read, {problem}",
+                site.name,
+                where_it_is(path)
+            ),
+            None,
+        ));
     }
 }
 

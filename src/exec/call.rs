@@ -67,6 +67,16 @@ pub struct Outcome {
     pub at: usize,
     /// Time spent in each stage of the chain.
     pub busy: Vec<Duration>,
+    /// CPU time spent in each stage of the chain (empty when not known:
+    /// a worker that crashed could not say).
+    pub cpu: Vec<Duration>,
+}
+
+/// Wall and CPU time of each stage an item went through.
+#[derive(Debug, Default)]
+pub(super) struct Spent {
+    pub wall: Vec<Duration>,
+    pub cpu: Vec<Duration>,
 }
 
 /// How one stage of a chain ended for an item.
@@ -86,8 +96,11 @@ pub(super) fn through_chain(
     stages: &[impl AsRef<dyn Stage>],
     mut item: Item,
     mut enter: impl FnMut(usize) -> bool,
-) -> Option<(usize, Step, Vec<Duration>)> {
-    let mut busy = Vec::with_capacity(stages.len());
+) -> Option<(usize, Step, Spent)> {
+    let mut busy = Spent {
+        wall: Vec::with_capacity(stages.len()),
+        cpu: Vec::with_capacity(stages.len()),
+    };
     let last = stages.len().saturating_sub(1);
     for (at, stage) in stages.iter().enumerate() {
         if at > 0 && !enter(at) {
@@ -95,8 +108,10 @@ pub(super) fn through_chain(
         }
         let stage = stage.as_ref();
         let started = Instant::now();
+        let cpu = crate::cputime::Meter::start();
         let result = guarded(|| stage.process(item));
-        busy.push(started.elapsed());
+        busy.wall.push(started.elapsed());
+        busy.cpu.push(cpu.stop());
         let step = match result {
             Ok(Ok(Some(next))) if at < last => {
                 item = next;
@@ -118,6 +133,7 @@ pub(super) fn call_chain_in_thread(stages: &[std::sync::Arc<dyn Stage>], item: I
             result: Err(CallError::Cancelled),
             at: 0,
             busy: Vec::new(),
+            cpu: Vec::new(),
         };
     };
     let result = match step {
@@ -125,7 +141,12 @@ pub(super) fn call_chain_in_thread(stages: &[std::sync::Arc<dyn Stage>], item: I
         Step::Failed(e) => Err(CallError::Item(e)),
         Step::Panicked(m) => Err(CallError::Item(format!("panicked: {m}"))),
     };
-    Outcome { result, at, busy }
+    Outcome {
+        result,
+        at,
+        busy: busy.wall,
+        cpu: busy.cpu,
+    }
 }
 
 /// Run one item through `call`, retrying up to `retries` times when it fails.
@@ -136,6 +157,7 @@ pub(super) fn process_item(
 ) -> Outcome {
     item.attempt = 0;
     let mut busy: Vec<Duration> = Vec::new();
+    let mut cpu: Vec<Duration> = Vec::new();
     loop {
         // A copy is kept only when a retry may need it.
         let spare = (item.attempt < retries).then(|| item.clone());
@@ -147,6 +169,12 @@ pub(super) fn process_item(
         }
         for (total, b) in busy.iter_mut().zip(&outcome.busy) {
             *total += *b;
+        }
+        if cpu.len() < outcome.cpu.len() {
+            cpu.resize(outcome.cpu.len(), Duration::ZERO);
+        }
+        for (total, c) in cpu.iter_mut().zip(&outcome.cpu) {
+            *total += *c;
         }
         match (outcome.result, spare) {
             (Err(CallError::Item(msg)), Some(mut copy)) => {
@@ -160,11 +188,13 @@ pub(super) fn process_item(
                     attempt + 1
                 )));
                 outcome.busy = busy;
+                outcome.cpu = cpu;
                 return outcome;
             }
             (result, _) => {
                 outcome.result = result;
                 outcome.busy = busy;
+                outcome.cpu = cpu;
                 return outcome;
             }
         }

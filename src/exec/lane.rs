@@ -90,13 +90,17 @@ fn account(
     for (k, &stage) in chain.iter().enumerate().take(at + 1) {
         let stats = &shared.stats[stage];
         let busy = outcome.busy.get(k).copied().unwrap_or_default();
+        let cpu = outcome.cpu.get(k).copied();
         stats.items_in.fetch_add(1, Ordering::Relaxed);
         stats.add_busy(busy);
+        if let Some(cpu) = cpu {
+            stats.add_cpu(cpu);
+        }
         if k < at {
             stats.items_out.fetch_add(1, Ordering::Relaxed);
         }
         let name = &shared.pipeline.stages[stage].name;
-        shared.report.timed(id, name, busy);
+        shared.report.timed(id, name, busy, cpu);
         if let (Some(trace), Some(rel)) = (&shared.trace, rel) {
             trace.span(&track(), rel, name, span_start, busy);
         }

@@ -34,6 +34,10 @@ pub struct Line {
     pub outputs: Vec<PathBuf>,
     /// Milliseconds spent on the item in each stage.
     pub ms: BTreeMap<String, f64>,
+    /// Milliseconds of CPU time the item took in each stage (the stage's
+    /// own thread, pool threads it split the image over, child commands).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub cpu_ms: BTreeMap<String, f64>,
 }
 
 /// An item still on its way: how many copies of it (fan-out) are still
@@ -133,6 +137,7 @@ impl Report {
                     reason: None,
                     outputs: Vec::new(),
                     ms: BTreeMap::new(),
+                    cpu_ms: BTreeMap::new(),
                 },
                 timed,
                 reached: Vec::new(),
@@ -153,7 +158,7 @@ impl Report {
     }
 
     /// Time an item spent in a stage (called for each stage it reaches).
-    pub fn timed(&self, id: u64, stage: &str, d: Duration) {
+    pub fn timed(&self, id: u64, stage: &str, d: Duration, cpu: Option<Duration>) {
         let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let Some(p) = g.1.get_mut(&id) else {
             return;
@@ -165,6 +170,9 @@ impl Report {
         }
         if p.timed {
             *p.line.ms.entry(stage.to_string()).or_default() += d.as_secs_f64() * 1000.0;
+            if let Some(cpu) = cpu {
+                *p.line.cpu_ms.entry(stage.to_string()).or_default() += cpu.as_secs_f64() * 1000.0;
+            }
         }
     }
 

@@ -33,6 +33,10 @@ pub struct RunOptions {
     pub state_tag: String,
     /// Process only this slice of the input.
     pub shard: Option<shard::Shard>,
+    /// The sources take only some of their files (`run PIPELINE PATH...`):
+    /// gathering stages keep their files as they are, as a manifest of a
+    /// few files would replace the whole library's.
+    pub partial: bool,
     /// Write a JSON line per item here.
     pub report: Option<PathBuf>,
     /// Write a Chrome trace (Perfetto) here.
@@ -61,6 +65,7 @@ impl Default for RunOptions {
             on_item_end: None,
             state_tag: String::new(),
             shard: None,
+            partial: false,
             report: None,
             trace: None,
             on_progress: None,

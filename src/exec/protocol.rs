@@ -58,6 +58,8 @@ pub enum FromWorker {
     Done {
         at: usize,
         result: Result<Option<Box<WireItem>>, Reason>,
+        /// CPU time in each chain stage the item went through.
+        cpu: Vec<std::time::Duration>,
     },
     /// Chain stage `at` panicked; the worker exits after saying so.
     Panicked {

@@ -285,6 +285,22 @@ fn ancestors(p: &Pipeline, of: usize) -> Vec<usize> {
 }
 
 impl Resume {
+    /// What each writer's journal says it made: (writer, source, files),
+    /// for sources that still exist.
+    pub fn made_before(&self) -> Vec<(usize, PathBuf, &[PathBuf])> {
+        let mut out = Vec::new();
+        for (i, j) in self.journals.iter().enumerate() {
+            let Some(j) = j else { continue };
+            for (source, k) in &j.known {
+                let source = PathBuf::from(source);
+                if source.symlink_metadata().is_ok() {
+                    out.push((i, source, k.outputs.as_slice()));
+                }
+            }
+        }
+        out
+    }
+
     /// `forget`: `--force`, every item is redone (and journaled again).
     /// `tag` tells apart runs that must not share journals (shards).
     pub fn new(p: &Pipeline, built: &[Built], forget: bool, tag: &str) -> Resume {

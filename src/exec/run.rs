@@ -27,7 +27,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
     call::install_panic_hook();
     let jobs = opts.jobs_or_cpus();
     let run_dir = RunDir::create()?;
-    let (built, ctx) = build(pipeline, opts, &run_dir)?;
+    let (built, ctx, guard) = build(pipeline, opts, &run_dir)?;
     let built = if opts.dry_run {
         plan::planning(built)
     } else {
@@ -44,6 +44,16 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         opts.shard.map(|s| s.tag()).unwrap_or_default()
     );
     let resume = resume::Resume::new(pipeline, &built, opts.force, &tag);
+    if opts.partial && !opts.dry_run {
+        // A run on a few paths names files outside the root by the folder
+        // given, so one may take the name of another photo's output: the
+        // outputs earlier runs made stay their sources' own.
+        for (writer, source, outputs) in resume.made_before() {
+            for out in outputs {
+                guard.claim_earlier(out, &pipeline.stages[writer].name, &source);
+            }
+        }
+    }
     // Gathering and journaling stages must hand their output to this
     // process, so a shared worker chain ends with them.
     let ends_chain: Vec<bool> = (0..built.len())
@@ -112,7 +122,7 @@ fn build(
     pipeline: &Pipeline,
     opts: &RunOptions,
     run_dir: &RunDir,
-) -> Result<(Vec<Built>, SourceContext), BuildError> {
+) -> Result<(Vec<Built>, SourceContext, Guard), BuildError> {
     // The guard is shared with workers through the run's folder only when
     // workers write too.
     let workers = pipeline.stages.iter().any(|s| s.mode == Mode::Processes) && !opts.dry_run;
@@ -156,7 +166,7 @@ fn build(
     guard
         .set_scopes(scopes)
         .map_err(|e| scratch_error(run_dir, &e))?;
-    Ok((built, ctx))
+    Ok((built, ctx, guard))
 }
 
 fn shared_state<'a>(
@@ -399,6 +409,9 @@ fn start_chain<'s, 'e>(
 
 /// Gathering stages write their results once everything is through.
 fn finish_gathering(shared: &Shared<'_>, graph: &Graph<'_>) {
+    if shared.opts.partial {
+        return;
+    }
     let pipeline = shared.pipeline;
     for (i, b) in graph.built.iter().enumerate() {
         let Built::Stage(stage) = b else { continue };

@@ -155,6 +155,7 @@ fn up_to_date_or(shared: &Shared<'_>, source: usize, item: Item) -> Option<Item>
                 reason: None,
                 outputs: outputs.clone(),
                 ms: Default::default(),
+                cpu_ms: Default::default(),
             });
             if let Some(list) = &shared.up_to_date_items {
                 list.lock()

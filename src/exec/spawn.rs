@@ -318,9 +318,13 @@ fn command(stage: &ChainProcesses, server: &str) -> Command {
             if libc::getppid() != parent {
                 libc::_exit(1);
             }
-            // A terminal's Ctrl-C reaches the whole process group;
-            // conveyor decides when its workers stop.
+            // A terminal's Ctrl-C, a closing terminal's SIGHUP and a
+            // supervisor's SIGTERM (systemd, scancel, `kill -- -PGID`)
+            // reach the whole process group; conveyor decides when its
+            // workers stop, so the items they hold finish.
             libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
             if let Some(bytes) = limit {
                 let rl = libc::rlimit {
                     rlim_cur: bytes as libc::rlim_t,

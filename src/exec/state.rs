@@ -94,6 +94,7 @@ impl Shared<'_> {
                 reason: Some(reason.clone()),
                 outputs: Vec::new(),
                 ms: Default::default(),
+                cpu_ms: Default::default(),
             });
         }
         let failure = Failure {

@@ -102,6 +102,7 @@ impl<'a> Slot<'a> {
             result,
             at: clock.at,
             busy: clock.busy,
+            cpu: std::mem::take(&mut clock.cpu),
         }
     }
 
@@ -169,10 +170,11 @@ impl<'a> Slot<'a> {
         clock: &mut Clock,
     ) -> Result<Option<Item>, CallError> {
         match answer {
-            FromWorker::Done { at: k, result } if k < clock.busy.len() => {
+            FromWorker::Done { at: k, result, cpu } if k < clock.busy.len() => {
                 if k != clock.at {
                     clock.enter(k);
                 }
+                clock.cpu = cpu;
                 // The pixels are copied out of the worker's slot before
                 // `finished` may retire the worker (and its slot).
                 let out = match result {
@@ -268,6 +270,8 @@ struct Clock {
     at: usize,
     started: Instant,
     busy: Vec<Duration>,
+    /// CPU time per stage, as the worker measured it.
+    cpu: Vec<Duration>,
 }
 
 impl Clock {
@@ -276,6 +280,7 @@ impl Clock {
             at: 0,
             started: Instant::now(),
             busy: vec![Duration::ZERO; stages],
+            cpu: Vec::new(),
         }
     }
 

@@ -69,6 +69,7 @@ fn serve(server: &str, registry: &Registry) -> i32 {
             Err(e) => Some(FromWorker::Done {
                 at: 0,
                 result: Err(Reason(e.to_string())),
+                cpu: Vec::new(),
             }),
         };
         hold_after_placing();
@@ -210,15 +211,17 @@ fn run_chain(
     slot: &mut Slot,
 ) -> Option<FromWorker> {
     let enter = |at| tx.send(FromWorker::Enter(at)).is_ok();
-    let (at, step, _) = super::call::through_chain(stages, item, enter)?;
+    let (at, step, spent) = super::call::through_chain(stages, item, enter)?;
     Some(match step {
         Step::Done(out) => FromWorker::Done {
             at,
             result: Ok(out.map(|i| Box::new(WireItem::new(*i, slot)))),
+            cpu: spent.cpu,
         },
         Step::Failed(e) => FromWorker::Done {
             at,
             result: Err(Reason(e)),
+            cpu: spent.cpu,
         },
         Step::Panicked(message) => FromWorker::Panicked { at, message },
     })

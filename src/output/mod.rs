@@ -238,6 +238,13 @@ impl Guard {
         Ok(())
     }
 
+    /// Record that `output` belongs to `source` through `stage` (an earlier
+    /// run's file, from its journal), so that no other source of this run
+    /// replaces it under the same name.
+    pub fn claim_earlier(&self, output: &Path, stage: &str, source: &Path) {
+        let _ = self.inner.claims.claim(&resolve(output), stage, source);
+    }
+
     fn claim(&self, path: &Path, shown: &Path, req: &Request<'_>) -> Result<(), OutputError> {
         if !req.claim {
             return Ok(());

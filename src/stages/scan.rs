@@ -3,6 +3,7 @@
 //! `paths` names files and folders (`conveyor run PIPELINE PATH...`), takes
 //! those files and walks those folders instead.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -98,14 +99,6 @@ fn scan_meaning(t: &toml::Table) -> serde_json::Value {
     }
 }
 
-/// A scan reads the files its scopes select.
-fn paths(t: &toml::Table) -> crate::stage::StagePaths {
-    match crate::stage::parse_options::<ScanOptions>(t) {
-        Ok(o) => crate::stage::StagePaths::Reads(guarded(&o, "")),
-        Err(_) => crate::stage::StagePaths::None,
-    }
-}
-
 pub fn spec() -> KindSpec {
     KindSpec {
         name: "scan",
@@ -128,8 +121,10 @@ pub fn spec() -> KindSpec {
 
 struct Scan {
     opts: ScanOptions,
-    /// What the scan takes, in order, each with the files it selects.
-    targets: Vec<(Target, Scope)>,
+    /// What the scan takes, in order.
+    targets: Vec<Target>,
+    /// The rules of each walk, by the walk's index in `targets`.
+    walks: Vec<Option<Scope>>,
     /// What the output guard keeps writers off: the targets, and the root
     /// even when `paths` replace it.
     guarded: Vec<Scope>,
@@ -137,21 +132,25 @@ struct Scan {
 
 impl Scan {
     fn new(opts: ScanOptions, stage: &str) -> Result<Scan, crate::stage::KindError> {
-        let targets = targets(&opts, stage)
-            .into_iter()
-            .map(|t| {
-                let scope = Scope::new(t.spec().clone())
-                    .map_err(|e| crate::stage::KindError::Unusable(e.0))?;
-                Ok((t, scope))
+        let unusable = |e: crate::inputs::GlobError| crate::stage::KindError::Unusable(e.0);
+        let targets = targets(&opts, stage);
+        let walks = targets
+            .iter()
+            .map(|t| match t {
+                Target::Walk { scope, .. } => Scope::new(scope.clone()).map(Some),
+                Target::File { .. } => Ok(None),
             })
-            .collect::<Result<_, crate::stage::KindError>>()?;
-        let guarded = guarded(&opts, stage)
+            .collect::<Result<_, _>>()
+            .map_err(unusable)?;
+        let guarded = guarded(&opts, stage, &targets)
             .into_iter()
-            .map(|spec| Scope::new(spec).map_err(|e| crate::stage::KindError::Unusable(e.0)))
-            .collect::<Result<_, _>>()?;
+            .map(Scope::new)
+            .collect::<Result<_, _>>()
+            .map_err(unusable)?;
         Ok(Scan {
             opts,
             targets,
+            walks,
             guarded,
         })
     }
@@ -161,39 +160,49 @@ impl Scan {
 #[derive(Debug, Clone)]
 enum Target {
     /// Walk `dir`; files are named relative to `scope.root`, which is `dir`
-    /// or a folder above it (the scan's root), and chosen by its globs.
+    /// or a folder above it (the scan's root), and chosen by its rules.
     Walk { dir: PathBuf, scope: ScopeSpec },
     /// One file, taken whatever the globs say, named `rel`.
-    File {
-        path: PathBuf,
-        rel: PathBuf,
-        scope: ScopeSpec,
-    },
+    File { path: PathBuf, rel: PathBuf },
 }
 
-impl Target {
-    fn spec(&self) -> &ScopeSpec {
-        match self {
-            Target::Walk { scope, .. } | Target::File { scope, .. } => scope,
-        }
-    }
-
-    fn into_spec(self) -> ScopeSpec {
-        match self {
-            Target::Walk { scope, .. } | Target::File { scope, .. } => scope,
-        }
-    }
-}
-
-/// The files a scan protects from writers: those it takes, and, when
-/// `paths` replace its root, the root's files as well. They are the
+/// The files a scan reads, as rules for the checks before work and the
+/// output guard: its walks, its named files (one scope per folder, so a
+/// run of 20,000 named files has a few scopes, not 20,000), and, when
+/// `paths` replace its root, the root as well. The root's files are the
 /// originals a full run would read, so a run on a few files never writes
 /// over the others.
-fn guarded(opts: &ScanOptions, stage: &str) -> Vec<ScopeSpec> {
-    let mut specs: Vec<ScopeSpec> = targets(opts, stage)
-        .into_iter()
-        .map(Target::into_spec)
-        .collect();
+fn guarded(opts: &ScanOptions, stage: &str, targets: &[Target]) -> Vec<ScopeSpec> {
+    let mut specs: Vec<ScopeSpec> = Vec::new();
+    let mut by_folder: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
+    let mut folder_at: std::collections::HashMap<PathBuf, usize> = Default::default();
+    for t in targets {
+        match t {
+            Target::Walk { scope, .. } => {
+                if !specs.contains(scope) {
+                    specs.push(scope.clone());
+                }
+            }
+            Target::File { path, .. } => {
+                let folder = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+                let at = *folder_at.entry(folder.clone()).or_insert_with(|| {
+                    by_folder.push((folder, Vec::new()));
+                    by_folder.len() - 1
+                });
+                by_folder[at].1.push(name);
+            }
+        }
+    }
+    specs.extend(by_folder.into_iter().map(|(root, names)| ScopeSpec {
+        stage: stage.to_string(),
+        root,
+        only: Some(names),
+        ..ScopeSpec::default()
+    }));
     let main = scope_spec(opts, stage);
     if !opts.paths.is_empty() && Path::new(&opts.root).is_dir() && !specs.contains(&main) {
         specs.push(main);
@@ -201,9 +210,27 @@ fn guarded(opts: &ScanOptions, stage: &str) -> Vec<ScopeSpec> {
     specs
 }
 
-/// What a scan takes: its root, or each of `paths`. A path inside the root
-/// is named as a walk of the root would name it, so its outputs and its
-/// journal lines are the same as in a full run.
+/// A scan's paths as the checks before work see them.
+fn paths(t: &toml::Table) -> crate::stage::StagePaths {
+    match crate::stage::parse_options::<ScanOptions>(t) {
+        Ok(o) => crate::stage::StagePaths::Reads(guarded(&o, "", &targets(&o, ""))),
+        Err(_) => crate::stage::StagePaths::None,
+    }
+}
+
+/// `path` with its folder resolved (links followed) and its name kept: a
+/// file named through a link is taken where the link is.
+fn real_file(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => crate::inputs::resolve(parent).join(name),
+        _ => crate::inputs::resolve(path),
+    }
+}
+
+/// What a scan takes: its root, or each of `paths`, each once however it
+/// is spelled. A path inside the root is named as a walk of the root would
+/// name it, so its outputs and its journal lines are the same as in a full
+/// run.
 fn targets(opts: &ScanOptions, stage: &str) -> Vec<Target> {
     let main = scope_spec(opts, stage);
     let root = PathBuf::from(&opts.root);
@@ -215,16 +242,19 @@ fn targets(opts: &ScanOptions, stage: &str) -> Vec<Target> {
     }
     let real_root = crate::inputs::resolve(&root);
     let mut out: Vec<Target> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for given in opts.paths.iter().map(PathBuf::from) {
         let is_dir = std::fs::metadata(&given).is_ok_and(|m| m.is_dir());
-        // A file is placed by its folder, so a link named on the command
-        // line is taken where it is, not where it points.
-        let real = match (is_dir, given.parent(), given.file_name()) {
-            (false, Some(parent), Some(name)) => crate::inputs::resolve(parent).join(name),
-            _ => crate::inputs::resolve(&given),
+        let real = if is_dir {
+            crate::inputs::resolve(&given)
+        } else {
+            real_file(&given)
         };
+        if !seen.insert(real.clone()) {
+            continue;
+        }
         let inside = real.strip_prefix(&real_root).ok().map(Path::to_path_buf);
-        let target = match (is_dir, inside) {
+        out.push(match (is_dir, inside) {
             (true, Some(rel)) => Target::Walk {
                 dir: root.join(&rel),
                 scope: main.clone(),
@@ -236,38 +266,15 @@ fn targets(opts: &ScanOptions, stage: &str) -> Vec<Target> {
                     ..main.clone()
                 },
             },
-            (false, inside) => {
-                let (path, rel) = match inside {
-                    Some(rel) if !rel.as_os_str().is_empty() => (root.join(&rel), rel),
-                    _ => {
-                        let name = given.file_name().map(PathBuf::from).unwrap_or_default();
-                        (given.clone(), name)
-                    }
-                };
-                let folder = match path.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                    _ => PathBuf::from("."),
-                };
-                Target::File {
-                    scope: ScopeSpec {
-                        root: folder,
-                        only: path.file_name().map(PathBuf::from),
-                        ..ScopeSpec::default()
-                    },
-                    path,
-                    rel,
-                }
-            }
-        };
-        // The same file or folder named twice is taken once.
-        let same = |t: &Target| match (t, &target) {
-            (Target::Walk { dir: a, .. }, Target::Walk { dir: b, .. }) => a == b,
-            (Target::File { path: a, .. }, Target::File { path: b, .. }) => a == b,
-            _ => false,
-        };
-        if !out.iter().any(same) {
-            out.push(target);
-        }
+            (false, Some(rel)) if !rel.as_os_str().is_empty() => Target::File {
+                path: root.join(&rel),
+                rel,
+            },
+            (false, _) => Target::File {
+                rel: given.file_name().map(PathBuf::from).unwrap_or_default(),
+                path: given,
+            },
+        });
     }
     out
 }
@@ -387,10 +394,31 @@ impl Source for Scan {
     }
 
     fn produce(&self, ctx: &SourceContext, emit: &mut dyn FnMut(Found) -> bool) {
-        for (target, scope) in &self.targets {
-            let go_on = match target {
-                Target::Walk { dir, .. } => self.walk(dir, scope, ctx, emit),
-                Target::File { path, rel, .. } => emit(self.named(path, rel, ctx)),
+        // Paths that overlap (a folder and a file in it, a folder and one
+        // inside it) give each file once: the first time it is found.
+        let several = self.targets.len() > 1;
+        let mut seen: HashSet<PathBuf> = HashSet::new();
+        let mut folders: HashMap<PathBuf, PathBuf> = HashMap::new();
+        let mut once = |found: Found| -> bool {
+            if several && let Found::Item(item) = &found {
+                let real = match (item.path.parent(), item.path.file_name()) {
+                    (Some(folder), Some(name)) => folders
+                        .entry(folder.to_path_buf())
+                        .or_insert_with(|| crate::inputs::resolve(folder))
+                        .join(name),
+                    _ => item.path.clone(),
+                };
+                if !seen.insert(real) {
+                    return true;
+                }
+            }
+            emit(found)
+        };
+        for (target, walk) in self.targets.iter().zip(&self.walks) {
+            let go_on = match (target, walk) {
+                (Target::Walk { dir, .. }, Some(scope)) => self.walk(dir, scope, ctx, &mut once),
+                (Target::File { path, rel }, _) => once(self.named(path, rel, ctx)),
+                (Target::Walk { .. }, None) => true,
             };
             if !go_on {
                 return;
@@ -427,6 +455,20 @@ impl Scan {
             .strip_prefix(&base)
             .map_or(0, |rel| rel.components().count());
         let scope = scope.clone().skipping(&ctx.skip_dirs);
+        // A folder named inside the root is walked only where a walk of the
+        // root would go: not into hidden, excluded or output folders.
+        if let Ok(rel) = dir.strip_prefix(&base) {
+            let mut folder = PathBuf::new();
+            for part in rel.components() {
+                folder.push(part);
+                if !scope.enters_dir(&folder) {
+                    return emit(Found::Error {
+                        path: dir.to_path_buf(),
+                        reason: "not walked: the scan's rules leave this folder out (hidden, excluded, or an output folder of this run)".into(),
+                    });
+                }
+            }
+        }
         let mut walk = walkdir::WalkDir::new(dir)
             .follow_links(self.opts.follow_links)
             .sort_by_file_name();

@@ -188,6 +188,153 @@ fn paths_come_from_stdin_by_line_or_by_nul_with_any_name() {
 }
 
 #[test]
+fn overlapping_paths_and_two_spellings_give_each_file_once() {
+    let ws = Workspace::new();
+    let before = photos(&ws);
+    let abs = ws.path("elsewhere/e.jpg").display().to_string();
+    let done = ws
+        .conveyor()
+        .args(&[
+            "run",
+            "t.toml",
+            "photos",
+            "photos/sub",
+            "photos/a.jpg",
+            "./photos/sub/b.jpg",
+        ])
+        .args(&["elsewhere", "./elsewhere/", "elsewhere/e.jpg", &abs])
+        .run();
+    done.code(0);
+    let paths: Vec<&str> = done
+        .report
+        .iter()
+        .filter_map(|l| l["path"].as_str())
+        .collect();
+    // photos: a.jpg, sub/b.jpg, sub/deep/c.jpg; elsewhere: e.jpg, g/h.jpg.
+    assert_eq!(paths.len(), 5, "{paths:?}");
+    assert_eq!(done.tally().ok, 5);
+    let names: Vec<String> = outputs(&ws).into_keys().collect();
+    assert_eq!(
+        names,
+        ["a.jpg", "e.jpg", "g/h.jpg", "sub/b.jpg", "sub/deep/c.jpg"]
+    );
+    unchanged(&ws, &before);
+}
+
+#[test]
+fn a_folder_the_scan_leaves_out_is_not_walked_when_named() {
+    let ws = Workspace::new();
+    let before = photos(&ws);
+    ws.sample("tiny.jpg", "photos/.hidden/x.jpg")
+        .sample("tiny.jpg", "photos/skip/y.jpg");
+    let text = THUMBS
+        .replace(
+            "include = [\"**/*.jpg\"]",
+            "include = [\"**/*.jpg\"]\nexclude = [\"skip\"]",
+        )
+        .replace("dir = \"out\"", "dir = \"photos/out\"");
+    ws.write("t.toml", text.as_bytes());
+    ws.conveyor().args(&["run", "t.toml"]).run().code(0);
+    let made = ws.files("photos/out");
+    assert_eq!(made.len(), 3, "{:?}", made.keys());
+    // The output folder, a hidden and an excluded folder, each named: not
+    // walked, said so, and nothing made of them.
+    for folder in ["photos/out", "photos/.hidden", "photos/skip"] {
+        let done = ws.conveyor().args(&["run", "t.toml", folder]).run();
+        done.code(1)
+            .stderr_has("not walked: the scan's rules leave this folder out");
+        assert_eq!(done.tally().ok, 0, "{folder}");
+        assert_eq!(ws.files("photos/out"), made, "{folder}");
+    }
+    let mut now = ws.files("photos");
+    now.retain(|k, _| {
+        !k.starts_with("out/") && !k.starts_with(".hidden/") && !k.starts_with("skip/")
+    });
+    for (k, v) in ws.files("elsewhere") {
+        now.insert(format!("elsewhere/{k}"), v);
+    }
+    assert_eq!(now, before);
+}
+
+#[test]
+fn a_file_named_from_outside_never_takes_another_photos_output() {
+    let ws = Workspace::new();
+    photos(&ws);
+    ws.conveyor().args(&["run", "t.toml"]).run().code(0);
+    let a_thumb = ws.files("out")["a.jpg"].clone();
+    // Another photo, also called a.jpg, outside the root.
+    ws.sample("tower.jpg", "ext2/a.jpg");
+    let done = ws.conveyor().args(&["run", "t.toml", "ext2/a.jpg"]).run();
+    done.code(1)
+        .stderr_has("is also the output of photos/a.jpg");
+    assert_eq!(ws.files("out")["a.jpg"], a_thumb, "replaced");
+    // The library's own run still finds everything up to date, rightly.
+    let full = ws.conveyor().args(&["run", "t.toml"]).run();
+    full.code(0);
+    assert_eq!(full.tally().up_to_date, 3);
+    assert_eq!(ws.files("out")["a.jpg"], a_thumb);
+    // The same file named again is its own output's owner: up to date.
+    ws.conveyor()
+        .args(&["run", "t.toml", "photos/a.jpg"])
+        .run()
+        .code(0);
+}
+
+#[test]
+fn with_paths_a_manifest_keeps_the_whole_librarys_rows() {
+    let ws = Workspace::new();
+    photos(&ws);
+    let text = format!(
+        "{THUMBS}\n[[stage]]\nname = \"index\"\nkind = \"manifest\"\ninput = \"save\"\npath = \"list.csv\"\n"
+    );
+    ws.write("t.toml", text.as_bytes());
+    ws.conveyor().args(&["run", "t.toml"]).run().code(0);
+    let list = std::fs::read(ws.path("list.csv")).expect("manifest");
+    let rows = String::from_utf8_lossy(&list).lines().count();
+    assert_eq!(rows, 4, "a header and three photos");
+    ws.conveyor()
+        .args(&["run", "t.toml", "--force", "photos/a.jpg"])
+        .run()
+        .code(0)
+        .stderr_has("stage `index` keeps list.csv as it is");
+    assert_eq!(std::fs::read(ws.path("list.csv")).expect("manifest"), list);
+}
+
+#[test]
+fn twenty_thousand_paths_on_stdin_are_each_counted() {
+    let ws = Workspace::new();
+    ws.many_tiny("photos", 20_000);
+    ws.write("t.toml", THUMBS.as_bytes());
+    let mut list = String::new();
+    for i in 0..20_000 {
+        list.push_str(&format!("photos/{:02}/{i:04}.jpg\n", i / 100));
+    }
+    let mut child = Command::new(BIN)
+        .current_dir(ws.path(""))
+        .args(["run", "t.toml", "-", "--dry-run", "--report", "r.jsonl"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(list.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = Tally::of(&read_report(&ws.path("r.jsonl")));
+    assert_eq!(t.scanned, 20_000);
+}
+
+#[test]
 fn bad_paths_are_refused_before_any_work() {
     let ws = Workspace::new();
     let before = photos(&ws);
@@ -234,25 +381,27 @@ fn bad_paths_are_refused_before_any_work() {
 }
 
 #[test]
-fn a_fifo_named_on_the_command_line_fails_alone_without_hanging() {
+fn a_fifo_a_device_or_a_broken_link_named_is_refused_before_any_work() {
     let ws = Workspace::new();
     photos(&ws);
     let fifo = ws.path("photos/pipe.jpg");
     let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).expect("path");
     // SAFETY: mkfifo with a valid C string.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-    let done = ws
-        .conveyor()
-        .args(&["run", "t.toml", "photos/pipe.jpg", "photos/a.jpg"])
-        .run();
-    done.code(1);
-    let t = done.tally();
-    assert_eq!((t.ok, t.failed), (1, 1), "{}", done.stderr());
-    assert!(
-        done.stderr().contains("not a regular file"),
-        "{}",
-        done.stderr()
-    );
+    std::os::unix::fs::symlink("nowhere.jpg", ws.path("photos/dangling.jpg")).expect("link");
+    for (path, why) in [
+        ("photos/pipe.jpg", "is not a regular file"),
+        ("/dev/zero", "is not a regular file"),
+        ("photos/dangling.jpg", "is a broken symbolic link"),
+    ] {
+        // Without a timeout, a FIFO read would hang the test here.
+        ws.conveyor()
+            .args(&["run", "t.toml", path, "photos/a.jpg"])
+            .run()
+            .code(2)
+            .stderr_has(why);
+        assert!(!ws.path("out").exists(), "{path}: something ran");
+    }
 }
 
 #[test]
@@ -267,52 +416,52 @@ fn every_init_template_passes_check_as_printed_and_runs() {
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect();
     assert!(names.len() >= 4, "{}", list.stdout());
-    for name in &names {
-        // In a folder of photos, as a user would: `init NAME > NAME.toml`.
-        let dir = format!("lib-{name}");
-        ws.sample("tiny.jpg", &format!("{dir}/a.jpg"))
-            .sample("trips/coast.jpg", &format!("{dir}/2024/b.jpg"));
-        let text = ws.conveyor().args(&["init", name]).run();
-        text.code(0);
-        assert!(text.stdout().starts_with('#'), "{name}: not commented");
-        ws.write(&format!("{dir}/{name}.toml"), text.stdout().as_bytes());
-        let before = ws.files(&dir);
-        let check = Command::new(BIN)
-            .current_dir(ws.path(&dir))
-            .args(["check", &format!("{name}.toml")])
-            .env_remove("PHOTOS")
-            .env_remove("OUT")
-            .output()
-            .expect("check");
-        assert_eq!(
-            check.status.code(),
-            Some(0),
-            "{name}: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let run = Command::new(BIN)
-            .current_dir(ws.path(&dir))
-            .args(["run", &format!("{name}.toml")])
-            .env_remove("PHOTOS")
-            .env_remove("OUT")
-            .output()
-            .expect("run");
-        assert_eq!(
-            run.status.code(),
-            Some(0),
-            "{name}: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let made = ws.files(&format!("{dir}/conveyor-out"));
-        assert!(made.len() >= 2, "{name}: {:?}", made.keys());
-        for (k, v) in &made {
-            if k.ends_with(".jpg") || k.ends_with(".webp") {
-                dims(v);
+    // Every template in one folder of photos, as a user would try them
+    // (`init NAME > NAME.toml`): none reads another's outputs or files.
+    let dir = "lib";
+    ws.sample("tiny.jpg", &format!("{dir}/a.jpg"))
+        .sample("trips/coast.jpg", &format!("{dir}/2024/b.jpg"));
+    for round in 0..2 {
+        for name in &names {
+            let text = ws.conveyor().args(&["init", name]).run();
+            text.code(0);
+            assert!(text.stdout().starts_with('#'), "{name}: not commented");
+            ws.write(&format!("{dir}/{name}.toml"), text.stdout().as_bytes());
+            let before = ws.files(dir);
+            let in_lib = |args: &[&str]| {
+                Command::new(BIN)
+                    .current_dir(ws.path(dir))
+                    .args(args)
+                    .env_remove("PHOTOS")
+                    .env_remove("OUT")
+                    .output()
+                    .expect("conveyor")
+            };
+            let toml = format!("{name}.toml");
+            let check = in_lib(&["check", &toml]);
+            let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+            assert_eq!(check.status.code(), Some(0), "{name}: {}", err(&check));
+            let report = ws.path(&format!("{name}.jsonl"));
+            let run = in_lib(&["run", &toml, "--report", &report.display().to_string()]);
+            assert_eq!(run.status.code(), Some(0), "{name}: {}", err(&run));
+            let t = Tally::of(&read_report(&report));
+            assert_eq!(t.scanned, 2, "{name}, round {round}: {t:?}");
+            if round == 1 {
+                assert_eq!(t.up_to_date, 2, "{name}: not up to date");
             }
+            let mut after = ws.files(dir);
+            after.retain(|k, _| !k.starts_with("conveyor-out"));
+            let mut was = before.clone();
+            was.retain(|k, _| !k.starts_with("conveyor-out"));
+            assert_eq!(after, was, "{name}: an input changed");
         }
-        let mut after = ws.files(&dir);
-        after.retain(|k, _| !k.starts_with("conveyor-out"));
-        assert_eq!(after, before, "{name}: an input changed");
+    }
+    let made = ws.files(&format!("{dir}/conveyor-out"));
+    assert!(made.len() >= 10, "{:?}", made.keys());
+    for (k, v) in &made {
+        if k.ends_with(".jpg") || k.ends_with(".webp") {
+            dims(v);
+        }
     }
     ws.conveyor()
         .args(&["init", "thumbnail"])

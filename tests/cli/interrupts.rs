@@ -149,3 +149,60 @@ fn workers_exit_when_conveyor_is_killed() {
     );
     assert_eq!(ws.leftover_workers(), Vec::<u32>::new());
 }
+
+/// A supervisor (systemd, Slurm's scancel, a closing terminal) signals the
+/// whole process group: the workers must leave the stop to conveyor, so the
+/// items they hold finish instead of failing.
+#[test]
+fn sigterm_and_sighup_to_the_process_group_fail_no_item() {
+    use std::os::unix::process::CommandExt;
+    for (sig, code) in [("-TERM", 143), ("-HUP", 129)] {
+        let ws = Workspace::new();
+        ws.many_tiny("many", 2000);
+        let report = ws.path("r.jsonl");
+        let child = Command::new(BIN)
+            .current_dir(ws.path(""))
+            .args([
+                "run",
+                "pipelines/thumbnails.toml",
+                "--set",
+                "scan.root=many",
+            ])
+            .args(["--mode", "processes", "--report"])
+            .arg(&report)
+            .env_remove("PHOTOS")
+            .env_remove("OUT")
+            .process_group(0)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        wait_for("some thumbnails", 60, || ws.count("out/thumbs") >= 20);
+        let workers = children_of(pid);
+        assert!(!workers.is_empty(), "no workers seen");
+        // `kill -TERM -- -PGID`: conveyor and every worker at once.
+        let sent = Command::new("kill")
+            .args([sig, "--", &format!("-{pid}")])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{sig}: {stderr}");
+        let t = Tally::of(&read_report(&report));
+        assert_eq!(t.failed, 0, "{sig}: {stderr}");
+        assert!(t.ok >= 20 && t.ok < 2000, "{sig}: {t:?}");
+        assert_eq!(
+            ws.count("out/thumbs") as u64,
+            t.ok,
+            "{sig}: files on disk = ok lines"
+        );
+        wait_for("workers to exit", 5, || workers.iter().all(|&w| !alive(w)));
+        for (name, _) in ws.files("out/thumbs") {
+            assert!(
+                !name.contains("conveyor-tmp"),
+                "{sig}: temp file left: {name}"
+            );
+        }
+    }
+}

@@ -13,7 +13,7 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
 }
 
 /// The rows of the summary table, split into columns: stage kind mode [xN]
-/// in out failed busy cores items/s.
+/// in out failed busy cpu cores items/s.
 fn table_rows(stderr: &str) -> Vec<Vec<&str>> {
     stderr
         .lines()
@@ -33,7 +33,7 @@ fn table(stderr: &str) -> BTreeMap<String, (String, String)> {
             let n = cols.len();
             (
                 cols[0].to_string(),
-                (cols[n - 6].to_string(), cols[n - 5].to_string()),
+                (cols[n - 7].to_string(), cols[n - 6].to_string()),
             )
         })
         .collect()
@@ -442,4 +442,80 @@ fn the_summary_shows_where_the_cores_went() {
     );
     // The scan waits on a full queue most of the run; waiting is not work.
     assert!(of("scan") < 0.5, "{stderr}");
+}
+
+/// A pipeline of two `exec` stages, one that waits and one that computes,
+/// and a thumbnail stage, on three photos.
+const WAIT_AND_WORK: &str = r#"[[stage]]
+name = "scan"
+kind = "scan"
+root = "in"
+
+[[stage]]
+name = "waits"
+kind = "exec"
+command = ["sleep", "0.3"]
+
+[[stage]]
+name = "computes"
+kind = "exec"
+shell = true
+command = ["i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done"]
+
+[[stage]]
+name = "thumb"
+kind = "thumbnail"
+width = 200
+
+[[stage]]
+name = "jpeg"
+kind = "encode"
+
+[[stage]]
+name = "save"
+kind = "write"
+dir = "out"
+"#;
+
+#[test]
+fn cpu_time_per_stage_tells_waiting_from_computing_in_every_mode() {
+    let ws = Workspace::new();
+    for s in ["meadow.jpg", "tower.jpg", "dusk.jpg"] {
+        ws.sample(s, &format!("in/{s}"));
+    }
+    ws.write("p.toml", WAIT_AND_WORK.as_bytes());
+    for mode in ["threads", "processes"] {
+        let done = ws
+            .conveyor()
+            .args(&["run", "p.toml", "--force", "--mode", mode])
+            .run();
+        done.code(0);
+        assert_eq!(done.report.len(), 3);
+        for line in &done.report {
+            let ms = |stage: &str| line["ms"][stage].as_f64().expect("ms");
+            let cpu = |stage: &str| line["cpu_ms"][stage].as_f64().expect("cpu_ms");
+            // Sleeping is waiting: a few ms of CPU for 300 ms.
+            assert!(ms("waits") >= 290.0, "{mode}: {line}");
+            assert!(cpu("waits") < 0.2 * ms("waits"), "{mode}: {line}");
+            // The shell's loop is the command's own CPU time, counted: tens
+            // of ms however busy the machine is (its share of the wall
+            // time is not, on a loaded machine).
+            assert!(cpu("computes") > 20.0, "{mode}: {line}");
+            assert!(cpu("computes") > 5.0 * cpu("waits"), "{mode}: {line}");
+            assert!(
+                cpu("thumb") > 0.0 && cpu("thumb") <= 1.5 * ms("thumb") + 5.0,
+                "{mode}: {line}"
+            );
+        }
+        // The summary's cpu column says the same, as a share of busy time.
+        let stderr = done.stderr();
+        let rows = table_rows(&stderr);
+        let cpu_col = |stage: &str| -> f64 {
+            let cols = rows.iter().find(|c| c[0] == stage).expect("row");
+            let cell = cols[cols.len() - 3];
+            cell.trim_end_matches('%').parse().expect("a percentage")
+        };
+        assert!(cpu_col("waits") < 5.0, "{mode}: {}", done.stderr());
+        assert!(cpu_col("computes") > 15.0, "{mode}: {}", done.stderr());
+    }
 }
