@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::args::{ProgressMode, RunArgs};
+use super::args::{ProgressMode, RunArgs, RunFlags};
 use super::parse::ShardArg;
 use super::progress::{Bars, Progress, Show};
 use super::style::{error_line, print_stdout, stderr_style};
@@ -35,12 +35,20 @@ impl Settings {
                 Some(Shard::from_env(env, args.shards)?)
             }
         };
-        let show = match args.progress {
-            ProgressMode::Auto if !args.quiet && std::io::stderr().is_terminal() => Show::Bars,
-            ProgressMode::Json => Show::Json,
-            _ => Show::Nothing,
-        };
-        Ok(Settings { shard, show })
+        Ok(Settings {
+            shard,
+            show: show_of(args),
+        })
+    }
+}
+
+/// How progress is shown, from `--progress`, `--quiet` and whether stderr
+/// is a terminal.
+pub(super) fn show_of(flags: &RunFlags) -> Show {
+    match flags.progress {
+        ProgressMode::Auto if !flags.quiet && std::io::stderr().is_terminal() => Show::Bars,
+        ProgressMode::Json => Show::Json,
+        _ => Show::Nothing,
     }
 }
 
@@ -48,7 +56,7 @@ impl Settings {
 /// once. Returns the flag the run watches. The bars are cleared before the
 /// process exits, so none is left frozen on the screen; the first notice is
 /// printed above them, so they redraw below it rather than over it.
-fn interrupt_flag(bars: Option<Arc<Bars>>) -> Arc<AtomicBool> {
+pub(super) fn interrupt_flag(bars: Option<Arc<Bars>>) -> Arc<AtomicBool> {
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupt);
     let count = AtomicUsize::new(0);
@@ -130,6 +138,8 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
         progress_every: every,
         interrupt,
         on_failure,
+        report_append: false,
+        hold: None,
     };
     let summary = match exec::run(&loaded.pipeline, &opts) {
         Ok(s) => s,

@@ -19,6 +19,7 @@ mod source;
 mod spawn;
 mod state;
 pub mod supervisor;
+pub mod watch;
 pub mod worker;
 
 pub use call::{CallError, Outcome};

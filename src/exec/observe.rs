@@ -69,13 +69,25 @@ pub struct Report {
 pub type ItemEndFn = Box<dyn Fn(&Line) + Send + Sync>;
 
 impl Report {
-    pub fn new(path: Option<&Path>, on_end: Option<ItemEndFn>) -> std::io::Result<Report> {
+    /// A report written to `path` (if any): started afresh, or added to
+    /// when `append` (one report across the batches of `conveyor watch`).
+    pub fn new(
+        path: Option<&Path>,
+        append: bool,
+        on_end: Option<ItemEndFn>,
+    ) -> std::io::Result<Report> {
         let file = match path {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)?;
                 }
-                Some(File::create(path)?)
+                let mut open = std::fs::OpenOptions::new();
+                if append {
+                    open.append(true);
+                } else {
+                    open.write(true).truncate(true);
+                }
+                Some(open.create(true).open(path)?)
             }
             None => None,
         };

@@ -41,6 +41,12 @@ pub struct RunOptions {
     /// items have finished.
     pub on_progress: Option<ProgressFn>,
     pub progress_every: Duration,
+    /// Add to the report file rather than start it afresh (each batch of
+    /// `conveyor watch` after the first).
+    pub report_append: bool,
+    /// Files the sources leave for a later run (`conveyor watch`: files not
+    /// completely written yet).
+    pub hold: Option<crate::stage::Hold>,
 }
 
 /// Called with each item's outcome as it ends.
@@ -65,6 +71,8 @@ impl Default for RunOptions {
             trace: None,
             on_progress: None,
             progress_every: Duration::from_millis(250),
+            report_append: false,
+            hold: None,
         }
     }
 }

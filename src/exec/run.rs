@@ -144,6 +144,7 @@ fn build(
             })
             .collect(),
         inputs: guard.inputs().clone(),
+        hold: opts.hold.clone(),
     };
     let scopes = built
         .iter()
@@ -181,7 +182,7 @@ fn shared_state<'a>(
             opts.memory.unwrap_or_else(super::budget::default_limit),
         ))
     });
-    let report = observe::Report::new(opts.report.as_deref(), on_end)
+    let report = observe::Report::new(opts.report.as_deref(), opts.report_append, on_end)
         .map_err(|e| BuildError::Setup {
             message: format!("cannot write the report (--report): {e}"),
         })?

@@ -443,6 +443,65 @@ impl Guard {
     }
 }
 
+/// Remove `file`, a file a writer whose folder is `dir` made of a source
+/// that is gone (`conveyor watch --prune`; the caller has checked that the
+/// journals record it as that source's output and no other's). The same
+/// rules as for placing hold: the folders below `dir` are opened without
+/// following links, and a file that a scan reads or would read, a link, a
+/// folder or a file with other names (hard links) is kept. Returns whether
+/// a file was removed (false: it was already gone).
+pub fn remove_output(dir: &Path, file: &Path, scopes: &[Scope]) -> Result<bool, OutputError> {
+    let kept = |why: &str| OutputError::KeptOutput {
+        dest: file.to_path_buf(),
+        why: why.to_string(),
+    };
+    let rel = file
+        .strip_prefix(dir)
+        .map_err(|_| kept("it is not inside its writer's folder"))?;
+    let rel = checked_rel(rel)?;
+    // Nothing to remove, and no folder to create on the way.
+    if std::fs::symlink_metadata(file).is_err() {
+        return Ok(false);
+    }
+    let dest = open_chain(dir, rel)?;
+    if let Some(scope) = scopes.iter().find(|s| s.would_find(&dest.path)) {
+        return Err(kept(&format!(
+            "it is an input (stage `{}` reads it)",
+            scope.spec.stage
+        )));
+    }
+    let Some(meta) = dest.existing()? else {
+        return Ok(false);
+    };
+    if meta.file_type().is_symlink() {
+        return Err(kept("it is a symbolic link"));
+    }
+    if !meta.file_type().is_file() {
+        return Err(kept("it is not a file"));
+    }
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Err(kept(&format!(
+                "it has {} names (hard links), and one may be an original",
+                meta.nlink()
+            )));
+        }
+    }
+    let name = cstring(Path::new(&dest.name))?;
+    // SAFETY: `name` is NUL-terminated and outlives the call; the folder
+    // descriptor is open.
+    let rc = unsafe { libc::unlinkat(dest.dir.as_raw_fd(), name.as_ptr(), 0) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Ok(false);
+        }
+        return Err(io_err("remove", &dest.shown, &e));
+    }
+    Ok(true)
+}
+
 /// Write one of conveyor's own files (a journal being compacted): whole or
 /// not at all, replacing the old one. Not for the user's outputs.
 pub fn write_state_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -169,9 +169,16 @@ impl Scan {
         } else {
             e.metadata().ok()
         };
+        if let Some(m) = &meta {
+            // Recorded even when held: a file not ready yet is still an
+            // input no writer may replace.
+            ctx.inputs.record(crate::inputs::file_id(m));
+            if ctx.holds(&path, m) {
+                return None;
+            }
+        }
         let mut item = Item::new(path, rel);
         if let Some(m) = meta {
-            ctx.inputs.record(crate::inputs::file_id(&m));
             item.meta.size = Some(m.len());
             let since_epoch = m
                 .modified()
