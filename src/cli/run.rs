@@ -138,8 +138,7 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
         progress_every: every,
         interrupt,
         on_failure,
-        report_append: false,
-        hold: None,
+        ..RunOptions::default()
     };
     let summary = match exec::run(&loaded.pipeline, &opts) {
         Ok(s) => s,

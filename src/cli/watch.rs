@@ -59,8 +59,10 @@ fn batch_line(b: &Batch) -> String {
             "deleted {}",
             names(b.deleted.iter().map(|(p, _)| p.as_path()))
         );
-        if removed > 0 {
-            text.push_str(&format!(" ({removed} outputs removed)"));
+        match removed {
+            0 => {}
+            1 => text.push_str(" (1 output removed)"),
+            n => text.push_str(&format!(" ({n} outputs removed)")),
         }
         said.push(text);
     }

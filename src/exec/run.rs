@@ -182,7 +182,7 @@ fn shared_state<'a>(
             opts.memory.unwrap_or_else(super::budget::default_limit),
         ))
     });
-    let report = observe::Report::new(opts.report.as_deref(), opts.report_append, on_end)
+    let report = observe::Report::new(opts.report.as_deref(), opts.report_mode, on_end)
         .map_err(|e| BuildError::Setup {
             message: format!("cannot write the report (--report): {e}"),
         })?

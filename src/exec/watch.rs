@@ -129,6 +129,15 @@ fn stamp(meta: &std::fs::Metadata) -> Stamp {
     (meta.len(), meta.modified().ok())
 }
 
+/// Whether a file modified at `mtime` was modified less than `settle` ago
+/// (or has a time in the future, which says nothing about being done).
+fn recent(mtime: SystemTime, settle: Duration) -> bool {
+    match mtime.elapsed() {
+        Ok(age) => age < settle,
+        Err(_) => true,
+    }
+}
+
 /// A file seen changing, not yet taken.
 struct Pending {
     /// When the last event about it came.
@@ -151,6 +160,9 @@ struct HoldState {
     not_yet: HashSet<PathBuf>,
     /// Files that failed and have not changed since: not retried.
     failed: HashMap<PathBuf, Stamp>,
+    /// Files an earlier batch took as complete: taken while unchanged,
+    /// however recent their time.
+    taken: HashMap<PathBuf, Stamp>,
     /// Files held because their modification time was too recent, found
     /// during the batch: the watch follows them from then on.
     recent: Mutex<Vec<PathBuf>>,
@@ -164,16 +176,16 @@ impl HoldState {
         if self.ready.contains(path) {
             return false;
         }
-        if self.failed.get(path) == Some(&stamp(meta)) {
+        let now = stamp(meta);
+        if self.failed.get(path) == Some(&now) {
             return true;
+        }
+        if self.taken.get(path) == Some(&now) {
+            return false;
         }
         // A file written a moment ago may still be written to, and its
         // event may not have come yet: it waits until it has settled.
-        let recent = meta.modified().is_ok_and(|m| match m.elapsed() {
-            Ok(age) => age < self.settle,
-            // A time in the future: nothing says it is done.
-            Err(_) => true,
-        });
+        let recent = meta.modified().is_ok_and(|m| recent(m, self.settle));
         if recent {
             self.recent
                 .lock()
@@ -193,6 +205,10 @@ struct Tracker {
     /// Failed sources by the name the scans give them, with the size and
     /// time they failed with.
     failed: HashMap<PathBuf, Stamp>,
+    /// Files batches took as complete, by the scans' names, with their size
+    /// and time then; kept while their time is recent (see
+    /// [`HoldState::taken`]).
+    taken: HashMap<PathBuf, Stamp>,
     /// Sources deleted since the last batch, by the scans' names.
     deleted: Vec<PathBuf>,
     /// The last event about a file a scan takes.
@@ -300,13 +316,15 @@ impl Tracker {
     }
 
     fn gone(&mut self, path: &Path, now: Instant) {
+        self.pending.retain(|p, _| !p.starts_with(path));
         let names = self.names_below_roots(path);
-        if names.is_empty() {
+        // A temp name renamed to its real one is no source deleted.
+        if names.is_empty() || path.file_name().is_some_and(partial_name) {
             return;
         }
-        self.pending.retain(|p, _| !p.starts_with(path));
-        self.failed
-            .retain(|f, _| !names.iter().any(|n| f.starts_with(n)));
+        let under = |f: &PathBuf| names.iter().any(|n| f.starts_with(n));
+        self.failed.retain(|f, _| !under(f));
+        self.taken.retain(|f, _| !under(f));
         self.deleted.extend(names);
         self.last_event = Some(now);
     }
@@ -396,6 +414,7 @@ impl Session<'_> {
             ready: ready_names,
             not_yet,
             failed: t.failed.clone(),
+            taken: t.taken.clone(),
             recent: Mutex::default(),
         });
         let held = Arc::clone(&state);
@@ -416,8 +435,19 @@ impl Session<'_> {
         let outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|e| e.into_inner()));
         let now = Instant::now();
         for p in ready {
-            self.tracker.pending.remove(p);
+            if let Some(done) = self.tracker.pending.remove(p)
+                && let Some(st) = done.stamp
+            {
+                for name in self.tracker.names(p) {
+                    self.tracker.taken.insert(name, st);
+                }
+            }
         }
+        // Once its time is old enough, a file needs no word for it.
+        let settle = self.watch.settle;
+        self.tracker
+            .taken
+            .retain(|_, (_, mtime)| mtime.is_some_and(|m| recent(m, settle)));
         // Files that looked too new: followed until they settle.
         let recent = std::mem::take(&mut *state.recent.lock().unwrap_or_else(|e| e.into_inner()));
         for name in recent {
@@ -494,17 +524,15 @@ impl Session<'_> {
     }
 }
 
-/// Start watching every scan root; events arrive on the returned channel.
-fn start_watcher(
-    scopes: &[Scope],
-) -> Result<
-    (
-        notify::RecommendedWatcher,
-        mpsc::Receiver<notify::Result<notify::Event>>,
-        Vec<PathBuf>,
-    ),
-    BuildError,
-> {
+/// The scan roots being watched.
+struct Folders {
+    /// Kept alive for as long as the watch goes on.
+    _watcher: notify::RecommendedWatcher,
+    events: mpsc::Receiver<notify::Result<notify::Event>>,
+}
+
+/// Start watching every scan root; events arrive on `events`.
+fn start_watcher(scopes: &[Scope]) -> Result<Folders, BuildError> {
     let (tx, rx) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event| {
         let _ = tx.send(event);
@@ -519,10 +547,17 @@ fn start_watcher(
         watcher
             .watch(root, RecursiveMode::Recursive)
             .map_err(|e| BuildError::Setup {
-                message: format!("cannot watch {}: {}", root.display(), notify_reason(&e)),
+                message: format!(
+                    "cannot watch {}: {}",
+                    crate::item::escape_path(root),
+                    notify_reason(&e)
+                ),
             })?;
     }
-    Ok((watcher, rx, roots))
+    Ok(Folders {
+        _watcher: watcher,
+        events: rx,
+    })
 }
 
 /// A watcher's error in the user's words.
@@ -557,7 +592,10 @@ pub fn watch(
     }
     // Watched before the first run, so nothing that lands during it is
     // missed.
-    let (_watcher, events, folders) = start_watcher(&scopes)?;
+    let folders = start_watcher(&scopes)?;
+    // Named as the pipeline names them.
+    let mut shown: Vec<PathBuf> = scopes.iter().map(|s| s.spec.root.clone()).collect();
+    shown.dedup();
     let mut session = Session {
         pipeline,
         watch,
@@ -566,6 +604,7 @@ pub fn watch(
             settle: watch.settle,
             pending: HashMap::new(),
             failed: HashMap::new(),
+            taken: HashMap::new(),
             deleted: Vec::new(),
             last_event: None,
             rescan: false,
@@ -581,21 +620,21 @@ pub fn watch(
     notify(
         WatchEvent::Started {
             summary: &summary,
-            folders: &folders,
+            folders: &shown,
         },
         &mut opts,
     );
     opts.force = false;
     opts.trace = None;
-    opts.report_append = true;
+    opts.report_mode = super::ReportMode::Continue;
     loop {
         if opts.interrupt.load(Ordering::SeqCst) {
             return Ok(());
         }
-        match events.recv_timeout(TICK) {
+        match folders.events.recv_timeout(TICK) {
             Ok(first) => {
                 let now = Instant::now();
-                for event in std::iter::once(first).chain(events.try_iter()) {
+                for event in std::iter::once(first).chain(folders.events.try_iter()) {
                     match event {
                         Ok(e) => session.tracker.on_event(e, now),
                         Err(e) => {

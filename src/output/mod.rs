@@ -552,3 +552,53 @@ fn checked_rel(rel: &Path) -> Result<&Path, OutputError> {
     }
     Ok(rel)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_output_removes_plain_outputs_and_keeps_everything_else() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let base = tmp.path();
+        let (input_dir, out) = (base.join("in"), base.join("out"));
+        std::fs::create_dir_all(out.join("sub")).expect("mkdir");
+        std::fs::create_dir_all(&input_dir).expect("mkdir");
+        let write = |p: &Path| std::fs::write(p, b"x").expect("write");
+        let scope = Scope::new(ScopeSpec {
+            stage: "scan".into(),
+            root: input_dir.clone(),
+            ..ScopeSpec::default()
+        })
+        .expect("scope");
+        let scopes = [scope];
+        write(&out.join("sub/a.jpg"));
+        assert_eq!(
+            remove_output(&out, &out.join("sub/a.jpg"), &scopes),
+            Ok(true)
+        );
+        assert!(!out.join("sub/a.jpg").exists());
+        assert_eq!(
+            remove_output(&out, &out.join("sub/a.jpg"), &scopes),
+            Ok(false)
+        );
+        // An input, even when a writer's folder holds it.
+        write(&input_dir.join("b.jpg"));
+        assert!(remove_output(&input_dir, &input_dir.join("b.jpg"), &scopes).is_err());
+        // A link is kept, and so is what it points to.
+        std::os::unix::fs::symlink(input_dir.join("b.jpg"), out.join("link.jpg")).expect("link");
+        assert!(remove_output(&out, &out.join("link.jpg"), &scopes).is_err());
+        // A file with another name (a hard link) may be an original.
+        write(&base.join("orig.jpg"));
+        std::fs::hard_link(base.join("orig.jpg"), out.join("hard.jpg")).expect("hard link");
+        let e = remove_output(&out, &out.join("hard.jpg"), &scopes).expect_err("kept");
+        assert!(e.to_string().contains("hard links"), "{e}");
+        // Not inside the writer's folder, or through a linked folder.
+        assert!(remove_output(&out, &base.join("orig.jpg"), &scopes).is_err());
+        std::os::unix::fs::symlink(base, out.join("up")).expect("link");
+        assert!(remove_output(&out, &out.join("up/orig.jpg"), &scopes).is_err());
+        for kept in ["in/b.jpg", "orig.jpg", "out/hard.jpg", "out/link.jpg"] {
+            assert!(base.join(kept).exists(), "{kept} must stay");
+        }
+    }
+}

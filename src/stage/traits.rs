@@ -190,7 +190,11 @@ impl SourceContext {
 /// ready yet (still being written). A source asks it before a file becomes
 /// an item, so a held file is neither processed, counted nor reported.
 #[derive(Clone)]
-pub struct Hold(pub std::sync::Arc<dyn Fn(&Path, &std::fs::Metadata) -> bool + Send + Sync>);
+pub struct Hold(pub std::sync::Arc<HoldFn>);
+
+/// The rule of a [`Hold`]: the file's path (as the source names it) and
+/// its metadata in, "not yet" out.
+pub type HoldFn = dyn Fn(&Path, &std::fs::Metadata) -> bool + Send + Sync;
 
 impl std::fmt::Debug for Hold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -221,9 +221,11 @@ fn files_copied_in_are_processed_once_and_whole_even_when_written_slowly() {
     wait_for("first.jpg", 30, || ok_lines(&ws, "first.jpg") == 1);
     ws.sample("dusk.jpg", "in/dusk.jpg")
         .sample("trips/hills.png", "in/sub/hills.png");
-    // Six writes 150 ms apart: pauses shorter than the settle time (500 ms).
+    // Eight writes 350 ms apart: pauses shorter than the settle time
+    // (500 ms), the whole longer than a batch waits for quiet folders, so
+    // the batch of the two files above runs while this one is half there.
     let meadow = sample_bytes("meadow.jpg");
-    write_slowly(&ws, "in/slow.jpg", &meadow, 6, Duration::from_millis(150));
+    write_slowly(&ws, "in/slow.jpg", &meadow, 8, Duration::from_millis(350));
     let all = ["first.jpg", "dusk.jpg", "sub/hills.png", "slow.jpg"];
     wait_for("every thumbnail", 30, || {
         all.iter().all(|f| ok_lines(&ws, f) == 1)
@@ -327,19 +329,27 @@ fn the_manifest_lists_every_file_after_each_batch() {
             .collect()
     };
     wait_for("a in the manifest", 30, || rows() == ["a.jpg"]);
+    // Each batch's line comes once its run, manifest included, is done;
+    // c lands while b's time is still recent, and b stays listed.
     ws.sample("dusk.jpg", "in/b.jpg");
-    wait_for("b in the manifest", 30, || rows() == ["a.jpg", "b.jpg"]);
-    ws.sample("tiny.jpg", "in/c.jpg");
-    wait_for("c in the manifest", 30, || {
-        rows() == ["a.jpg", "b.jpg", "c.jpg"]
+    wait_for("b's batch", 30, || {
+        w.stderr().contains("processed in/b.jpg")
     });
+    assert_eq!(rows(), ["a.jpg", "b.jpg"]);
+    ws.sample("tiny.jpg", "in/c.jpg");
+    wait_for("c's batch", 30, || {
+        w.stderr().contains("processed in/c.jpg")
+    });
+    assert_eq!(rows(), ["a.jpg", "b.jpg", "c.jpg"]);
     let pid = w.pid();
     let (code, _, stderr) = w.stop("-INT");
     assert_eq!(code, Some(130), "{stderr}");
-    // Each batch adds to the one report: three files, each ok once.
+    // Each batch adds to the one report the files it processed: three
+    // files, each ok once, and nothing else.
     for f in ["a.jpg", "b.jpg", "c.jpg"] {
         assert_eq!(ok_lines(&ws, f), 1, "{f}");
     }
+    assert_eq!(read_report_now(&ws).len(), 3, "{:?}", read_report_now(&ws));
     let mut after = hashes(&ws);
     after.remove("b.jpg");
     after.remove("c.jpg");
@@ -422,5 +432,62 @@ fn sigint_between_batches_stops_at_once() {
     let (code, took, stderr) = w.stop("-INT");
     assert_eq!(code, Some(130), "{stderr}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
+    nothing_left(&ws, pid);
+}
+
+#[test]
+fn a_deleted_source_keeps_its_outputs_unless_pruned() {
+    let ws = Workspace::new();
+    pipeline(&ws, Some("*.jpg"));
+    for f in ["a.jpg", "b.jpg", "c.jpg"] {
+        ws.sample("tiny.jpg", &format!("in/{f}"));
+    }
+    let rows = || -> Vec<String> {
+        std::fs::read_to_string(ws.path("out/manifest.csv"))
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').nth(1).map(str::to_string))
+            .collect()
+    };
+    let journal = || {
+        std::fs::read_to_string(ws.path("out/thumbs/.conveyor-state/watched.save.jsonl"))
+            .unwrap_or_default()
+    };
+    // Without --prune: the manifest forgets the source, its files stay.
+    let w = Watching::start(&ws, &[]);
+    wait_for("three files", 30, || rows() == ["a.jpg", "b.jpg", "c.jpg"]);
+    std::fs::remove_file(ws.path("in/a.jpg")).expect("rm");
+    wait_for("a out of the manifest", 30, || rows() == ["b.jpg", "c.jpg"]);
+    let (code, _, stderr) = w.stop("-INT");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        ws.path("out/thumbs/a.jpg").is_file(),
+        "kept without --prune"
+    );
+    assert!(stderr.contains("deleted in/a.jpg"), "{stderr}");
+    // With --prune: the files made of a deleted source go, with its
+    // journal lines; the others' stay.
+    let w = Watching::start(&ws, &["--prune"]);
+    std::fs::remove_file(ws.path("in/b.jpg")).expect("rm");
+    wait_for("b's thumbnail removed", 30, || {
+        !ws.path("out/thumbs/b.jpg").exists()
+    });
+    wait_for("b out of the manifest", 30, || rows() == ["c.jpg"]);
+    let pid = w.pid();
+    let (code, _, stderr) = w.stop("-INT");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("deleted in/b.jpg (1 output removed)"),
+        "{stderr}"
+    );
+    assert!(!journal().contains("in/b.jpg"), "{}", journal());
+    assert!(journal().contains("in/c.jpg"));
+    assert!(ws.path("out/thumbs/c.jpg").is_file());
+    assert_eq!(
+        ws.files("in").into_keys().collect::<Vec<_>>(),
+        ["c.jpg"],
+        "inputs untouched"
+    );
     nothing_left(&ws, pid);
 }
