@@ -681,3 +681,35 @@ pub fn watch(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_files_still_being_written_are_recognised() {
+        for name in [
+            "x.jpg.part",
+            "X.JPG.PART",
+            "x.jpg.crdownload",
+            "x.jpg.tmp",
+            "x.jpg~",
+            ".conveyor-tmp-12-0-x.jpg",
+            "x.jpg.partial",
+        ] {
+            assert!(partial_name(OsStr::new(name)), "{name}");
+        }
+        for name in ["x.jpg", "part.jpg", "tmp", "x.jpgpart", ".hidden.jpg"] {
+            assert!(!partial_name(OsStr::new(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_recent_until_the_settle_time_has_passed() {
+        let settle = Duration::from_millis(500);
+        let now = SystemTime::now();
+        assert!(recent(now, settle));
+        assert!(recent(now + Duration::from_secs(60), settle), "future");
+        assert!(!recent(now - Duration::from_secs(1), settle));
+    }
+}
