@@ -243,6 +243,22 @@ impl Tracker {
             .collect()
     }
 
+    /// Whether some scan walks the folder `dir` (absolute, resolved): not a
+    /// writer's folder, nor hidden or excluded, nor too deep.
+    fn walks(&self, dir: &Path) -> bool {
+        self.scopes.iter().any(|s| {
+            let Ok(rel) = dir.strip_prefix(&s.root) else {
+                return false;
+            };
+            let mut so_far = PathBuf::new();
+            let depth = rel.components().count();
+            rel.components().all(|c| {
+                so_far.push(c);
+                s.enters_dir(&so_far)
+            }) && s.spec.max_depth.is_none_or(|d| depth < d)
+        })
+    }
+
     /// Where the file a scan calls `name` is, as events name it.
     fn event_path(&self, name: &Path) -> Option<PathBuf> {
         self.scopes
@@ -302,6 +318,10 @@ impl Tracker {
     /// landed before it was watched, so each is followed, and one full look
     /// catches any that slipped between.
     fn folder_appeared(&mut self, dir: &Path, now: Instant) {
+        // A writer's new folder is none of the watch's business.
+        if !self.walks(dir) {
+            return;
+        }
         let files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
             .into_iter()
             .filter_map(Result::ok)
@@ -317,9 +337,14 @@ impl Tracker {
 
     fn gone(&mut self, path: &Path, now: Instant) {
         self.pending.retain(|p, _| !p.starts_with(path));
+        // A temp name renamed to its real one is no source deleted, and a
+        // file gone from a writer's folder is no source at all.
+        if path.file_name().is_some_and(partial_name) {
+            return;
+        }
+        let scanned = !self.names(path).is_empty() || self.walks(path);
         let names = self.names_below_roots(path);
-        // A temp name renamed to its real one is no source deleted.
-        if names.is_empty() || path.file_name().is_some_and(partial_name) {
+        if !scanned || names.is_empty() {
             return;
         }
         let under = |f: &PathBuf| names.iter().any(|n| f.starts_with(n));
@@ -702,6 +727,77 @@ mod tests {
         for name in ["x.jpg", "part.jpg", "tmp", "x.jpgpart", ".hidden.jpg"] {
             assert!(!partial_name(OsStr::new(name)), "{name}");
         }
+    }
+
+    /// A tracker of `*.jpg` below a fresh folder whose `out` is a writer's.
+    fn tracker(settle: Duration) -> (tempfile::TempDir, PathBuf, Tracker) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = crate::inputs::resolve(dir.path());
+        let scope = Scope::new(crate::inputs::ScopeSpec {
+            stage: "scan".into(),
+            root: root.clone(),
+            include: vec!["**/*.jpg".into()],
+            ..Default::default()
+        })
+        .expect("scope")
+        .skipping(&[root.join("out")]);
+        let t = Tracker {
+            scopes: vec![scope],
+            settle,
+            pending: HashMap::new(),
+            failed: HashMap::new(),
+            taken: HashMap::new(),
+            deleted: Vec::new(),
+            last_event: None,
+            rescan: false,
+            waiting_since: None,
+        };
+        (dir, root, t)
+    }
+
+    #[test]
+    fn a_closed_file_is_ready_after_a_quiet_moment_an_open_one_once_settled() {
+        let settle = Duration::from_secs(1);
+        let (_dir, root, mut t) = tracker(settle);
+        let (a, b) = (root.join("a.jpg"), root.join("b.jpg"));
+        std::fs::write(&a, b"whole").expect("write");
+        std::fs::write(&b, b"half").expect("write");
+        let start = Instant::now();
+        t.changed(&a, start, true);
+        t.changed(&b, start, false);
+        assert!(t.ready(start).is_empty());
+        assert_eq!(t.ready(start + QUIET), [a.clone()]);
+        // b grows: it settles a full settle time after it last changed.
+        std::fs::write(&b, b"half and more").expect("write");
+        assert_eq!(t.ready(start + settle), [a.clone()]);
+        let mut both = t.ready(start + settle * 2);
+        both.sort();
+        assert_eq!(both, [a, b]);
+        assert!(t.due(start + settle * 2, &[root.join("a.jpg")]));
+    }
+
+    #[test]
+    fn writers_folders_temp_names_and_other_files_are_not_followed() {
+        let (_dir, root, mut t) = tracker(Duration::from_millis(500));
+        let now = Instant::now();
+        std::fs::create_dir_all(root.join("out/sub")).expect("mkdir");
+        t.folder_appeared(&root.join("out/sub"), now);
+        assert!(!t.rescan, "a writer's new folder");
+        for name in ["x.jpg.part", "out/a.jpg", "notes.txt", ".hidden.jpg"] {
+            t.changed(&root.join(name), now, true);
+        }
+        assert!(t.pending.is_empty(), "{:?}", t.pending.keys());
+        // A download renamed to its real name: no source was deleted.
+        t.gone(&root.join("x.jpg.part"), now);
+        t.gone(&root.join("out/a.jpg"), now);
+        assert!(t.deleted.is_empty(), "{:?}", t.deleted);
+        t.gone(&root.join("a.jpg"), now);
+        assert_eq!(t.deleted, [root.join("a.jpg")]);
+        std::fs::create_dir_all(root.join("new")).expect("mkdir");
+        std::fs::write(root.join("new/b.jpg"), b"b").expect("write");
+        t.folder_appeared(&root.join("new"), now);
+        assert!(t.rescan);
+        assert!(t.pending.contains_key(&root.join("new/b.jpg")));
     }
 
     #[test]
