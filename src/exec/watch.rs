@@ -766,10 +766,10 @@ mod tests {
         t.changed(&a, start, true);
         t.changed(&b, start, false);
         assert!(t.ready(start).is_empty());
-        assert_eq!(t.ready(start + QUIET), [a.clone()]);
+        assert_eq!(t.ready(start + QUIET), std::slice::from_ref(&a));
         // b grows: it settles a full settle time after it last changed.
         std::fs::write(&b, b"half and more").expect("write");
-        assert_eq!(t.ready(start + settle), [a.clone()]);
+        assert_eq!(t.ready(start + settle), std::slice::from_ref(&a));
         let mut both = t.ready(start + settle * 2);
         both.sort();
         assert_eq!(both, [a, b]);
