@@ -216,14 +216,15 @@ fn files_copied_in_are_processed_once_and_whole_even_when_written_slowly() {
     let ws = Workspace::new();
     pipeline(&ws, Some("**/*.{jpg,png}"));
     ws.sample("tower.jpg", "in/first.jpg");
-    let w = Watching::start(&ws, &[]);
+    let w = Watching::start(&ws, &["--settle", "1s"]);
     // Taken by the first run, or, written a moment before, once settled.
     wait_for("first.jpg", 30, || ok_lines(&ws, "first.jpg") == 1);
     ws.sample("dusk.jpg", "in/dusk.jpg")
         .sample("trips/hills.png", "in/sub/hills.png");
-    // Eight writes 350 ms apart: pauses shorter than the settle time
-    // (500 ms), the whole longer than a batch waits for quiet folders, so
-    // the batch of the two files above runs while this one is half there.
+    // Eight writes 350 ms apart: pauses shorter than the settle time (1 s,
+    // for a margin on a busy machine), the whole longer than a batch waits
+    // for quiet folders (2 s), so the batch of the two files above runs
+    // while this one is half there.
     let meadow = sample_bytes("meadow.jpg");
     write_slowly(&ws, "in/slow.jpg", &meadow, 8, Duration::from_millis(350));
     let all = ["first.jpg", "dusk.jpg", "sub/hills.png", "slow.jpg"];
