@@ -395,7 +395,7 @@ impl Tracker {
         let calm = self
             .last_event
             .is_none_or(|t| now.saturating_duration_since(t) >= quiet);
-        calm || now.saturating_duration_since(waiting) >= MAX_WAIT.max(self.settle)
+        calm || now.saturating_duration_since(waiting) >= MAX_WAIT
     }
 }
 
@@ -428,10 +428,11 @@ impl Session<'_> {
     ) -> Result<(RunSummary, Outcomes), BuildError> {
         let t = &self.tracker;
         let ready_names: HashSet<PathBuf> = ready.iter().flat_map(|p| t.names(p)).collect();
+        let ready_paths: HashSet<&PathBuf> = ready.iter().collect();
         let not_yet: HashSet<PathBuf> = t
             .pending
             .keys()
-            .filter(|p| !ready.contains(p))
+            .filter(|p| !ready_paths.contains(p))
             .flat_map(|p| t.names(p))
             .collect();
         let state = Arc::new(HoldState {
@@ -524,7 +525,8 @@ impl Session<'_> {
     /// Forget deleted sources (and, with `--prune`, remove their outputs).
     fn deleted(&mut self, notify: &mut dyn FnMut(WatchEvent<'_>)) -> Vec<(PathBuf, Vec<PathBuf>)> {
         let deleted = std::mem::take(&mut self.tracker.deleted);
-        let mut out = Vec::new();
+        // Each source gone, with the files removed of it.
+        let mut out: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
         for name in deleted {
             let gone: Vec<PathBuf> = self
                 .statuses
@@ -532,19 +534,22 @@ impl Session<'_> {
                 .filter(|k| k.starts_with(&name) && !k.exists())
                 .cloned()
                 .collect();
-            for k in &gone {
-                self.statuses.remove(k);
+            for k in gone {
+                self.statuses.remove(&k);
+                out.entry(k).or_default();
             }
             if self.watch.prune {
                 let pruned = super::resume::prune(self.pipeline, &name, &self.tracker.scopes);
                 for w in &pruned.warnings {
                     notify(WatchEvent::Warning(w.clone()));
                 }
-                out.extend(pruned.removed);
-            } else if !gone.is_empty() {
-                out.extend(gone.into_iter().map(|g| (g, Vec::new())));
+                for (source, files) in pruned.removed {
+                    out.entry(source).or_default().extend(files);
+                }
             }
         }
+        let mut out: Vec<(PathBuf, Vec<PathBuf>)> = out.into_iter().collect();
+        out.sort();
         out
     }
 }
@@ -594,7 +599,7 @@ fn notify_reason(e: &notify::Error) -> String {
             "the system's limit of watched folders is reached (raise fs.inotify.max_user_watches)"
                 .into()
         }
-        other => format!("{other:?}"),
+        _ => e.to_string(),
     }
 }
 
@@ -602,7 +607,9 @@ fn notify_reason(e: &notify::Error) -> String {
 /// in its scan folders, until `opts.interrupt` is set. `notify` hears of
 /// the first run's end and of each batch, and may change the options of
 /// the runs that follow (the first run's `force` and `trace` are its own;
-/// the report is added to from the second run on).
+/// the report is added to from the second run on). The options' `hold` and
+/// `on_item_end` are the watch's own: what the caller sets there is
+/// replaced.
 pub fn watch(
     pipeline: &Pipeline,
     mut opts: RunOptions,
@@ -620,6 +627,7 @@ pub fn watch(
     let folders = start_watcher(&scopes)?;
     // Named as the pipeline names them.
     let mut shown: Vec<PathBuf> = scopes.iter().map(|s| s.spec.root.clone()).collect();
+    shown.sort();
     shown.dedup();
     let mut session = Session {
         pipeline,
