@@ -236,6 +236,15 @@ fn files_copied_in_are_processed_once_and_whole_even_when_written_slowly() {
     let pid = w.pid();
     let (code, _, stderr) = w.stop("-INT");
     assert_eq!(code, Some(130), "{stderr}");
+    // The inputs are as they were copied in.
+    for (rel, sample) in [
+        ("first.jpg", "tower.jpg"),
+        ("dusk.jpg", "dusk.jpg"),
+        ("sub/hills.png", "trips/hills.png"),
+        ("slow.jpg", "meadow.jpg"),
+    ] {
+        assert!(ws.files("in")[rel] == sample_bytes(sample), "{rel} changed");
+    }
     thumb_is_right(&ws, "first", &sample_bytes("tower.jpg"));
     thumb_is_right(&ws, "dusk", &sample_bytes("dusk.jpg"));
     thumb_is_right(&ws, "sub/hills", &sample_bytes("trips/hills.png"));
