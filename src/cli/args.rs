@@ -39,6 +39,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a pipeline; failures as they happen and a summary on stderr.
     Run(RunArgs),
+    /// Run a pipeline, then keep watching its scan folders and process
+    /// each new or changed file once it is completely written.
+    Watch(WatchArgs),
     /// Check a pipeline without running it; report every error.
     Check(PipelineArgs),
     /// Show the stage graph of a pipeline.
@@ -106,10 +109,10 @@ impl PipelineArgs {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    pub pipeline: PipelineArgs,
+    pub flags: RunFlags,
     /// Files and folders to process instead of the scan's root (the
     /// pipeline's one `scan` stage); `-` reads them from stdin, one per
-    /// line. A folder is walked with the scan's globs; a file is taken as
+    /// line. A folder is walked with the scan's rules; a file is taken as
     /// named.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -117,19 +120,6 @@ pub struct RunArgs {
     /// -print0`).
     #[arg(short = '0', long = "null")]
     pub null: bool,
-    /// Print only failures, no summary.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Redo every item, even those whose outputs are up to date.
-    #[arg(long)]
-    pub force: bool,
-    /// Write a JSON line per item to FILE: path, status, failing stage and
-    /// reason, outputs, milliseconds per stage.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-    /// Write a Chrome trace to FILE (open it in ui.perfetto.dev).
-    #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
     /// Process only slice I of N of the input (0-based), chosen by a stable
     /// hash of each file's path; `auto` reads Slurm's SLURM_ARRAY_TASK_ID and
     /// SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards.
@@ -138,6 +128,43 @@ pub struct RunArgs {
     /// The shard count for `--shard auto` in a Kubernetes indexed job.
     #[arg(long, value_name = "N")]
     pub shards: Option<u32>,
+    /// Plan only: list what each stage would see and which files would be
+    /// written or are up to date, without decoding or writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `run`'s own flags sit beside the shared ones, which read as its own
+/// (`args.quiet`), as they did before `watch` shared them.
+impl std::ops::Deref for RunArgs {
+    type Target = RunFlags;
+
+    fn deref(&self) -> &RunFlags {
+        &self.flags
+    }
+}
+
+/// The flags `run` and `watch` share.
+#[derive(Debug, clap::Args)]
+pub struct RunFlags {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Print only failures, no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Redo every item, even those whose outputs are up to date (`watch`:
+    /// in its first run only).
+    #[arg(long)]
+    pub force: bool,
+    /// Write a JSON line per item to FILE: path, status, failing stage and
+    /// reason, outputs, milliseconds per stage (`watch`: one file for the
+    /// whole watch, each batch's lines added).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write a Chrome trace to FILE (open it in ui.perfetto.dev; `watch`:
+    /// of its first run only).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// How many items stages with `workers = "auto"` may process at once,
     /// all together, 1 to 1024 (default: the CPU count).
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -147,13 +174,25 @@ pub struct RunArgs {
     /// is decoded; an image bigger than the whole budget runs alone.
     #[arg(long, value_name = "SIZE", value_parser = parse::memory)]
     pub memory: Option<u64>,
-    /// Plan only: list what each stage would see and which files would be
-    /// written or are up to date, without decoding or writing anything.
-    #[arg(long)]
-    pub dry_run: bool,
     /// Progress on stderr: bars on a terminal (auto), none, or JSON lines.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub flags: RunFlags,
+    /// How long a new file's size and modification time must stay the same
+    /// before it is taken, when no event said it was closed or moved in
+    /// (e.g. 500ms, 2s).
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse::duration)]
+    pub settle: std::time::Duration,
+    /// When a source file is deleted, remove the files made of it (those
+    /// its writers' journals record) and their journal lines; without it
+    /// they stay.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// How progress is shown.

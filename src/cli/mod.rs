@@ -14,10 +14,11 @@ mod signals;
 mod slurm;
 mod style;
 mod summary;
+mod watch;
 
 use clap::Parser;
 
-pub use args::{Cli, Command, PipelineArgs, ProgressMode, RunArgs, SlurmArgs};
+pub use args::{Cli, Command, PipelineArgs, ProgressMode, RunArgs, RunFlags, SlurmArgs, WatchArgs};
 
 use crate::config;
 use crate::stages::Registry;
@@ -113,6 +114,7 @@ pub fn main_with(registry: Registry) -> Exit {
     init_logging(cli.verbose);
     match cli.command {
         Command::Run(args) => run::run(&args, &registry),
+        Command::Watch(args) => watch::watch(&args, &registry),
         Command::Check(args) => commands::check(&args, &registry),
         Command::Graph { pipeline, format } => commands::graph(&pipeline, format, &registry),
         Command::Slurm(args) => slurm::slurm(&args, &registry),

@@ -36,6 +36,11 @@ pub fn memory(text: &str) -> Result<u64, Box<dyn Error + Send + Sync>> {
     Ok(bytes)
 }
 
+/// `--settle DURATION`: `500ms`, `2s`, a bare number of seconds.
+pub fn duration(text: &str) -> Result<std::time::Duration, Box<dyn Error + Send + Sync>> {
+    Ok(crate::units::parse_duration(text)?)
+}
+
 /// `--set STAGE.KEY=VALUE`. The text is checked against the pipeline when
 /// it loads, where an error can point into it and name the stages there.
 pub fn set(text: &str) -> Result<Override, Infallible> {

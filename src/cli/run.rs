@@ -5,7 +5,7 @@ use std::error::Error;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use super::args::{ProgressMode, RunArgs};
+use super::args::{ProgressMode, RunArgs, RunFlags};
 use super::parse::ShardArg;
 use super::progress::{Progress, Show};
 use super::signals::{self, Stop};
@@ -39,11 +39,7 @@ impl Settings {
                 Some(Shard::from_env(env, args.shards)?)
             }
         };
-        let show = match args.progress {
-            ProgressMode::Auto if !args.quiet && std::io::stderr().is_terminal() => Show::Bars,
-            ProgressMode::Json => Show::Json,
-            _ => Show::Nothing,
-        };
+        let show = show_of(args);
         if args.null && !args.paths.iter().any(|p| p.as_os_str() == "-") {
             return Err("`-0` reads NUL-separated paths from stdin: give `-` as a path too".into());
         }
@@ -57,6 +53,16 @@ impl Settings {
             )?)
         };
         Ok(Settings { shard, show, paths })
+    }
+}
+
+/// How progress is shown, from `--progress`, `--quiet` and whether stderr
+/// is a terminal.
+pub(super) fn show_of(flags: &RunFlags) -> Show {
+    match flags.progress {
+        ProgressMode::Auto if !flags.quiet && std::io::stderr().is_terminal() => Show::Bars,
+        ProgressMode::Json => Show::Json,
+        _ => Show::Nothing,
     }
 }
 
@@ -204,6 +210,7 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
         progress_every: every,
         interrupt: Arc::clone(&stop.flag),
         on_failure,
+        ..RunOptions::default()
     };
     let summary = match exec::run(&loaded.pipeline, &opts) {
         Ok(s) => s,

@@ -28,7 +28,14 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
 
 /// Folders this run writes into.
 pub fn watch_dirs(dirs: &[PathBuf]) {
-    with_state(|s| s.dirs.extend(dirs.iter().cloned()));
+    // A watch runs the pipeline again and again: each folder once.
+    with_state(|s| {
+        for d in dirs {
+            if !s.dirs.contains(d) {
+                s.dirs.push(d.clone());
+            }
+        }
+    });
 }
 
 /// A scratch folder of this run, removed whole by [`exit_now`] (a normal

@@ -19,10 +19,11 @@ mod source;
 mod spawn;
 mod state;
 pub mod supervisor;
+pub mod watch;
 pub mod worker;
 
 pub use call::{CallError, Outcome};
-pub use options::{BuildError, ItemEndFn, ProgressFn, RunOptions};
+pub use options::{BuildError, ItemEndFn, ProgressFn, ReportMode, RunOptions};
 pub use run::run;
 
 #[cfg(test)]

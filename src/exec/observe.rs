@@ -67,19 +67,35 @@ pub struct Report {
     on_end: Option<ItemEndFn>,
     /// Freed of an item's bytes when its line is complete.
     budget: Option<std::sync::Arc<super::budget::Budget>>,
+    /// Whether up-to-date items get a line in the file (not when a watch's
+    /// batch continues a report that has them already).
+    up_to_date_lines: bool,
 }
 
 /// Called with each item's line when the item ends.
 pub type ItemEndFn = Box<dyn Fn(&Line) + Send + Sync>;
 
 impl Report {
-    pub fn new(path: Option<&Path>, on_end: Option<ItemEndFn>) -> std::io::Result<Report> {
+    /// A report written to `path` (if any), started afresh or continued
+    /// (one report across the batches of `conveyor watch`).
+    pub fn new(
+        path: Option<&Path>,
+        mode: super::ReportMode,
+        on_end: Option<ItemEndFn>,
+    ) -> std::io::Result<Report> {
+        let append = mode == super::ReportMode::Continue;
         let file = match path {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)?;
                 }
-                Some(File::create(path)?)
+                let mut open = std::fs::OpenOptions::new();
+                if append {
+                    open.append(true);
+                } else {
+                    open.write(true).truncate(true);
+                }
+                Some(open.create(true).open(path)?)
             }
             None => None,
         };
@@ -89,6 +105,7 @@ impl Report {
             finished: std::sync::atomic::AtomicU64::new(0),
             on_end,
             budget: None,
+            up_to_date_lines: !append,
         })
     }
 
@@ -113,6 +130,8 @@ impl Report {
             f(line);
         }
         if let Some(out) = out
+            .as_mut()
+            .filter(|_| self.up_to_date_lines || line.status != crate::report::ItemStatus::UpToDate)
             && let Ok(mut text) = serde_json::to_string(line)
         {
             // One write per line, straight to the file: nothing waits in a

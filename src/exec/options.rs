@@ -45,6 +45,24 @@ pub struct RunOptions {
     /// items have finished.
     pub on_progress: Option<ProgressFn>,
     pub progress_every: Duration,
+    /// Whether the report file starts afresh, or goes on from an earlier
+    /// run's (`conveyor watch`).
+    pub report_mode: ReportMode,
+    /// Files the sources leave for a later run (`conveyor watch`: files not
+    /// completely written yet).
+    pub hold: Option<crate::stage::Hold>,
+}
+
+/// How a run writes its report file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReportMode {
+    /// Started afresh: a line per item.
+    #[default]
+    New,
+    /// Added to, with lines only for the items that went through: the
+    /// batches of `conveyor watch` after the first, whose up-to-date items
+    /// were reported when they were made.
+    Continue,
 }
 
 /// Called with each item's outcome as it ends.
@@ -70,6 +88,8 @@ impl Default for RunOptions {
             trace: None,
             on_progress: None,
             progress_every: Duration::from_millis(250),
+            report_mode: ReportMode::New,
+            hold: None,
         }
     }
 }

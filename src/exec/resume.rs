@@ -285,16 +285,28 @@ fn ancestors(p: &Pipeline, of: usize) -> Vec<usize> {
 }
 
 impl Resume {
-    /// What each writer's journal says it made: (writer, source, files),
-    /// for sources that still exist.
-    pub fn made_before(&self) -> Vec<(usize, PathBuf, &[PathBuf])> {
+    /// The files each writer's journal says it made, still there, of
+    /// sources that still exist: (writer, source, files). Whatever the
+    /// options were then: a run with another root must not take a name
+    /// that a run with the first root would find up to date. A source
+    /// deleted or moved away leaves its names free.
+    pub fn made_before(&self) -> Vec<(usize, PathBuf, Vec<&Path>)> {
         let mut out = Vec::new();
         for (i, j) in self.journals.iter().enumerate() {
             let Some(j) = j else { continue };
             for (source, k) in &j.known {
                 let source = PathBuf::from(source);
-                if source.symlink_metadata().is_ok() {
-                    out.push((i, source, k.outputs.as_slice()));
+                if std::fs::metadata(&source).is_err() {
+                    continue;
+                }
+                let there: Vec<&Path> = k
+                    .outputs
+                    .iter()
+                    .map(PathBuf::as_path)
+                    .filter(|o| o.is_file())
+                    .collect();
+                if !there.is_empty() {
+                    out.push((i, source, there));
                 }
             }
         }
@@ -426,4 +438,113 @@ impl Resume {
             j.record(item);
         }
     }
+}
+
+/// What `conveyor watch --prune` did about a deleted source.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// Each source found gone, with the files removed of it.
+    pub removed: Vec<(PathBuf, Vec<PathBuf>)>,
+    /// Files kept, and why, in the user's words.
+    pub warnings: Vec<String>,
+}
+
+/// `conveyor watch --prune`: `gone` (a file or folder, named as the scans
+/// name their items) was deleted. For every source at or below it that no
+/// longer exists, remove the files the writers' journals record as made of
+/// it, unless another source's line records the same file, then drop its
+/// journal lines, so nothing says it is still made. Removal goes through
+/// [`crate::output::remove_output`], which keeps inputs, links and files
+/// with other names.
+pub fn prune(p: &Pipeline, gone: &Path, scopes: &[crate::inputs::Scope]) -> Pruned {
+    // Every writer's folder and journals (under every shard split).
+    let writers: Vec<(PathBuf, Vec<PathBuf>)> = p
+        .stages
+        .iter()
+        .filter_map(|d| match (d.kind.paths)(&d.options) {
+            crate::stage::StagePaths::Writes { dir, .. } => {
+                let base = format!("{}.{}", p.name, d.name);
+                let journals = shard_journals(&dir.join(crate::output::STATE_DIR), &base);
+                Some((dir, journals))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut read: Vec<(usize, PathBuf, HashMap<OsString, Known>)> = Vec::new();
+    for (w, (_, journals)) in writers.iter().enumerate() {
+        for j in journals {
+            let mut known = HashMap::new();
+            read_entries(j, &mut known);
+            read.push((w, j.clone(), known));
+        }
+    }
+    let doomed: std::collections::HashSet<OsString> = read
+        .iter()
+        .flat_map(|(_, _, known)| known.keys())
+        .filter(|s| Path::new(s).starts_with(gone) && std::fs::symlink_metadata(s).is_err())
+        .cloned()
+        .collect();
+    let mut pruned = Pruned::default();
+    if doomed.is_empty() {
+        return pruned;
+    }
+    // Files that a source still there records as its own stay.
+    let live: std::collections::HashSet<&PathBuf> = read
+        .iter()
+        .flat_map(|(_, _, known)| known.iter())
+        .filter(|(s, _)| !doomed.contains(*s))
+        .flat_map(|(_, k)| &k.outputs)
+        .collect();
+    let mut removed: HashMap<OsString, Vec<PathBuf>> = HashMap::new();
+    for (w, _, known) in &read {
+        let dir = &writers[*w].0;
+        for (source, k) in known.iter().filter(|(s, _)| doomed.contains(*s)) {
+            let mine = removed.entry(source.clone()).or_default();
+            for out in &k.outputs {
+                if live.contains(out) {
+                    pruned.warnings.push(format!(
+                        "refusing to remove {}: another source's line records it too",
+                        escape_path(out)
+                    ));
+                    continue;
+                }
+                match crate::output::remove_output(dir, out, scopes) {
+                    Ok(true) => mine.push(out.clone()),
+                    Ok(false) => {}
+                    Err(e) => pruned.warnings.push(e.to_string()),
+                }
+            }
+        }
+    }
+    for (_, journal, known) in &read {
+        if known.keys().any(|s| doomed.contains(s)) {
+            forget_lines(journal, &doomed);
+        }
+    }
+    let mut removed: Vec<(PathBuf, Vec<PathBuf>)> = removed
+        .into_iter()
+        .map(|(s, files)| (PathBuf::from(s), files))
+        .collect();
+    removed.sort();
+    pruned.removed = removed;
+    pruned
+}
+
+/// Rewrite a journal without the lines of `sources` (whole or not at all).
+fn forget_lines(journal: &Path, sources: &std::collections::HashSet<OsString>) {
+    let Ok(text) = std::fs::read_to_string(journal) else {
+        return;
+    };
+    let mut kept = String::new();
+    for line in text.lines() {
+        let Ok(e) = serde_json::from_str::<Entry>(line) else {
+            // A line cut short by a crash: nothing to keep.
+            continue;
+        };
+        if !sources.contains(unescape_path(&e.source).as_os_str()) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    let _ = crate::output::write_state_file(journal, kept.as_bytes());
 }

@@ -44,10 +44,12 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary, BuildEr
         opts.shard.map(|s| s.tag()).unwrap_or_default()
     );
     let resume = resume::Resume::new(pipeline, &built, opts.force, &tag);
-    if opts.partial && !opts.dry_run {
-        // A run on a few paths names files outside the root by the folder
-        // given, so one may take the name of another photo's output: the
-        // outputs earlier runs made stay their sources' own.
+    if !opts.dry_run {
+        // An output an earlier run made for a photo that is still as it was
+        // stays that photo's: another source of this run (a path named
+        // from outside the root, another root writing into the same
+        // folder) that would take its name fails instead of replacing it,
+        // so the next run never finds a wrong file "up to date".
         for (writer, source, outputs) in resume.made_before() {
             for out in outputs {
                 guard.claim_earlier(out, &pipeline.stages[writer].name, &source);
@@ -154,6 +156,7 @@ fn build(
             })
             .collect(),
         inputs: guard.inputs().clone(),
+        hold: opts.hold.clone(),
     };
     let scopes = built
         .iter()
@@ -192,7 +195,7 @@ fn shared_state<'a>(
             opts.memory.unwrap_or_else(super::budget::default_limit),
         ))
     });
-    let report = observe::Report::new(opts.report.as_deref(), on_end)
+    let report = observe::Report::new(opts.report.as_deref(), opts.report_mode, on_end)
         .map_err(|e| BuildError::Setup {
             message: format!("cannot write the report (--report): {e}"),
         })?

@@ -38,6 +38,9 @@ pub enum OutputError {
     Missing { dest: PathBuf },
     /// A name that can't be a path inside `dir`.
     BadName { name: PathBuf },
+    /// A file recorded as an output was kept rather than removed
+    /// (`watch --prune`): it is not (or no longer) only that.
+    KeptOutput { dest: PathBuf, why: String },
     /// The system refused (full disk, permissions ...).
     Io {
         what: &'static str,
@@ -119,6 +122,9 @@ impl std::fmt::Display for OutputError {
                 "`{}` is not a file name inside the output folder",
                 escape_path(name)
             ),
+            KeptOutput { dest, why } => {
+                write!(f, "refusing to remove {}: {why}", escape_path(dest))
+            }
             Io { what, path, reason } => write!(f, "cannot {what} {}: {reason}", escape_path(path)),
         }
     }

@@ -450,6 +450,65 @@ impl Guard {
     }
 }
 
+/// Remove `file`, a file a writer whose folder is `dir` made of a source
+/// that is gone (`conveyor watch --prune`; the caller has checked that the
+/// journals record it as that source's output and no other's). The same
+/// rules as for placing hold: the folders below `dir` are opened without
+/// following links, and a file that a scan reads or would read, a link, a
+/// folder or a file with other names (hard links) is kept. Returns whether
+/// a file was removed (false: it was already gone).
+pub fn remove_output(dir: &Path, file: &Path, scopes: &[Scope]) -> Result<bool, OutputError> {
+    let kept = |why: &str| OutputError::KeptOutput {
+        dest: file.to_path_buf(),
+        why: why.to_string(),
+    };
+    let rel = file
+        .strip_prefix(dir)
+        .map_err(|_| kept("it is not inside its writer's folder"))?;
+    let rel = checked_rel(rel)?;
+    // Nothing to remove, and no folder to create on the way.
+    if std::fs::symlink_metadata(file).is_err() {
+        return Ok(false);
+    }
+    let dest = open_chain(dir, rel)?;
+    if let Some(scope) = scopes.iter().find(|s| s.would_find(&dest.path)) {
+        return Err(kept(&format!(
+            "it is an input (stage `{}` reads it)",
+            scope.spec.stage
+        )));
+    }
+    let Some(meta) = dest.existing()? else {
+        return Ok(false);
+    };
+    if meta.file_type().is_symlink() {
+        return Err(kept("it is a symbolic link"));
+    }
+    if !meta.file_type().is_file() {
+        return Err(kept("it is not a file"));
+    }
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Err(kept(&format!(
+                "it has {} names (hard links), and one may be an original",
+                meta.nlink()
+            )));
+        }
+    }
+    let name = cstring(Path::new(&dest.name))?;
+    // SAFETY: `name` is NUL-terminated and outlives the call; the folder
+    // descriptor is open.
+    let rc = unsafe { libc::unlinkat(dest.dir.as_raw_fd(), name.as_ptr(), 0) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Ok(false);
+        }
+        return Err(io_err("remove", &dest.shown, &e));
+    }
+    Ok(true)
+}
+
 /// Write one of conveyor's own files (a journal being compacted): whole or
 /// not at all, replacing the old one. Not for the user's outputs.
 pub fn write_state_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -499,4 +558,54 @@ fn checked_rel(rel: &Path) -> Result<&Path, OutputError> {
         });
     }
     Ok(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_output_removes_plain_outputs_and_keeps_everything_else() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let base = tmp.path();
+        let (input_dir, out) = (base.join("in"), base.join("out"));
+        std::fs::create_dir_all(out.join("sub")).expect("mkdir");
+        std::fs::create_dir_all(&input_dir).expect("mkdir");
+        let write = |p: &Path| std::fs::write(p, b"x").expect("write");
+        let scope = Scope::new(ScopeSpec {
+            stage: "scan".into(),
+            root: input_dir.clone(),
+            ..ScopeSpec::default()
+        })
+        .expect("scope");
+        let scopes = [scope];
+        write(&out.join("sub/a.jpg"));
+        assert_eq!(
+            remove_output(&out, &out.join("sub/a.jpg"), &scopes),
+            Ok(true)
+        );
+        assert!(!out.join("sub/a.jpg").exists());
+        assert_eq!(
+            remove_output(&out, &out.join("sub/a.jpg"), &scopes),
+            Ok(false)
+        );
+        // An input, even when a writer's folder holds it.
+        write(&input_dir.join("b.jpg"));
+        assert!(remove_output(&input_dir, &input_dir.join("b.jpg"), &scopes).is_err());
+        // A link is kept, and so is what it points to.
+        std::os::unix::fs::symlink(input_dir.join("b.jpg"), out.join("link.jpg")).expect("link");
+        assert!(remove_output(&out, &out.join("link.jpg"), &scopes).is_err());
+        // A file with another name (a hard link) may be an original.
+        write(&base.join("orig.jpg"));
+        std::fs::hard_link(base.join("orig.jpg"), out.join("hard.jpg")).expect("hard link");
+        let e = remove_output(&out, &out.join("hard.jpg"), &scopes).expect_err("kept");
+        assert!(e.to_string().contains("hard links"), "{e}");
+        // Not inside the writer's folder, or through a linked folder.
+        assert!(remove_output(&out, &base.join("orig.jpg"), &scopes).is_err());
+        std::os::unix::fs::symlink(base, out.join("up")).expect("link");
+        assert!(remove_output(&out, &out.join("up/orig.jpg"), &scopes).is_err());
+        for kept in ["in/b.jpg", "orig.jpg", "out/hard.jpg", "out/link.jpg"] {
+            assert!(base.join(kept).exists(), "{kept} must stay");
+        }
+    }
 }

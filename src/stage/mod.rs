@@ -14,4 +14,6 @@ pub use options::{
     NoOptions, OptionError, OptionsError, StageOptions, check_options, meaning, no_meaning,
     parse_options,
 };
-pub use traits::{Failure, Finish, Found, Kept, Source, SourceContext, SourceFacts, Stage};
+pub use traits::{
+    Failure, Finish, Found, Hold, HoldFn, Kept, Source, SourceContext, SourceFacts, Stage,
+};

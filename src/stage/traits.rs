@@ -173,6 +173,33 @@ pub struct SourceContext {
     /// Where a source records the identity of every file it finds, so that
     /// no writer replaces one of them under another name.
     pub inputs: crate::inputs::InputSet,
+    /// Files this run must leave alone for now (`conveyor watch`: files
+    /// still being written); none when `None`.
+    pub hold: Option<Hold>,
+}
+
+impl SourceContext {
+    /// Whether the file at `path` (as the source names it), with `meta`,
+    /// is left for a later run rather than made an item now.
+    pub fn holds(&self, path: &Path, meta: &std::fs::Metadata) -> bool {
+        self.hold.as_ref().is_some_and(|h| (h.0)(path, meta))
+    }
+}
+
+/// A rule that holds files back from a run: true for a file that is not
+/// ready yet (still being written). A source asks it before a file becomes
+/// an item, so a held file is neither processed, counted nor reported.
+#[derive(Clone)]
+pub struct Hold(pub std::sync::Arc<HoldFn>);
+
+/// The rule of a [`Hold`]: the file's path (as the source names it) and
+/// its metadata in, "not yet" out.
+pub type HoldFn = dyn Fn(&Path, &std::fs::Metadata) -> bool + Send + Sync;
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hold(..)")
+    }
 }
 
 /// A stage that produces items (e.g. `scan`).

@@ -321,12 +321,12 @@ impl Scan {
         } else {
             e.metadata().ok()
         };
-        Some(item_of(path, rel, meta.as_ref(), ctx))
+        item_of(path, rel, meta.as_ref(), ctx)
     }
 
     /// A file named in `paths`: taken if it is a regular file (or a link to
     /// one), reported otherwise.
-    fn named(&self, path: &Path, rel: &Path, ctx: &SourceContext) -> Found {
+    fn named(&self, path: &Path, rel: &Path, ctx: &SourceContext) -> Option<Found> {
         let problem = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => {
                 return item_of(path.to_path_buf(), rel.to_path_buf(), Some(&m), ctx);
@@ -336,23 +336,32 @@ impl Scan {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such file".to_string(),
             Err(e) => e.to_string(),
         };
-        Found::Error {
+        Some(Found::Error {
             path: path.to_path_buf(),
             reason: problem,
-        }
+        })
     }
 }
 
-/// An item for a file found, with its size and time, its identity recorded.
+/// An item for a file found, with its size and time, its identity recorded;
+/// `None` when the run holds it back for now (`watch`: not completely
+/// written yet).
 fn item_of(
     path: PathBuf,
     rel: PathBuf,
     meta: Option<&std::fs::Metadata>,
     ctx: &SourceContext,
-) -> Found {
+) -> Option<Found> {
+    if let Some(m) = meta {
+        // Recorded even when held: a file not ready yet is still an input
+        // no writer may replace.
+        ctx.inputs.record(crate::inputs::file_id(m));
+        if ctx.holds(&path, m) {
+            return None;
+        }
+    }
     let mut item = Item::new(path, rel);
     if let Some(m) = meta {
-        ctx.inputs.record(crate::inputs::file_id(m));
         item.meta.size = Some(m.len());
         let since_epoch = m
             .modified()
@@ -361,7 +370,7 @@ fn item_of(
         item.meta.mtime = since_epoch.and_then(|d| i64::try_from(d.as_secs()).ok());
         item.meta.mtime_ns = since_epoch.and_then(|d| u64::try_from(d.as_nanos()).ok());
     }
-    Found::Item(Box::new(item))
+    Some(Found::Item(Box::new(item)))
 }
 
 /// An entry the walk could not read, in words.
@@ -417,7 +426,10 @@ impl Source for Scan {
         for (target, walk) in self.targets.iter().zip(&self.walks) {
             let go_on = match (target, walk) {
                 (Target::Walk { dir, .. }, Some(scope)) => self.walk(dir, scope, ctx, &mut once),
-                (Target::File { path, rel }, _) => once(self.named(path, rel, ctx)),
+                (Target::File { path, rel }, _) => match self.named(path, rel, ctx) {
+                    Some(found) => once(found),
+                    None => true,
+                },
                 (Target::Walk { .. }, None) => true,
             };
             if !go_on {

@@ -278,6 +278,21 @@ fn a_file_named_from_outside_never_takes_another_photos_output() {
         .args(&["run", "t.toml", "photos/a.jpg"])
         .run()
         .code(0);
+    // Another root writing into the same folder is held to the same rule.
+    ws.sample("tower.jpg", "photos2/a.jpg");
+    ws.conveyor()
+        .args(&["run", "t.toml", "--set", "scan.root=photos2"])
+        .run()
+        .code(1)
+        .stderr_has("is also the output of photos/a.jpg");
+    assert_eq!(ws.files("out")["a.jpg"], a_thumb);
+    // Once photos/a.jpg is gone, its old thumbnail is nobody's: replaced.
+    std::fs::remove_file(ws.path("photos/a.jpg")).expect("rm");
+    ws.conveyor()
+        .args(&["run", "t.toml", "--set", "scan.root=photos2"])
+        .run()
+        .code(0);
+    assert_ne!(ws.files("out")["a.jpg"], a_thumb);
 }
 
 #[test]
@@ -477,9 +492,6 @@ fn completions_and_the_man_page_name_every_command() {
         let out = ws.conveyor().args(&["completions", shell]).run();
         out.code(0);
         for cmd in ["run", "watch", "check", "init", "completions"] {
-            if cmd == "watch" {
-                continue; // added with `conveyor watch`
-            }
             assert!(out.stdout().contains(cmd), "{shell} lacks {cmd}");
         }
     }
@@ -487,7 +499,7 @@ fn completions_and_the_man_page_name_every_command() {
     let man = ws.conveyor().args(&["man"]).run();
     man.code(0);
     assert!(man.stdout().contains(".TH conveyor 1"), "not roff");
-    for cmd in ["run", "check", "init", "completions", "man"] {
+    for cmd in ["run", "watch", "check", "init", "completions", "man"] {
         assert!(man.stdout().contains(cmd), "man page lacks {cmd}");
     }
 }

@@ -27,6 +27,7 @@ mod reliability;
 mod resume;
 mod safety;
 mod stages;
+mod watch;
 
 pub(crate) use harness::*;
 pub(crate) use std::collections::BTreeMap;

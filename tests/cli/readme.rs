@@ -2,13 +2,15 @@
 //! in its `sh` blocks runs here, with `cargo run --release --` and
 //! `conveyor` both meaning the binary under test, in a workspace with the
 //! samples, a home folder of its own (`~/Pictures` holds a few samples) and
-//! `/tmp/` paths kept inside it. Lines that can't run in a test say why.
+//! `/tmp/` paths kept inside it. `conveyor watch` runs in the background
+//! while the lines after it drop files in. Lines that can't run in a test
+//! say why.
 
 use super::*;
 
 /// Why a README line does not run here, if it doesn't.
 fn skip_reason(line: &str) -> Option<&'static str> {
-    let reasons: [(&str, &str); 7] = [
+    let reasons: [(&str, &str); 6] = [
         ("cargo test", "it is this very suite"),
         ("sudo ", "installs system packages"),
         (
@@ -24,10 +26,6 @@ fn skip_reason(line: &str) -> Option<&'static str> {
             "builds a second release binary (.ci/run checks its size)",
         ),
         ("--features", "needs an optional system library"),
-        (
-            " watch ",
-            "runs until stopped (tests/cli/watch.rs drives it)",
-        ),
     ];
     reasons
         .iter()
@@ -66,6 +64,19 @@ fn every_command_line_in_the_readme_runs_as_shown() {
         std::env::var("PATH").unwrap_or_default()
     );
     let (mut ran, mut skipped) = (Vec::new(), Vec::new());
+    let mut watching: Option<std::process::Child> = None;
+    let sh = |cmd: &str| {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(cmd)
+            .current_dir(ws.path(""))
+            .env("PATH", &path)
+            .env("HOME", ws.path(""))
+            .env_remove("PHOTOS")
+            .env_remove("OUT")
+            .env_remove("NO_COLOR");
+        c
+    };
     for line in sh_lines(&readme) {
         if let Some(why) = skip_reason(&line) {
             skipped.push(format!("{line}\n    skipped: {why}"));
@@ -74,17 +85,20 @@ fn every_command_line_in_the_readme_runs_as_shown() {
         let cmd = line
             .replace("cargo run --release -- ", "conveyor ")
             .replace("/tmp/", "tmp/");
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(&cmd)
-            .current_dir(ws.path(""))
-            .env("PATH", &path)
-            .env("HOME", ws.path(""))
-            .env_remove("PHOTOS")
-            .env_remove("OUT")
-            .env_remove("NO_COLOR")
-            .output()
-            .expect("sh");
+        if cmd.contains("conveyor watch ") {
+            // Runs until stopped: in the background, while the next lines
+            // drop files in; Ctrl-C below.
+            let child = sh(&cmd)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("sh");
+            wait_for("the watch to start", 30, || ws.path("incoming").is_dir());
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            watching = Some(child);
+            ran.push(line);
+            continue;
+        }
+        let out = sh(&cmd).output().expect("sh");
         assert!(
             out.status.success(),
             "README line failed ({:?}):\n{line}\n--- stderr\n{}",
@@ -92,6 +106,22 @@ fn every_command_line_in_the_readme_runs_as_shown() {
             String::from_utf8_lossy(&out.stderr)
         );
         ran.push(line);
+    }
+    // The watch example made thumbnails of what was copied in, and stops
+    // on Ctrl-C with 130.
+    let mut watch = watching.expect("the README shows `conveyor watch`");
+    wait_for("the watch's thumbnails", 60, || {
+        ws.count("out/incoming/thumbs") >= 5
+    });
+    // Ctrl-C reaches conveyor (the shell running the line passes on its
+    // exit code).
+    let conveyor = children_of(watch.id());
+    assert_eq!(conveyor.len(), 1, "{conveyor:?}");
+    assert!(signal(conveyor[0], "-INT"));
+    let code = watch.wait().expect("wait").code();
+    assert_eq!(code, Some(130), "the watch ended with {code:?}");
+    for bytes in ws.files("out/incoming/thumbs").values() {
+        dims(bytes);
     }
     eprintln!(
         "ran {} README lines; skipped:\n{}",
