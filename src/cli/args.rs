@@ -12,10 +12,23 @@ pub use super::style::ColorChoice;
 use crate::config::Override;
 use crate::graph::GraphFormat;
 
+/// The exit codes, for `--help` and the man page.
+const EXIT_CODES: &str = "Exit status:
+  0    every item succeeded (or was up to date)
+  1    the run finished but some items failed
+  2    the pipeline file or the command line is invalid, or a check before work failed: nothing ran
+  130  interrupted by Ctrl-C (SIGINT); 143 SIGTERM; 129 SIGHUP: the items in progress finish first";
+
 /// Run batch pipelines (scan, decode, resize, encode, write ...) described
 /// in TOML files.
 #[derive(Debug, Parser)]
-#[command(name = "conveyor", version, about, propagate_version = true)]
+#[command(
+    name = "conveyor",
+    version,
+    about,
+    propagate_version = true,
+    after_long_help = EXIT_CODES
+)]
 pub struct Cli {
     /// Log the engine's own events on stderr: -v worker starts and losses,
     /// -vv also retries and full queues.

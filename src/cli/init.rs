@@ -85,12 +85,13 @@ pub(super) fn completions(shell: clap_complete::Shell) -> Exit {
     Exit::Ok
 }
 
-/// `conveyor man`: the man page (roff) on stdout.
+/// `conveyor man`: one man page (roff) on stdout with every command in
+/// it: the main page, then a section per command with its synopsis and
+/// options (rather than pages `conveyor-run(1)` ... that nothing installs).
 pub(super) fn man() -> Exit {
-    let mut page = Vec::new();
-    match clap_mangen::Man::new(Cli::command()).render(&mut page) {
-        Ok(()) => {
-            print_stdout(&String::from_utf8_lossy(&page));
+    match man_page() {
+        Ok(page) => {
+            print_stdout(&page);
             Exit::Ok
         }
         Err(e) => {
@@ -98,4 +99,39 @@ pub(super) fn man() -> Exit {
             Exit::Invalid
         }
     }
+}
+
+fn man_page() -> std::io::Result<String> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    let mut text = String::from_utf8_lossy(&page).into_owned();
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = sub.get_name();
+        // `conveyor\-run(1)` in the list of commands: a section below.
+        text = text.replace(
+            &format!("conveyor\\-{}(1)", name.replace('-', "\\-")),
+            &format!("conveyor {}", name.replace('-', "\\-")),
+        );
+        let man = clap_mangen::Man::new(
+            sub.clone()
+                .bin_name(format!("conveyor {name}"))
+                .display_name(format!("conveyor {name}")),
+        );
+        let mut part = Vec::new();
+        man.render_synopsis_section(&mut part)?;
+        part.extend_from_slice(b".PP\n");
+        man.render_description_section(&mut part)?;
+        man.render_options_section(&mut part)?;
+        let part = String::from_utf8_lossy(&part)
+            .replace(
+                ".SH SYNOPSIS",
+                &format!(".SH \"CONVEYOR {}\"", name.to_uppercase()),
+            )
+            .replace(".SH DESCRIPTION\n", "")
+            .replace(".SH OPTIONS", ".SS Options");
+        text.push_str(&part);
+    }
+    Ok(text)
 }

@@ -16,8 +16,6 @@ mod style;
 mod summary;
 mod watch;
 
-use clap::Parser;
-
 pub use args::{Cli, Command, PipelineArgs, ProgressMode, RunArgs, RunFlags, SlurmArgs, WatchArgs};
 
 use crate::config;
@@ -97,7 +95,18 @@ fn init_logging(verbose: u8) {
 /// executable is started as one, so extra kinds work in workers too.
 pub fn main_with(registry: Registry) -> Exit {
     crate::exec::worker::run_if_worker(&registry);
-    let cli = match Cli::try_parse() {
+    // clap's own messages (a bad flag, `--help`) follow `--color` too, so
+    // it is found before the rest is parsed.
+    let clap_color = match style::color_in_args(std::env::args_os()) {
+        Some(style::ColorChoice::Always) => clap::ColorChoice::Always,
+        Some(style::ColorChoice::Never) => clap::ColorChoice::Never,
+        _ => clap::ColorChoice::Auto,
+    };
+    let parsed = <Cli as clap::CommandFactory>::command()
+        .color(clap_color)
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             // `--help` and `--version` come here too, on stdout.

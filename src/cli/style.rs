@@ -21,6 +21,26 @@ pub enum ColorChoice {
 /// The choice of this process, set once from the command line.
 static CHOICE: OnceLock<ColorChoice> = OnceLock::new();
 
+/// `--color WHEN` or `--color=WHEN` among the arguments, before `--`.
+pub fn color_in_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Option<ColorChoice> {
+    let mut args = args.into_iter().map(|a| a.to_string_lossy().into_owned());
+    let mut found = None;
+    while let Some(a) = args.next() {
+        let value = match a.as_str() {
+            "--" => break,
+            "--color" => args.next(),
+            _ => a.strip_prefix("--color=").map(str::to_string),
+        };
+        found = match value.as_deref() {
+            Some("always") => Some(ColorChoice::Always),
+            Some("never") => Some(ColorChoice::Never),
+            Some("auto") => Some(ColorChoice::Auto),
+            _ => found,
+        };
+    }
+    found
+}
+
 /// Record `--color` before anything is printed.
 pub fn choose(choice: ColorChoice) {
     let _ = CHOICE.set(choice);

@@ -96,8 +96,26 @@ fn writer_in_scanned_folder(
     let target = resolve(dir);
     for (s, scope) in scans {
         let scan = &sites[*s];
-        let at = position(scan, "root", sources);
-        if target == scope.root {
+        // A folder given as a path (on the command line) rather than the
+        // scan's `root`: point at the paths, and say what to change there.
+        let from_paths = scan.table.get("paths").is_some()
+            && scan.table.str_of("root").map(Path::new) != Some(scope.spec.root.as_path());
+        let at = position(scan, if from_paths { "paths" } else { "root" }, sources);
+        if target == scope.root && from_paths {
+            diags.push(
+                Diagnostic::error(
+                    format!(
+                        "stage `{}` writes into `{}`, which was given to stage `{}` to read: its outputs would be read back as inputs",
+                        site.name,
+                        dir.display(),
+                        scan.name
+                    ),
+                    site.loc("dir"),
+                )
+                .label("an output folder")
+                .help(Some("give the folders of your originals, not an output folder".into())),
+            );
+        } else if target == scope.root {
             diags.push(
                 Diagnostic::error(
                     format!(

@@ -378,7 +378,7 @@ fn bad_paths_are_refused_before_any_work() {
         .args(&["run", "t.toml", "out"])
         .run()
         .code(2)
-        .stderr_has("stage `save` writes into `out`, the folder stage `scan` reads");
+        .stderr_has("stage `save` writes into `out`, which was given to stage `scan` to read");
     assert_eq!(ws.files("out"), made);
     // Two scans: which one would take the paths? Both are named.
     let two = THUMBS.replace(
@@ -499,6 +499,13 @@ fn completions_and_the_man_page_name_every_command() {
     let man = ws.conveyor().args(&["man"]).run();
     man.code(0);
     assert!(man.stdout().contains(".TH conveyor 1"), "not roff");
+    // One page: every command has its section, no page it does not make.
+    assert!(man.stdout().contains("CONVEYOR RUN") && man.stdout().contains("CONVEYOR WATCH"));
+    assert!(
+        !man.stdout().contains("conveyor\\-run(1)"),
+        "points at a page never made"
+    );
+    assert!(man.stdout().contains("Exit status") && man.stdout().contains("143"));
     for cmd in ["run", "watch", "check", "init", "completions", "man"] {
         assert!(man.stdout().contains(cmd), "man page lacks {cmd}");
     }
@@ -533,4 +540,7 @@ fn color_always_never_and_no_color() {
         .run()
         .code(2)
         .stderr_has("auto");
+    // clap's own messages follow the flag too.
+    assert!(bad(&["--color", "always", "run", "--no-such-flag"], None).contains("\u{1b}["));
+    assert!(!bad(&["--color=never", "run", "--no-such-flag"], None).contains('\u{1b}'));
 }
