@@ -55,6 +55,10 @@ pub enum Command {
     /// Run a pipeline, then keep watching its scan folders and process
     /// each new or changed file once it is completely written.
     Watch(WatchArgs),
+    /// Measure each stage in each mode on a sample of the inputs and
+    /// recommend `mode` and `workers`; nothing outside a temporary folder
+    /// is written (but the `--apply` file).
+    Advise(AdviseArgs),
     /// Check a pipeline without running it; report every error.
     Check(PipelineArgs),
     /// Show the stage graph of a pipeline.
@@ -206,6 +210,37 @@ pub struct WatchArgs {
     /// they stay.
     #[arg(long)]
     pub prune: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdviseArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Files and folders to sample from instead of the scan's root.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// How many files to measure on, 1 to 10000: a deterministic choice
+    /// spread over formats and sizes.
+    #[arg(long, value_name = "N", default_value = "30", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub sample: u32,
+    /// Output: text for people, or JSON for scripts.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: AdviseFormat,
+    /// Write a copy of the pipeline with the advice in it (a new file:
+    /// an existing one is never replaced).
+    #[arg(long, value_name = "FILE")]
+    pub apply: Option<PathBuf>,
+    /// The core budget to advise for, 1 to 1024 (default: the CPU count).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
+}
+
+/// `advise --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AdviseFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// How progress is shown.

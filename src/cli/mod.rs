@@ -4,6 +4,7 @@
 //! works out what depends on several of them, so handlers stay short.
 //! `main` only maps the result to an exit code.
 
+mod advise;
 pub mod args;
 mod commands;
 mod init;
@@ -125,6 +126,7 @@ pub fn main_with(registry: Registry) -> Exit {
         Command::Run(args) => run::run(&args, &registry),
         Command::Watch(args) => watch::watch(&args, &registry),
         Command::Check(args) => commands::check(&args, &registry),
+        Command::Advise(args) => advise::advise(&args, &registry),
         Command::Graph { pipeline, format } => commands::graph(&pipeline, format, &registry),
         Command::Slurm(args) => slurm::slurm(&args, &registry),
         Command::MergeReports { files } => commands::merge_reports(&files),

@@ -3,6 +3,7 @@
 //! One test binary: `harness.rs` holds the workspace, the runner and the
 //! report reader; every other file is one topic.
 
+mod advise;
 mod checks;
 mod cluster;
 mod colour;

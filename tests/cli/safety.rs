@@ -306,3 +306,48 @@ fn links_at_the_destination_are_never_replaced() {
         assert_eq!(ws.files("photos"), before, "{mode}");
     }
 }
+
+#[test]
+fn advise_apply_never_writes_over_an_input_or_into_a_scanned_folder() {
+    let ws = Workspace::new();
+    let before = originals(&ws);
+    let text = format!(
+        "{SCAN}\n[[stage]]\nname = \"load\"\nkind = \"decode\"\n\n[[stage]]\nname = \"jpeg\"\nkind = \"encode\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n"
+    );
+    ws.write("p.toml", text.as_bytes());
+    std::os::unix::fs::symlink("photos", ws.path("link")).expect("symlink");
+    for target in [
+        "photos/x.jpg",
+        "photos/advised.toml",
+        "link/advised.toml",
+        "link/sub/y.jpg",
+        "p.toml",
+    ] {
+        ws.conveyor()
+            .args(&["advise", "p.toml", "--sample", "1", "--apply", target])
+            .run()
+            .code(2)
+            .stderr_has("--apply");
+        assert_eq!(ws.files("photos"), before, "{target}");
+        assert_eq!(
+            std::fs::read(ws.path("p.toml")).expect("p"),
+            text.as_bytes()
+        );
+    }
+    assert!(
+        !ws.path("out").exists(),
+        "advise wrote the pipeline's outputs"
+    );
+    ws.conveyor()
+        .args(&[
+            "advise",
+            "p.toml",
+            "--sample",
+            "1",
+            "--apply",
+            "advised.toml",
+        ])
+        .run()
+        .code(0);
+    assert!(ws.path("advised.toml").is_file());
+}

@@ -1,0 +1,852 @@
+//! `conveyor advise`: which `mode` and how many `workers` each stage should
+//! have, on this machine, for this pipeline, found by measuring rather than
+//! by rule of thumb. The pipeline runs on copies of a sample of its inputs,
+//! into a temporary folder, once per mode (as child `conveyor run`s, so a
+//! stage that crashes its process only ends that run), and stages that
+//! mostly wait run again with more workers. The rules that turn the
+//! measurements into advice are plain functions of them ([`advise_stage`]).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Pipeline;
+use crate::stage::StagePaths;
+
+/// A child run that takes longer than this is stopped (a stage that hangs).
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Below this share of CPU time over busy time, a stage mostly waits, and
+/// more workers than cores pay. Low, because a busy machine lowers the
+/// share of stages that compute too (40% was seen for thumbnails while
+/// other work ran); a stage that waits on a command or a network disk is
+/// far below it.
+const WAITS_BELOW: f64 = 0.25;
+
+/// Up to this much slower in processes than in threads, the isolation of
+/// processes is nearly free.
+const CHEAP_ISOLATION: f64 = 0.10;
+
+/// What a child run measured, from its report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunStats {
+    pub wall_s: f64,
+    pub items: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// The run ended badly (a crash of conveyor itself, or the time limit).
+    pub broken: Option<String>,
+    pub stages: BTreeMap<String, StageStats>,
+}
+
+/// One stage over one run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageStats {
+    /// Items that reached the stage.
+    pub items: u64,
+    /// Wall time on them, summed, in milliseconds.
+    pub ms: f64,
+    /// CPU time on them, summed, in milliseconds.
+    pub cpu_ms: f64,
+    /// Items whose worker process crashed in this stage.
+    pub crashed: u64,
+    /// A crash's reason, for the advice.
+    pub crash: Option<String>,
+}
+
+impl StageStats {
+    pub fn ms_per_item(&self) -> f64 {
+        if self.items == 0 {
+            0.0
+        } else {
+            self.ms / self.items as f64
+        }
+    }
+
+    /// CPU time over wall time: near 1 computes, near 0 waits.
+    pub fn cpu_share(&self) -> f64 {
+        if self.ms <= 0.0 {
+            1.0
+        } else {
+            (self.cpu_ms / self.ms).min(4.0)
+        }
+    }
+}
+
+/// Whether a failure's reason says the worker process died.
+fn is_crash(reason: &str) -> bool {
+    [
+        "worker killed by signal",
+        "worker panicked",
+        "worker exited with code",
+        "worker ended",
+        "worker vanished",
+    ]
+    .iter()
+    .any(|w| reason.contains(w))
+}
+
+/// The per-stage numbers of a run's JSON report.
+pub fn stats_of(lines: &[serde_json::Value], wall: Duration) -> RunStats {
+    let mut run = RunStats {
+        wall_s: wall.as_secs_f64(),
+        ..RunStats::default()
+    };
+    for line in lines {
+        run.items += 1;
+        match line["status"].as_str() {
+            Some("ok") | Some("filtered") | Some("up_to_date") => run.ok += 1,
+            _ => run.failed += 1,
+        }
+        if let Some(ms) = line["ms"].as_object() {
+            for (stage, v) in ms {
+                let s = run.stages.entry(stage.clone()).or_default();
+                s.items += 1;
+                s.ms += v.as_f64().unwrap_or(0.0);
+                s.cpu_ms += line["cpu_ms"][stage].as_f64().unwrap_or(0.0);
+            }
+        }
+        if let (Some(stage), Some(reason)) = (line["stage"].as_str(), line["reason"].as_str())
+            && is_crash(reason)
+        {
+            let s = run.stages.entry(stage.to_string()).or_default();
+            s.crashed += 1;
+            s.crash.get_or_insert_with(|| reason.to_string());
+        }
+    }
+    run
+}
+
+/// `workers` as advised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Workers {
+    /// `"auto"`: the stage shares `--jobs` with the others.
+    #[serde(serialize_with = "auto")]
+    Auto,
+    Fixed(usize),
+}
+
+fn auto<S: serde::Serializer>(s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("auto")
+}
+
+impl std::fmt::Display for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Workers::Auto => f.write_str("auto"),
+            Workers::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// What was measured of one stage, the input of the rules.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Observed {
+    pub stage: String,
+    pub kind: String,
+    pub threads: Option<StageStats>,
+    pub processes: Option<StageStats>,
+    pub inline: Option<StageStats>,
+    /// Whole-run wall seconds with this stage at N workers (stages that
+    /// wait only).
+    pub scaling: Vec<(usize, f64)>,
+}
+
+/// The advice for one stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Advice {
+    pub stage: String,
+    pub mode: &'static str,
+    pub workers: Workers,
+    pub reason: String,
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.0}%", 100.0 * x)
+}
+
+/// The rules. In order: a stage that crashed its worker goes to processes
+/// (only there does a crash fail just that item); a stage that mostly
+/// waits gets the worker count that ran fastest; a CPU-bound stage gets
+/// threads sharing the cores (`auto`), with what processes would cost.
+pub fn advise_stage(o: &Observed, cores: usize) -> Advice {
+    let advice = |mode, workers, reason: String| Advice {
+        stage: o.stage.clone(),
+        mode,
+        workers,
+        reason,
+    };
+    if let Some(p) = o.processes.as_ref().filter(|p| p.crashed > 0) {
+        let why = p.crash.as_deref().unwrap_or("its worker died");
+        return advice(
+            "processes",
+            Workers::Auto,
+            format!(
+                "crashed its worker on {} of {} items ({why}): in processes a crash fails only that item, in threads it ends the run",
+                p.crashed,
+                p.items.max(p.crashed)
+            ),
+        );
+    }
+    let Some(t) = o.threads.as_ref().or(o.inline.as_ref()) else {
+        return advice(
+            "threads",
+            Workers::Auto,
+            "not measured (no item reached it)".into(),
+        );
+    };
+    let share = t.cpu_share();
+    // A low CPU share on a busy machine can be preemption rather than
+    // waiting: only more workers than cores running faster proves it.
+    let waits = share < WAITS_BELOW;
+    if waits {
+        // The fewest workers within 5% of the fastest run.
+        let best = o
+            .scaling
+            .iter()
+            .map(|&(_, s)| s)
+            .fold(f64::INFINITY, f64::min);
+        let workers = o
+            .scaling
+            .iter()
+            .filter(|&&(_, s)| s <= best * 1.05)
+            .map(|&(w, _)| w)
+            .min()
+            .unwrap_or(cores * 4);
+        return advice(
+            "threads",
+            Workers::Fixed(workers),
+            format!(
+                "waits {} of the time (CPU {} of {:.1} ms per item, on a command or the disk): {workers} workers on {cores} cores ran fastest",
+                pct(1.0 - share),
+                pct(share),
+                t.ms_per_item()
+            ),
+        );
+    }
+    let cost = match (&o.processes, &o.threads) {
+        (Some(p), Some(t)) if t.ms_per_item() > 0.0 => {
+            Some(p.ms_per_item() / t.ms_per_item() - 1.0)
+        }
+        _ => None,
+    };
+    let reason = match cost {
+        Some(c) if c <= CHEAP_ISOLATION => format!(
+            "CPU-bound ({} CPU, {:.1} ms per item): threads sharing the cores; processes cost {} here, so choose processes if the inputs are untrusted",
+            pct(share.min(1.0)),
+            t.ms_per_item(),
+            pct(c.max(0.0))
+        ),
+        Some(c) => format!(
+            "CPU-bound ({} CPU, {:.1} ms per item): threads sharing the cores; processes cost {} here, as what it takes and gives crosses the process boundary",
+            pct(share.min(1.0)),
+            t.ms_per_item(),
+            pct(c)
+        ),
+        None => format!(
+            "CPU-bound ({} CPU, {:.1} ms per item): threads sharing the cores",
+            pct(share.min(1.0)),
+            t.ms_per_item()
+        ),
+    };
+    advice("threads", Workers::Auto, reason)
+}
+
+/// How advise runs: the files and the folder it works in.
+pub struct Setup<'a> {
+    /// The conveyor executable (this one).
+    pub exe: PathBuf,
+    pub pipeline_file: &'a Path,
+    pub pipeline: &'a Pipeline,
+    /// The user's own `--set` and `--mode` flags, as given.
+    pub flags: Vec<String>,
+    /// The temporary folder: sample copies, outputs, reports.
+    pub dir: PathBuf,
+    pub jobs: usize,
+}
+
+/// A deterministic sample of `n` files spread over formats and sizes:
+/// sorted by extension, then size, then name, and taken at even steps.
+pub fn choose_sample(mut files: Vec<(PathBuf, u64)>, n: usize) -> Vec<PathBuf> {
+    let ext = |p: &Path| {
+        p.extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default()
+    };
+    files.sort_by(|a, b| (ext(&a.0), a.1, &a.0).cmp(&(ext(&b.0), b.1, &b.0)));
+    if files.len() <= n {
+        return files.into_iter().map(|(p, _)| p).collect();
+    }
+    (0..n)
+        .map(|i| files[i * files.len() / n].0.clone())
+        .collect()
+}
+
+/// The `--set` flags that send every file the pipeline writes into `out`.
+fn redirect(pipeline: &Pipeline, out: &Path) -> Vec<String> {
+    let mut flags = Vec::new();
+    for s in &pipeline.stages {
+        let set = |key: &str, value: PathBuf| {
+            vec![
+                "--set".to_string(),
+                format!(
+                    "{}.{key}={}",
+                    s.name,
+                    toml::Value::String(value.to_string_lossy().into_owned())
+                ),
+            ]
+        };
+        match (s.kind.paths)(&s.options) {
+            StagePaths::Writes { .. } => flags.extend(set("dir", out.join(&s.name))),
+            StagePaths::Gathers(path) => {
+                let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+                flags.extend(set("path", out.join(&s.name).join(name)));
+            }
+            _ => {}
+        }
+    }
+    flags
+}
+
+/// One child `conveyor run` of the sample with `modes` (STAGE=MODE or
+/// STAGE.workers=N settings), measured.
+pub fn measure(setup: &Setup<'_>, label: &str, settings: &[String]) -> RunStats {
+    let out = setup.dir.join("out").join(label);
+    let report = setup.dir.join(format!("{label}.jsonl"));
+    let mut cmd = Command::new(&setup.exe);
+    cmd.arg("run")
+        .arg(setup.pipeline_file)
+        .args(&setup.flags)
+        .args(redirect(setup.pipeline, &out))
+        .args(settings)
+        .arg("--force")
+        .arg("--jobs")
+        .arg(setup.jobs.to_string())
+        .arg("--progress")
+        .arg("never")
+        .arg("-q")
+        .arg("--report")
+        .arg(&report)
+        .arg(setup.dir.join("sample"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return RunStats {
+                broken: Some(format!("could not start conveyor: {e}")),
+                ..RunStats::default()
+            };
+        }
+    };
+    // stderr read on the side, so a chatty run cannot fill the pipe.
+    let reader = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut e, &mut buf);
+            buf
+        })
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if started.elapsed() > RUN_LIMIT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => break None,
+        }
+    };
+    let wall = started.elapsed();
+    let stderr = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&report)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut stats = stats_of(&lines, wall);
+    stats.broken = match status {
+        None => Some(format!("stopped after {}s", RUN_LIMIT.as_secs())),
+        Some(s) if s.code().is_none() => Some(format!(
+            "conveyor itself was killed ({s}): a stage crashed it in threads or inline mode; counts are of the items reported before"
+        )),
+        Some(s) if s.code() == Some(2) => Some(format!(
+            "the run did not start: {}",
+            String::from_utf8_lossy(&stderr)
+                .lines()
+                .find(|l| l.starts_with("error"))
+                .unwrap_or("")
+        )),
+        Some(_) => None,
+    };
+    stats
+}
+
+/// Copy the sample into `dir/sample`, keeping each file's path below its
+/// scan root (or its name), so the pipeline names its outputs as it would.
+pub fn copy_sample(files: &[(PathBuf, PathBuf)], dir: &Path) -> std::io::Result<()> {
+    for (path, rel) in files {
+        let dest = dir.join("sample").join(rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(path, &dest)?;
+    }
+    Ok(())
+}
+
+/// Everything advise measured and concluded, for text or JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub cores: usize,
+    pub sample: usize,
+    pub stages: Vec<Observed>,
+    pub advice: Vec<Advice>,
+    /// The pipeline already runs as advised.
+    pub unchanged: bool,
+    /// Items per second of the sample as the pipeline is, and as advised
+    /// (medians of three runs each, taking turns).
+    pub current_items_per_s: f64,
+    pub advised_items_per_s: f64,
+    /// Runs that ended badly, by label.
+    pub broken: BTreeMap<String, String>,
+}
+
+/// The settings that give `advice`, as `--mode` and `--set` flags.
+pub fn settings_of(advice: &[Advice]) -> Vec<String> {
+    let mut flags = Vec::new();
+    for a in advice {
+        flags.push("--mode".into());
+        flags.push(format!("{}={}", a.stage, a.mode));
+        let workers = match a.workers {
+            Workers::Auto => "\"auto\"".to_string(),
+            Workers::Fixed(n) => n.to_string(),
+        };
+        flags.push("--set".into());
+        flags.push(format!("{}.workers={workers}", a.stage));
+    }
+    flags
+}
+
+/// Measure every stage of the pipeline on the sample and advise.
+pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> Report {
+    let p = setup.pipeline;
+    let stages: Vec<&crate::config::StageDef> =
+        p.stages.iter().filter(|s| !s.kind.is_source()).collect();
+    let mut broken = BTreeMap::new();
+    let mut measured = |label: &str, settings: &[String], progress: &mut dyn FnMut(&str)| {
+        progress(label);
+        let stats = measure(setup, label, settings);
+        if let Some(b) = &stats.broken {
+            broken.insert(label.to_string(), b.clone());
+        }
+        stats
+    };
+    let every = |mode: &str, keep: &[String]| -> Vec<String> {
+        let mut flags = Vec::new();
+        for s in &stages {
+            let m = if keep.contains(&s.name) {
+                "processes"
+            } else {
+                mode
+            };
+            flags.push("--mode".into());
+            flags.push(format!("{}={m}", s.name));
+        }
+        flags
+    };
+    // Processes first: the one mode in which a crash cannot end the run.
+    let procs = measured("processes", &every("processes", &[]), &mut progress);
+    let crashing: Vec<String> = procs
+        .stages
+        .iter()
+        .filter(|(_, s)| s.crashed > 0)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let threads = measured("threads", &every("threads", &crashing), &mut progress);
+    let inline = measured("inline", &every("inline", &crashing), &mut progress);
+    let cores = setup.jobs;
+    let mut observed: Vec<Observed> = stages
+        .iter()
+        .map(|s| Observed {
+            stage: s.name.clone(),
+            kind: s.kind.name.to_string(),
+            threads: threads.stages.get(&s.name).cloned(),
+            processes: procs.stages.get(&s.name).cloned(),
+            inline: inline.stages.get(&s.name).cloned(),
+            scaling: Vec::new(),
+        })
+        .collect();
+    // Stages that wait: more workers, until the run stops getting faster.
+    for o in observed.iter_mut() {
+        let waits = o
+            .threads
+            .as_ref()
+            .is_some_and(|t| t.cpu_share() < WAITS_BELOW && t.items > 0);
+        if !waits || crashing.contains(&o.stage) {
+            continue;
+        }
+        let mut best = f64::INFINITY;
+        let mut workers = cores.max(1);
+        while workers <= sample.clamp(1, 256) {
+            let mut flags = every("threads", &crashing);
+            flags.push("--set".into());
+            flags.push(format!("{}.workers={workers}", o.stage));
+            let r = measured(&format!("{}-x{workers}", o.stage), &flags, &mut progress);
+            o.scaling.push((workers, r.wall_s));
+            if r.wall_s > best * 0.9 {
+                break;
+            }
+            best = best.min(r.wall_s);
+            workers *= 2;
+        }
+    }
+    let advice: Vec<Advice> = observed.iter().map(|o| advise_stage(o, cores)).collect();
+    let unchanged = stages.iter().zip(&advice).all(|(s, a)| {
+        let mode = match s.mode {
+            crate::config::Mode::Inline => "inline",
+            crate::config::Mode::Threads => "threads",
+            crate::config::Mode::Processes => "processes",
+        };
+        let workers = if s.auto {
+            Workers::Auto
+        } else {
+            Workers::Fixed(s.workers)
+        };
+        mode == a.mode && (workers == a.workers || s.mode == crate::config::Mode::Inline)
+    });
+    let rate = |r: &RunStats| {
+        if r.wall_s > 0.0 {
+            r.items as f64 / r.wall_s
+        } else {
+            0.0
+        }
+    };
+    // Both configurations three times, taking turns, so a slow moment of
+    // the machine hits them alike; the median of each.
+    let mut now = Vec::new();
+    let mut then = Vec::new();
+    for round in 0..3 {
+        now.push(rate(&measured(
+            &format!("current-{round}"),
+            &[],
+            &mut progress,
+        )));
+        if !unchanged {
+            then.push(rate(&measured(
+                &format!("advised-{round}"),
+                &settings_of(&advice),
+                &mut progress,
+            )));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let current_items_per_s = median(now);
+    let advised_items_per_s = if unchanged {
+        current_items_per_s
+    } else {
+        median(then)
+    };
+    Report {
+        cores,
+        sample,
+        unchanged,
+        current_items_per_s,
+        advised_items_per_s,
+        stages: observed,
+        advice,
+        broken,
+    }
+}
+
+/// The pipeline file's text with the advice written in: each stage's
+/// `mode` and `workers` set (a line changed in place, or added after its
+/// `kind`), each with a comment saying why.
+pub fn apply(text: &str, advice: &[Advice]) -> Result<String, String> {
+    let mut errors = Vec::new();
+    let doc = crate::config::raw::parse(text, 0, &mut errors)
+        .ok_or_else(|| "the pipeline file does not parse".to_string())?;
+    // Edits as (byte offset, bytes to remove, text to insert), applied from
+    // the end so earlier offsets stay right.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let line_end = |at: usize| text[at..].find('\n').map_or(text.len(), |i| at + i);
+    for a in advice {
+        let Some(table) = doc
+            .stages
+            .iter()
+            .find(|t| t.str_of("name") == Some(&a.stage))
+        else {
+            continue;
+        };
+        let workers = match a.workers {
+            Workers::Auto => "\"auto\"".to_string(),
+            Workers::Fixed(n) => n.to_string(),
+        };
+        let comment = format!("  # advise: {}", a.reason.replace('\n', " "));
+        let mut new_lines = String::new();
+        for (key, value) in [("mode", format!("\"{}\"", a.mode)), ("workers", workers)] {
+            match table.get(key) {
+                Some(e) => {
+                    let span = e.value.loc.span.clone();
+                    let end = line_end(span.end);
+                    // The value, and any comment after it, are replaced.
+                    let reason = if key == "mode" { comment.as_str() } else { "" };
+                    edits.push((span.start, end - span.start, format!("{value}{reason}")));
+                }
+                None => {
+                    let reason = if key == "mode" { comment.as_str() } else { "" };
+                    new_lines.push_str(&format!("\n{key} = {value}{reason}"));
+                }
+            }
+        }
+        if !new_lines.is_empty() {
+            let after = table
+                .get("kind")
+                .or_else(|| table.get("name"))
+                .map_or(table.loc.span.end, |e| line_end(e.value.loc.span.end));
+            edits.push((after, 0, new_lines));
+        }
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut out = text.to_string();
+    for (at, len, insert) in edits {
+        out.replace_range(at..at + len, &insert);
+    }
+    Ok(out)
+}
+
+/// The advice as text for people.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "measured on {} sample files, {} cores (jobs)",
+        report.sample, report.cores
+    );
+    for (o, a) in report.stages.iter().zip(&report.advice) {
+        let cell = |s: &Option<StageStats>| {
+            s.as_ref().map_or("-".to_string(), |s| {
+                format!(
+                    "{:.1} ms, {:.0}% CPU",
+                    s.ms_per_item(),
+                    100.0 * s.cpu_share().min(1.0)
+                )
+            })
+        };
+        let _ = writeln!(
+            out,
+            "\nstage `{}` ({}): inline {} | threads {} | processes {}",
+            o.stage,
+            o.kind,
+            cell(&o.inline),
+            cell(&o.threads),
+            cell(&o.processes)
+        );
+        if !o.scaling.is_empty() {
+            let steps: Vec<String> = o
+                .scaling
+                .iter()
+                .map(|(w, s)| format!("{w} workers {s:.2}s"))
+                .collect();
+            let _ = writeln!(out, "  scaling: {}", steps.join(", "));
+        }
+        let _ = writeln!(
+            out,
+            "  advice: mode = \"{}\", workers = {}: {}",
+            a.mode,
+            match a.workers {
+                Workers::Auto => "\"auto\"".to_string(),
+                Workers::Fixed(n) => n.to_string(),
+            },
+            a.reason
+        );
+    }
+    for (label, why) in &report.broken {
+        let _ = writeln!(out, "\nrun `{label}`: {why}");
+    }
+    if report.unchanged {
+        let _ = writeln!(
+            out,
+            "\nthe pipeline already runs as advised: {:.1} items/s on the sample",
+            report.current_items_per_s
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nthe sample as the pipeline is: {:.1} items/s; as advised: {:.1} items/s ({:.2}x)",
+        report.current_items_per_s,
+        report.advised_items_per_s,
+        if report.current_items_per_s > 0.0 {
+            report.advised_items_per_s / report.current_items_per_s
+        } else {
+            0.0
+        }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(items: u64, ms: f64, cpu_ms: f64) -> StageStats {
+        StageStats {
+            items,
+            ms: ms * items as f64,
+            cpu_ms: cpu_ms * items as f64,
+            ..StageStats::default()
+        }
+    }
+
+    fn observed(threads: StageStats, processes: StageStats) -> Observed {
+        Observed {
+            stage: "s".into(),
+            kind: "k".into(),
+            threads: Some(threads),
+            processes: Some(processes),
+            inline: None,
+            scaling: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_stage_that_crashed_its_worker_goes_to_processes() {
+        let mut p = stats(30, 10.0, 9.0);
+        p.crashed = 3;
+        p.crash = Some("worker killed by signal 11 (SIGSEGV)".into());
+        let a = advise_stage(&observed(stats(27, 10.0, 9.0), p), 2);
+        assert_eq!(a.mode, "processes");
+        assert!(
+            a.reason.contains("crashed its worker on 3 of 30 items"),
+            "{}",
+            a.reason
+        );
+        assert!(a.reason.contains("SIGSEGV"), "{}", a.reason);
+    }
+
+    #[test]
+    fn a_stage_that_waits_gets_the_fewest_workers_that_ran_fastest() {
+        let mut o = observed(stats(30, 50.0, 1.0), stats(30, 52.0, 1.0));
+        o.scaling = vec![(2, 0.80), (4, 0.41), (8, 0.21), (16, 0.12), (32, 0.118)];
+        let a = advise_stage(&o, 2);
+        assert_eq!((a.mode, a.workers), ("threads", Workers::Fixed(16)));
+        assert!(
+            a.reason.starts_with("waits 98% of the time"),
+            "{}",
+            a.reason
+        );
+        assert!(a.reason.contains("16 workers on 2 cores"), "{}", a.reason);
+    }
+
+    #[test]
+    fn a_low_cpu_share_without_gain_from_more_workers_is_not_waiting() {
+        // A busy machine preempts: 40% CPU, but 4 and 8 workers are no
+        // faster than 2.
+        let mut o = observed(stats(30, 20.0, 8.0), stats(30, 21.0, 8.0));
+        o.scaling = vec![(2, 0.50), (4, 0.49)];
+        let a = advise_stage(&o, 2);
+        assert_eq!((a.mode, a.workers), ("threads", Workers::Auto));
+        assert!(a.reason.starts_with("CPU-bound"), "{}", a.reason);
+    }
+
+    #[test]
+    fn a_cpu_bound_stage_gets_threads_and_the_price_of_processes() {
+        // Nearly free in processes: the pixels stay in the worker chain.
+        let a = advise_stage(&observed(stats(30, 20.0, 19.6), stats(30, 20.4, 19.8)), 2);
+        assert_eq!((a.mode, a.workers), ("threads", Workers::Auto));
+        assert!(a.reason.starts_with("CPU-bound (98% CPU"), "{}", a.reason);
+        assert!(
+            a.reason.contains(
+                "processes cost 2% here, so choose processes if the inputs are untrusted"
+            ),
+            "{}",
+            a.reason
+        );
+        // Pixel-heavy across the boundary: processes cost a third more.
+        let a = advise_stage(&observed(stats(30, 6.0, 5.9), stats(30, 8.0, 6.0)), 2);
+        assert_eq!(a.mode, "threads");
+        assert!(
+            a.reason.contains(
+                "processes cost 33% here, as what it takes and gives crosses the process boundary"
+            ),
+            "{}",
+            a.reason
+        );
+    }
+
+    #[test]
+    fn reports_are_read_per_stage_with_crashes_blamed() {
+        let lines: Vec<serde_json::Value> = [
+            r#"{"path":"a","status":"ok","ms":{"x":10.0,"y":2.0},"cpu_ms":{"x":9.0,"y":0.1}}"#,
+            r#"{"path":"b","status":"failed","stage":"y","reason":"worker killed by signal 6 (SIGABRT)","ms":{"x":12.0}}"#,
+        ]
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+        let r = stats_of(&lines, Duration::from_secs(1));
+        assert_eq!((r.items, r.ok, r.failed), (2, 1, 1));
+        assert_eq!(r.stages["x"].items, 2);
+        assert!((r.stages["x"].ms_per_item() - 11.0).abs() < 1e-9);
+        assert_eq!(r.stages["y"].crashed, 1);
+    }
+
+    #[test]
+    fn the_sample_spreads_over_formats_and_sizes() {
+        let files: Vec<(PathBuf, u64)> = (0..100)
+            .map(|i| {
+                let ext = if i % 4 == 0 { "png" } else { "jpg" };
+                (PathBuf::from(format!("f{i:03}.{ext}")), i as u64 * 1000)
+            })
+            .collect();
+        let s = choose_sample(files.clone(), 10);
+        assert_eq!(s.len(), 10);
+        assert!(s.iter().any(|p| p.extension().is_some_and(|e| e == "png")));
+        assert_eq!(s, choose_sample(files, 10), "not deterministic");
+    }
+
+    #[test]
+    fn applied_advice_changes_lines_in_place_or_adds_them_with_a_reason() {
+        let text = "[[stage]]\nname = \"scan\"\nkind = \"scan\"\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\nmode = \"inline\"   # old\n\n[[stage]]\nname = \"tool\"\nkind = \"exec\"\ncommand = [\"true\"]\n";
+        let advice = [
+            Advice {
+                stage: "load".into(),
+                mode: "threads",
+                workers: Workers::Auto,
+                reason: "CPU-bound".into(),
+            },
+            Advice {
+                stage: "tool".into(),
+                mode: "threads",
+                workers: Workers::Fixed(16),
+                reason: "waits".into(),
+            },
+        ];
+        let out = apply(text, &advice).expect("applies");
+        assert!(
+            out.contains("mode = \"threads\"  # advise: CPU-bound\n"),
+            "{out}"
+        );
+        assert!(!out.contains("# old"), "{out}");
+        assert!(
+            out.contains("kind = \"exec\"\nmode = \"threads\"  # advise: waits\nworkers = 16\n"),
+            "{out}"
+        );
+        // Still a pipeline.
+        let mut errors = Vec::new();
+        let doc = crate::config::raw::parse(&out, 0, &mut errors).expect("parses");
+        assert_eq!(doc.stages.len(), 3);
+    }
+}

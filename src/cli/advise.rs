@@ -1,0 +1,213 @@
+//! `conveyor advise`: the sample chosen, copied into a temporary folder,
+//! measured through [`crate::advise`], the advice printed (text or JSON)
+//! and, with `--apply FILE`, written into a copy of the pipeline. The
+//! temporary folder is removed at the end, also after Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::args::AdviseArgs;
+use super::signals;
+use super::style::{error_line, print_stdout, stderr_style};
+use super::{Exit, load_with};
+use crate::advise::{self, Setup};
+use crate::config::Override;
+use crate::exec::{self, RunOptions};
+use crate::stages::Registry;
+
+/// The temporary folder, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(super) fn advise(args: &AdviseArgs, registry: &Registry) -> Exit {
+    let style = stderr_style();
+    let fail = |msg: &dyn std::fmt::Display| {
+        eprintln!("{}", error_line(style, msg));
+        Exit::Invalid
+    };
+    let paths: Vec<String> = match args
+        .paths
+        .iter()
+        .map(|p| p.to_str().map(str::to_string))
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(p) => p,
+        None => return fail(&"a path given is not valid UTF-8; give its folder instead"),
+    };
+    let extra: Vec<Override> = (!paths.is_empty())
+        .then(|| Override::Paths(paths.clone()))
+        .into_iter()
+        .collect();
+    let loaded = match load_with(&args.pipeline, extra, registry) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let pipeline = &loaded.pipeline;
+    let scans = pipeline
+        .stages
+        .iter()
+        .filter(|s| s.kind.name == "scan")
+        .count();
+    if scans != 1 {
+        return fail(&format!(
+            "advise runs the pipeline on a sample through its one `scan` stage; this pipeline has {scans}"
+        ));
+    }
+    // The files the pipeline would read: a dry run lists them.
+    let found = Arc::new(Mutex::new(Vec::new()));
+    let into = Arc::clone(&found);
+    let listing = RunOptions {
+        dry_run: true,
+        partial: !paths.is_empty(),
+        on_item_end: Some(Arc::new(move |line: &exec::observe::Line| {
+            into.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line.path.clone());
+        })),
+        ..RunOptions::default()
+    };
+    if let Err(e) = exec::run(pipeline, &listing) {
+        return fail(&e);
+    }
+    let files: Vec<(PathBuf, u64)> =
+        std::mem::take(&mut *found.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .filter_map(|p| {
+                std::fs::metadata(&p)
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| (p, m.len()))
+            })
+            .collect();
+    if files.is_empty() {
+        return fail(&"the pipeline finds no files to measure on");
+    }
+    let sample = advise::choose_sample(files, args.sample as usize);
+    let root = scan_root(pipeline);
+    let named: Vec<(PathBuf, PathBuf)> = sample
+        .iter()
+        .map(|p| (p.clone(), rel_name(p, root.as_deref())))
+        .collect();
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("conveyor-advise-{}", std::process::id())));
+    if let Err(e) = std::fs::create_dir(&scratch.0) {
+        return fail(&format!("cannot make {}: {e}", scratch.0.display()));
+    }
+    if let Err(e) = advise::copy_sample(&named, &scratch.0) {
+        return fail(&format!("cannot copy the sample: {e}"));
+    }
+    let stop = signals::listen(None);
+    let jobs = args.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |j| j as usize,
+    );
+    let mut flags = Vec::new();
+    for ov in args.pipeline.overrides() {
+        match ov {
+            Override::Set(t) => flags.extend(["--set".to_string(), t]),
+            Override::Mode(t) => flags.extend(["--mode".to_string(), t]),
+            Override::Paths(_) => {}
+        }
+    }
+    let setup = Setup {
+        exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("conveyor")),
+        pipeline_file: &args.pipeline.pipeline,
+        pipeline,
+        flags,
+        dir: scratch.0.clone(),
+        jobs,
+    };
+    let quiet = args.format == AdviseFormat::Json;
+    let report = advise::run(&setup, named.len(), |label| {
+        if stop.flag.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        if !quiet {
+            eprintln!("measuring: {label}");
+        }
+    });
+    if stop.flag.load(std::sync::atomic::Ordering::SeqCst) {
+        return stop.exit();
+    }
+    match args.format {
+        AdviseFormat::Text => print_stdout(&advise::render(&report)),
+        AdviseFormat::Json => {
+            let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+            print_stdout(&format!("{text}\n"));
+        }
+    }
+    if let Some(file) = &args.apply {
+        if let Err(e) = apply(
+            &args.pipeline.pipeline,
+            file,
+            &report.advice,
+            pipeline,
+            &scratch.0,
+        ) {
+            return fail(&e);
+        }
+        if !quiet {
+            eprintln!("wrote {} with the advice", file.display());
+        }
+    }
+    Exit::Ok
+}
+
+/// The scan's root, to keep each sample file's path below it.
+fn scan_root(pipeline: &crate::config::Pipeline) -> Option<PathBuf> {
+    let scan = pipeline.stages.iter().find(|s| s.kind.name == "scan")?;
+    scan.options
+        .get("root")
+        .and_then(|v| v.as_str())
+        .map(|r| crate::inputs::resolve(Path::new(r)))
+}
+
+/// `path` below `root` when it is there, else its name.
+fn rel_name(path: &Path, root: Option<&Path>) -> PathBuf {
+    let real = crate::inputs::resolve(path);
+    root.and_then(|r| real.strip_prefix(r).ok().map(Path::to_path_buf))
+        .filter(|r| !r.as_os_str().is_empty())
+        .unwrap_or_else(|| path.file_name().map(PathBuf::from).unwrap_or_default())
+}
+
+/// Write the advised pipeline to `file`, through the output guard: never
+/// over an existing file (the pipeline itself included) or an input.
+fn apply(
+    pipeline_file: &Path,
+    file: &Path,
+    advice: &[advise::Advice],
+    pipeline: &crate::config::Pipeline,
+    scratch: &Path,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(pipeline_file)
+        .map_err(|e| format!("cannot read {}: {e}", pipeline_file.display()))?;
+    let out = advise::apply(&text, advice)?;
+    let guard = crate::output::Guard::local(scratch);
+    guard
+        .set_scopes(exec::watch::scopes(pipeline))
+        .map_err(|e| e.to_string())?;
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = file.file_name().map(PathBuf::from).unwrap_or_default();
+    let req = crate::output::Request {
+        stage: "advise",
+        source: None,
+        dir,
+        rel: &name,
+        replace: crate::output::Replace::Never,
+        claim: false,
+    };
+    guard
+        .place_bytes(&req, out.as_bytes())
+        .map(|_| ())
+        .map_err(|e| format!("--apply: {e}"))
+}
+
+pub use super::args::AdviseFormat;

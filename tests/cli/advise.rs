@@ -1,0 +1,173 @@
+//! `conveyor advise` on pipelines whose stages behave in known ways: one
+//! that waits on a command, one that crashes its worker, CPU-bound image
+//! work. The advice and its reason are checked, `--apply` writes a pipeline
+//! that runs, and nothing outside advise's temporary folder changes.
+
+use super::*;
+
+/// Every file below the workspace (links not followed), with its bytes.
+fn tree(ws: &Workspace) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(ws.path(""))
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        if e.file_type().is_file() {
+            let rel = e.path().strip_prefix(ws.path("")).expect("prefix");
+            out.insert(
+                rel.to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read"),
+            );
+        }
+    }
+    out
+}
+
+fn pipeline(ws: &Workspace, middle: &str) {
+    for i in 0..18 {
+        ws.sample("tiny.jpg", &format!("in/many/{i:02}.jpg"));
+    }
+    ws.sample("tiny.jpg", "in/a.jpg")
+        .sample("tower.jpg", "in/b.jpg")
+        .sample("meadow.jpg", "in/c.jpg")
+        .sample("dusk.jpg", "in/d.jpg")
+        .sample("trips/coast.jpg", "in/e.jpg")
+        .sample("rotated.jpg", "in/f.jpg");
+    let text = format!(
+        "[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"in\"\n\n{middle}\n[[stage]]\nname = \"thumb\"\nkind = \"thumbnail\"\nwidth = 64\n\n[[stage]]\nname = \"jpeg\"\nkind = \"encode\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n\n[[stage]]\nname = \"index\"\nkind = \"manifest\"\npath = \"list.csv\"\n"
+    );
+    ws.write("p.toml", text.as_bytes());
+}
+
+fn advice(json: &serde_json::Value, stage: &str) -> (String, String, String) {
+    let a = json["advice"]
+        .as_array()
+        .expect("advice")
+        .iter()
+        .find(|a| a["stage"] == stage)
+        .unwrap_or_else(|| panic!("no advice for {stage}: {json}"));
+    (
+        a["mode"].as_str().unwrap_or_default().to_string(),
+        a["workers"].to_string(),
+        a["reason"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn a_stage_that_waits_gets_more_workers_than_cores_and_the_advice_runs_faster() {
+    let ws = Workspace::alone();
+    pipeline(
+        &ws,
+        "[[stage]]\nname = \"tool\"\nkind = \"exec\"\ncommand = [\"sleep\", \"0.1\"]\n",
+    );
+    let before = tree(&ws);
+    let done = ws
+        .conveyor()
+        .args(&[
+            "advise",
+            "p.toml",
+            "--jobs",
+            "2",
+            "--format",
+            "json",
+            "--apply",
+            "advised.toml",
+        ])
+        .run();
+    done.code(0);
+    let json: serde_json::Value = serde_json::from_str(&done.stdout()).expect("json");
+    let (mode, workers, reason) = advice(&json, "tool");
+    assert_eq!(mode, "threads");
+    let n: usize = workers.parse().unwrap_or(0);
+    assert!(n > 2, "{workers}: {reason}");
+    assert!(reason.starts_with("waits "), "{reason}");
+    // Measured by advise on the sample, the whole pipeline as advised
+    // against as it is (auto: 2 workers for a stage that sleeps).
+    let (now, advised) = (
+        json["current_items_per_s"].as_f64().expect("rate"),
+        json["advised_items_per_s"].as_f64().expect("rate"),
+    );
+    assert!(advised >= 3.0 * now, "{advised} against {now}");
+    // The applied pipeline is a pipeline, and says why on the changed line.
+    let applied = std::fs::read_to_string(ws.path("advised.toml")).expect("applied");
+    assert!(applied.contains(&format!("workers = {n}")), "{applied}");
+    assert!(applied.contains("# advise: waits"), "{applied}");
+    ws.conveyor().args(&["check", "advised.toml"]).run().code(0);
+    // Nothing else changed: no outputs, no journal, no manifest.
+    let mut after = tree(&ws);
+    after.remove("advised.toml");
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(after, before);
+    // --apply never replaces a file, the pipeline least of all.
+    ws.conveyor()
+        .args(&["advise", "p.toml", "--sample", "2", "--apply", "p.toml"])
+        .run()
+        .code(2)
+        .stderr_has("already exists");
+    assert_eq!(
+        std::fs::read(ws.path("p.toml")).expect("p"),
+        before["p.toml"]
+    );
+}
+
+#[test]
+fn a_stage_that_crashes_is_reported_and_sent_to_processes() {
+    let ws = Workspace::new();
+    pipeline(
+        &ws,
+        "[[stage]]\nname = \"flaky\"\nkind = \"chaos\"\naction = \"segfault\"\nmatch = \"b.jpg\"\n",
+    );
+    let before = tree(&ws);
+    let done = ws
+        .conveyor()
+        .args(&["advise", "p.toml", "--format", "json"])
+        .run();
+    done.code(0);
+    let json: serde_json::Value = serde_json::from_str(&done.stdout()).expect("json");
+    let (mode, _, reason) = advice(&json, "flaky");
+    assert_eq!(mode, "processes");
+    assert!(reason.contains("crashed its worker on 1 of"), "{reason}");
+    assert!(reason.contains("SIGSEGV"), "{reason}");
+    // The CPU-bound stages are left to threads, with the price of processes.
+    let (mode, workers, reason) = advice(&json, "thumb");
+    assert_eq!((mode.as_str(), workers.as_str()), ("threads", "\"auto\""));
+    assert!(reason.starts_with("CPU-bound"), "{reason}");
+    assert!(reason.contains("processes cost"), "{reason}");
+    // The pipeline as it is crashed in threads mode: said so.
+    let broken = json["broken"]["current-0"].as_str().unwrap_or_default();
+    assert!(broken.contains("a stage crashed it"), "{json}");
+    assert_eq!(tree(&ws), before);
+}
+
+#[test]
+fn the_text_advice_names_every_stage_with_its_measurements() {
+    let ws = Workspace::new();
+    pipeline(&ws, "");
+    let done = ws
+        .conveyor()
+        .args(&["advise", "p.toml", "--sample", "3"])
+        .run();
+    done.code(0);
+    let out = done.stdout();
+    assert!(out.starts_with("measured on 3 sample files"), "{out}");
+    for stage in ["thumb", "jpeg", "save", "index"] {
+        assert!(out.contains(&format!("stage `{stage}`")), "{stage}: {out}");
+    }
+    assert!(out.contains("inline ") && out.contains("| threads ") && out.contains("| processes "));
+    assert!(out.contains("as advised:"), "{out}");
+    // Its temporary folder (named by its process id) is gone.
+    let child = Command::new(BIN)
+        .current_dir(ws.path(""))
+        .args(["advise", "p.toml", "--sample", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let scratch = std::env::temp_dir().join(format!("conveyor-advise-{}", child.id()));
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!scratch.exists(), "{} left", scratch.display());
+}
