@@ -40,6 +40,11 @@ pub struct RunStats {
     pub failed: u64,
     /// The run ended badly (a crash of conveyor itself, or the time limit).
     pub broken: Option<String>,
+    /// CPU seconds of the whole run (conveyor, its workers, commands).
+    pub cpu_s: f64,
+    /// The largest resident size of one process of the run (conveyor or
+    /// one of its workers), in MB.
+    pub peak_mb: f64,
     pub stages: BTreeMap<String, StageStats>,
 }
 
@@ -354,9 +359,13 @@ pub fn measure(setup: &Setup<'_>, label: &str, settings: &[String]) -> RunStats 
             buf
         })
     });
+    let mut used = crate::cputime::Used::default();
     let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
+        match crate::cputime::reap(&mut child) {
+            Ok(Some((s, u))) => {
+                used = u;
+                break Some(s);
+            }
             Ok(None) if started.elapsed() > RUN_LIMIT => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -374,6 +383,8 @@ pub fn measure(setup: &Setup<'_>, label: &str, settings: &[String]) -> RunStats 
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     let mut stats = stats_of(&lines, wall);
+    stats.cpu_s = used.cpu.as_secs_f64();
+    stats.peak_mb = used.max_rss as f64 / 1e6;
     stats.broken = match status {
         None => Some(format!("stopped after {}s", RUN_LIMIT.as_secs())),
         Some(s) if s.code().is_none() => Some(format!(
@@ -419,6 +430,26 @@ pub struct Report {
     pub advised_items_per_s: f64,
     /// Runs that ended badly, by label.
     pub broken: BTreeMap<String, String>,
+    /// The whole sample in each mode: wall and CPU seconds, peak memory.
+    pub modes: BTreeMap<String, RunTotals>,
+}
+
+/// One whole run of the sample.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunTotals {
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub peak_mb: f64,
+}
+
+impl From<&RunStats> for RunTotals {
+    fn from(r: &RunStats) -> RunTotals {
+        RunTotals {
+            wall_s: r.wall_s,
+            cpu_s: r.cpu_s,
+            peak_mb: r.peak_mb,
+        }
+    }
 }
 
 /// The settings that give `advice`, as `--mode` and `--set` flags.
@@ -559,7 +590,16 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
     } else {
         median(then)
     };
+    let modes = [
+        ("inline", &inline),
+        ("threads", &threads),
+        ("processes", &procs),
+    ]
+    .into_iter()
+    .map(|(m, r)| (m.to_string(), RunTotals::from(r)))
+    .collect();
     Report {
+        modes,
         cores,
         sample,
         unchanged,
@@ -635,6 +675,13 @@ pub fn render(report: &Report) -> String {
         "measured on {} sample files, {} cores (jobs)",
         report.sample, report.cores
     );
+    for (mode, t) in &report.modes {
+        let _ = writeln!(
+            out,
+            "every stage {mode:<9}: {:.2}s, {:.2}s of CPU, largest process {:.0} MB",
+            t.wall_s, t.cpu_s, t.peak_mb
+        );
+    }
     for (o, a) in report.stages.iter().zip(&report.advice) {
         let cell = |s: &Option<StageStats>| {
             s.as_ref().map_or("-".to_string(), |s| {

@@ -2,7 +2,8 @@
 //! took: the thread's own CPU clock, plus what the stage's helpers used on
 //! its behalf (child commands of `exec`, pool threads of a split image).
 //! The gap between the two says how much a stage waits (on a command, on
-//! I/O) rather than computes.
+//! I/O) rather than computes. Also what a child process used, read when it
+//! is reaped.
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -55,9 +56,81 @@ impl Meter {
     }
 }
 
+/// What a child process used, as `wait4` reports it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Used {
+    /// CPU time, user and system.
+    pub cpu: Duration,
+    /// The largest resident size of the child or of any process it waited
+    /// for (its own workers), in bytes.
+    pub max_rss: u64,
+}
+
+/// The child's exit status and what it used, once it has exited; `None`
+/// while it runs. Reaped here with `wait4`, which reports what `try_wait`
+/// does not, so `child` must not be waited for again after `Some`.
+pub fn reap(
+    child: &mut std::process::Child,
+) -> std::io::Result<Option<(std::process::ExitStatus, Used)>> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, writing into locals we own.
+    let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+    match rc {
+        0 => Ok(None),
+        r if r == pid => {
+            let time = |t: libc::timeval| {
+                Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+                    + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+            };
+            let used = Used {
+                cpu: time(usage.ru_utime) + time(usage.ru_stime),
+                // Linux gives kilobytes.
+                max_rss: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+            };
+            Ok(Some((std::process::ExitStatus::from_raw(status), used)))
+        }
+        _ => {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reaped_child_tells_its_cpu_time_and_peak_memory() {
+        // A shell that holds 30 MB in a variable, then spins a little.
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("x=$(head -c 30000000 /dev/zero | tr '\\0' a); i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done")
+            .spawn()
+            .expect("sh");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let (status, used) = loop {
+            if let Some(done) = reap(&mut child).expect("wait4") {
+                break done;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never ended"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(status.success());
+        assert!(used.cpu > Duration::from_millis(5), "{used:?}");
+        assert!(used.max_rss > 30_000_000, "{used:?}");
+    }
 
     /// This thread's CPU time by another clock, the kernel's accounting.
     fn rusage_thread() -> Duration {

@@ -293,10 +293,10 @@ impl Exec {
         let program = &self.opts.command[0];
         let started = Instant::now();
         loop {
-            match reap(child) {
-                Ok(Some((s, cpu))) => {
+            match crate::cputime::reap(child) {
+                Ok(Some((s, used))) => {
                     // The command's CPU time is this stage's work.
-                    crate::cputime::add_elsewhere(cpu);
+                    crate::cputime::add_elsewhere(used.cpu);
                     return Ok(s);
                 }
                 Ok(None) => {
@@ -313,41 +313,6 @@ impl Exec {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => return Err(StageError::new(format!("waiting for `{program}`: {e}"))),
-            }
-        }
-    }
-}
-
-/// The child's exit status and CPU time (user and system), once it has
-/// exited; `None` while it runs. Reaped here with `wait4`, which reports
-/// the CPU time that `try_wait` does not, so `child` must not be waited
-/// for again after `Some`.
-fn reap(
-    child: &mut std::process::Child,
-) -> std::io::Result<Option<(std::process::ExitStatus, Duration)>> {
-    use std::os::unix::process::ExitStatusExt;
-    let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
-    let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child, writing into locals we own.
-    let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-    match rc {
-        0 => Ok(None),
-        r if r == pid => {
-            let time = |t: libc::timeval| {
-                Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
-                    + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
-            };
-            let cpu = time(usage.ru_utime) + time(usage.ru_stime);
-            Ok(Some((std::process::ExitStatus::from_raw(status), cpu)))
-        }
-        _ => {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                Ok(None)
-            } else {
-                Err(e)
             }
         }
     }

@@ -88,6 +88,13 @@ fn a_stage_that_waits_gets_more_workers_than_cores_and_the_advice_runs_faster() 
         json["advised_items_per_s"].as_f64().expect("rate"),
     );
     assert!(advised >= 3.0 * now, "{advised} against {now}");
+    // Every mode's whole run: its time, its CPU, its largest process.
+    for mode in ["inline", "threads", "processes"] {
+        let m = &json["modes"][mode];
+        assert!(m["wall_s"].as_f64().unwrap_or(0.0) > 0.0, "{mode}: {m}");
+        assert!(m["cpu_s"].as_f64().unwrap_or(0.0) > 0.0, "{mode}: {m}");
+        assert!(m["peak_mb"].as_f64().unwrap_or(0.0) > 1.0, "{mode}: {m}");
+    }
     // The applied pipeline is a pipeline, and says why on the changed line.
     let applied = std::fs::read_to_string(ws.path("advised.toml")).expect("applied");
     assert!(applied.contains(&format!("workers = {n}")), "{applied}");
