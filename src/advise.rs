@@ -18,7 +18,7 @@ use crate::config::Pipeline;
 use crate::stage::StagePaths;
 
 /// A child run that takes longer than this is stopped (a stage that hangs).
-const RUN_LIMIT: Duration = Duration::from_secs(120);
+const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Below this share of CPU time over busy time, a stage mostly waits, and
 /// more workers than cores pay. Low, because a busy machine lowers the
@@ -273,6 +273,17 @@ pub struct Setup<'a> {
     /// The temporary folder: sample copies, outputs, reports.
     pub dir: PathBuf,
     pub jobs: usize,
+    /// The sample: each file and its path below the scan root.
+    pub sample: Vec<(PathBuf, PathBuf)>,
+    /// Set by Ctrl-C or SIGTERM: the run in progress is stopped, and no
+    /// other starts.
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Setup<'_> {
+    fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// A deterministic sample of `n` files spread over formats and sizes:
@@ -321,9 +332,29 @@ fn redirect(pipeline: &Pipeline, out: &Path) -> Vec<String> {
 /// One child `conveyor run` of the sample with `modes` (STAGE=MODE or
 /// STAGE.workers=N settings), measured.
 pub fn measure(setup: &Setup<'_>, label: &str, settings: &[String]) -> RunStats {
+    if setup.stopped() {
+        return RunStats {
+            broken: Some("stopped".into()),
+            ..RunStats::default()
+        };
+    }
+    // Each run gets the sample as it was: a stage that moves or changes
+    // its inputs (a `copy` with `move`) must not leave the next run none.
+    if let Err(e) = copy_sample(&setup.sample, &setup.dir) {
+        return RunStats {
+            broken: Some(format!("could not copy the sample again: {e}")),
+            ..RunStats::default()
+        };
+    }
     let out = setup.dir.join("out").join(label);
     let report = setup.dir.join(format!("{label}.jsonl"));
+    // The runs' own scratch folders go inside advise's, so that one
+    // stopped with SIGKILL (a stage that hangs) leaves nothing behind once
+    // advise's folder is removed.
+    let scratch = setup.dir.join("tmp");
+    let _ = std::fs::create_dir_all(&scratch);
     let mut cmd = Command::new(&setup.exe);
+    cmd.env("TMPDIR", &scratch);
     cmd.arg("run")
         .arg(setup.pipeline_file)
         .args(&setup.flags)
@@ -366,7 +397,7 @@ pub fn measure(setup: &Setup<'_>, label: &str, settings: &[String]) -> RunStats 
                 used = u;
                 break Some(s);
             }
-            Ok(None) if started.elapsed() > RUN_LIMIT => {
+            Ok(None) if started.elapsed() > RUN_LIMIT || setup.stopped() => {
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
@@ -404,9 +435,14 @@ pub fn measure(setup: &Setup<'_>, label: &str, settings: &[String]) -> RunStats 
 
 /// Copy the sample into `dir/sample`, keeping each file's path below its
 /// scan root (or its name), so the pipeline names its outputs as it would.
+/// A copy already there with the original's size is kept.
 pub fn copy_sample(files: &[(PathBuf, PathBuf)], dir: &Path) -> std::io::Result<()> {
     for (path, rel) in files {
         let dest = dir.join("sample").join(rel);
+        let size = std::fs::metadata(path)?.len();
+        if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size) {
+            continue;
+        }
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }

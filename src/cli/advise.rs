@@ -101,6 +101,16 @@ pub(super) fn advise(args: &AdviseArgs, registry: &Registry) -> Exit {
     if let Err(e) = advise::copy_sample(&named, &scratch.0) {
         return fail(&format!("cannot copy the sample: {e}"));
     }
+    // `--apply`'s file is checked now, not after minutes of measuring.
+    if let Some(file) = &args.apply
+        && let Err(e) = apply_guard(file, pipeline, &scratch.0).and_then(|(g, dir, name)| {
+            g.plan(&request(&dir, &name))
+                .map(|_| ())
+                .map_err(|e| format!("--apply: {e}"))
+        })
+    {
+        return fail(&e);
+    }
     let stop = signals::listen(None);
     let jobs = args.jobs.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -121,6 +131,8 @@ pub(super) fn advise(args: &AdviseArgs, registry: &Registry) -> Exit {
         flags,
         dir: scratch.0.clone(),
         jobs,
+        sample: named.clone(),
+        stop: Arc::clone(&stop.flag),
     };
     let quiet = args.format == AdviseFormat::Json;
     let report = advise::run(&setup, named.len(), |label| {
@@ -187,27 +199,50 @@ fn apply(
     let text = std::fs::read_to_string(pipeline_file)
         .map_err(|e| format!("cannot read {}: {e}", pipeline_file.display()))?;
     let out = advise::apply(&text, advice)?;
+    let (guard, dir, name) = apply_guard(file, pipeline, scratch)?;
+    guard
+        .place_bytes(&request(&dir, &name), out.as_bytes())
+        .map(|_| ())
+        .map_err(|e| format!("--apply: {e}"))
+}
+
+/// The guard `--apply` writes through (the pipeline's scans as its
+/// scopes), and the file's folder and name.
+fn apply_guard(
+    file: &Path,
+    pipeline: &crate::config::Pipeline,
+    scratch: &Path,
+) -> Result<(crate::output::Guard, PathBuf, PathBuf), String> {
     let guard = crate::output::Guard::local(scratch);
     guard
         .set_scopes(exec::watch::scopes(pipeline))
         .map_err(|e| e.to_string())?;
     let dir = match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     };
-    let name = file.file_name().map(PathBuf::from).unwrap_or_default();
-    let req = crate::output::Request {
+    if std::fs::symlink_metadata(file).is_ok() {
+        return Err(format!(
+            "--apply: {} already exists; advise writes a new file and replaces none",
+            file.display()
+        ));
+    }
+    Ok((
+        guard,
+        dir,
+        file.file_name().map(PathBuf::from).unwrap_or_default(),
+    ))
+}
+
+fn request<'a>(dir: &'a Path, name: &'a Path) -> crate::output::Request<'a> {
+    crate::output::Request {
         stage: "advise",
         source: None,
         dir,
-        rel: &name,
+        rel: name,
         replace: crate::output::Replace::Never,
         claim: false,
-    };
-    guard
-        .place_bytes(&req, out.as_bytes())
-        .map(|_| ())
-        .map_err(|e| format!("--apply: {e}"))
+    }
 }
 
 pub use super::args::AdviseFormat;

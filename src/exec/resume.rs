@@ -51,12 +51,30 @@ struct Entry {
     /// Absent from journals an older conveyor wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     facts: Option<SourceFacts>,
+    /// Each output's size and modification time (ns) as written, so that
+    /// `watch --prune` removes only files still as conveyor left them.
+    /// Absent from journals an older conveyor wrote.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    stamps: Vec<[u64; 2]>,
+}
+
+/// A file's size and modification time in nanoseconds.
+fn stamp_of(path: &Path) -> Option<[u64; 2]> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    let ns = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_nanos()).ok())?;
+    Some([m.len(), ns])
 }
 
 /// What the journal knew of an item when the run started.
 struct Known {
     fp: [u8; 16],
     outputs: Vec<PathBuf>,
+    stamps: Vec<[u64; 2]>,
     facts: Option<SourceFacts>,
 }
 
@@ -132,6 +150,7 @@ fn read_entries(path: &Path, known: &mut HashMap<std::ffi::OsString, Known>) -> 
             let k = Known {
                 fp,
                 outputs,
+                stamps: e.stamps,
                 facts: e.facts,
             };
             known.insert(unescape_path(&e.source).into_os_string(), k);
@@ -149,6 +168,7 @@ fn compact(path: &Path, known: &HashMap<std::ffi::OsString, Known>) {
             fp: hex(&k.fp),
             outputs: k.outputs.iter().map(|o| escape_path(o)).collect(),
             facts: k.facts.clone(),
+            stamps: k.stamps.clone(),
         };
         if let Ok(line) = serde_json::to_string(&e) {
             text.push_str(&line);
@@ -203,6 +223,12 @@ impl Journal {
             fp: hex(&self.fingerprint(item)),
             outputs: item.meta.outputs.iter().map(|o| escape_path(o)).collect(),
             facts: Some(SourceFacts::of(item)),
+            stamps: item
+                .meta
+                .outputs
+                .iter()
+                .map(|o| stamp_of(o).unwrap_or([0, 0]))
+                .collect(),
         };
         let Ok(mut line) = serde_json::to_string(&e) else {
             return;
@@ -505,6 +531,23 @@ pub fn prune(p: &Pipeline, gone: &Path, scopes: &[crate::inputs::Scope]) -> Prun
                     pruned.warnings.push(format!(
                         "refusing to remove {}: another source's line records it too",
                         escape_path(out)
+                    ));
+                    continue;
+                }
+                // Only a file still as conveyor wrote it: one changed or
+                // replaced since (by the user, by another program) stays.
+                let at = k.outputs.iter().position(|o| o == out);
+                let recorded = at.and_then(|i| k.stamps.get(i));
+                let now = stamp_of(out);
+                if now.is_some() && (recorded.is_none() || recorded != now.as_ref()) {
+                    pruned.warnings.push(format!(
+                        "refusing to remove {}: {}",
+                        escape_path(out),
+                        if recorded.is_none() {
+                            "the journal has no record of the file as written (an older conveyor made it)"
+                        } else {
+                            "it changed since conveyor wrote it"
+                        }
                     ));
                     continue;
                 }

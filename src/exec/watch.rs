@@ -115,8 +115,15 @@ pub fn scopes(pipeline: &Pipeline) -> Vec<Scope> {
         .collect();
     paths
         .into_iter()
-        .flat_map(|p| match p {
-            StagePaths::Reads(specs) => specs,
+        .zip(&pipeline.stages)
+        .flat_map(|(p, d)| match p {
+            StagePaths::Reads(specs) => specs
+                .into_iter()
+                .map(|mut s| {
+                    s.stage = d.name.clone();
+                    s
+                })
+                .collect(),
             _ => Vec::new(),
         })
         .filter_map(|spec| Scope::new(spec).ok().map(|s| s.skipping(&written)))

@@ -178,3 +178,64 @@ fn the_text_advice_names_every_stage_with_its_measurements() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!scratch.exists(), "{} left", scratch.display());
 }
+
+#[test]
+fn sigterm_stops_advise_at_once_even_on_a_hanging_stage_and_leaves_nothing() {
+    let ws = Workspace::new();
+    pipeline(
+        &ws,
+        "[[stage]]\nname = \"stuck\"\nkind = \"chaos\"\naction = \"hang\"\nmatch = \"a.jpg\"\n",
+    );
+    let before = tree(&ws);
+    let child = ws.spawn(&["advise", "p.toml", "--sample", "4"]);
+    let pid = child.id();
+    let scratch = std::env::temp_dir().join(format!("conveyor-advise-{pid}"));
+    // A measuring run is under way (and stuck on a.jpg).
+    wait_for("a measuring run", 30, || !children_of(pid).is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let runs = children_of(pid);
+    let sent = std::time::Instant::now();
+    assert!(signal(pid, "-TERM"));
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        sent.elapsed()
+    );
+    wait_for("its runs to end", 5, || runs.iter().all(|&r| !alive(r)));
+    assert!(!scratch.exists(), "{} left", scratch.display());
+    assert_eq!(tree(&ws), before);
+}
+
+#[test]
+fn a_stage_that_moves_its_inputs_is_measured_on_fresh_copies_every_run() {
+    let ws = Workspace::new();
+    ws.sample("tiny.jpg", "in/a.jpg")
+        .sample("tower.jpg", "in/b.jpg");
+    ws.write(
+        "p.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"in\"\n\n[[stage]]\nname = \"store\"\nkind = \"copy\"\ndir = \"archive\"\nmove = true\n",
+    );
+    let before = tree(&ws);
+    let done = ws
+        .conveyor()
+        .args(&["advise", "p.toml", "--format", "json"])
+        .run();
+    done.code(0);
+    let json: serde_json::Value = serde_json::from_str(&done.stdout()).expect("json");
+    // Every run had both files to move: measured, not "no item reached it".
+    for mode in ["inline", "threads", "processes"] {
+        assert_eq!(json["stages"][0][mode]["items"], 2, "{mode}: {json}");
+    }
+    assert!(
+        json["current_items_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{json}"
+    );
+    assert_eq!(tree(&ws), before, "the originals stay where they are");
+}

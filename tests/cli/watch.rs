@@ -500,4 +500,28 @@ fn a_deleted_source_keeps_its_outputs_unless_pruned() {
         "inputs untouched"
     );
     nothing_left(&ws, pid);
+    // A file the user put in place of an output is theirs: --prune keeps
+    // it, and says why.
+    ws.sample("tiny.jpg", "in/d.jpg");
+    let w = Watching::start(&ws, &["--prune"]);
+    wait_for("d's thumbnail", 30, || {
+        ws.path("out/thumbs/d.jpg").is_file()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(ws.path("out/thumbs/d.jpg"), b"the user's own file").expect("write");
+    std::fs::remove_file(ws.path("in/d.jpg")).expect("rm");
+    wait_for("the deletion seen", 30, || {
+        w.stderr().contains("deleted in/d.jpg")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (code, _, stderr) = w.stop("-INT");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("it changed since conveyor wrote it"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(ws.path("out/thumbs/d.jpg")).expect("kept"),
+        b"the user's own file"
+    );
 }
