@@ -8,6 +8,7 @@
 #
 #   bench/compare.sh [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --scaling [FOLDER] [JOBS] [RUNS]
+#   bench/compare.sh --advise [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --encode [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --colour [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --limit [FOLDER] [JOBS] [RUNS]
@@ -21,6 +22,13 @@
 # count, then `workers = "auto"` against every stage at the CPU count and
 # against every hand-picked combination of worker counts (1, half and all
 # the cores) for the costly stages, with the CPU time (user + system) each took.
+# --advise checks `conveyor advise` against trying: it advises
+# pipelines/thumbnails.toml on FOLDER (timed) and applies the advice, then
+# runs the applied file against every configuration --scaling would try (jobs,
+# auto, every stage at the CPU count, every hand-picked combination, every
+# stage in processes) and prints the advised one's speed over the best other.
+# Then a pipeline whose `exec` stage sleeps 50 ms per photo, advised against
+# `workers = "auto"`, and one whose `chaos` stage crashes on a photo.
 # --encode compares encoders alone: the photos resized to 1600 px PNGs, then
 # lossy WebP (q80) and AVIF (q70, speed 6) by conveyor and by Pillow's own
 # encoders (libwebp; libavif), with total size and mean PSNR against the PNGs.
@@ -64,8 +72,12 @@ limit=false
 big=false
 memory=false
 gallery=false
+advise=false
 if [ "${1:-}" = "--scaling" ]; then
   scaling=true
+  shift
+elif [ "${1:-}" = "--advise" ]; then
+  advise=true
   shift
 elif [ "${1:-}" = "--encode" ]; then
   encode=true
@@ -198,7 +210,9 @@ conveyor_run() {
 # Configurations compared in one table run interleaved: each round runs every
 # one once, so a slow spell of the machine hits them all alike.
 cfg_names=()
-declare -A cfg_args
+declare -A cfg_args cfg_pipe
+# add_config NAME ARGS...: a configuration of the task's pipeline; with
+# cfg_pipe[NAME] set, of that pipeline file instead.
 add_config() {
   local name=$1
   shift
@@ -208,14 +222,16 @@ add_config() {
 }
 # run_configs TASK INPUT: run the registered configurations, print a row each.
 run_configs() {
-  local task=$1 input=$2 out=$work/out pipeline=pipelines/thumbnails-fast.toml
-  [ "$task" = large ] && pipeline=pipelines/web-large.toml
+  local task=$1 input=$2 out=$work/out task_pipeline=pipelines/thumbnails-fast.toml pipeline
+  [ "$task" = large ] && task_pipeline=pipelines/web-large.toml
+  [ -f "$task" ] && task_pipeline=$task
   local -A t_all=() p_all=() c_all=()
   local name start end med peak cpu r n kib user sys
   local -a args
   for _ in $(seq "$runs"); do
     for name in "${cfg_names[@]}"; do
       eval "args=(${cfg_args[$name]})"
+      pipeline=${cfg_pipe[$name]:-$task_pipeline}
       rm -rf "$out"
       mkdir -p "$out"
       start=$(date +%s.%N)
@@ -241,6 +257,7 @@ run_configs() {
     printf '  %-34s %6d %8.3fs %9.1f %9.0f MiB %8.2fs\n' "$name" "$n" "$med" "$r" "$(awk -v k="$peak" 'BEGIN {print k / 1024}')" "$cpu"
   done
   cfg_names=()
+  cfg_pipe=()
 }
 
 # enc_measure NAME OUTDIR COMMAND...: median time of $runs runs, then the
@@ -480,6 +497,107 @@ PY
     awk -v a="${cpu_of[$name]}" -v b="${cpu_of[$base]}" -v ta="${rate[$name]}" -v tb="${rate[$base]}" -v n="$name" \
       'BEGIN {printf "  %-34s %.3fx CPU time, %.3fx wall time of untagged sRGB\n", n, a / b, tb / ta}'
   done
+  exit 0
+fi
+
+if $advise; then
+  n=$(nproc)
+  counts=(1)
+  [ "$n" -ge 4 ] && counts+=($((n / 2)))
+  [ "$n" -gt 1 ] && counts+=("$n")
+  photos=$(files "$folder" | wc -l)
+  # advise PIPELINE NAME: advise it on FOLDER, timed, applied to $work/NAME.
+  advise_on() {
+    local start end
+    start=$(date +%s.%N)
+    /usr/bin/time -f "%M" -o "$work/rss" "$bin" advise "$1" "$folder" --jobs "$jobs" \
+      --apply "$work/$2" >"$work/advice.txt" 2>"$work/err" || { cat "$work/err" >&2; return 1; }
+    end=$(date +%s.%N)
+    printf '  advised in %.1fs, largest process %.0f MiB; its advice:\n' \
+      "$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')" "$(awk -v k="$(tail -n 1 "$work/rss")" 'BEGIN {print k / 1024}')"
+    grep -E '^  advice:|^the (pipeline|sample)' "$work/advice.txt" | cut -c1-160 | sed 's/^/  /'
+  }
+
+  echo
+  echo "conveyor advise on pipelines/thumbnails.toml, $photos photos, $jobs jobs:"
+  advise_on pipelines/thumbnails.toml thumbnails-advised.toml
+  echo
+  echo "the advice against trying, median of $runs interleaved rounds:"
+  printf '  %-34s %6s %9s %9s %13s %9s\n' run images median images/s "peak RSS" "CPU time"
+  j=1
+  while [ "$j" -lt "$n" ]; do
+    add_config "--jobs $j" --jobs "$j"
+    j=$((j * 2))
+  done
+  add_config "as shipped (auto, --jobs $jobs)" --jobs "$jobs"
+  all=(--jobs "$jobs")
+  for st in load thumb jpeg save; do all+=(--set "$st.workers=$n"); done
+  add_config "every stage workers = $n" "${all[@]}"
+  add_config "every stage processes" --jobs "$jobs" --mode processes
+  combos=("")
+  for st in load thumb jpeg; do
+    next=()
+    for c in "${combos[@]}"; do for k in "${counts[@]}"; do next+=("$c $st=$k"); done; done
+    combos=("${next[@]}")
+  done
+  for combo in "${combos[@]}"; do
+    args=(--jobs "$jobs" --mode save=inline)
+    for kv in $combo; do args+=(--set "${kv%%=*}.workers=${kv#*=}"); done
+    add_config "hand:$combo" "${args[@]}"
+  done
+  tried=("${cfg_names[@]}")
+  add_config "advised" --jobs "$jobs"
+  cfg_pipe[advised]=$work/thumbnails-advised.toml
+  run_configs pipelines/thumbnails.toml "$folder"
+  best=0 best_name=""
+  for name in "${tried[@]}"; do
+    if awk -v a="${rate[$name]}" -v b="$best" 'BEGIN {exit !(a > b)}'; then
+      best=${rate[$name]} best_name=$name
+    fi
+  done
+  awk -v a="${rate[advised]}" -v b="$best" -v name="$best_name" \
+    'BEGIN {printf "  advised / best tried (%s)   %.2fx\n", name, a / b}'
+
+  # A stage that waits: an `exec` sleeping 50 ms per photo, then a copy
+  # of the photo.
+  cat >"$work/sleep.toml" <<TOML
+[[stage]]
+name = "scan"
+kind = "scan"
+root = "$folder"
+
+[[stage]]
+name = "tool"
+kind = "exec"
+command = ["sleep", "0.05"]
+
+[[stage]]
+name = "save"
+kind = "copy"
+dir = "$work/sleep-out"
+TOML
+  echo
+  echo "an exec stage sleeping 50 ms per photo, $photos photos, $jobs jobs:"
+  advise_on "$work/sleep.toml" sleep-advised.toml
+  printf '  %-34s %6s %9s %9s %13s %9s\n' run images median images/s "peak RSS" "CPU time"
+  add_config "workers = \"auto\"" --jobs "$jobs"
+  add_config "advised" --jobs "$jobs"
+  cfg_pipe[advised]=$work/sleep-advised.toml
+  run_configs "$work/sleep.toml" "$folder"
+  awk -v a="${rate[advised]}" -v b="${rate[workers = \"auto\"]}" \
+    'BEGIN {printf "  advised / auto   %.2fx\n", a / b}'
+
+  # A stage that crashes its worker on one photo.
+  first=$(basename "$(files "$folder" | head -n 1)")
+  sed '/^name = "tool"$/,/^command/c\
+name = "flaky"\
+kind = "chaos"\
+action = "segfault"\
+match = "**/'"$first"'"' "$work/sleep.toml" >"$work/chaos.toml"
+  echo
+  echo "a chaos stage that crashes on $first:"
+  "$bin" advise "$work/chaos.toml" "$folder" --jobs "$jobs" >"$work/advice.txt" 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+  awk '/^stage `flaky`/ {on = 1} on && /^  advice:/ {print; exit}' "$work/advice.txt" | cut -c1-200 | sed 's/^/  /'
   exit 0
 fi
 

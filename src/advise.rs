@@ -31,6 +31,10 @@ const WAITS_BELOW: f64 = 0.25;
 /// processes is nearly free.
 const CHEAP_ISOLATION: f64 = 0.10;
 
+/// From this many bytes per item, what crosses to a worker is pixels, and
+/// their copying is what processes cost.
+const PIXELS_ACROSS: f64 = 64.0 * 1024.0;
+
 /// What a child run measured, from its report.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunStats {
@@ -61,6 +65,15 @@ pub struct StageStats {
     pub crashed: u64,
     /// A crash's reason, for the advice.
     pub crash: Option<String>,
+    /// Processes mode, summed over items: bytes carried to a worker and
+    /// back, under the first stage of the worker's chain.
+    pub crossed_bytes: u64,
+    /// Processes mode: workers started, and the milliseconds items waited
+    /// for them, summed.
+    pub worker_starts: u64,
+    pub worker_start_ms: f64,
+    /// Processes mode: the largest worker, in MB.
+    pub worker_peak_mb: f64,
 }
 
 impl StageStats {
@@ -70,6 +83,20 @@ impl StageStats {
         } else {
             self.ms / self.items as f64
         }
+    }
+
+    /// Bytes crossing the process boundary per item.
+    pub fn crossed_per_item(&self) -> f64 {
+        if self.items == 0 {
+            0.0
+        } else {
+            self.crossed_bytes as f64 / self.items as f64
+        }
+    }
+
+    /// How long a worker took to start, on average.
+    pub fn start_ms(&self) -> Option<f64> {
+        (self.worker_starts > 0).then(|| self.worker_start_ms / self.worker_starts as f64)
     }
 
     /// CPU time over wall time: near 1 computes, near 0 waits.
@@ -115,6 +142,19 @@ pub fn stats_of(lines: &[serde_json::Value], wall: Duration) -> RunStats {
                 s.cpu_ms += line["cpu_ms"][stage].as_f64().unwrap_or(0.0);
             }
         }
+        for (stage, v) in line["crossed_bytes"].as_object().into_iter().flatten() {
+            let s = run.stages.entry(stage.clone()).or_default();
+            s.crossed_bytes += v.as_u64().unwrap_or(0);
+        }
+        for (stage, v) in line["worker_start_ms"].as_object().into_iter().flatten() {
+            let s = run.stages.entry(stage.clone()).or_default();
+            s.worker_starts += 1;
+            s.worker_start_ms += v.as_f64().unwrap_or(0.0);
+        }
+        for (stage, v) in line["worker_peak_mb"].as_object().into_iter().flatten() {
+            let s = run.stages.entry(stage.clone()).or_default();
+            s.worker_peak_mb = s.worker_peak_mb.max(v.as_f64().unwrap_or(0.0));
+        }
         if let (Some(stage), Some(reason)) = (line["stage"].as_str(), line["reason"].as_str())
             && is_crash(reason)
         {
@@ -157,9 +197,24 @@ pub struct Observed {
     pub threads: Option<StageStats>,
     pub processes: Option<StageStats>,
     pub inline: Option<StageStats>,
+    /// The stage alone in processes, its neighbours in threads: what
+    /// crosses the boundary when the pixels must.
+    pub alone: Option<StageStats>,
     /// Whole-run wall seconds with this stage at N workers (stages that
     /// wait only).
     pub scaling: Vec<(usize, f64)>,
+    /// Every stage in threads at 1, 2 ... `--jobs` up to the cores.
+    pub by_jobs: Vec<JobsPoint>,
+}
+
+/// One run of the sample at a `--jobs` count.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct JobsPoint {
+    pub jobs: usize,
+    /// The whole run's wall seconds.
+    pub wall_s: f64,
+    /// The stage's milliseconds per item.
+    pub ms_per_item: f64,
 }
 
 /// The advice for one stage.
@@ -234,32 +289,101 @@ pub fn advise_stage(o: &Observed, cores: usize) -> Advice {
             ),
         );
     }
-    let cost = match (&o.processes, &o.threads) {
-        (Some(p), Some(t)) if t.ms_per_item() > 0.0 => {
-            Some(p.ms_per_item() / t.ms_per_item() - 1.0)
-        }
-        _ => None,
+    let head = format!(
+        "CPU-bound ({} CPU, {:.1} ms per item{})",
+        pct(share.min(1.0)),
+        t.ms_per_item(),
+        speedup(&o.by_jobs)
+    );
+    let cost_of = |p: &StageStats| {
+        (t.ms_per_item() > 0.0 && p.items > 0).then(|| p.ms_per_item() / t.ms_per_item() - 1.0)
     };
-    let reason = match cost {
-        Some(c) if c <= CHEAP_ISOLATION => format!(
-            "CPU-bound ({} CPU, {:.1} ms per item): threads sharing the cores; processes cost {} here, so choose processes if the inputs are untrusted",
-            pct(share.min(1.0)),
-            t.ms_per_item(),
+    let alone = o.alone.as_ref().and_then(|p| cost_of(p).map(|c| (p, c)));
+    let chain = o.processes.as_ref().and_then(cost_of);
+    let reason = match (alone, chain) {
+        (Some((p, c)), _) if c <= CHEAP_ISOLATION => format!(
+            "{head}: threads sharing the cores; processes cost {} here ({} per item cross), so choose processes if the inputs are untrusted",
+            pct(c.max(0.0)),
+            per_item(p)
+        ),
+        (Some((p, c)), Some(ch)) if ch <= CHEAP_ISOLATION => format!(
+            "{head}: threads sharing the cores; alone in processes it costs {} here, {}, but {} with its neighbours in processes too, as the pixels stay inside the worker chain",
+            pct(c),
+            why_costly(p),
+            pct(ch.max(0.0))
+        ),
+        (Some((p, c)), _) => format!(
+            "{head}: threads sharing the cores; processes cost {} here, {}",
+            pct(c),
+            why_costly(p)
+        ),
+        (None, Some(c)) if c <= CHEAP_ISOLATION => format!(
+            "{head}: threads sharing the cores; processes cost {} here, so choose processes if the inputs are untrusted",
             pct(c.max(0.0))
         ),
-        Some(c) => format!(
-            "CPU-bound ({} CPU, {:.1} ms per item): threads sharing the cores; processes cost {} here, as what it takes and gives crosses the process boundary",
-            pct(share.min(1.0)),
-            t.ms_per_item(),
+        (None, Some(c)) => format!(
+            "{head}: threads sharing the cores; processes cost {} here, as what it takes and gives crosses the process boundary",
             pct(c)
         ),
-        None => format!(
-            "CPU-bound ({} CPU, {:.1} ms per item): threads sharing the cores",
-            pct(share.min(1.0)),
-            t.ms_per_item()
-        ),
+        (None, None) => format!("{head}: threads sharing the cores"),
     };
     advice("threads", Workers::Auto, reason)
+}
+
+/// ", 1.9x from 1 to 2 jobs": how the whole run grew with cores.
+fn speedup(by_jobs: &[JobsPoint]) -> String {
+    match (by_jobs.first(), by_jobs.last()) {
+        (Some(a), Some(b)) if b.jobs > a.jobs && b.wall_s > 0.0 => format!(
+            "; the run {:.1}x as fast on {} as on {}",
+            a.wall_s / b.wall_s,
+            jobs(b.jobs),
+            jobs(a.jobs)
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Why a worker process costs a stage: the bytes its items carry, or,
+/// when they carry little, the round trip itself.
+fn why_costly(p: &StageStats) -> String {
+    if p.crossed_per_item() >= PIXELS_ACROSS {
+        format!("as {} per item cross the process boundary", per_item(p))
+    } else {
+        format!(
+            "as each item makes a round trip to a worker (with {})",
+            per_item(p)
+        )
+    }
+}
+
+/// "1 job", "4 jobs".
+fn jobs(n: usize) -> String {
+    if n == 1 {
+        "1 job".into()
+    } else {
+        format!("{n} jobs")
+    }
+}
+
+/// What one item carries to a worker and back: "1.2 MiB".
+fn per_item(p: &StageStats) -> String {
+    crate::units::human_size(p.crossed_per_item() as u64)
+}
+
+/// "1.2 MiB cross per item, a worker starts in 9 ms, the largest worker
+/// holds 45 MiB": the price of a worker process, as measured.
+fn crossing_text(p: &StageStats) -> String {
+    let mut parts = vec![format!("{} cross per item", per_item(p))];
+    if let Some(ms) = p.start_ms() {
+        parts.push(format!("a worker starts in {ms:.0} ms"));
+    }
+    if p.worker_peak_mb > 0.0 {
+        parts.push(format!(
+            "the largest worker holds {}",
+            crate::units::human_size((p.worker_peak_mb * 1e6) as u64)
+        ));
+    }
+    parts.join(", ")
 }
 
 /// How advise runs: the files and the folder it works in.
@@ -332,6 +456,11 @@ fn redirect(pipeline: &Pipeline, out: &Path) -> Vec<String> {
 /// One child `conveyor run` of the sample with `modes` (STAGE=MODE or
 /// STAGE.workers=N settings), measured.
 pub fn measure(setup: &Setup<'_>, label: &str, settings: &[String]) -> RunStats {
+    measure_at(setup, label, settings, setup.jobs)
+}
+
+/// [`measure`] with `--jobs jobs`.
+fn measure_at(setup: &Setup<'_>, label: &str, settings: &[String], jobs: usize) -> RunStats {
     if setup.stopped() {
         return RunStats {
             broken: Some("stopped".into()),
@@ -362,7 +491,7 @@ pub fn measure(setup: &Setup<'_>, label: &str, settings: &[String]) -> RunStats 
         .args(settings)
         .arg("--force")
         .arg("--jobs")
-        .arg(setup.jobs.to_string())
+        .arg(jobs.to_string())
         .arg("--progress")
         .arg("never")
         .arg("-q")
@@ -510,18 +639,21 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
     let stages: Vec<&crate::config::StageDef> =
         p.stages.iter().filter(|s| !s.kind.is_source()).collect();
     let mut broken = BTreeMap::new();
-    let mut measured = |label: &str, settings: &[String], progress: &mut dyn FnMut(&str)| {
-        progress(label);
-        let stats = measure(setup, label, settings);
-        if let Some(b) = &stats.broken {
-            broken.insert(label.to_string(), b.clone());
-        }
-        stats
-    };
-    let every = |mode: &str, keep: &[String]| -> Vec<String> {
+    let cores = setup.jobs;
+    let mut measured =
+        |label: &str, settings: &[String], jobs: usize, progress: &mut dyn FnMut(&str)| {
+            progress(label);
+            let stats = measure_at(setup, label, settings, jobs);
+            if let Some(b) = &stats.broken {
+                broken.insert(label.to_string(), b.clone());
+            }
+            stats
+        };
+    // Every stage in `mode`, but those in `keep` (and `alone`) in processes.
+    let modes = |mode: &str, keep: &[String], alone: Option<&str>| -> Vec<String> {
         let mut flags = Vec::new();
         for s in &stages {
-            let m = if keep.contains(&s.name) {
+            let m = if keep.contains(&s.name) || alone == Some(s.name.as_str()) {
                 "processes"
             } else {
                 mode
@@ -531,17 +663,60 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
         }
         flags
     };
+    let every = |mode: &str, keep: &[String]| modes(mode, keep, None);
     // Processes first: the one mode in which a crash cannot end the run.
-    let procs = measured("processes", &every("processes", &[]), &mut progress);
+    let procs = measured("processes", &every("processes", &[]), cores, &mut progress);
     let crashing: Vec<String> = procs
         .stages
         .iter()
         .filter(|(_, s)| s.crashed > 0)
         .map(|(n, _)| n.clone())
         .collect();
-    let threads = measured("threads", &every("threads", &crashing), &mut progress);
-    let inline = measured("inline", &every("inline", &crashing), &mut progress);
-    let cores = setup.jobs;
+    let threads = measured(
+        "threads",
+        &every("threads", &crashing),
+        cores,
+        &mut progress,
+    );
+    let inline = measured("inline", &every("inline", &crashing), cores, &mut progress);
+    // Each stage alone in processes, its neighbours in threads: what its
+    // items carry across the boundary, and what that costs.
+    let mut alone = BTreeMap::new();
+    for s in &stages {
+        let reached = threads.stages.get(&s.name).is_some_and(|t| t.items > 0);
+        if crashing.contains(&s.name) || !reached {
+            continue;
+        }
+        let label = format!("{}-alone", s.name);
+        let r = measured(
+            &label,
+            &modes("threads", &crashing, Some(&s.name)),
+            cores,
+            &mut progress,
+        );
+        if let Some(st) = r.stages.get(&s.name) {
+            alone.insert(s.name.clone(), st.clone());
+        }
+    }
+    // How the whole run grows with cores: every stage in threads at 1, 2,
+    // 4 ... jobs (the run in threads above is the last).
+    let mut jobs_runs = Vec::new();
+    let mut jobs = 1;
+    while jobs < cores {
+        let r = measured(
+            &format!("jobs-{jobs}"),
+            &every("threads", &crashing),
+            jobs,
+            &mut progress,
+        );
+        jobs_runs.push((jobs, r));
+        jobs *= 2;
+    }
+    let point = |jobs: usize, r: &RunStats, stage: &str| JobsPoint {
+        jobs,
+        wall_s: r.wall_s,
+        ms_per_item: r.stages.get(stage).map_or(0.0, StageStats::ms_per_item),
+    };
     let mut observed: Vec<Observed> = stages
         .iter()
         .map(|s| Observed {
@@ -550,7 +725,14 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
             threads: threads.stages.get(&s.name).cloned(),
             processes: procs.stages.get(&s.name).cloned(),
             inline: inline.stages.get(&s.name).cloned(),
+            alone: alone.get(&s.name).cloned(),
             scaling: Vec::new(),
+            by_jobs: jobs_runs
+                .iter()
+                .map(|(j, r)| point(*j, r, &s.name))
+                .chain(std::iter::once(point(cores, &threads, &s.name)))
+                .filter(|p| p.wall_s > 0.0)
+                .collect(),
         })
         .collect();
     // Stages that wait: more workers, until the run stops getting faster.
@@ -568,7 +750,12 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
             let mut flags = every("threads", &crashing);
             flags.push("--set".into());
             flags.push(format!("{}.workers={workers}", o.stage));
-            let r = measured(&format!("{}-x{workers}", o.stage), &flags, &mut progress);
+            let r = measured(
+                &format!("{}-x{workers}", o.stage),
+                &flags,
+                cores,
+                &mut progress,
+            );
             o.scaling.push((workers, r.wall_s));
             if r.wall_s > best * 0.9 {
                 break;
@@ -606,12 +793,14 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
         now.push(rate(&measured(
             &format!("current-{round}"),
             &[],
+            cores,
             &mut progress,
         )));
         if !unchanged {
             then.push(rate(&measured(
                 &format!("advised-{round}"),
                 &settings_of(&advice),
+                cores,
                 &mut progress,
             )));
         }
@@ -718,32 +907,66 @@ pub fn render(report: &Report) -> String {
             t.wall_s, t.cpu_s, t.peak_mb
         );
     }
+    if let Some(o) = report.stages.first().filter(|o| o.by_jobs.len() > 1) {
+        let steps: Vec<String> = o
+            .by_jobs
+            .iter()
+            .map(|p| format!("{:.2}s at {}", p.wall_s, jobs(p.jobs)))
+            .collect();
+        let _ = writeln!(out, "every stage threads by --jobs: {}", steps.join(", "));
+    }
     for (o, a) in report.stages.iter().zip(&report.advice) {
-        let cell = |s: &Option<StageStats>| {
-            s.as_ref().map_or("-".to_string(), |s| {
-                format!(
-                    "{:.1} ms, {:.0}% CPU",
-                    s.ms_per_item(),
-                    100.0 * s.cpu_share().min(1.0)
-                )
-            })
+        let cell = |s: &StageStats| {
+            let ms = s.ms_per_item();
+            let rate = if ms > 0.0 {
+                format!(" ({:.0} items/s per worker)", 1000.0 / ms)
+            } else {
+                String::new()
+            };
+            format!(
+                "{ms:.1} ms per item{rate}, {:.0}% CPU",
+                100.0 * s.cpu_share().min(1.0)
+            )
         };
-        let _ = writeln!(
-            out,
-            "\nstage `{}` ({}): inline {} | threads {} | processes {}",
-            o.stage,
-            o.kind,
-            cell(&o.inline),
-            cell(&o.threads),
-            cell(&o.processes)
-        );
+        let _ = writeln!(out, "\nstage `{}` ({}):", o.stage, o.kind);
+        if let Some(s) = &o.inline {
+            let _ = writeln!(out, "  inline     {}", cell(s));
+        }
+        if let Some(s) = &o.threads {
+            let by_jobs = if o.by_jobs.len() > 1 {
+                let steps: Vec<String> = o
+                    .by_jobs
+                    .iter()
+                    .map(|p| format!("{:.1} ms at {}", p.ms_per_item, jobs(p.jobs)))
+                    .collect();
+                format!("; {}", steps.join(", "))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  threads    {}{by_jobs}", cell(s));
+        }
+        if let Some(s) = &o.processes {
+            let _ = writeln!(
+                out,
+                "  processes  {:.1} ms per item with its neighbours in processes too",
+                s.ms_per_item()
+            );
+        }
+        if let Some(s) = &o.alone {
+            let _ = writeln!(
+                out,
+                "             {:.1} ms per item alone: {}",
+                s.ms_per_item(),
+                crossing_text(s)
+            );
+        }
         if !o.scaling.is_empty() {
             let steps: Vec<String> = o
                 .scaling
                 .iter()
                 .map(|(w, s)| format!("{w} workers {s:.2}s"))
                 .collect();
-            let _ = writeln!(out, "  scaling: {}", steps.join(", "));
+            let _ = writeln!(out, "  more workers: {}", steps.join(", "));
         }
         let _ = writeln!(
             out,
@@ -801,7 +1024,9 @@ mod tests {
             threads: Some(threads),
             processes: Some(processes),
             inline: None,
+            alone: None,
             scaling: Vec::new(),
+            by_jobs: Vec::new(),
         }
     }
 
@@ -858,7 +1083,7 @@ mod tests {
             "{}",
             a.reason
         );
-        // Pixel-heavy across the boundary: processes cost a third more.
+        // Without a run alone, the chain's cost is the price: a third more.
         let a = advise_stage(&observed(stats(30, 6.0, 5.9), stats(30, 8.0, 6.0)), 2);
         assert_eq!(a.mode, "threads");
         assert!(
@@ -870,20 +1095,99 @@ mod tests {
         );
     }
 
+    fn crossing(items: u64, ms: f64, bytes: u64) -> StageStats {
+        StageStats {
+            crossed_bytes: bytes * items,
+            worker_starts: 2,
+            worker_start_ms: 18.0,
+            worker_peak_mb: 120.0,
+            ..stats(items, ms, ms * 0.98)
+        }
+    }
+
+    #[test]
+    fn a_pixel_heavy_stage_is_told_what_crosses_the_boundary_and_what_it_costs() {
+        // 12 MB of pixels in and 0.2 MB out per item: 30% slower alone in a
+        // worker, 1% when its neighbours share the worker.
+        let mut o = observed(stats(30, 20.0, 19.8), stats(30, 20.2, 19.8));
+        o.alone = Some(crossing(30, 26.0, 12_200_000));
+        o.by_jobs = vec![
+            JobsPoint {
+                jobs: 1,
+                wall_s: 1.9,
+                ms_per_item: 19.0,
+            },
+            JobsPoint {
+                jobs: 2,
+                wall_s: 1.0,
+                ms_per_item: 20.0,
+            },
+        ];
+        let a = advise_stage(&o, 2);
+        assert_eq!((a.mode, a.workers), ("threads", Workers::Auto));
+        assert!(
+            a.reason.starts_with(
+                "CPU-bound (99% CPU, 20.0 ms per item; the run 1.9x as fast on 2 jobs as on 1 job)"
+            ),
+            "{}",
+            a.reason
+        );
+        assert!(
+            a.reason.contains(
+                "alone in processes it costs 30% here, as 11.6 MiB per item cross the process boundary, but 1% with its neighbours in processes too, as the pixels stay inside the worker chain"
+            ),
+            "{}",
+            a.reason
+        );
+        // Cheap alone too (a small image crosses): isolation is nearly free.
+        o.alone = Some(crossing(30, 20.6, 40_000));
+        let a = advise_stage(&o, 2);
+        assert!(
+            a.reason.contains(
+                "processes cost 3% here (39.1 KiB per item cross), so choose processes if the inputs are untrusted"
+            ),
+            "{}",
+            a.reason
+        );
+        // A tiny stage: the round trip is the cost, whatever the bytes.
+        let mut o = observed(stats(30, 0.3, 0.3), stats(30, 0.5, 0.3));
+        o.alone = Some(crossing(30, 0.5, 6_000));
+        let a = advise_stage(&o, 2);
+        assert!(
+            a.reason.contains(
+                "processes cost 67% here, as each item makes a round trip to a worker (with 5.9 KiB)"
+            ),
+            "{}",
+            a.reason
+        );
+        // The measurements a person reads: per item and per worker.
+        let text = crossing_text(o.alone.as_ref().expect("alone"));
+        assert_eq!(
+            text,
+            "5.9 KiB cross per item, a worker starts in 9 ms, the largest worker holds 114.4 MiB"
+        );
+    }
+
     #[test]
     fn reports_are_read_per_stage_with_crashes_blamed() {
         let lines: Vec<serde_json::Value> = [
             r#"{"path":"a","status":"ok","ms":{"x":10.0,"y":2.0},"cpu_ms":{"x":9.0,"y":0.1}}"#,
             r#"{"path":"b","status":"failed","stage":"y","reason":"worker killed by signal 6 (SIGABRT)","ms":{"x":12.0}}"#,
+            r#"{"path":"c","status":"ok","ms":{"z":3.0},"crossed_bytes":{"z":1000},"worker_start_ms":{"z":8.0},"worker_peak_mb":{"z":30.5}}"#,
+            r#"{"path":"d","status":"ok","ms":{"z":3.0},"crossed_bytes":{"z":3000},"worker_peak_mb":{"z":31.0}}"#,
         ]
         .iter()
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect();
         let r = stats_of(&lines, Duration::from_secs(1));
-        assert_eq!((r.items, r.ok, r.failed), (2, 1, 1));
+        assert_eq!((r.items, r.ok, r.failed), (4, 3, 1));
+        assert_eq!(r.stages["x"].crossed_bytes, 0);
         assert_eq!(r.stages["x"].items, 2);
         assert!((r.stages["x"].ms_per_item() - 11.0).abs() < 1e-9);
         assert_eq!(r.stages["y"].crashed, 1);
+        let z = &r.stages["z"];
+        assert_eq!((z.crossed_per_item(), z.start_ms()), (2000.0, Some(8.0)));
+        assert_eq!(z.worker_peak_mb, 31.0);
     }
 
     #[test]

@@ -132,17 +132,8 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<Cores>>> = const { RefCell::new(None) };
     /// Threads this thread may always use (a worker process's share).
     static SHARE: Cell<usize> = const { Cell::new(1) };
-    /// This thread's own one-thread pool, for [`split_in_pool`].
-    static OWN: std::cell::OnceCell<Option<Arc<rayon::ThreadPool>>> = const { std::cell::OnceCell::new() };
-}
-
-fn own_pool() -> Option<Arc<rayon::ThreadPool>> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .thread_name(|_| "pixels-own".to_string())
-        .build()
-        .ok()
-        .map(Arc::new)
+    /// This thread's own pools, by their number of threads (see [`pool`]).
+    static POOLS: RefCell<Vec<Option<Arc<rayon::ThreadPool>>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Items processed on this thread may borrow idle permits from `cores`.
@@ -198,18 +189,15 @@ fn run_split<R: Send>(pixels: u64, always_pool: bool, work: impl FnOnce(usize) -
     // Given back even if `work` panics: the panic guard above catches it
     // and the run goes on.
     let _loan = Loan(cores.as_deref(), borrowed);
-    let chosen = if threads > 1 {
+    let chosen = if threads > 1 || always_pool {
         pool(threads)
-    } else if always_pool {
-        OWN.with(|own| own.get_or_init(own_pool).clone())
     } else {
         None
     };
     match chosen {
         Some(p) => {
-            // The pool's threads do this thread's work: their CPU time is
-            // the stage's (a pool shared with another split at the same
-            // moment counts that one's too).
+            // The pool's threads do only this thread's work: their CPU
+            // time is the stage's.
             let before: Duration = p.broadcast(|_| crate::cputime::thread_now()).iter().sum();
             let out = p.install(|| work(threads));
             let after: Duration = p.broadcast(|_| crate::cputime::thread_now()).iter().sum();
@@ -231,25 +219,27 @@ impl Drop for Loan<'_> {
 }
 
 /// A rayon pool of exactly `threads` threads, made on first use and kept:
-/// code inside it sees `rayon::current_num_threads() == threads`.
+/// code inside it sees `rayon::current_num_threads() == threads`. Each
+/// calling thread has its own: in a pool shared by two workers, a thread
+/// waiting inside one item's work (a `join`) may pick up the other item's
+/// whole job, and any thread-local state the first holds (a resizer's
+/// buffers in a `RefCell`) is then entered twice.
 fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Mutex<Vec<Option<Arc<rayon::ThreadPool>>>>> = OnceLock::new();
-    let mut pools = POOLS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if pools.len() <= threads {
-        pools.resize(threads + 1, None);
-    }
-    if pools[threads].is_none() {
-        let built = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(move |i| format!("pixels-{threads}/{i}"))
-            .build()
-            .ok()?;
-        pools[threads] = Some(Arc::new(built));
-    }
-    pools[threads].clone()
+    POOLS.with(|pools| {
+        let mut pools = pools.borrow_mut();
+        if pools.len() <= threads {
+            pools.resize(threads + 1, None);
+        }
+        if pools[threads].is_none() {
+            let built = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(move |i| format!("pixels-{threads}/{i}"))
+                .build()
+                .ok()?;
+            pools[threads] = Some(Arc::new(built));
+        }
+        pools[threads].clone()
+    })
 }
 
 /// rayon-aware libraries (fast_image_resize, the AVIF encoder) split work
@@ -272,6 +262,43 @@ mod tests {
 
     fn settle() {
         std::thread::sleep(IDLE_BEFORE_LENDING * 2);
+    }
+
+    #[test]
+    fn workers_splitting_at_once_never_enter_each_others_work() {
+        // Each item's work holds thread-local state (as the resizer does)
+        // and waits inside (a `join`). Were the pool shared, a thread
+        // waiting there could take the other worker's whole job and enter
+        // the state twice.
+        thread_local!(static DEPTH: Cell<u32> = const { Cell::new(0) });
+        let entered_twice = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let entered_twice = Arc::clone(&entered_twice);
+                std::thread::spawn(move || {
+                    set_share(2);
+                    for _ in 0..10 {
+                        split(MIN_PIXELS_TO_SPLIT * 4, |parts| {
+                            assert_eq!(parts, 2);
+                            let depth = DEPTH.with(|d| {
+                                d.set(d.get() + 1);
+                                d.get()
+                            });
+                            if depth > 1 {
+                                entered_twice.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            let nap = || std::thread::sleep(Duration::from_millis(2));
+                            rayon::join(nap, nap);
+                            DEPTH.with(|d| d.set(d.get() - 1));
+                        });
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("a worker");
+        }
+        assert_eq!(entered_twice.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -57,6 +57,19 @@ impl Meter {
 }
 
 /// What a child process used, as `wait4` reports it.
+/// The largest resident size this process has had so far, in bytes.
+pub fn peak_rss_self() -> u64 {
+    // SAFETY: an all-zero rusage is valid, and getrusage fills ours.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only into the local it is given.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    if rc != 0 {
+        return 0;
+    }
+    // Linux gives kilobytes.
+    u64::try_from(u.ru_maxrss).unwrap_or(0) * 1024
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Used {
     /// CPU time, user and system.

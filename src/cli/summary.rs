@@ -216,13 +216,8 @@ mod tests {
     #[test]
     fn dry_run_lines_name_each_file() {
         let line = |status, outputs: &[&str]| Line {
-            path: PathBuf::from("in/a.jpg"),
-            status,
-            stage: None,
-            reason: None,
             outputs: outputs.iter().map(PathBuf::from).collect(),
-            ms: Default::default(),
-            cpu_ms: Default::default(),
+            ..Line::new(PathBuf::from("in/a.jpg"), status)
         };
         let text = |status, outputs| dry_run_lines(&line(status, outputs));
         assert_eq!(text(ItemStatus::Ok, &[]), "process     in/a.jpg\n");

@@ -70,6 +70,29 @@ pub struct Outcome {
     /// CPU time spent in each stage of the chain (empty when not known:
     /// a worker that crashed could not say).
     pub cpu: Vec<Duration>,
+    /// What crossing into a worker process cost (processes mode only).
+    pub crossing: Option<Crossing>,
+}
+
+/// What taking an item through a worker process cost besides the work:
+/// the bytes sent to it and back, the wait for a worker to start, and the
+/// worker's size. Summed over retries (the size: the largest).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Crossing {
+    pub bytes: u64,
+    /// Time the item waited for a new worker to start (zero when one was
+    /// ready).
+    pub start: Duration,
+    /// The worker's largest resident size so far, in bytes (0: unknown).
+    pub peak_rss: u64,
+}
+
+impl Crossing {
+    fn add(&mut self, other: &Crossing) {
+        self.bytes += other.bytes;
+        self.start += other.start;
+        self.peak_rss = self.peak_rss.max(other.peak_rss);
+    }
 }
 
 /// Wall and CPU time of each stage an item went through.
@@ -134,6 +157,7 @@ pub(super) fn call_chain_in_thread(stages: &[std::sync::Arc<dyn Stage>], item: I
             at: 0,
             busy: Vec::new(),
             cpu: Vec::new(),
+            crossing: None,
         };
     };
     let result = match step {
@@ -146,6 +170,7 @@ pub(super) fn call_chain_in_thread(stages: &[std::sync::Arc<dyn Stage>], item: I
         at,
         busy: busy.wall,
         cpu: busy.cpu,
+        crossing: None,
     }
 }
 
@@ -158,6 +183,7 @@ pub(super) fn process_item(
     item.attempt = 0;
     let mut busy: Vec<Duration> = Vec::new();
     let mut cpu: Vec<Duration> = Vec::new();
+    let mut crossing: Option<Crossing> = None;
     loop {
         // A copy is kept only when a retry may need it.
         let spare = (item.attempt < retries).then(|| item.clone());
@@ -176,6 +202,9 @@ pub(super) fn process_item(
         for (total, c) in cpu.iter_mut().zip(&outcome.cpu) {
             *total += *c;
         }
+        if let Some(c) = &outcome.crossing {
+            crossing.get_or_insert_with(Crossing::default).add(c);
+        }
         match (outcome.result, spare) {
             (Err(CallError::Item(msg)), Some(mut copy)) => {
                 copy.attempt += 1;
@@ -189,12 +218,14 @@ pub(super) fn process_item(
                 )));
                 outcome.busy = busy;
                 outcome.cpu = cpu;
+                outcome.crossing = crossing;
                 return outcome;
             }
             (result, _) => {
                 outcome.result = result;
                 outcome.busy = busy;
                 outcome.cpu = cpu;
+                outcome.crossing = crossing;
                 return outcome;
             }
         }

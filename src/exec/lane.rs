@@ -86,6 +86,11 @@ fn account(
     track: &dyn Fn() -> String,
 ) {
     let at = outcome.at.min(chain.len() - 1);
+    if let Some(c) = &outcome.crossing {
+        shared
+            .report
+            .crossed(id, &shared.pipeline.stages[chain[0]].name, c);
+    }
     let mut span_start = started;
     for (k, &stage) in chain.iter().enumerate().take(at + 1) {
         let stats = &shared.stats[stage];

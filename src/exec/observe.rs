@@ -38,6 +38,36 @@ pub struct Line {
     /// own thread, pool threads it split the image over, child commands).
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub cpu_ms: BTreeMap<String, f64>,
+    /// Processes mode: bytes the item carried to its worker and back, under
+    /// the first stage of the chain the worker runs.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub crossed_bytes: BTreeMap<String, u64>,
+    /// Processes mode: milliseconds the item waited for a worker to start
+    /// (only items that did).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub worker_start_ms: BTreeMap<String, f64>,
+    /// Processes mode: the worker's largest resident size so far, in MB,
+    /// when it answered for the item.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub worker_peak_mb: BTreeMap<String, f64>,
+}
+
+impl Line {
+    /// A line with no times yet.
+    pub fn new(path: PathBuf, status: ItemStatus) -> Line {
+        Line {
+            path,
+            status,
+            stage: None,
+            reason: None,
+            outputs: Vec::new(),
+            ms: BTreeMap::new(),
+            cpu_ms: BTreeMap::new(),
+            crossed_bytes: BTreeMap::new(),
+            worker_start_ms: BTreeMap::new(),
+            worker_peak_mb: BTreeMap::new(),
+        }
+    }
 }
 
 /// An item still on its way: how many copies of it (fan-out) are still
@@ -149,15 +179,7 @@ impl Report {
             id,
             Pending {
                 copies: 1,
-                line: Line {
-                    path: path.to_path_buf(),
-                    status: ItemStatus::Ok,
-                    stage: None,
-                    reason: None,
-                    outputs: Vec::new(),
-                    ms: BTreeMap::new(),
-                    cpu_ms: BTreeMap::new(),
-                },
+                line: Line::new(path.to_path_buf(), ItemStatus::Ok),
                 timed,
                 reached: Vec::new(),
             },
@@ -192,6 +214,26 @@ impl Report {
             if let Some(cpu) = cpu {
                 *p.line.cpu_ms.entry(stage.to_string()).or_default() += cpu.as_secs_f64() * 1000.0;
             }
+        }
+    }
+
+    /// What taking the item through a worker process of the chain that
+    /// starts at `stage` cost besides the work.
+    pub fn crossed(&self, id: u64, stage: &str, c: &super::call::Crossing) {
+        let mut g = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = g.1.get_mut(&id).filter(|p| p.timed) else {
+            return;
+        };
+        let line = &mut p.line;
+        *line.crossed_bytes.entry(stage.to_string()).or_default() += c.bytes;
+        if !c.start.is_zero() {
+            *line.worker_start_ms.entry(stage.to_string()).or_default() +=
+                c.start.as_secs_f64() * 1000.0;
+        }
+        if c.peak_rss > 0 {
+            let mb = c.peak_rss as f64 / 1e6;
+            let e = line.worker_peak_mb.entry(stage.to_string()).or_default();
+            *e = e.max(mb);
         }
     }
 

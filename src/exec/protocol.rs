@@ -60,6 +60,8 @@ pub enum FromWorker {
         result: Result<Option<Box<WireItem>>, Reason>,
         /// CPU time in each chain stage the item went through.
         cpu: Vec<std::time::Duration>,
+        /// The worker's largest resident size so far, in bytes.
+        peak_rss: u64,
     },
     /// Chain stage `at` panicked; the worker exits after saying so.
     Panicked {
@@ -171,6 +173,28 @@ pub struct WireItem {
 }
 
 impl WireItem {
+    /// The bytes the item carries across the boundary: its pixels or
+    /// payload, names and metadata (the framing of the message aside).
+    pub fn size(&self) -> u64 {
+        let pixels = match &self.payload {
+            WirePayload::Nothing => 0,
+            WirePayload::Bytes(b) => b.len() as u64,
+            WirePayload::Image { pixels, .. } => match pixels {
+                WirePixels::Inline(b) => b.len() as u64,
+                WirePixels::InSlot(n) | WirePixels::NewSlot(_, n) => *n,
+            },
+        };
+        let m = &self.meta;
+        let blobs = [&m.icc, &m.exif, &m.xmp]
+            .iter()
+            .map(|b| b.as_ref().map_or(0, |b| b.len() as u64))
+            .sum::<u64>();
+        let names = self.path.as_os_str().len()
+            + self.rel.as_os_str().len()
+            + m.outputs.iter().map(|o| o.as_os_str().len()).sum::<usize>();
+        pixels + blobs + names as u64
+    }
+
     /// `item` for sending; large pixels go into `slot`.
     pub fn new(item: Item, slot: &mut Slot) -> WireItem {
         let payload = match item.payload {

@@ -149,13 +149,8 @@ fn up_to_date_or(shared: &Shared<'_>, source: usize, item: Item) -> Option<Item>
                 .up_to_date
                 .fetch_add(1, Ordering::Relaxed);
             shared.report.single(observe::Line {
-                path: item.path.clone(),
-                status: ItemStatus::UpToDate,
-                stage: None,
-                reason: None,
                 outputs: outputs.clone(),
-                ms: Default::default(),
-                cpu_ms: Default::default(),
+                ..observe::Line::new(item.path.clone(), ItemStatus::UpToDate)
             });
             if let Some(list) = &shared.up_to_date_items {
                 list.lock()

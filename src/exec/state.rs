@@ -88,13 +88,9 @@ impl Shared<'_> {
             .ended(id, ItemStatus::Failed, Some(name), Some(&reason), &[])
         {
             self.report.single(observe::Line {
-                path: path.clone(),
-                status: ItemStatus::Failed,
                 stage: Some(name.clone()),
                 reason: Some(reason.clone()),
-                outputs: Vec::new(),
-                ms: Default::default(),
-                cpu_ms: Default::default(),
+                ..observe::Line::new(path.clone(), ItemStatus::Failed)
             });
         }
         let failure = Failure {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use ipc_channel::{IpcError, TryRecvError};
 
+use super::call::Crossing;
 use super::protocol::{FromWorker, Reason, ToWorker, WireItem};
 pub use super::spawn::ChainProcesses;
 use super::spawn::{self, Worker, describe_death};
@@ -103,11 +104,13 @@ impl<'a> Slot<'a> {
             at: clock.at,
             busy: clock.busy,
             cpu: std::mem::take(&mut clock.cpu),
+            crossing: Some(clock.crossing),
         }
     }
 
     fn call_inner(&mut self, item: Item, clock: &mut Clock) -> Result<Option<Item>, CallError> {
         if self.worker.is_none() {
+            let asked = Instant::now();
             let w = spawn::spawn(self.stage).map_err(|e| {
                 CallError::Fatal(format!(
                     "stage `{}` cannot start its workers: {e}",
@@ -118,11 +121,13 @@ impl<'a> Slot<'a> {
             self.worker = Some(w);
             self.stage.started.fetch_add(1, Ordering::Relaxed);
             // Starting a worker is the stage's cost too, but not the item's
-            // time limit's.
+            // time limit's: it is counted apart.
             clock.started = Instant::now();
+            clock.crossing.start = clock.started - asked;
         }
         let sent = self.worker.as_mut().and_then(|w| {
             let wire = WireItem::new(item, &mut w.to_slot);
+            clock.crossing.bytes += wire.size();
             w.tx.as_ref()
                 .map(|tx| tx.send(ToWorker::Item(Box::new(wire))))
         });
@@ -170,11 +175,20 @@ impl<'a> Slot<'a> {
         clock: &mut Clock,
     ) -> Result<Option<Item>, CallError> {
         match answer {
-            FromWorker::Done { at: k, result, cpu } if k < clock.busy.len() => {
+            FromWorker::Done {
+                at: k,
+                result,
+                cpu,
+                peak_rss,
+            } if k < clock.busy.len() => {
                 if k != clock.at {
                     clock.enter(k);
                 }
                 clock.cpu = cpu;
+                clock.crossing.peak_rss = peak_rss;
+                if let Ok(Some(w)) = &result {
+                    clock.crossing.bytes += w.size();
+                }
                 // The pixels are copied out of the worker's slot before
                 // `finished` may retire the worker (and its slot).
                 let out = match result {
@@ -272,6 +286,7 @@ struct Clock {
     busy: Vec<Duration>,
     /// CPU time per stage, as the worker measured it.
     cpu: Vec<Duration>,
+    crossing: Crossing,
 }
 
 impl Clock {
@@ -281,6 +296,7 @@ impl Clock {
             started: Instant::now(),
             busy: vec![Duration::ZERO; stages],
             cpu: Vec::new(),
+            crossing: Crossing::default(),
         }
     }
 

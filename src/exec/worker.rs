@@ -70,6 +70,7 @@ fn serve(server: &str, registry: &Registry) -> i32 {
                 at: 0,
                 result: Err(Reason(e.to_string())),
                 cpu: Vec::new(),
+                peak_rss: crate::cputime::peak_rss_self(),
             }),
         };
         hold_after_placing();
@@ -217,11 +218,13 @@ fn run_chain(
             at,
             result: Ok(out.map(|i| Box::new(WireItem::new(*i, slot)))),
             cpu: spent.cpu,
+            peak_rss: crate::cputime::peak_rss_self(),
         },
         Step::Failed(e) => FromWorker::Done {
             at,
             result: Err(Reason(e)),
             cpu: spent.cpu,
+            peak_rss: crate::cputime::peak_rss_self(),
         },
         Step::Panicked(message) => FromWorker::Panicked { at, message },
     })

@@ -163,7 +163,9 @@ fn the_text_advice_names_every_stage_with_its_measurements() {
     for stage in ["thumb", "jpeg", "save", "index"] {
         assert!(out.contains(&format!("stage `{stage}`")), "{stage}: {out}");
     }
-    assert!(out.contains("inline ") && out.contains("| threads ") && out.contains("| processes "));
+    for mode in ["inline    ", "threads   ", "processes "] {
+        assert!(out.contains(&format!("\n  {mode} ")), "{mode}: {out}");
+    }
     assert!(out.contains("as advised:"), "{out}");
     // Its temporary folder (named by its process id) is gone.
     let child = Command::new(BIN)
@@ -238,4 +240,76 @@ fn a_stage_that_moves_its_inputs_is_measured_on_fresh_copies_every_run() {
         "{json}"
     );
     assert_eq!(tree(&ws), before, "the originals stay where they are");
+}
+
+#[test]
+fn a_pixel_stage_is_measured_alone_in_processes_with_what_crosses_and_how_it_scales() {
+    let ws = Workspace::new();
+    ws.sample("tower.jpg", "in/a.jpg")
+        .sample("meadow.jpg", "in/b.jpg")
+        .sample("dusk.jpg", "in/c.jpg");
+    ws.write(
+        "p.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"in\"\n\n[[stage]]\nname = \"load\"\nkind = \"decode\"\n\n[[stage]]\nname = \"shrink\"\nkind = \"resize\"\nwidth = 64\n\n[[stage]]\nname = \"jpeg\"\nkind = \"encode\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n",
+    );
+    let before = tree(&ws);
+    let done = ws
+        .conveyor()
+        .args(&["advise", "p.toml", "--jobs", "2", "--format", "json"])
+        .run();
+    done.code(0);
+    let json: serde_json::Value = serde_json::from_str(&done.stdout()).expect("json");
+    let stage = |name: &str| -> serde_json::Value {
+        json["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .find(|s| s["stage"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name}: {json}"))
+    };
+    // Alone in a worker, the resize takes the decoded pixels in: at least
+    // the smallest photo's (tower, 360x540 RGB) per item.
+    let shrink = stage("shrink");
+    let alone = &shrink["alone"];
+    let per_item =
+        alone["crossed_bytes"].as_f64().expect("bytes") / alone["items"].as_f64().expect("items");
+    assert!(per_item >= 360.0 * 540.0 * 3.0, "{per_item}: {alone}");
+    // The encoder alone takes only the 64 px thumbnail in.
+    let jpeg = stage("jpeg");
+    let jpeg_per_item = jpeg["alone"]["crossed_bytes"].as_f64().expect("bytes")
+        / jpeg["alone"]["items"].as_f64().expect("items");
+    assert!(jpeg_per_item < per_item / 5.0, "{jpeg_per_item} {per_item}");
+    // Its workers: started, timed, and as large as the pixels they held.
+    assert!(alone["worker_starts"].as_u64().unwrap_or(0) >= 1, "{alone}");
+    assert!(
+        alone["worker_start_ms"].as_f64().unwrap_or(0.0) > 0.0,
+        "{alone}"
+    );
+    assert!(
+        alone["worker_peak_mb"].as_f64().unwrap_or(0.0) * 1e6 > 360.0 * 540.0 * 3.0,
+        "{alone}"
+    );
+    // The whole run at 1 and 2 jobs.
+    let jobs: Vec<u64> = shrink["by_jobs"]
+        .as_array()
+        .expect("by_jobs")
+        .iter()
+        .map(|p| p["jobs"].as_u64().expect("jobs"))
+        .collect();
+    assert_eq!(jobs, [1, 2], "{shrink}");
+    let (_, _, reason) = advice(&json, "shrink");
+    assert!(reason.contains("as fast on 2 jobs as on 1 job"), "{reason}");
+    assert!(reason.contains("per item"), "{reason}");
+    // The text says the same to a person.
+    let text = ws
+        .conveyor()
+        .args(&["advise", "p.toml", "--jobs", "2", "--sample", "2"])
+        .run();
+    text.code(0);
+    let out = text.stdout();
+    assert!(out.contains("every stage threads by --jobs: "), "{out}");
+    assert!(out.contains(" ms per item alone: "), "{out}");
+    assert!(out.contains("a worker starts in "), "{out}");
+    assert_eq!(tree(&ws), before);
 }

@@ -519,3 +519,105 @@ fn cpu_time_per_stage_tells_waiting_from_computing_in_every_mode() {
         assert!(cpu_col("computes") > 15.0, "{mode}: {}", done.stderr());
     }
 }
+
+const CROSSING: &str = r#"[[stage]]
+name = "scan"
+kind = "scan"
+root = "in"
+
+[[stage]]
+name = "load"
+kind = "decode"
+
+[[stage]]
+name = "thumb"
+kind = "resize"
+width = 64
+height = 64
+workers = 1
+
+[[stage]]
+name = "jpeg"
+kind = "encode"
+
+[[stage]]
+name = "save"
+kind = "write"
+dir = "out"
+"#;
+
+#[test]
+fn the_report_tells_what_crosses_into_a_worker_and_what_a_worker_costs() {
+    let ws = Workspace::new();
+    let photos = ["meadow.jpg", "tower.jpg", "dusk.jpg"];
+    for s in photos {
+        ws.sample(s, &format!("in/{s}"));
+    }
+    ws.write("p.toml", CROSSING.as_bytes());
+    let pixels = |line: &serde_json::Value| -> u64 {
+        let name = line["path"].as_str().expect("path");
+        let (w, h) = image::image_dimensions(ws.path(name)).expect("a sample");
+        u64::from(w) * u64::from(h) * 3
+    };
+
+    // The resize alone in a worker: the decoded pixels go in, the 64 px
+    // thumbnail comes back.
+    let done = ws
+        .conveyor()
+        .args(&["run", "p.toml", "--force", "--mode", "thumb=processes"])
+        .run();
+    done.code(0);
+    assert_eq!(done.report.len(), 3);
+    for line in &done.report {
+        let crossed = line["crossed_bytes"]["thumb"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no crossed bytes: {line}"));
+        let px = pixels(line);
+        assert!(
+            crossed >= px + 64 * 43 * 3 && crossed < px + 64 * 64 * 3 + 4096,
+            "{crossed} bytes for {px} bytes of pixels: {line}"
+        );
+        let keys: Vec<&String> = line["crossed_bytes"]
+            .as_object()
+            .expect("a map")
+            .keys()
+            .collect();
+        assert_eq!(keys, ["thumb"], "only processes stages cross: {line}");
+        // The worker held the decoded image at least once.
+        let peak = line["worker_peak_mb"]["thumb"].as_f64().expect("peak");
+        assert!(peak * 1e6 > px as f64, "{line}");
+    }
+    // One worker, started once, for the first item; the others found it.
+    let starts: Vec<f64> = done
+        .report
+        .iter()
+        .filter_map(|l| l["worker_start_ms"]["thumb"].as_f64())
+        .collect();
+    assert_eq!(starts.len(), 1, "{:?}", done.report);
+    assert!(starts[0] > 0.0 && starts[0] < 10_000.0, "{starts:?}");
+
+    // Every stage in processes with the same settings is one chain in one
+    // worker: the pixels stay in it, and only names and the result's record
+    // cross, under the chain's first stage.
+    let done = ws
+        .conveyor()
+        .args(&["run", "p.toml", "--force", "--mode", "processes"])
+        .args(&["--set", "thumb.workers=\"auto\""])
+        .run();
+    done.code(0);
+    for line in &done.report {
+        let crossed = line["crossed_bytes"].as_object().expect("a map");
+        assert_eq!(crossed.keys().collect::<Vec<_>>(), ["load"], "{line}");
+        let bytes = crossed["load"].as_u64().expect("bytes");
+        assert!(bytes < pixels(line) / 10, "{bytes}: {line}");
+    }
+
+    // Threads: nothing crosses, and the report says nothing of it.
+    let done = ws.conveyor().args(&["run", "p.toml", "--force"]).run();
+    done.code(0);
+    for line in &done.report {
+        for key in ["crossed_bytes", "worker_start_ms", "worker_peak_mb"] {
+            assert!(line.get(key).is_none(), "{key}: {line}");
+        }
+    }
+}
