@@ -637,6 +637,13 @@ if $scaling; then
       for kv in $combo; do args+=(--set "${kv%%=*}.workers=${kv#*=}"); done
       add_config "hand:$combo" "${args[@]}"
     done
+    # And what `conveyor advise` makes of the task, applied.
+    task_pipeline=pipelines/thumbnails-fast.toml
+    [ "$task" = large ] && task_pipeline=pipelines/web-large.toml
+    "$bin" advise "$task_pipeline" "$set500" --apply "$work/advised-$task.toml" \
+      >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+    add_config "advised (conveyor advise --apply)"
+    cfg_pipe["advised (conveyor advise --apply)"]=$work/advised-$task.toml
     run_configs "$task" "$set500"
     best=0 best_name=""
     for combo in "${combos[@]}"; do
@@ -647,7 +654,9 @@ if $scaling; then
     auto="auto (--jobs $n, the default)" every="every stage workers = $n"
     awk -v a="${rate[$auto]}" -v b="$best" -v e="${rate[$every]}" -v name="$best_name" \
       -v ca="${cpu_of[$auto]}" -v ce="${cpu_of[$every]}" -v pa="${peak_of[$auto]}" -v pe="${peak_of[$every]}" \
-      'BEGIN {printf "  auto / best hand-tuned (%s)   %.2fx\n", name, a / b
+-v d="${rate[advised (conveyor advise --apply)]}" \
+      'BEGIN {printf "  advised / best hand-tuned (%s)   %.2fx\n", name, d / b
+              printf "  auto / best hand-tuned (%s)   %.2fx\n", name, a / b
               printf "  auto / every stage workers = CPU count   %.2fx speed, %.2fx CPU time, %.2fx peak RSS\n", a / e, ca / ce, pa / pe}'
   done
   exit 0

@@ -111,3 +111,84 @@ fn a_large_image_split_over_idle_cores_gives_the_same_file() {
         "split in a worker process: a different file"
     );
 }
+
+const JPEG: &str = r#"
+[[stage]]
+name = "scan"
+kind = "scan"
+root = "src"
+
+[[stage]]
+name = "load"
+kind = "decode"
+
+[[stage]]
+name = "jpeg"
+kind = "encode"
+format = "jpeg"
+quality = 90
+
+[[stage]]
+name = "save"
+kind = "write"
+dir = "out"
+"#;
+
+#[test]
+fn a_large_jpeg_encoded_in_strips_over_idle_cores_is_one_right_file() {
+    let ws = Workspace::new();
+    let source = detailed();
+    ws.write("src/detail.png", &source)
+        .write("jpeg.toml", JPEG.as_bytes());
+    let made = |dir: &str, extra: &[&str]| {
+        let set = format!("save.dir=\"out/{dir}\"");
+        let mut args = vec!["run", "jpeg.toml", "--set", &set];
+        args.extend_from_slice(extra);
+        ws.conveyor().args(&args).run().code(0);
+        std::fs::read(ws.path(&format!("out/{dir}/detail.jpg"))).expect("output written")
+    };
+    let alone = made("one", &["--jobs", "1"]);
+    let split = made("four", &["--jobs", "4"]);
+    let worker = made(
+        "worker",
+        &[
+            "--jobs",
+            "4",
+            "--mode",
+            "jpeg=processes",
+            "--set",
+            "jpeg.workers=1",
+        ],
+    );
+    assert!(
+        alone == split,
+        "encoded over borrowed cores: a different file"
+    );
+    assert!(
+        alone == worker,
+        "encoded in a worker process: a different file"
+    );
+    // Strips joined by restart markers, RST0 to RST7 in turn.
+    let restarts: Vec<u8> = alone
+        .windows(2)
+        .filter(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1]))
+        .map(|w| w[1] - 0xD0)
+        .collect();
+    assert!(restarts.len() > 2, "{restarts:?}");
+    for (i, r) in restarts.iter().enumerate() {
+        assert_eq!(usize::from(*r), i % 8, "{restarts:?}");
+    }
+    // And the picture is the source's, every strip in its place.
+    let got = image::load_from_memory(&alone).expect("decodes").to_rgb8();
+    let want = image::load_from_memory(&source).expect("source").to_rgb8();
+    assert_eq!(got.dimensions(), want.dimensions());
+    let err: f64 = got
+        .as_raw()
+        .iter()
+        .zip(want.as_raw())
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+        .sum::<f64>()
+        / got.as_raw().len() as f64;
+    let psnr = 10.0 * (255.0f64 * 255.0 / err).log10();
+    assert!(psnr > 25.0, "PSNR {psnr:.1} dB");
+}

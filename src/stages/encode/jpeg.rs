@@ -1,6 +1,13 @@
 //! JPEG through `jpeg-encoder` (SIMD, much faster than the `image` crate's
 //! own encoder), baseline or progressive, with optimised Huffman tables on
 //! request, and EXIF, XMP and ICC in their usual APP segments.
+//!
+//! A large baseline image is encoded in strips of whole MCU rows, each on
+//! its own, and the strips' entropy-coded data joined with restart markers
+//! between them: exactly the file one pass with that restart interval
+//! writes (a test compares the bytes), but spread over the cores a split
+//! may borrow. Whether strips are used depends only on the image, so the
+//! bytes are the same whatever `--jobs` is.
 
 use image::DynamicImage;
 
@@ -18,7 +25,7 @@ pub(super) fn encode(
     opts: &EncodeOptions,
     embed: &Embed,
 ) -> Result<Vec<u8>, StageError> {
-    use jpeg_encoder::{ColorType, Encoder};
+    use jpeg_encoder::ColorType;
     let (w, h) = (img.width(), img.height());
     let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
         return Err(StageError::new(format!(
@@ -40,18 +47,65 @@ pub(super) fn encode(
             (&converted[..], ColorType::Rgb)
         }
     };
-    let mut out = Vec::new();
-    let mut enc = Encoder::new(&mut out, opts.quality);
+    let sampling = sampling_for(opts.quality);
+    let layout = Layout::of(w, h, color, sampling);
+    let striped = !opts.progressive && !opts.optimize;
+    match layout.filter(|_| striped) {
+        Some(layout) => {
+            let pixels = u64::from(w) * u64::from(h);
+            let strips = crate::cores::split(pixels, |parts| {
+                encode_strips(data, w16, color, opts, embed, &layout, parts > 1)
+            })?;
+            join_strips(&strips, h16)
+                .map_err(|e| StageError::new(format!("JPEG encoding failed: {e}")))
+        }
+        None => {
+            let mut out = Vec::new();
+            let enc = encoder(&mut out, opts, Some(embed), None)?;
+            enc.encode(data, w16, h16, color).map_err(failed)?;
+            Ok(out)
+        }
+    }
+}
+
+fn failed(e: jpeg_encoder::EncodingError) -> StageError {
+    StageError::new(format!("JPEG encoding failed: {e}"))
+}
+
+/// Chroma subsampling by quality, as jpeg-encoder chooses it, set
+/// explicitly because the strips' size depends on it.
+fn sampling_for(quality: u8) -> jpeg_encoder::SamplingFactor {
+    if quality < 90 {
+        jpeg_encoder::SamplingFactor::F_2_2
+    } else {
+        jpeg_encoder::SamplingFactor::F_1_1
+    }
+}
+
+/// An encoder for `opts`, with the metadata of `embed` (the first strip's
+/// only) and a restart interval.
+fn encoder<'a>(
+    out: &'a mut Vec<u8>,
+    opts: &EncodeOptions,
+    embed: Option<&Embed>,
+    restart_interval: Option<u16>,
+) -> Result<jpeg_encoder::Encoder<&'a mut Vec<u8>>, StageError> {
+    let mut enc = jpeg_encoder::Encoder::new(out, opts.quality);
+    enc.set_sampling_factor(sampling_for(opts.quality));
     enc.set_progressive(opts.progressive);
     enc.set_optimized_huffman_tables(opts.optimize);
-    let fail =
-        |e: jpeg_encoder::EncodingError| StageError::new(format!("JPEG encoding failed: {e}"));
+    if let Some(interval) = restart_interval {
+        enc.set_restart_interval(interval);
+    }
+    let Some(embed) = embed else {
+        return Ok(enc);
+    };
     if let Some(exif) = &embed.exif {
         let mut segment = b"Exif\0\0".to_vec();
         segment.extend_from_slice(exif);
         // Too large for one segment: dropped, not fatal (a warning says so).
         if segment.len() <= APP_MAX {
-            enc.add_app_segment(1, segment).map_err(fail)?;
+            enc.add_app_segment(1, segment).map_err(failed)?;
         } else {
             tracing::warn!(
                 "EXIF block of {} bytes is too large for JPEG: not kept",
@@ -63,7 +117,7 @@ pub(super) fn encode(
         let mut segment = XMP_HEADER.to_vec();
         segment.extend_from_slice(xmp);
         if segment.len() <= APP_MAX {
-            enc.add_app_segment(1, segment).map_err(fail)?;
+            enc.add_app_segment(1, segment).map_err(failed)?;
         } else {
             tracing::warn!(
                 "XMP packet of {} bytes is too large for JPEG: not kept",
@@ -72,8 +126,251 @@ pub(super) fn encode(
         }
     }
     if let Some(icc) = &embed.icc {
-        enc.add_icc_profile(icc).map_err(fail)?;
+        enc.add_icc_profile(icc).map_err(failed)?;
     }
-    enc.encode(data, w16, h16, color).map_err(fail)?;
+    Ok(enc)
+}
+
+/// How a large image is cut: rows per strip (whole MCU rows) and the MCUs
+/// in a full strip, the restart interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    rows: usize,
+    interval: u16,
+    height: usize,
+}
+
+/// About this many pixels per strip: enough strips for any core count, few
+/// enough that their headers and restart markers cost nothing.
+const STRIP_PIXELS: usize = 1 << 18;
+
+impl Layout {
+    /// The strips of a `w` x `h` image, or `None` when it is too small to
+    /// be worth cutting (fewer than 2 strips, or under a split's size).
+    fn of(
+        w: u32,
+        h: u32,
+        color: jpeg_encoder::ColorType,
+        sampling: jpeg_encoder::SamplingFactor,
+    ) -> Option<Layout> {
+        if u64::from(w) * u64::from(h) < crate::cores::MIN_PIXELS_TO_SPLIT {
+            return None;
+        }
+        // One component has 8x8 blocks; colour has the sampling's MCU.
+        let (mcu_w, mcu_h) = match (color, sampling) {
+            (jpeg_encoder::ColorType::Luma, _) => (8, 8),
+            (_, jpeg_encoder::SamplingFactor::F_2_2) => (16, 16),
+            (_, jpeg_encoder::SamplingFactor::F_1_1) => (8, 8),
+            _ => return None,
+        };
+        let (w, h) = (w as usize, h as usize);
+        let per_row = w.div_ceil(mcu_w);
+        let mcu_rows = (STRIP_PIXELS / (w * mcu_h)).max(1).min(65535 / per_row);
+        if mcu_rows == 0 {
+            return None;
+        }
+        let rows = mcu_rows * mcu_h;
+        (h > rows).then(|| Layout {
+            rows,
+            interval: u16::try_from(per_row * mcu_rows).unwrap_or(u16::MAX),
+            height: h,
+        })
+    }
+
+    fn strips(&self) -> usize {
+        self.height.div_ceil(self.rows)
+    }
+}
+
+/// Each strip of `data` encoded as a JPEG of its own with the layout's
+/// restart interval (so none falls inside it), in parallel or not.
+fn encode_strips(
+    data: &[u8],
+    width: u16,
+    color: jpeg_encoder::ColorType,
+    opts: &EncodeOptions,
+    embed: &Embed,
+    layout: &Layout,
+    parallel: bool,
+) -> Result<Vec<Vec<u8>>, StageError> {
+    use rayon::prelude::*;
+    let bytes_per_pixel = match color {
+        jpeg_encoder::ColorType::Luma => 1,
+        jpeg_encoder::ColorType::Rgba => 4,
+        _ => 3,
+    };
+    let row_bytes = usize::from(width) * bytes_per_pixel;
+    let strip = |i: usize| -> Result<Vec<u8>, StageError> {
+        let top = i * layout.rows;
+        let bottom = (top + layout.rows).min(layout.height);
+        let mut out = Vec::new();
+        let enc = encoder(
+            &mut out,
+            opts,
+            (i == 0).then_some(embed),
+            Some(layout.interval),
+        )?;
+        let rows = u16::try_from(bottom - top).unwrap_or(u16::MAX);
+        enc.encode(
+            &data[top * row_bytes..bottom * row_bytes],
+            width,
+            rows,
+            color,
+        )
+        .map_err(failed)?;
+        Ok(out)
+    };
+    if parallel {
+        (0..layout.strips()).into_par_iter().map(strip).collect()
+    } else {
+        (0..layout.strips()).map(strip).collect()
+    }
+}
+
+/// Where a JPEG's entropy-coded data starts (after the SOS header), and
+/// where its SOF's height field is.
+fn find_scan(jpeg: &[u8]) -> Result<(usize, Option<usize>), String> {
+    let mut at = 2;
+    let mut height_at = None;
+    loop {
+        let (Some(&0xFF), Some(&marker), Some(len)) =
+            (jpeg.get(at), jpeg.get(at + 1), jpeg.get(at + 2..at + 4))
+        else {
+            return Err("a strip has no scan".into());
+        };
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        if (0xC0..=0xC2).contains(&marker) {
+            height_at = Some(at + 5);
+        }
+        if marker == 0xDA {
+            return Ok((at + 2 + len, height_at));
+        }
+        at += 2 + len;
+    }
+}
+
+/// One JPEG of the strips: the first one's header (its height made the
+/// whole image's), then each strip's entropy-coded data, restart markers
+/// RST0..RST7 in turn between them, and the end.
+fn join_strips(strips: &[Vec<u8>], height: u16) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(strips.iter().map(Vec::len).sum());
+    for (i, strip) in strips.iter().enumerate() {
+        let end = strip.len().saturating_sub(2);
+        if strip.get(end..) != Some(&[0xFF, 0xD9][..]) {
+            return Err("a strip does not end its image".into());
+        }
+        let (data, height_at) = find_scan(strip)?;
+        if i == 0 {
+            let at = height_at.ok_or("a strip has no frame header")?;
+            out.extend_from_slice(&strip[..end]);
+            out[at..at + 2].copy_from_slice(&height.to_be_bytes());
+        } else {
+            out.extend_from_slice(&[0xFF, 0xD0 + ((i - 1) % 8) as u8]);
+            out.extend_from_slice(&strip[data..end]);
+        }
+    }
+    out.extend_from_slice(&[0xFF, 0xD9]);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pixels that make every block different (a plain image would give
+    /// the same bytes however it was cut).
+    fn picture(w: u32, h: u32, channels: usize) -> Vec<u8> {
+        (0..w as usize * h as usize * channels)
+            .map(|i| {
+                let (p, c) = (i / channels, i % channels);
+                let (x, y) = (p % w as usize, p / w as usize);
+                ((x * 7 + y * 13 + c * 50) ^ (x * y / 97)) as u8
+            })
+            .collect()
+    }
+
+    fn embed() -> Embed {
+        Embed {
+            icc: None,
+            exif: Some(b"MM\0*\0\0\0\x08\0\0".to_vec()),
+            xmp: None,
+        }
+    }
+
+    #[test]
+    fn strips_give_exactly_the_file_one_pass_with_restarts_writes() {
+        use jpeg_encoder::ColorType::{Luma, Rgb, Rgba};
+        let cases = [
+            (1500, 1000, Rgb, 3, 85),
+            // Sizes that are no multiple of an MCU or of a strip.
+            (1203, 917, Rgb, 3, 85),
+            (1100, 1000, Luma, 1, 85),
+            (1024, 1100, Rgba, 4, 80),
+            // 4:4:4 above quality 90: 8x8 MCUs.
+            (1300, 901, Rgb, 3, 95),
+        ];
+        for (w, h, color, channels, quality) in cases {
+            let data = picture(w, h, channels);
+            let opts = EncodeOptions {
+                quality,
+                ..EncodeOptions::default()
+            };
+            let layout = Layout::of(w, h, color, sampling_for(quality)).expect("cut");
+            assert!(layout.strips() > 2, "{w}x{h}: {layout:?}");
+            let (w16, h16) = (w as u16, h as u16);
+            let joined = |parallel| {
+                let strips = encode_strips(&data, w16, color, &opts, &embed(), &layout, parallel)
+                    .expect("strips");
+                join_strips(&strips, h16).expect("joined")
+            };
+            let serial = joined(false);
+            assert_eq!(serial, joined(true), "{w}x{h}: in parallel");
+            let mut one = Vec::new();
+            encoder(&mut one, &opts, Some(&embed()), Some(layout.interval))
+                .expect("encoder")
+                .encode(&data, w16, h16, color)
+                .expect("one pass");
+            assert!(
+                serial == one,
+                "{w}x{h} {color:?} q{quality}: {} bytes joined, {} in one pass",
+                serial.len(),
+                one.len()
+            );
+            let back = image::load_from_memory(&serial).expect("decodes");
+            assert_eq!((back.width(), back.height()), (w, h));
+        }
+    }
+
+    #[test]
+    fn small_progressive_and_optimised_images_are_encoded_in_one_pass() {
+        use jpeg_encoder::{ColorType::Rgb, SamplingFactor::F_2_2};
+        assert_eq!(Layout::of(1000, 1000, Rgb, F_2_2), None, "under 1 MP");
+        assert!(Layout::of(2000, 1000, Rgb, F_2_2).is_some());
+        let data = picture(2000, 1000, 3);
+        let img =
+            DynamicImage::ImageRgb8(image::RgbImage::from_raw(2000, 1000, data).expect("buffer"));
+        let count_restarts = |bytes: &[u8]| {
+            bytes
+                .windows(2)
+                .filter(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1]))
+                .count()
+        };
+        let plain = encode(&img, &EncodeOptions::default(), &embed()).expect("plain");
+        assert!(count_restarts(&plain) > 2, "cut into strips");
+        for opts in [
+            EncodeOptions {
+                progressive: true,
+                ..EncodeOptions::default()
+            },
+            EncodeOptions {
+                optimize: true,
+                ..EncodeOptions::default()
+            },
+        ] {
+            let bytes = encode(&img, &opts, &embed()).expect("encodes");
+            assert_eq!(count_restarts(&bytes), 0, "{opts:?}");
+            let back = image::load_from_memory(&bytes).expect("decodes");
+            assert_eq!((back.width(), back.height()), (2000, 1000));
+        }
+    }
 }
