@@ -132,8 +132,6 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<Cores>>> = const { RefCell::new(None) };
     /// Threads this thread may always use (a worker process's share).
     static SHARE: Cell<usize> = const { Cell::new(1) };
-    /// This thread's own pools, by their number of threads (see [`pool`]).
-    static POOLS: RefCell<Vec<Option<Arc<rayon::ThreadPool>>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Items processed on this thread may borrow idle permits from `cores`.
@@ -218,28 +216,61 @@ impl Drop for Loan<'_> {
     }
 }
 
-/// A rayon pool of exactly `threads` threads, made on first use and kept:
-/// code inside it sees `rayon::current_num_threads() == threads`. Each
-/// calling thread has its own: in a pool shared by two workers, a thread
-/// waiting inside one item's work (a `join`) may pick up the other item's
-/// whole job, and any thread-local state the first holds (a resizer's
-/// buffers in a `RefCell`) is then entered twice.
-fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
-    POOLS.with(|pools| {
-        let mut pools = pools.borrow_mut();
-        if pools.len() <= threads {
-            pools.resize(threads + 1, None);
+/// Pools not in use, kept for the next split that wants their width; at
+/// most this many (the rest end their threads).
+const IDLE_POOLS: usize = 8;
+
+/// A rayon pool of exactly `threads` threads, lent to one split at a time:
+/// code inside it sees `rayon::current_num_threads() == threads`. Never
+/// shared by two splits at once: in a shared pool, a thread waiting inside
+/// one item's work (a `join`) may pick up the other item's whole job, and
+/// any thread-local state the first holds (a resizer's buffers in a
+/// `RefCell`) is then entered twice. Pools are kept when given back, so
+/// their threads are started once, and their number stays near the number
+/// of splits running at once.
+fn pool(threads: usize) -> Option<Lent> {
+    let kept = {
+        let mut idle = idle_pools().lock().unwrap_or_else(|e| e.into_inner());
+        idle.iter()
+            .position(|p| p.current_num_threads() == threads)
+            .map(|i| idle.swap_remove(i))
+    };
+    let pool = match kept {
+        Some(p) => p,
+        None => rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(move |i| format!("pixels-{threads}/{i}"))
+            .build()
+            .ok()?,
+    };
+    Some(Lent(Some(pool)))
+}
+
+fn idle_pools() -> &'static Mutex<Vec<rayon::ThreadPool>> {
+    static IDLE: OnceLock<Mutex<Vec<rayon::ThreadPool>>> = OnceLock::new();
+    IDLE.get_or_init(Mutex::default)
+}
+
+/// A pool lent to one split, given back when dropped.
+struct Lent(Option<rayon::ThreadPool>);
+
+impl std::ops::Deref for Lent {
+    type Target = rayon::ThreadPool;
+    fn deref(&self) -> &rayon::ThreadPool {
+        // Some until dropped.
+        self.0.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let mut idle = idle_pools().lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE_POOLS {
+                idle.push(p);
+            }
         }
-        if pools[threads].is_none() {
-            let built = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(move |i| format!("pixels-{threads}/{i}"))
-                .build()
-                .ok()?;
-            pools[threads] = Some(Arc::new(built));
-        }
-        pools[threads].clone()
-    })
+    }
 }
 
 /// rayon-aware libraries (fast_image_resize, the AVIF encoder) split work
