@@ -13,7 +13,7 @@ use super::style::{error_line, print_stdout, stderr_style};
 use super::{Exit, load_with};
 use crate::config::Override;
 use crate::exec::shard::Shard;
-use crate::exec::{self, ItemEndFn, RunOptions};
+use crate::exec::{self, RunOptions};
 use crate::report::RunSummary;
 use crate::stages::Registry;
 use std::os::unix::ffi::OsStrExt;
@@ -151,6 +151,49 @@ fn exit_of(summary: &RunSummary, stop: &Stop) -> Exit {
     }
 }
 
+/// What `run` and `watch` both start with: bars for the pipeline's stages
+/// (or the progress `show` asks for), signals turned into a stop, and the
+/// run options the shared flags give.
+pub(super) struct Started {
+    pub bars: Option<Arc<super::progress::Bars>>,
+    pub stop: Stop,
+    pub opts: RunOptions,
+}
+
+pub(super) fn start(
+    pipeline: &crate::config::Pipeline,
+    show: Show,
+    style: crate::config::Style,
+    flags: &RunFlags,
+) -> Started {
+    let names: Vec<String> = pipeline.stages.iter().map(|s| s.name.clone()).collect();
+    let Progress {
+        bars,
+        on_failure,
+        on_progress,
+        every,
+    } = Progress::new(show, &names, style);
+    let stop = signals::listen(bars.clone());
+    if flags.memory.is_some() {
+        // A bound was asked for: freed images are reused by every thread,
+        // or the peak would follow the threads, not the budget.
+        crate::exec::budget::share_freed_memory();
+    }
+    let opts = RunOptions {
+        jobs: flags.jobs.map(|j| j as usize),
+        memory: flags.memory,
+        force: flags.force,
+        report: flags.report.clone(),
+        trace: flags.trace.clone(),
+        on_progress,
+        progress_every: every,
+        interrupt: Arc::clone(&stop.flag),
+        on_failure,
+        ..RunOptions::default()
+    };
+    Started { bars, stop, opts }
+}
+
 pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
     let settings = match Settings::of(args) {
         Ok(s) => s,
@@ -170,48 +213,21 @@ pub(super) fn run(args: &RunArgs, registry: &Registry) -> Exit {
         Err(code) => return code,
     };
     let style = stderr_style();
-    let names: Vec<String> = loaded
-        .pipeline
-        .stages
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
-    let Progress {
+    let Started {
         bars,
-        on_failure,
-        on_progress,
-        every,
-    } = Progress::new(settings.show, &names, style);
-    let stop = signals::listen(bars.clone());
-    let on_item_end: Option<ItemEndFn> = args
+        stop,
+        mut opts,
+    } = start(&loaded.pipeline, settings.show, style, args);
+    opts.on_item_end = args
         .dry_run
         .then(|| Arc::new(|line: &_| print_stdout(&super::summary::dry_run_lines(line))) as _);
-    if args.memory.is_some() {
-        // A bound was asked for: freed images are reused by every thread,
-        // or the peak would follow the threads, not the budget.
-        crate::exec::budget::share_freed_memory();
-    }
     let partial = settings.paths.is_some();
     if partial {
         warn_gathering_kept(&loaded.pipeline, style);
     }
-    let opts = RunOptions {
-        partial,
-        dry_run: args.dry_run,
-        shard: settings.shard,
-        jobs: args.jobs.map(|j| j as usize),
-        memory: args.memory,
-        on_item_end,
-        force: args.force,
-        state_tag: String::new(),
-        report: args.report.clone(),
-        trace: args.trace.clone(),
-        on_progress,
-        progress_every: every,
-        interrupt: Arc::clone(&stop.flag),
-        on_failure,
-        ..RunOptions::default()
-    };
+    opts.partial = partial;
+    opts.dry_run = args.dry_run;
+    opts.shard = settings.shard;
     let summary = match exec::run(&loaded.pipeline, &opts) {
         Ok(s) => s,
         Err(e) => {

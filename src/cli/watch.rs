@@ -3,9 +3,7 @@
 //! or SIGTERM. The watching itself is `exec::watch`.
 
 use super::args::WatchArgs;
-use super::progress::Progress;
-use super::run::show_of;
-use super::signals;
+use super::run::{show_of, start};
 use super::style::{error_line, stderr_style};
 use super::{Exit, load};
 use crate::exec::watch::{Batch, Totals, WatchEvent, WatchOptions};
@@ -83,35 +81,7 @@ pub(super) fn watch(args: &WatchArgs, registry: &Registry) -> Exit {
         Err(code) => return code,
     };
     let style = stderr_style();
-    let names: Vec<String> = loaded
-        .pipeline
-        .stages
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
-    let Progress {
-        bars,
-        on_failure,
-        on_progress,
-        every,
-    } = Progress::new(show, &names, style);
-    let stop = signals::listen(bars.clone());
-    if flags.memory.is_some() {
-        // As in `run`: freed images are reused by every thread.
-        exec::budget::share_freed_memory();
-    }
-    let opts = RunOptions {
-        jobs: flags.jobs.map(|j| j as usize),
-        memory: flags.memory,
-        force: flags.force,
-        report: flags.report.clone(),
-        trace: flags.trace.clone(),
-        on_progress,
-        progress_every: every,
-        interrupt: std::sync::Arc::clone(&stop.flag),
-        on_failure,
-        ..RunOptions::default()
-    };
+    let super::run::Started { bars, stop, opts } = start(&loaded.pipeline, show, style, flags);
     let watch = WatchOptions {
         settle: args.settle,
         prune: args.prune,

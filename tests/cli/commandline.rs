@@ -1,7 +1,6 @@
 //! The command line's face: files and folders as arguments (and on stdin),
 //! `init` templates, shell completions, the man page, `--color`.
 
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 
 use super::*;
@@ -129,23 +128,7 @@ fn paths_come_from_stdin_by_line_or_by_nul_with_any_name() {
     let before = photos(&ws);
     // A name with a newline in it can only travel NUL-separated.
     ws.sample("tiny.jpg", "photos/odd\nname.jpg");
-    let feed = |args: &[&str], input: &[u8]| {
-        let mut child = Command::new(BIN)
-            .current_dir(ws.path(""))
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-        child.wait_with_output().expect("wait")
-    };
+    let feed = |args: &[&str], input: &[u8]| ws.run_with_stdin(args, input);
     let out = feed(
         &["run", "t.toml", "-"],
         b"photos/a.jpg\r\n\nelsewhere/e.jpg\n",
@@ -324,21 +307,10 @@ fn twenty_thousand_paths_on_stdin_are_each_counted() {
     for i in 0..20_000 {
         list.push_str(&format!("photos/{:02}/{i:04}.jpg\n", i / 100));
     }
-    let mut child = Command::new(BIN)
-        .current_dir(ws.path(""))
-        .args(["run", "t.toml", "-", "--dry-run", "--report", "r.jsonl"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(list.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
+    let out = ws.run_with_stdin(
+        &["run", "t.toml", "-", "--dry-run", "--report", "r.jsonl"],
+        list.as_bytes(),
+    );
     assert_eq!(
         out.status.code(),
         Some(0),

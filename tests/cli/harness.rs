@@ -117,6 +117,32 @@ impl Workspace {
             .expect("spawn conveyor")
     }
 
+    /// Run conveyor to its end with `input` on its stdin (the paths of
+    /// `run PIPELINE -`), its output captured.
+    pub(crate) fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .current_dir(self.path(""))
+            .args(args)
+            .env_remove("PHOTOS")
+            .env_remove("OUT")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn conveyor");
+        // Written on the side: a child that stops reading (an error at the
+        // first path) must not leave this test blocked on a full pipe.
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("wait");
+        let _ = writer.join();
+        out
+    }
+
     /// `n` copies of the tiny sample under `dir`, a hundred per folder.
     pub(crate) fn many_tiny(&self, dir: &str, n: usize) {
         let tiny = std::fs::read(Path::new(REPO).join("samples/photos/tiny.jpg")).expect("sample");
