@@ -167,11 +167,12 @@ pub fn stats_of(lines: &[serde_json::Value], wall: Duration) -> RunStats {
 }
 
 /// `workers` as advised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(untagged)]
 pub enum Workers {
     /// `"auto"`: the stage shares `--jobs` with the others.
     #[serde(serialize_with = "auto")]
+    #[default]
     Auto,
     Fixed(usize),
 }
@@ -194,6 +195,12 @@ impl std::fmt::Display for Workers {
 pub struct Observed {
     pub stage: String,
     pub kind: String,
+    /// A gathering stage (manifest, contact sheet): it writes one file at
+    /// the end, in conveyor itself, and starts no workers.
+    pub gathers: bool,
+    /// The stage's `mode` and `workers` in the pipeline as it is.
+    pub current_mode: &'static str,
+    pub current_workers: Workers,
     pub threads: Option<StageStats>,
     pub processes: Option<StageStats>,
     pub inline: Option<StageStats>,
@@ -203,7 +210,7 @@ pub struct Observed {
     /// Whole-run wall seconds with this stage at N workers (stages that
     /// wait only).
     pub scaling: Vec<(usize, f64)>,
-    /// Every stage in threads at 1, 2 ... `--jobs` up to the cores.
+    /// Every stage in threads at 1, 2 ... jobs up to `--jobs`.
     pub by_jobs: Vec<JobsPoint>,
 }
 
@@ -241,6 +248,13 @@ pub fn advise_stage(o: &Observed, cores: usize) -> Advice {
         workers,
         reason,
     };
+    if o.gathers {
+        return advice(
+            o.current_mode,
+            o.current_workers,
+            "gathers every item into one file at the end, in conveyor itself: its mode changes nothing, as it starts no workers".into(),
+        );
+    }
     if let Some(p) = o.processes.as_ref().filter(|p| p.crashed > 0) {
         let why = p.crash.as_deref().unwrap_or("its worker died");
         return advice(
@@ -307,10 +321,15 @@ pub fn advise_stage(o: &Observed, cores: usize) -> Advice {
             per_item(p)
         ),
         (Some((p, c)), Some(ch)) if ch <= CHEAP_ISOLATION => format!(
-            "{head}: threads sharing the cores; alone in processes it costs {} here, {}, but {} with its neighbours in processes too, as the pixels stay inside the worker chain",
+            "{head}: threads sharing the cores; alone in processes it costs {} here, {}, but {} with its neighbours in processes too, as the {} stay inside the worker chain",
             pct(c),
             why_costly(p),
-            pct(ch.max(0.0))
+            pct(ch.max(0.0)),
+            if p.crossed_per_item() >= PIXELS_ACROSS {
+                "pixels"
+            } else {
+                "items"
+            }
         ),
         (Some((p, c)), _) => format!(
             "{head}: threads sharing the cores; processes cost {} here, {}",
@@ -353,6 +372,15 @@ fn why_costly(p: &StageStats) -> String {
             "as each item makes a round trip to a worker (with {})",
             per_item(p)
         )
+    }
+}
+
+/// "1 sample file", "12 sample files".
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 
@@ -469,7 +497,7 @@ fn measure_at(setup: &Setup<'_>, label: &str, settings: &[String], jobs: usize) 
     }
     // Each run gets the sample as it was: a stage that moves or changes
     // its inputs (a `copy` with `move`) must not leave the next run none.
-    if let Err(e) = copy_sample(&setup.sample, &setup.dir) {
+    if let Err(e) = copy_sample(&setup.sample, &setup.dir, &setup.stop) {
         return RunStats {
             broken: Some(format!("could not copy the sample again: {e}")),
             ..RunStats::default()
@@ -501,9 +529,21 @@ fn measure_at(setup: &Setup<'_>, label: &str, settings: &[String], jobs: usize) 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    // The run dies with advise, whatever ends it (SIGKILL too), so none is
+    // left writing into a folder that is being removed.
+    // SAFETY: prctl only sets this child's parent-death signal.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let started = Instant::now();
     let mut child = match cmd.spawn() {
-        Ok(c) => c,
+        Ok(c) => {
+            crate::exec::cleanup::watch_worker(c.id());
+            c
+        }
         Err(e) => {
             return RunStats {
                 broken: Some(format!("could not start conveyor: {e}")),
@@ -536,6 +576,7 @@ fn measure_at(setup: &Setup<'_>, label: &str, settings: &[String], jobs: usize) 
         }
     };
     let wall = started.elapsed();
+    crate::exec::cleanup::forget_worker(child.id());
     let stderr = reader.and_then(|r| r.join().ok()).unwrap_or_default();
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&report)
         .unwrap_or_default()
@@ -565,8 +606,15 @@ fn measure_at(setup: &Setup<'_>, label: &str, settings: &[String], jobs: usize) 
 /// Copy the sample into `dir/sample`, keeping each file's path below its
 /// scan root (or its name), so the pipeline names its outputs as it would.
 /// A copy already there with the original's size is kept.
-pub fn copy_sample(files: &[(PathBuf, PathBuf)], dir: &Path) -> std::io::Result<()> {
+pub fn copy_sample(
+    files: &[(PathBuf, PathBuf)],
+    dir: &Path,
+    stop: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<()> {
     for (path, rel) in files {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
         let dest = dir.join("sample").join(rel);
         let size = std::fs::metadata(path)?.len();
         if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size) {
@@ -583,7 +631,13 @@ pub fn copy_sample(files: &[(PathBuf, PathBuf)], dir: &Path) -> std::io::Result<
 /// Everything advise measured and concluded, for text or JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The `--jobs` the runs were given.
     pub cores: usize,
+    /// The cores of this machine.
+    pub machine_cores: usize,
+    /// Why the pipeline as it is did not run through on the sample, if it
+    /// did not: its rate then means nothing.
+    pub current_broken: Option<String>,
     pub sample: usize,
     pub stages: Vec<Observed>,
     pub advice: Vec<Advice>,
@@ -631,6 +685,14 @@ pub fn settings_of(advice: &[Advice]) -> Vec<String> {
         flags.push(format!("{}.workers={workers}", a.stage));
     }
     flags
+}
+
+fn mode_name(mode: crate::config::Mode) -> &'static str {
+    match mode {
+        crate::config::Mode::Inline => "inline",
+        crate::config::Mode::Threads => "threads",
+        crate::config::Mode::Processes => "processes",
+    }
 }
 
 /// Measure every stage of the pipeline on the sample and advise.
@@ -722,6 +784,13 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
         .map(|s| Observed {
             stage: s.name.clone(),
             kind: s.kind.name.to_string(),
+            gathers: matches!((s.kind.paths)(&s.options), StagePaths::Gathers(_)),
+            current_mode: mode_name(s.mode),
+            current_workers: if s.auto {
+                Workers::Auto
+            } else {
+                Workers::Fixed(s.workers)
+            },
             threads: threads.stages.get(&s.name).cloned(),
             processes: procs.stages.get(&s.name).cloned(),
             inline: inline.stages.get(&s.name).cloned(),
@@ -766,11 +835,7 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
     }
     let advice: Vec<Advice> = observed.iter().map(|o| advise_stage(o, cores)).collect();
     let unchanged = stages.iter().zip(&advice).all(|(s, a)| {
-        let mode = match s.mode {
-            crate::config::Mode::Inline => "inline",
-            crate::config::Mode::Threads => "threads",
-            crate::config::Mode::Processes => "processes",
-        };
+        let mode = mode_name(s.mode);
         let workers = if s.auto {
             Workers::Auto
         } else {
@@ -809,6 +874,7 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
+    let current_broken = (0..3).find_map(|round| broken.get(&format!("current-{round}")).cloned());
     let current_items_per_s = median(now);
     let advised_items_per_s = if unchanged {
         current_items_per_s
@@ -826,6 +892,8 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
     Report {
         modes,
         cores,
+        machine_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        current_broken,
         sample,
         unchanged,
         current_items_per_s,
@@ -897,8 +965,10 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "measured on {} sample files, {} cores (jobs)",
-        report.sample, report.cores
+        "measured on {} with --jobs {} ({} on this machine)",
+        plural(report.sample, "sample file"),
+        report.cores,
+        plural(report.machine_cores, "core")
     );
     for (mode, t) in &report.modes {
         let _ = writeln!(
@@ -981,6 +1051,18 @@ pub fn render(report: &Report) -> String {
     }
     for (label, why) in &report.broken {
         let _ = writeln!(out, "\nrun `{label}`: {why}");
+    }
+    if let Some(why) = &report.current_broken {
+        let advised = if report.unchanged {
+            "it runs as advised".to_string()
+        } else {
+            format!("as advised: {:.1} items/s", report.advised_items_per_s)
+        };
+        let _ = writeln!(
+            out,
+            "\nthe sample as the pipeline is did not run through ({why}); {advised}"
+        );
+        return out;
     }
     if report.unchanged {
         let _ = writeln!(

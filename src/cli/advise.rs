@@ -15,8 +15,34 @@ use crate::config::Override;
 use crate::exec::{self, RunOptions};
 use crate::stages::Registry;
 
-/// The temporary folder, removed when dropped.
+/// The temporary folder, removed when dropped (or by a second Ctrl-C, or
+/// by the next advise if this one was killed outright).
 struct Scratch(PathBuf);
+
+const SCRATCH_PREFIX: &str = "conveyor-advise";
+
+impl Scratch {
+    /// A new folder `conveyor-advise-PID-NANOS` in the temp folder: never
+    /// one that exists (it is not ours to remove).
+    fn create() -> Result<Scratch, String> {
+        let tmp = std::env::temp_dir();
+        crate::exec::cleanup::sweep_stale_scratch(&tmp, SCRATCH_PREFIX);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = tmp.join(format!("{SCRATCH_PREFIX}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir(&dir).map_err(|e| {
+            format!(
+                "cannot make a temporary folder in {} (set TMPDIR to a folder you can write): {}",
+                tmp.display(),
+                crate::output::plain_io_reason(&e)
+            )
+        })?;
+        crate::exec::cleanup::watch_scratch(&dir);
+        Ok(Scratch(dir))
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -89,17 +115,37 @@ pub(super) fn advise(args: &AdviseArgs, registry: &Registry) -> Exit {
     }
     let sample = advise::choose_sample(files, args.sample as usize);
     let root = scan_root(pipeline);
+    // Two files named alike (from two folders given) get a copy each.
+    let mut taken = std::collections::HashSet::new();
     let named: Vec<(PathBuf, PathBuf)> = sample
         .iter()
-        .map(|p| (p.clone(), rel_name(p, root.as_deref())))
+        .map(|p| {
+            let rel = rel_name(p, root.as_deref());
+            let mut unique = rel.clone();
+            let mut n = 1;
+            while !taken.insert(unique.clone()) {
+                n += 1;
+                unique = PathBuf::from(n.to_string()).join(&rel);
+            }
+            (p.clone(), unique)
+        })
         .collect();
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("conveyor-advise-{}", std::process::id())));
-    if let Err(e) = std::fs::create_dir(&scratch.0) {
-        return fail(&format!("cannot make {}: {e}", scratch.0.display()));
-    }
-    if let Err(e) = advise::copy_sample(&named, &scratch.0) {
-        return fail(&format!("cannot copy the sample: {e}"));
+    // Signals are heard from here on: a Ctrl-C while the sample is copied
+    // must still remove the copies.
+    let stop = signals::listen(None);
+    let scratch = match Scratch::create() {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = advise::copy_sample(&named, &scratch.0, &stop.flag) {
+        if stop.flag.load(std::sync::atomic::Ordering::SeqCst) {
+            return stop.exit();
+        }
+        return fail(&format!(
+            "cannot copy the sample into {}: {}",
+            scratch.0.display(),
+            crate::output::plain_io_reason(&e)
+        ));
     }
     // `--apply`'s file is checked now, not after minutes of measuring.
     if let Some(file) = &args.apply
@@ -111,7 +157,6 @@ pub(super) fn advise(args: &AdviseArgs, registry: &Registry) -> Exit {
     {
         return fail(&e);
     }
-    let stop = signals::listen(None);
     let jobs = args.jobs.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |j| j as usize,
@@ -225,6 +270,12 @@ fn apply_guard(
         return Err(format!(
             "--apply: {} already exists; advise writes a new file and replaces none",
             file.display()
+        ));
+    }
+    if !dir.is_dir() {
+        return Err(format!(
+            "--apply: the folder {} does not exist",
+            dir.display()
         ));
     }
     Ok((

@@ -52,12 +52,15 @@ pub fn sweep_stale_scratch(parent: &Path, prefix: &str) {
     };
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name();
+        // Exactly PREFIX-PID-NANOS, as conveyor names them: a folder of
+        // another name is not ours, whoever made it.
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix(prefix))
             .and_then(|rest| rest.strip_prefix('-'))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<i32>().ok())
+            .and_then(|rest| rest.split_once('-'))
+            .filter(|(_, nanos)| !nanos.is_empty() && nanos.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
         else {
             continue;
         };
@@ -71,6 +74,14 @@ pub fn sweep_stale_scratch(parent: &Path, prefix: &str) {
 pub fn watch_worker(pid: u32) {
     with_state(|s| {
         s.pids.insert(pid);
+    });
+}
+
+/// A process from [`watch_worker`] that has been reaped: its PID may be
+/// another process's soon, and must not be killed.
+pub fn forget_worker(pid: u32) {
+    with_state(|s| {
+        s.pids.remove(&pid);
     });
 }
 
@@ -116,12 +127,19 @@ mod tests {
             .join(format!("conveyor-run-{}-1", std::process::id()));
         let gone = parent.path().join(format!("conveyor-run-{dead}-1"));
         let other = parent.path().join(format!("conveyor-runner-{dead}-1"));
-        for d in [&mine, &gone, &other] {
+        // Named like ours but not as conveyor names them: not ours.
+        let alike = parent.path().join(format!("conveyor-run-{dead}"));
+        let alike2 = parent.path().join(format!("conveyor-run-{dead}-keep"));
+        for d in [&mine, &gone, &other, &alike, &alike2] {
             std::fs::create_dir_all(d.join("inner")).expect("mkdir");
         }
         sweep_stale_scratch(parent.path(), "conveyor-run");
         assert!(mine.exists(), "a live run's folder must stay");
         assert!(!gone.exists(), "a dead run's folder must go");
         assert!(other.exists(), "other names must stay");
+        assert!(
+            alike.exists() && alike2.exists(),
+            "folders conveyor did not name stay"
+        );
     }
 }

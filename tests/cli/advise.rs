@@ -39,6 +39,20 @@ fn pipeline(ws: &Workspace, middle: &str) {
     ws.write("p.toml", text.as_bytes());
 }
 
+/// advise's temporary folders (`conveyor-advise-PID-...`) in `tmp`.
+fn scratch_of(tmp: &std::path::Path, pid: u32) -> Vec<String> {
+    let prefix = format!("conveyor-advise-{pid}-");
+    std::fs::read_dir(tmp)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn advice(json: &serde_json::Value, stage: &str) -> (String, String, String) {
     let a = json["advice"]
         .as_array()
@@ -146,6 +160,9 @@ fn a_stage_that_crashes_is_reported_and_sent_to_processes() {
     // The pipeline as it is crashed in threads mode: said so.
     let broken = json["broken"]["current-0"].as_str().unwrap_or_default();
     assert!(broken.contains("a stage crashed it"), "{json}");
+    // So no rate is claimed for it.
+    let current = json["current_broken"].as_str().unwrap_or_default();
+    assert!(current.contains("a stage crashed it"), "{json}");
     assert_eq!(tree(&ws), before);
 }
 
@@ -159,7 +176,20 @@ fn the_text_advice_names_every_stage_with_its_measurements() {
         .run();
     done.code(0);
     let out = done.stdout();
-    assert!(out.starts_with("measured on 3 sample files"), "{out}");
+    assert!(
+        out.starts_with("measured on 3 sample files with --jobs "),
+        "{out}"
+    );
+    // The manifest gathers in conveyor itself: no mode to advise.
+    let index = out
+        .split("stage `index`")
+        .nth(1)
+        .and_then(|rest| rest.lines().find(|l| l.starts_with("  advice:")))
+        .unwrap_or_else(|| panic!("no advice for index: {out}"));
+    assert!(
+        index.contains("gathers every item into one file at the end") && !index.contains("cross"),
+        "{index}"
+    );
     for stage in ["thumb", "jpeg", "save", "index"] {
         assert!(out.contains(&format!("stage `{stage}`")), "{stage}: {out}");
     }
@@ -175,10 +205,11 @@ fn the_text_advice_names_every_stage_with_its_measurements() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    let scratch = std::env::temp_dir().join(format!("conveyor-advise-{}", child.id()));
+    let pid = child.id();
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(0));
-    assert!(!scratch.exists(), "{} left", scratch.display());
+    let left = scratch_of(&std::env::temp_dir(), pid);
+    assert!(left.is_empty(), "{left:?} left");
 }
 
 #[test]
@@ -191,10 +222,11 @@ fn sigterm_stops_advise_at_once_even_on_a_hanging_stage_and_leaves_nothing() {
     let before = tree(&ws);
     let child = ws.spawn(&["advise", "p.toml", "--sample", "4"]);
     let pid = child.id();
-    let scratch = std::env::temp_dir().join(format!("conveyor-advise-{pid}"));
+    let tmp = ws.path(".tmp");
     // A measuring run is under way (and stuck on a.jpg).
     wait_for("a measuring run", 30, || !children_of(pid).is_empty());
     std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(scratch_of(&tmp, pid).len(), 1, "its temporary folder");
     let runs = children_of(pid);
     let sent = std::time::Instant::now();
     assert!(signal(pid, "-TERM"));
@@ -211,7 +243,8 @@ fn sigterm_stops_advise_at_once_even_on_a_hanging_stage_and_leaves_nothing() {
         sent.elapsed()
     );
     wait_for("its runs to end", 5, || runs.iter().all(|&r| !alive(r)));
-    assert!(!scratch.exists(), "{} left", scratch.display());
+    let left = scratch_of(&tmp, pid);
+    assert!(left.is_empty(), "{left:?} left");
     assert_eq!(tree(&ws), before);
 }
 
@@ -312,4 +345,118 @@ fn a_pixel_stage_is_measured_alone_in_processes_with_what_crosses_and_how_it_sca
     assert!(out.contains(" ms per item alone: "), "{out}");
     assert!(out.contains("a worker starts in "), "{out}");
     assert_eq!(tree(&ws), before);
+}
+
+#[test]
+fn a_signal_while_the_sample_is_copied_or_a_second_one_leaves_nothing_behind() {
+    let ws = Workspace::new();
+    // Large files, so copying the sample takes a moment.
+    let block: Vec<u8> = (0..40_000_000u32).map(|i| (i % 251) as u8).collect();
+    for i in 0..4 {
+        ws.write(&format!("big/f{i}.bin"), &block);
+    }
+    ws.write(
+        "p.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"big\"\n\n[[stage]]\nname = \"tool\"\nkind = \"exec\"\ncommand = [\"sleep\", \"0.2\"]\n",
+    );
+    let before = tree(&ws);
+    let tmp = ws.path(".tmp");
+    for signals in [&["-TERM"][..], &["-INT", "-INT"][..]] {
+        let child = ws.spawn(&["advise", "p.toml"]);
+        let pid = child.id();
+        // Its folder appears as the copying starts.
+        wait_for("the temporary folder", 30, || {
+            !scratch_of(&tmp, pid).is_empty()
+        });
+        for s in signals {
+            assert!(signal(pid, s));
+        }
+        let runs = children_of(pid);
+        let out = child.wait_with_output().expect("wait");
+        let want = if signals[0] == "-TERM" { 143 } else { 130 };
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "{signals:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_for("its runs to end", 5, || runs.iter().all(|&r| !alive(r)));
+        let left = scratch_of(&tmp, pid);
+        assert!(left.is_empty(), "{signals:?}: {left:?} left");
+    }
+    assert_eq!(tree(&ws), before);
+}
+
+#[test]
+fn a_folder_named_like_advise_s_own_is_never_removed() {
+    let ws = Workspace::new();
+    pipeline(&ws, "");
+    // What an earlier, killed advise would have left has a time in its name;
+    // these do not, whatever process made them.
+    let tmp = ws.path(".tmp");
+    let theirs = [
+        tmp.join("conveyor-advise-1"),
+        tmp.join("conveyor-advise-2-keep"),
+    ];
+    for d in &theirs {
+        std::fs::create_dir_all(d.join("keep")).expect("mkdir");
+        std::fs::write(d.join("keep/important"), b"precious").expect("write");
+    }
+    let dead = tmp.join("conveyor-advise-999999999-123");
+    std::fs::create_dir_all(&dead).expect("mkdir");
+    ws.conveyor()
+        .env("TMPDIR", tmp.to_str().expect("utf-8"))
+        .args(&["advise", "p.toml", "--sample", "2"])
+        .run()
+        .code(0);
+    for d in &theirs {
+        assert_eq!(
+            std::fs::read(d.join("keep/important")).expect("still there"),
+            b"precious"
+        );
+    }
+    assert!(!dead.exists(), "a dead advise's folder is swept");
+}
+
+#[test]
+fn files_named_alike_are_each_measured_and_apply_wants_an_existing_folder() {
+    let ws = Workspace::new();
+    pipeline(&ws, "");
+    ws.sample("tower.jpg", "one/x.jpg")
+        .sample("dusk.jpg", "two/x.jpg");
+    let done = ws
+        .conveyor()
+        .args(&[
+            "advise",
+            "p.toml",
+            "one/x.jpg",
+            "two/x.jpg",
+            "--format",
+            "json",
+        ])
+        .run();
+    done.code(0);
+    let json: serde_json::Value = serde_json::from_str(&done.stdout()).expect("json");
+    assert_eq!(json["sample"], 2, "{json}");
+    let thumb = json["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["stage"] == "thumb")
+        .cloned()
+        .expect("thumb");
+    assert_eq!(thumb["threads"]["items"], 2, "both measured: {thumb}");
+    ws.conveyor()
+        .args(&[
+            "advise",
+            "p.toml",
+            "--sample",
+            "1",
+            "--apply",
+            "no/such/folder/a.toml",
+        ])
+        .run()
+        .code(2)
+        .stderr_has("the folder no/such/folder does not exist");
+    assert!(!ws.path("no").exists());
 }

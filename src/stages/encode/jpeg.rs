@@ -27,11 +27,14 @@ pub(super) fn encode(
 ) -> Result<Vec<u8>, StageError> {
     use jpeg_encoder::ColorType;
     let (w, h) = (img.width(), img.height());
+    // The format allows 65535 a side, but libjpeg (and so most programs)
+    // refuses to read over 65500: such a file would be written and unread.
     let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
-        return Err(StageError::new(format!(
-            "{w}x{h} is too large for JPEG (65535 at most)"
-        )));
+        return Err(too_large(w, h));
     };
+    if w > JPEG_SIDE_MAX || h > JPEG_SIDE_MAX {
+        return Err(too_large(w, h));
+    }
     let converted;
     let (data, color): (&[u8], ColorType) = match img {
         DynamicImage::ImageLuma8(b) => (b.as_raw(), ColorType::Luma),
@@ -66,6 +69,15 @@ pub(super) fn encode(
             Ok(out)
         }
     }
+}
+
+/// The longest side a JPEG may have that libjpeg still reads.
+const JPEG_SIDE_MAX: u32 = 65500;
+
+fn too_large(w: u32, h: u32) -> StageError {
+    StageError::new(format!(
+        "{w}x{h} is too large for JPEG: most programs read at most {JPEG_SIDE_MAX} pixels a side (resize it first, or choose PNG)"
+    ))
 }
 
 fn failed(e: jpeg_encoder::EncodingError) -> StageError {
@@ -339,6 +351,23 @@ mod tests {
             let back = image::load_from_memory(&serial).expect("decodes");
             assert_eq!((back.width(), back.height()), (w, h));
         }
+    }
+
+    #[test]
+    fn a_side_over_what_libjpeg_reads_is_refused() {
+        for (w, h) in [(65501, 17), (17, 65501), (70000, 1)] {
+            let img = DynamicImage::ImageLuma8(image::GrayImage::new(w, h));
+            let e = encode(&img, &EncodeOptions::default(), &embed()).expect_err("refused");
+            assert!(
+                e.message().contains("at most 65500 pixels a side"),
+                "{}",
+                e.message()
+            );
+        }
+        let img = DynamicImage::ImageLuma8(image::GrayImage::new(65500, 17));
+        let bytes = encode(&img, &EncodeOptions::default(), &embed()).expect("encodes");
+        let back = image::load_from_memory(&bytes).expect("decodes");
+        assert_eq!((back.width(), back.height()), (65500, 17));
     }
 
     #[test]
