@@ -1105,11 +1105,20 @@ mod tests {
             kind: "k".into(),
             threads: Some(threads),
             processes: Some(processes),
-            inline: None,
-            alone: None,
-            scaling: Vec::new(),
-            by_jobs: Vec::new(),
+            current_mode: "threads",
+            ..Observed::default()
         }
+    }
+
+    #[test]
+    fn a_gathering_stage_is_left_as_it_is() {
+        let mut o = observed(stats(30, 0.1, 0.1), stats(30, 0.3, 0.1));
+        o.gathers = true;
+        o.current_mode = "processes";
+        o.current_workers = Workers::Fixed(3);
+        let a = advise_stage(&o, 2);
+        assert_eq!((a.mode, a.workers), ("processes", Workers::Fixed(3)));
+        assert!(a.reason.starts_with("gathers every item"), "{}", a.reason);
     }
 
     #[test]
