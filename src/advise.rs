@@ -349,14 +349,15 @@ pub fn advise_stage(o: &Observed, cores: usize) -> Advice {
     advice("threads", Workers::Auto, reason)
 }
 
-/// ", 1.9x from 1 to 2 jobs": how the whole run grew with cores.
+/// "; the run 1.9x as fast on 2 jobs as on 1 job": how the whole run grew
+/// with jobs.
 fn speedup(by_jobs: &[JobsPoint]) -> String {
     match (by_jobs.first(), by_jobs.last()) {
         (Some(a), Some(b)) if b.jobs > a.jobs && b.wall_s > 0.0 => format!(
             "; the run {:.1}x as fast on {} as on {}",
             a.wall_s / b.wall_s,
-            jobs(b.jobs),
-            jobs(a.jobs)
+            plural(b.jobs, "job"),
+            plural(a.jobs, "job")
         ),
         _ => String::new(),
     }
@@ -381,15 +382,6 @@ fn plural(n: usize, what: &str) -> String {
         format!("1 {what}")
     } else {
         format!("{n} {what}s")
-    }
-}
-
-/// "1 job", "4 jobs".
-fn jobs(n: usize) -> String {
-    if n == 1 {
-        "1 job".into()
-    } else {
-        format!("{n} jobs")
     }
 }
 
@@ -687,14 +679,6 @@ pub fn settings_of(advice: &[Advice]) -> Vec<String> {
     flags
 }
 
-fn mode_name(mode: crate::config::Mode) -> &'static str {
-    match mode {
-        crate::config::Mode::Inline => "inline",
-        crate::config::Mode::Threads => "threads",
-        crate::config::Mode::Processes => "processes",
-    }
-}
-
 /// Measure every stage of the pipeline on the sample and advise.
 pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> Report {
     let p = setup.pipeline;
@@ -785,7 +769,7 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
             stage: s.name.clone(),
             kind: s.kind.name.to_string(),
             gathers: matches!((s.kind.paths)(&s.options), StagePaths::Gathers(_)),
-            current_mode: mode_name(s.mode),
+            current_mode: s.mode.name(),
             current_workers: if s.auto {
                 Workers::Auto
             } else {
@@ -835,7 +819,7 @@ pub fn run(setup: &Setup<'_>, sample: usize, mut progress: impl FnMut(&str)) -> 
     }
     let advice: Vec<Advice> = observed.iter().map(|o| advise_stage(o, cores)).collect();
     let unchanged = stages.iter().zip(&advice).all(|(s, a)| {
-        let mode = mode_name(s.mode);
+        let mode = s.mode.name();
         let workers = if s.auto {
             Workers::Auto
         } else {
@@ -981,7 +965,7 @@ pub fn render(report: &Report) -> String {
         let steps: Vec<String> = o
             .by_jobs
             .iter()
-            .map(|p| format!("{:.2}s at {}", p.wall_s, jobs(p.jobs)))
+            .map(|p| format!("{:.2}s at {}", p.wall_s, plural(p.jobs, "job")))
             .collect();
         let _ = writeln!(out, "every stage threads by --jobs: {}", steps.join(", "));
     }
@@ -1007,7 +991,7 @@ pub fn render(report: &Report) -> String {
                 let steps: Vec<String> = o
                     .by_jobs
                     .iter()
-                    .map(|p| format!("{:.1} ms at {}", p.ms_per_item, jobs(p.jobs)))
+                    .map(|p| format!("{:.1} ms at {}", p.ms_per_item, plural(p.jobs, "job")))
                     .collect();
                 format!("; {}", steps.join(", "))
             } else {
