@@ -21,32 +21,16 @@ struct Scratch(PathBuf);
 
 const SCRATCH_PREFIX: &str = "conveyor-advise";
 
-impl Scratch {
-    /// A new folder `conveyor-advise-PID-NANOS` in the temp folder: never
-    /// one that exists (it is not ours to remove).
-    fn create() -> Result<Scratch, String> {
-        let tmp = std::env::temp_dir();
-        crate::exec::cleanup::sweep_stale_scratch(&tmp, SCRATCH_PREFIX);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = tmp.join(format!("{SCRATCH_PREFIX}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir(&dir).map_err(|e| {
-            format!(
-                "cannot make a temporary folder in {} (set TMPDIR to a folder you can write): {}",
-                tmp.display(),
-                crate::output::plain_io_reason(&e)
-            )
-        })?;
-        crate::exec::cleanup::watch_scratch(&dir);
-        Ok(Scratch(dir))
-    }
-}
-
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Scratch {
+    /// A new folder `conveyor-advise-PID-NANOS` in the temp folder.
+    fn create() -> Result<Scratch, String> {
+        crate::exec::cleanup::new_scratch(SCRATCH_PREFIX).map(Scratch)
     }
 }
 

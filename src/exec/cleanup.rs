@@ -44,6 +44,31 @@ pub fn watch_scratch(dir: &Path) {
     with_state(|s| s.scratch.push(dir.to_path_buf()));
 }
 
+/// A new private scratch folder `PREFIX-PID-NANOS` in the temp folder,
+/// after sweeping those of processes that are gone; never one that exists
+/// (it would not be ours to remove). [`exit_now`] removes it; a normal end
+/// must. The error says where, why, and what to do, in plain words.
+pub fn new_scratch(prefix: &str) -> Result<PathBuf, String> {
+    let tmp = std::env::temp_dir();
+    sweep_stale_scratch(&tmp, prefix);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = tmp.join(format!("{prefix}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&tmp)
+        .and_then(|()| std::fs::create_dir(&dir))
+        .map_err(|e| {
+            format!(
+                "cannot create a scratch folder in {} (set TMPDIR to a folder you can write): {}",
+                tmp.display(),
+                crate::output::plain_io_reason(&e)
+            )
+        })?;
+    watch_scratch(&dir);
+    Ok(dir)
+}
+
 /// Remove scratch folders `PREFIX-PID-...` in `parent` whose process is gone:
 /// a run killed outright (SIGKILL, OOM) can't remove its own.
 pub fn sweep_stale_scratch(parent: &Path, prefix: &str) {

@@ -21,22 +21,9 @@ impl RunDir {
     /// Without it, claims and the inputs shared with workers can't be kept:
     /// an unusable temp folder stops the run rather than turning checks off.
     pub(super) fn create() -> Result<RunDir, BuildError> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let tmp = std::env::temp_dir();
-        cleanup::sweep_stale_scratch(&tmp, RUN_DIR_PREFIX);
-        let dir = tmp.join(format!("{RUN_DIR_PREFIX}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| BuildError::Setup {
-            message: format!(
-                "cannot create a scratch folder in {} (set TMPDIR to a folder you can write): {}",
-                tmp.display(),
-                crate::output::plain_io_reason(&e)
-            ),
-        })?;
-        cleanup::watch_scratch(&dir);
-        Ok(RunDir(dir))
+        cleanup::new_scratch(RUN_DIR_PREFIX)
+            .map(RunDir)
+            .map_err(|message| BuildError::Setup { message })
     }
 
     pub(super) fn path(&self) -> &Path {
