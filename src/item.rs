@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 
+use crate::pixels::SharedImage;
+
 /// The kind of payload an item carries between two stages. The graph checker
 /// compares what one stage gives with what the next one takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,6 +108,10 @@ pub enum Payload {
     Nothing,
     Bytes(Vec<u8>),
     Image(DynamicImage),
+    /// A decoded image still in the memory a worker process shared, on its
+    /// way to other workers. Only the executor sees it: a stage that runs
+    /// in conveyor is given it as an `Image` ([`Payload::in_process`]).
+    Shared(SharedImage),
 }
 
 impl Payload {
@@ -113,7 +119,16 @@ impl Payload {
         match self {
             Payload::Nothing => PayloadType::Nothing,
             Payload::Bytes(_) => PayloadType::Bytes,
-            Payload::Image(_) => PayloadType::Image,
+            Payload::Image(_) | Payload::Shared(_) => PayloadType::Image,
+        }
+    }
+
+    /// The payload with any shared pixels copied into this process, as
+    /// stages take them; `None` if shared pixels do not fill their size.
+    pub fn in_process(self) -> Option<Payload> {
+        match self {
+            Payload::Shared(shared) => shared.to_image().map(Payload::Image),
+            other => Some(other),
         }
     }
 }

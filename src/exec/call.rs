@@ -150,7 +150,27 @@ pub(super) fn through_chain(
 }
 
 /// Run one item through consecutive stages on this thread.
-pub(super) fn call_chain_in_thread(stages: &[std::sync::Arc<dyn Stage>], item: Item) -> Outcome {
+pub(super) fn call_chain_in_thread(
+    stages: &[std::sync::Arc<dyn Stage>],
+    mut item: Item,
+) -> Outcome {
+    // Stages are given pixels in this process's memory. A run hands items
+    // over in shared memory only between workers, so this copy is a
+    // safeguard, not a path taken.
+    match std::mem::take(&mut item.payload).in_process() {
+        Some(payload) => item.payload = payload,
+        None => {
+            return Outcome {
+                result: Err(CallError::Item(
+                    "the decoded image's pixels do not fill its size".into(),
+                )),
+                at: 0,
+                busy: Vec::new(),
+                cpu: Vec::new(),
+                crossing: None,
+            };
+        }
+    }
     let Some((at, step, busy)) = through_chain(stages, item, |_| true) else {
         return Outcome {
             result: Err(CallError::Cancelled),

@@ -79,6 +79,37 @@ pub(super) fn chains(pipeline: &Pipeline, ends_chain: &[bool]) -> Vec<Vec<usize>
     out
 }
 
+/// For each chain, whether its workers hand large pixels over in shared
+/// memory rather than copy them into conveyor: when every chain that reads
+/// its items runs in worker processes (`in_workers`, by chain), conveyor
+/// only passes the pixels on. Not when its last stage gathers (`gathers`,
+/// by stage): gathering is done in conveyor, which may keep the pixels.
+pub(super) fn hands_over(
+    pipeline: &Pipeline,
+    chains: &[Vec<usize>],
+    in_workers: &[bool],
+    gathers: &dyn Fn(usize) -> bool,
+) -> Vec<bool> {
+    let reader_in_workers = |stage: usize| {
+        chains
+            .iter()
+            .position(|c| c[0] == stage)
+            .is_some_and(|k| in_workers.get(k).copied().unwrap_or(false))
+    };
+    chains
+        .iter()
+        .enumerate()
+        .map(|(k, chain)| {
+            let last = chain[chain.len() - 1];
+            let readers = pipeline.consumers(last);
+            in_workers.get(k).copied().unwrap_or(false)
+                && !readers.is_empty()
+                && !gathers(last)
+                && readers.into_iter().all(reader_in_workers)
+        })
+        .collect()
+}
+
 /// The queues of a run: one in front of each chain, fed by the sources and
 /// by the chains before it.
 pub(super) struct Queues {

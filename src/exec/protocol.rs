@@ -8,11 +8,15 @@
 
 use std::path::PathBuf;
 
-use image::{DynamicImage, GrayImage, ImageBuffer, RgbImage, RgbaImage};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use ipc_channel::ipc::{IpcReceiver, IpcSender, IpcSharedMemory};
 use serde::{Deserialize, Serialize};
 
 use crate::item::{Item, Meta, Payload};
+use crate::pixels::{Layout, SharedImage};
 
 /// The hidden subcommand that turns the binary into a worker.
 pub const WORKER_ARG: &str = "__conveyor-worker";
@@ -38,11 +42,20 @@ pub struct StageInit {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToWorker {
     /// Sent once, first: the chain of stages to become (consecutive stages
-    /// in processes mode share a worker, so pixels stay in it).
-    Init(Vec<StageInit>),
+    /// in processes mode share a worker, so pixels stay in it), and whether
+    /// the chain's items go on only to other workers, so that large pixels
+    /// are handed over in memory of their own (see [`WirePixels::Shared`]).
+    Init {
+        stages: Vec<StageInit>,
+        hand_over: bool,
+    },
     /// One item to take through the chain; the worker answers before it
-    /// gets the next.
-    Item(Box<WireItem>),
+    /// gets the next. `returned`: the worker's lent memory that nobody reads
+    /// any more (see [`Lender`]).
+    Item {
+        item: Box<WireItem>,
+        returned: Vec<u64>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,17 +83,6 @@ pub enum FromWorker {
     },
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub enum Color {
-    L8,
-    Rgb8,
-    Rgba8,
-    /// 16 bits per channel, each value two little-endian bytes.
-    L16,
-    Rgb16,
-    Rgba16,
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 pub enum WirePayload {
     Nothing,
@@ -88,7 +90,7 @@ pub enum WirePayload {
     Image {
         width: u32,
         height: u32,
-        color: Color,
+        color: Layout,
         pixels: WirePixels,
     },
 }
@@ -103,6 +105,16 @@ pub enum WirePixels {
     /// A larger slot that replaces the sender's last one; the pixels are
     /// its first `.1` bytes.
     NewSlot(IpcSharedMemory, u64),
+    /// Memory of the image's own, which the receiver may keep (the pixels
+    /// are its first `len` bytes): how a worker whose items go on only to
+    /// other workers hands them over, and how conveyor passes them on, so
+    /// that conveyor never copies them. `lease`: the worker's number for
+    /// it, given back when every reader is done (see [`Lender`]).
+    Shared {
+        memory: IpcSharedMemory,
+        len: u64,
+        lease: Option<u64>,
+    },
 }
 
 /// Pixels smaller than this travel in the message itself.
@@ -156,6 +168,77 @@ impl Slot {
                 self.0 = Some(shm);
                 bytes
             }
+            WirePixels::Shared { memory, len, .. } => {
+                let len = usize::try_from(len).ok()?;
+                memory.get(..len).map(<[u8]>::to_vec)
+            }
+        }
+    }
+}
+
+/// Leases of a worker's lent memory that conveyor no longer reads, to be
+/// given back with the next item it sends that worker.
+pub type Returns = Arc<Mutex<Vec<u64>>>;
+
+/// A worker's memory for the pixels it hands over ([`WirePixels::Shared`]).
+/// Each image is put in memory lent to conveyor under a lease; conveyor
+/// gives the lease back once every process that reads the image is done
+/// (each reader copies the pixels out before it answers), and the memory
+/// is reused for a later image. New shared memory costs fresh pages, each
+/// zeroed by the kernel, and their release: for every image, more than
+/// copying the pixels themselves.
+#[derive(Default)]
+pub struct Lender {
+    next: u64,
+    lent: HashMap<u64, IpcSharedMemory>,
+    idle: Vec<IpcSharedMemory>,
+}
+
+/// Idle memory kept for reuse, at most.
+const IDLE_KEPT: usize = 4;
+
+impl Lender {
+    /// Conveyor is done with these leases.
+    pub fn returned(&mut self, leases: &[u64]) {
+        for lease in leases {
+            if let Some(memory) = self.lent.remove(lease)
+                && self.idle.len() < IDLE_KEPT
+            {
+                self.idle.push(memory);
+            }
+        }
+    }
+
+    /// `pixels` in memory lent under a new lease: idle memory that holds
+    /// them without being over twice their size, else new memory.
+    fn lend(&mut self, pixels: &[u8]) -> WirePixels {
+        let len = pixels.len();
+        let fits = self
+            .idle
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.len() >= len && m.len() / 2 <= len)
+            .min_by_key(|(_, m)| m.len())
+            .map(|(k, _)| k);
+        let memory = match fits {
+            Some(k) => {
+                let mut memory = self.idle.swap_remove(k);
+                // SAFETY: its lease came back, so every process that read
+                // it has copied the pixels out and answered, and conveyor
+                // keeps no image in it; nobody reads it while it is written.
+                unsafe { memory.deref_mut()[..len].copy_from_slice(pixels) };
+                memory
+            }
+            None => IpcSharedMemory::from_bytes(pixels),
+        };
+        let lease = self.next;
+        self.next += 1;
+        let sent = memory.clone();
+        self.lent.insert(lease, memory);
+        WirePixels::Shared {
+            memory: sent,
+            len: len as u64,
+            lease: Some(lease),
         }
     }
 }
@@ -181,7 +264,9 @@ impl WireItem {
             WirePayload::Bytes(b) => b.len() as u64,
             WirePayload::Image { pixels, .. } => match pixels {
                 WirePixels::Inline(b) => b.len() as u64,
-                WirePixels::InSlot(n) | WirePixels::NewSlot(_, n) => *n,
+                WirePixels::InSlot(n)
+                | WirePixels::NewSlot(_, n)
+                | WirePixels::Shared { len: n, .. } => *n,
             },
         };
         let m = &self.meta;
@@ -195,31 +280,36 @@ impl WireItem {
         pixels + blobs + names as u64
     }
 
-    /// `item` for sending; large pixels go into `slot`.
-    pub fn new(item: Item, slot: &mut Slot) -> WireItem {
+    /// `item` for sending. Large pixels go into `slot`, or, given a
+    /// `lender` (the receiver passes them on to other workers without
+    /// looking), into memory lent to it; pixels already in such memory go
+    /// as they are.
+    pub fn new(item: Item, slot: &mut Slot, lender: Option<&mut Lender>) -> WireItem {
         let payload = match item.payload {
             Payload::Nothing => WirePayload::Nothing,
             Payload::Bytes(b) => WirePayload::Bytes(b),
+            Payload::Shared(shared) => WirePayload::Image {
+                width: shared.width(),
+                height: shared.height(),
+                color: shared.layout(),
+                pixels: WirePixels::Shared {
+                    memory: shared.memory().clone(),
+                    len: shared.bytes().len() as u64,
+                    lease: None,
+                },
+            },
             Payload::Image(img) => {
                 let (width, height) = (img.width(), img.height());
-                // The pixel buffer moves; only uncommon layouts are converted.
-                let (color, pixels) = match img {
-                    DynamicImage::ImageLuma8(b) => (Color::L8, b.into_raw()),
-                    DynamicImage::ImageRgb8(b) => (Color::Rgb8, b.into_raw()),
-                    DynamicImage::ImageRgba8(b) => (Color::Rgba8, b.into_raw()),
-                    DynamicImage::ImageLuma16(b) => (Color::L16, le_bytes(&b)),
-                    DynamicImage::ImageRgb16(b) => (Color::Rgb16, le_bytes(&b)),
-                    DynamicImage::ImageRgba16(b) => (Color::Rgba16, le_bytes(&b)),
-                    other if other.color().has_alpha() => {
-                        (Color::Rgba8, other.to_rgba8().into_raw())
-                    }
-                    other => (Color::Rgb8, other.to_rgb8().into_raw()),
+                let (color, pixels) = Layout::split(img);
+                let pixels = match lender {
+                    Some(lender) if pixels.len() >= SLOT_MIN => lender.lend(&pixels),
+                    _ => slot.put(pixels),
                 };
                 WirePayload::Image {
                     width,
                     height,
                     color,
-                    pixels: slot.put(pixels),
+                    pixels,
                 }
             }
         };
@@ -232,21 +322,6 @@ impl WireItem {
             payload,
         }
     }
-}
-
-/// 16-bit values as bytes, two a value, little-endian (a copy: the
-/// allocation of a `Vec<u16>` can't become a `Vec<u8>`'s).
-fn le_bytes(values: &[u16]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-/// The values [`le_bytes`] wrote; an odd last byte makes the buffer too
-/// short for its size, which the caller reports.
-fn from_le(bytes: &[u8]) -> Vec<u16> {
-    bytes
-        .chunks_exact(2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .collect()
 }
 
 /// Why an item failed in a worker, as the user will read it.
@@ -274,37 +349,52 @@ impl std::error::Error for BadPixels {}
 
 impl WireItem {
     /// The item received; pixels in a slot are copied out of `slot`.
-    pub fn into_item(self, slot: &mut Slot) -> Result<Item, BadPixels> {
+    /// Pixels in memory of their own are kept there when `keep` is given
+    /// (conveyor, which passes them on; the memory's lease goes into it
+    /// when nobody reads it any more), else copied out.
+    pub fn into_item(self, slot: &mut Slot, keep: Option<&Returns>) -> Result<Item, BadPixels> {
         let w = self;
-        let payload =
-            match w.payload {
-                WirePayload::Nothing => Payload::Nothing,
-                WirePayload::Bytes(b) => Payload::Bytes(b),
-                WirePayload::Image {
-                    width,
-                    height,
-                    color,
-                    pixels,
-                } => {
-                    let pixels = slot.take(pixels).ok_or(BadPixels { width, height })?;
-                    let img =
-                        match color {
-                            Color::L8 => GrayImage::from_raw(width, height, pixels)
-                                .map(DynamicImage::ImageLuma8),
-                            Color::Rgb8 => RgbImage::from_raw(width, height, pixels)
-                                .map(DynamicImage::ImageRgb8),
-                            Color::Rgba8 => RgbaImage::from_raw(width, height, pixels)
-                                .map(DynamicImage::ImageRgba8),
-                            Color::L16 => ImageBuffer::from_raw(width, height, from_le(&pixels))
-                                .map(DynamicImage::ImageLuma16),
-                            Color::Rgb16 => ImageBuffer::from_raw(width, height, from_le(&pixels))
-                                .map(DynamicImage::ImageRgb16),
-                            Color::Rgba16 => ImageBuffer::from_raw(width, height, from_le(&pixels))
-                                .map(DynamicImage::ImageRgba16),
-                        };
-                    Payload::Image(img.ok_or(BadPixels { width, height })?)
+        let payload = match w.payload {
+            WirePayload::Nothing => Payload::Nothing,
+            WirePayload::Bytes(b) => Payload::Bytes(b),
+            WirePayload::Image {
+                width,
+                height,
+                color,
+                pixels,
+            } => {
+                let bad = BadPixels { width, height };
+                match pixels {
+                    WirePixels::Shared { memory, lease, .. } if keep.is_some() => {
+                        let release = lease.zip(keep).map(|(lease, returns)| {
+                            let returns = Arc::clone(returns);
+                            Box::new(move || {
+                                returns
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push(lease);
+                            }) as crate::pixels::Release
+                        });
+                        Payload::Shared(
+                            SharedImage::new(width, height, color, memory, release).ok_or(bad)?,
+                        )
+                    }
+                    WirePixels::Shared { memory, len, .. } => {
+                        let len = usize::try_from(len).map_err(|_| bad.clone())?;
+                        let bytes = memory.get(..len).ok_or(bad.clone())?;
+                        Payload::Image(
+                            color
+                                .image(width, height, Cow::Borrowed(bytes))
+                                .ok_or(bad)?,
+                        )
+                    }
+                    pixels => {
+                        let bytes = slot.take(pixels).ok_or(bad.clone())?;
+                        Payload::Image(color.image(width, height, Cow::Owned(bytes)).ok_or(bad)?)
+                    }
                 }
-            };
+            }
+        };
         Ok(Item {
             id: w.id,
             path: w.path,
@@ -319,6 +409,7 @@ impl WireItem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::{DynamicImage, RgbImage};
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
@@ -326,17 +417,21 @@ mod tests {
             .collect()
     }
 
+    fn named(pixels: &WirePixels) -> &'static str {
+        match pixels {
+            WirePixels::Inline(_) => "inline",
+            WirePixels::InSlot(_) => "in slot",
+            WirePixels::NewSlot(..) => "new slot",
+            WirePixels::Shared { .. } => "shared",
+        }
+    }
+
     #[test]
     fn pixels_go_through_a_slot_that_is_reused_and_grown() {
         let (mut sender, mut receiver) = (Slot::default(), Slot::default());
         let mut through = |bytes: Vec<u8>| {
             let wire = sender.put(bytes);
-            let kind = match &wire {
-                WirePixels::Inline(_) => "inline",
-                WirePixels::InSlot(_) => "in slot",
-                WirePixels::NewSlot(..) => "new slot",
-            };
-            (kind, receiver.take(wire))
+            (named(&wire), receiver.take(wire))
         };
         for (len, seed, kind) in [
             (2 << 20, 1, "new slot"),
@@ -353,6 +448,106 @@ mod tests {
                 "{len} bytes, seed {seed}"
             );
         }
+    }
+
+    fn with_image(img: DynamicImage) -> Item {
+        let mut item = Item::new("a.png".into(), "a.png".into());
+        item.payload = Payload::Image(img);
+        item
+    }
+
+    fn how(wire: &WireItem) -> &'static str {
+        match &wire.payload {
+            WirePayload::Image { pixels, .. } => named(pixels),
+            _ => "no image",
+        }
+    }
+
+    /// From a worker to conveyor, kept there as it is, and on to two
+    /// workers: the image each worker gets is the one the first made.
+    #[test]
+    fn handed_over_pixels_reach_the_next_workers_intact() {
+        let rgb = RgbImage::from_fn(1000, 600, |x, y| {
+            image::Rgb([x as u8, y as u8, (x ^ y) as u8])
+        });
+        let mut lender = Lender::default();
+        let returns = Returns::default();
+        for img in [
+            DynamicImage::ImageRgb8(rgb.clone()),
+            DynamicImage::ImageRgba16(DynamicImage::ImageRgb8(rgb.clone()).to_rgba16()),
+        ] {
+            let mut worker_out = Slot::default();
+            let wire = WireItem::new(with_image(img.clone()), &mut worker_out, Some(&mut lender));
+            assert_eq!(how(&wire), "shared");
+            let mut conveyor_in = Slot::default();
+            let kept = wire
+                .into_item(&mut conveyor_in, Some(&returns))
+                .expect("intact");
+            assert!(matches!(kept.payload, Payload::Shared(_)), "copied in");
+            assert!(conveyor_in.0.is_none(), "the slot was used");
+            for _branch in 0..2 {
+                let mut to_worker = Slot::default();
+                let wire = WireItem::new(kept.clone(), &mut to_worker, None);
+                assert_eq!(how(&wire), "shared");
+                let got = wire.into_item(&mut Slot::default(), None).expect("intact");
+                match got.payload {
+                    Payload::Image(got) => assert!(got == img, "pixels changed"),
+                    other => panic!("a worker got {other:?}"),
+                }
+            }
+            // A stage in conveyor gets it as an ordinary image.
+            match kept.payload.in_process() {
+                Some(Payload::Image(got)) => assert!(got == img),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Every copy is gone: both leases came back.
+        assert_eq!(*returns.lock().expect("lock"), [0, 1]);
+        // Small images stay in the message, handed over or not.
+        let small = DynamicImage::ImageRgb8(RgbImage::new(10, 10));
+        let wire = WireItem::new(with_image(small), &mut Slot::default(), Some(&mut lender));
+        assert_eq!(how(&wire), "inline");
+    }
+
+    /// Lent memory is written again only after its lease came back: an
+    /// image still read keeps its pixels while later ones are lent.
+    #[test]
+    fn lent_memory_is_reused_only_once_given_back() {
+        let mut lender = Lender::default();
+        let returns = Returns::default();
+        let mut conveyor_in = Slot::default();
+        let mut lend = |lender: &mut Lender, seed: u8| {
+            let img = DynamicImage::ImageRgb8(RgbImage::from_fn(800, 600, |x, y| {
+                image::Rgb([x as u8 ^ seed, y as u8, seed])
+            }));
+            let wire = WireItem::new(with_image(img.clone()), &mut Slot::default(), Some(lender));
+            let kept = wire
+                .into_item(&mut conveyor_in, Some(&returns))
+                .expect("intact");
+            (img, kept)
+        };
+        let (first, still_read) = lend(&mut lender, 1);
+        let (_, done) = lend(&mut lender, 2);
+        drop(done);
+        let back = std::mem::take(&mut *returns.lock().expect("lock"));
+        assert_eq!(back, [1]);
+        lender.returned(&back);
+        assert_eq!((lender.lent.len(), lender.idle.len()), (1, 1));
+        // The third image reuses the second's memory, never the first's.
+        let (third, third_kept) = lend(&mut lender, 3);
+        assert_eq!((lender.lent.len(), lender.idle.len()), (2, 0));
+        let image_of = |item: &Item| match item.payload.clone().in_process() {
+            Some(Payload::Image(img)) => img,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            image_of(&still_read) == first,
+            "a read image was overwritten"
+        );
+        assert!(image_of(&third_kept) == third);
+        // A lease given back twice, or never lent, changes nothing.
+        lender.returned(&[1, 99]);
+        assert_eq!((lender.lent.len(), lender.idle.len()), (2, 0));
     }
 
     #[test]

@@ -264,7 +264,7 @@ fn chain_processes(
 ) -> Vec<Option<supervisor::ChainProcesses>> {
     let exe = supervisor::worker_exe();
     let idle = |i: &usize| matches!(&built[*i], Built::Stage(s) if s.passes_through());
-    chains
+    let mut processes: Vec<Option<supervisor::ChainProcesses>> = chains
         .iter()
         .map(|chain| {
             let defs: Vec<&StageDef> = chain.iter().map(|&i| &pipeline.stages[i]).collect();
@@ -282,7 +282,16 @@ fn chain_processes(
                 )
             })
         })
-        .collect()
+        .collect();
+    let in_workers: Vec<bool> = processes.iter().map(Option::is_some).collect();
+    let gathers = |i: usize| matches!(&built[i], Built::Stage(s) if s.collects());
+    let hands_over = plan::hands_over(pipeline, chains, &in_workers, &gathers);
+    for (p, hand_over) in processes.iter_mut().zip(hands_over) {
+        if let Some(p) = p {
+            p.hand_over = hand_over;
+        }
+    }
+    processes
 }
 
 /// Start the sources and every chain's workers; return when all are done.

@@ -54,6 +54,9 @@ pub struct ChainProcesses {
     pub crash_limit: u32,
     /// Workers started so far (first ones, replacements, recycled).
     pub started: AtomicU32,
+    /// Every reader of the chain's items is a chain of workers: large
+    /// pixels are handed over in shared memory, never copied in conveyor.
+    pub hand_over: bool,
 }
 
 impl ChainProcesses {
@@ -86,6 +89,7 @@ impl ChainProcesses {
             crashes_in_a_row: AtomicU32::new(0),
             crash_limit: (2 * (first.retries + 1)).max(5),
             started: AtomicU32::new(0),
+            hand_over: false,
         }
     }
 }
@@ -101,6 +105,8 @@ pub(super) struct Worker {
     /// Shared memory for large pixels: to the worker, and from it.
     pub(super) to_slot: super::protocol::Slot,
     pub(super) from_slot: super::protocol::Slot,
+    /// Leases of the worker's memory that conveyor is done with.
+    pub(super) returns: super::protocol::Returns,
 }
 
 /// A dead worker's exit status and what it said.
@@ -274,6 +280,7 @@ pub(super) fn spawn(stage: &ChainProcesses) -> Result<Worker, SpawnError> {
             items: 0,
             to_slot: Default::default(),
             from_slot: Default::default(),
+            returns: Default::default(),
         },
         Err(detail) => {
             let status = child.wait().ok();
@@ -411,7 +418,10 @@ fn connect(
 /// Send the chain's stages to a connected worker and wait until it has
 /// built them.
 fn handshake(stage: &ChainProcesses, worker: Worker) -> Result<Worker, SpawnError> {
-    let init = ToWorker::Init(stage.inits.clone());
+    let init = ToWorker::Init {
+        stages: stage.inits.clone(),
+        hand_over: stage.hand_over,
+    };
     let sent = worker.tx.as_ref().map(|tx| tx.send(init));
     if !matches!(sent, Some(Ok(()))) {
         let (status, said) = worker.kill();

@@ -16,7 +16,7 @@ use super::protocol::{FromWorker, Reason, ToWorker, WireItem};
 pub use super::spawn::ChainProcesses;
 use super::spawn::{self, Worker, describe_death};
 use super::{CallError, Outcome};
-use crate::item::Item;
+use crate::item::{Item, Payload};
 
 /// After Ctrl-C, how long an item in a worker may still take.
 const INTERRUPT_GRACE: Duration = Duration::from_millis(1500);
@@ -125,11 +125,24 @@ impl<'a> Slot<'a> {
             clock.started = Instant::now();
             clock.crossing.start = clock.started - asked;
         }
+        // Pixels in another worker's lent memory stay lent until this
+        // worker has answered (it copies them out first): this copy of the
+        // image is dropped only when the call returns.
+        let _hold = match &item.payload {
+            Payload::Shared(shared) => Some(shared.clone()),
+            _ => None,
+        };
         let sent = self.worker.as_mut().and_then(|w| {
-            let wire = WireItem::new(item, &mut w.to_slot);
+            let wire = WireItem::new(item, &mut w.to_slot, None);
             clock.crossing.bytes += wire.size();
-            w.tx.as_ref()
-                .map(|tx| tx.send(ToWorker::Item(Box::new(wire))))
+            let returned =
+                std::mem::take(&mut *w.returns.lock().unwrap_or_else(|e| e.into_inner()));
+            w.tx.as_ref().map(|tx| {
+                tx.send(ToWorker::Item {
+                    item: Box::new(wire),
+                    returned,
+                })
+            })
         });
         if !matches!(sent, Some(Ok(()))) {
             return Err(self.lost_worker(clock.at, false));
@@ -194,7 +207,7 @@ impl<'a> Slot<'a> {
                 let out = match result {
                     Ok(Some(w)) => match self.worker.as_mut() {
                         Some(worker) => w
-                            .into_item(&mut worker.from_slot)
+                            .into_item(&mut worker.from_slot, Some(&worker.returns))
                             .map(Some)
                             .map_err(|e| CallError::Item(e.to_string())),
                         None => Err(CallError::Fatal("no worker".into())),

@@ -216,3 +216,90 @@ fn panics_fail_one_item_and_retries_recover() {
     assert_eq!(f.stage, "f");
     assert_eq!(f.reason, "panicked: boom on purpose (after 2 attempts)");
 }
+
+/// Pixels are handed over in shared memory only by a chain whose every
+/// reader runs in workers, and never by one whose last stage gathers.
+#[test]
+fn only_chains_read_by_workers_alone_hand_pixels_over() {
+    let registry = Registry::builtin();
+    let text = r#"
+[[stage]]
+name = "scan"
+kind = "scan"
+root = "."
+
+[[stage]]
+name = "load"
+kind = "decode"
+
+[[stage]]
+name = "thumb"
+kind = "resize"
+input = "load"
+width = 64
+
+[[stage]]
+name = "thumb-png"
+kind = "encode"
+format = "png"
+
+[[stage]]
+name = "large"
+kind = "resize"
+input = "load"
+width = 640
+
+[[stage]]
+name = "large-png"
+kind = "encode"
+format = "png"
+"#;
+    let at = |p: &Pipeline, name: &str| {
+        p.stages
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no stage {name}"))
+    };
+    let hands_over = |p: &Pipeline, in_workers: &dyn Fn(&str) -> bool, gathers: &[&str]| {
+        let chains = plan::chains(p, &vec![false; p.stages.len()]);
+        let workers: Vec<bool> = chains
+            .iter()
+            .map(|c| in_workers(&p.stages[c[0]].name))
+            .collect();
+        let gathers: Vec<usize> = gathers.iter().map(|g| at(p, g)).collect();
+        let by_chain = plan::hands_over(p, &chains, &workers, &|i| gathers.contains(&i));
+        let mut by_head: Vec<(String, bool)> = chains
+            .iter()
+            .zip(by_chain)
+            .map(|(c, h)| (p.stages[c[0]].name.clone(), h))
+            .collect();
+        by_head.sort();
+        by_head
+    };
+    let all = load(text, &registry, &[Override::Mode("processes".into())]);
+    let everywhere = |_: &str| true;
+    assert_eq!(
+        hands_over(&all, &everywhere, &[]),
+        [
+            ("large".to_string(), false),
+            ("load".to_string(), true),
+            ("thumb".to_string(), false),
+        ],
+        "the branches' readers: none"
+    );
+    // One branch in this process: the pixels must come here.
+    assert_eq!(
+        hands_over(&all, &|s| s != "large", &[])[1],
+        ("load".to_string(), false)
+    );
+    // The loader not in workers: it has no workers to hand over with.
+    assert_eq!(
+        hands_over(&all, &|s| s != "load", &[])[1],
+        ("load".to_string(), false)
+    );
+    // A loader that gathers (as a contact sheet does) keeps its pixels here.
+    assert_eq!(
+        hands_over(&all, &everywhere, &["load"])[1],
+        ("load".to_string(), false)
+    );
+}

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use super::call::Step;
 use super::protocol::{
-    Bootstrap, FromWorker, Reason, Slot, StageInit, ToWorker, WORKER_ARG, WireItem,
+    Bootstrap, FromWorker, Lender, Reason, Slot, StageInit, ToWorker, WORKER_ARG, WireItem,
+    WirePayload, WirePixels,
 };
 use crate::stage::{Built, Stage};
 use crate::stages::Registry;
@@ -44,9 +45,9 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     }
     drop(bootstrap);
 
-    let stages = match to_rx.recv() {
-        Ok(ToWorker::Init(inits)) => match build_chain(&inits, registry) {
-            Ok(stages) => stages,
+    let (stages, hand_over) = match to_rx.recv() {
+        Ok(ToWorker::Init { stages, hand_over }) => match build_chain(&stages, registry) {
+            Ok(stages) => (stages, hand_over),
             Err(e) => {
                 let _ = from_tx.send(FromWorker::InitFailed(e.to_string()));
                 return 2;
@@ -63,9 +64,19 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     // always knows which item (and which stage) a crash belongs to.
     // Shared memory for large pixels, from conveyor and to it.
     let (mut in_slot, mut out_slot) = (Slot::default(), Slot::default());
-    while let Ok(ToWorker::Item(wire)) = to_rx.recv() {
-        let answer = match wire.into_item(&mut in_slot) {
-            Ok(item) => run_chain(&stages, item, &from_tx, &mut out_slot),
+    // Memory lent to conveyor for the pixels this worker hands over.
+    let mut lender = hand_over.then(Lender::default);
+    while let Ok(ToWorker::Item {
+        item: wire,
+        returned,
+    }) = to_rx.recv()
+    {
+        if let Some(lender) = lender.as_mut() {
+            lender.returned(&returned);
+        }
+        read_late(&wire);
+        let answer = match wire.into_item(&mut in_slot, None) {
+            Ok(item) => run_chain(&stages, item, &from_tx, &mut out_slot, lender.as_mut()),
             Err(e) => Some(FromWorker::Done {
                 at: 0,
                 result: Err(Reason(e.to_string())),
@@ -107,6 +118,28 @@ fn hold_after_placing() {
     {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
+}
+
+/// Debug builds only: with `CONVEYOR_DEBUG_READ_LATE_MS` set, a worker
+/// given pixels in another worker's lent memory waits that long before it
+/// copies them out, so a test can show that the memory is not reused while
+/// a reader is this slow.
+fn read_late(wire: &WireItem) {
+    #[cfg(debug_assertions)]
+    if matches!(
+        wire.payload,
+        WirePayload::Image {
+            pixels: WirePixels::Shared { .. },
+            ..
+        }
+    ) && let Some(ms) = std::env::var("CONVEYOR_DEBUG_READ_LATE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = wire;
 }
 
 /// The exit code of a worker that ended because conveyor asked it to stop.
@@ -210,13 +243,14 @@ fn run_chain(
     item: crate::item::Item,
     tx: &IpcSender<FromWorker>,
     slot: &mut Slot,
+    lender: Option<&mut Lender>,
 ) -> Option<FromWorker> {
     let enter = |at| tx.send(FromWorker::Enter(at)).is_ok();
     let (at, step, spent) = super::call::through_chain(stages, item, enter)?;
     Some(match step {
         Step::Done(out) => FromWorker::Done {
             at,
-            result: Ok(out.map(|i| Box::new(WireItem::new(*i, slot)))),
+            result: Ok(out.map(|i| Box::new(WireItem::new(*i, slot, lender)))),
             cpu: spent.cpu,
             peak_rss: crate::cputime::peak_rss_self(),
         },

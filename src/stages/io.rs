@@ -155,7 +155,7 @@ fn take_bytes(item: &mut Item, limit: u64, image_only: bool) -> Result<Vec<u8>, 
             item.meta.size = Some(bytes.len() as u64);
             Ok(bytes)
         }
-        crate::item::Payload::Image(_) => {
+        crate::item::Payload::Image(_) | crate::item::Payload::Shared(_) => {
             Err(StageError::new("expected bytes, got a decoded image"))
         }
     }

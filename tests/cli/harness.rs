@@ -112,6 +112,9 @@ impl Workspace {
             .env_remove("OUT")
             .env("TMPDIR", &tmp)
             .envs(env.iter().copied())
+            // Not the test runner's: a run left behind by a failed test
+            // must not hold its output open.
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn conveyor")

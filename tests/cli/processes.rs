@@ -450,3 +450,167 @@ dir = "out"
     assert_eq!(threads.len(), 5);
     assert!(threads == procs, "processes mode made different files");
 }
+
+/// A fan-out whose every stage is in processes mode: the decoded pixels go
+/// from the `load` worker to both branches' workers in shared memory that
+/// conveyor passes on without copying (`exec/protocol.rs`, `Lender`), and
+/// that the `load` worker reuses once both branches are done with it.
+/// Whatever happens (8 and 16 bits, alpha, sizes that grow and shrink so
+/// memory is reused and replaced, `load` workers retired every 2 items with
+/// images still lent, a branch worker that crashes on one item), every file
+/// is the one threads mode writes, byte for byte.
+#[test]
+fn pixels_handed_from_worker_to_workers_arrive_intact() {
+    let ws = Workspace::new();
+    let sizes = [
+        (900, 600),
+        (1600, 1000),
+        (1200, 900),
+        (700, 600),
+        (1600, 1000),
+        (1000, 700),
+    ];
+    for (i, (w, h)) in sizes.into_iter().enumerate() {
+        let rgb = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 7 + y) as u8,
+                (y * 3 + i as u32) as u8,
+                ((x ^ y) * 5) as u8,
+            ])
+        });
+        let img = match i {
+            // 16 bits a channel: bytes that are not the pixels' own layout.
+            2 => image::DynamicImage::ImageRgb16(image::DynamicImage::ImageRgb8(rgb).to_rgb16()),
+            3 => image::DynamicImage::ImageRgba8(image::DynamicImage::ImageRgb8(rgb).to_rgba8()),
+            _ => image::DynamicImage::ImageRgb8(rgb),
+        };
+        ws.write(&format!("src/{i}.png"), &png_bytes(&img));
+    }
+    ws.write(
+        "fan.toml",
+        br#"
+[[stage]]
+name = "scan"
+kind = "scan"
+root = "src"
+
+[[stage]]
+name = "load"
+kind = "decode"
+
+[[stage]]
+name = "small"
+kind = "resize"
+input = "load"
+width = 300
+
+[[stage]]
+name = "small-png"
+kind = "encode"
+format = "png"
+
+[[stage]]
+name = "small-save"
+kind = "write"
+dir = "out/small"
+
+[[stage]]
+name = "boom"
+kind = "chaos"
+input = "load"
+action = "segfault"
+match = "none.png"
+
+[[stage]]
+name = "crisp"
+kind = "sharpen"
+
+[[stage]]
+name = "crisp-png"
+kind = "encode"
+format = "png"
+
+[[stage]]
+name = "crisp-save"
+kind = "write"
+dir = "out/crisp"
+"#,
+    );
+    let run = |out: &str, extra: &[&str]| {
+        let small = format!("small-save.dir=\"{out}/small\"");
+        let crisp = format!("crisp-save.dir=\"{out}/crisp\"");
+        let mut args = vec!["run", "fan.toml", "--set", &small, "--set", &crisp];
+        args.extend_from_slice(extra);
+        ws.conveyor().args(&args).run()
+    };
+    run("t", &[]).code(0);
+    let threads = (ws.files("t/small"), ws.files("t/crisp"));
+    assert_eq!((threads.0.len(), threads.1.len()), (6, 6));
+
+    let all = ["--mode", "processes", "--jobs", "2"];
+    run("p", &all).code(0);
+    assert!(
+        threads == (ws.files("p/small"), ws.files("p/crisp")),
+        "processes mode made different files"
+    );
+
+    // Branch workers that read the lent memory late, while `load` decodes
+    // the next images: nothing is written into memory still to be read.
+    let small = "small-save.dir=\"l/small\"";
+    let crisp = "crisp-save.dir=\"l/crisp\"";
+    let mut late = vec!["run", "fan.toml", "--set", small, "--set", crisp];
+    late.extend_from_slice(&all);
+    late.extend_from_slice(&["--set", "load.workers=1"]);
+    ws.conveyor()
+        .args(&late)
+        .env("CONVEYOR_DEBUG_READ_LATE_MS", "300")
+        .run()
+        .code(0);
+    assert!(
+        threads == (ws.files("l/small"), ws.files("l/crisp")),
+        "late readers: different files"
+    );
+
+    // `load` workers retired with images still lent to conveyor.
+    let mut retired = all.to_vec();
+    retired.extend_from_slice(&[
+        "--set",
+        "load.max_items_per_worker=2",
+        "--set",
+        "load.workers=1",
+    ]);
+    run("r", &retired).code(0);
+    assert!(
+        threads == (ws.files("r/small"), ws.files("r/crisp")),
+        "retired workers: different files"
+    );
+
+    // A branch worker crashes on one item: it fails there alone, and every
+    // other file (later images reuse the memory it was reading) is intact.
+    let mut crash = all.to_vec();
+    crash.extend_from_slice(&[
+        "--set",
+        "boom.match=\"1.png\"",
+        "--set",
+        "boom.workers=1",
+        "--set",
+        "crisp.workers=1",
+    ]);
+    let done = run("c", &crash);
+    done.code(1)
+        .stderr_has("worker killed by signal 11 (SIGSEGV)");
+    let (small, mut crisp) = (ws.files("c/small"), ws.files("c/crisp"));
+    assert!(small == threads.0, "crash run: different thumbnails");
+    assert!(
+        crisp.remove("1.png").is_none(),
+        "the crashed item was written"
+    );
+    let mut expected = threads.1.clone();
+    expected.remove("1.png");
+    assert!(crisp == expected, "crash run: different sharpened files");
+    assert_eq!(
+        ws.leftover_workers(),
+        Vec::<u32>::new(),
+        "workers left running"
+    );
+}
