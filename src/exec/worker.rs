@@ -9,7 +9,6 @@ use std::sync::Arc;
 use super::call::Step;
 use super::protocol::{
     Bootstrap, FromWorker, Lender, Reason, Slot, StageInit, ToWorker, WORKER_ARG, WireItem,
-    WirePayload, WirePixels,
 };
 use crate::stage::{Built, Stage};
 use crate::stages::Registry;
@@ -125,6 +124,8 @@ fn hold_after_placing() {
 /// copies them out, so a test can show that the memory is not reused while
 /// a reader is this slow.
 fn read_late(wire: &WireItem) {
+    #[cfg(debug_assertions)]
+    use super::protocol::{WirePayload, WirePixels};
     #[cfg(debug_assertions)]
     if matches!(
         wire.payload,

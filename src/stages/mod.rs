@@ -29,6 +29,7 @@ pub mod watermark;
 pub mod write;
 
 mod io;
+mod jpeg_scans;
 
 pub use io::*;
 

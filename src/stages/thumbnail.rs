@@ -224,20 +224,34 @@ impl Thumbnail {
             // No reduction possible: zune-jpeg is faster at full size.
             return Ok(None);
         };
-        let mut dec = dec;
-        dec.scale(eighths);
         let out_space = if gray {
             ColorSpace::JCS_GRAYSCALE
         } else {
             ColorSpace::JCS_RGB
         };
-        let mut started = dec.to_colorspace(out_space).map_err(|e| e.to_string())?;
-        let (sw, sh) = (
-            u32::try_from(started.width()).unwrap_or(u32::MAX),
-            u32::try_from(started.height()).unwrap_or(u32::MAX),
-        );
-        let data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
-        started.finish().map_err(|e| e.to_string())?;
+        // At 1/8 a progressive file's AC scans of its full-resolution
+        // components are never used (`jpeg_scans`): decode without them.
+        // Should that copy fail, the file is decoded as it is.
+        let without_ac = (eighths == 1)
+            .then(|| super::jpeg_scans::for_eighth_scale(bytes))
+            .flatten()
+            .and_then(|small| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    let mut dec = Decompress::builder()
+                        .from_mem(&small)
+                        .map_err(|e| e.to_string())?;
+                    // Smoothing guesses the missing AC coefficients from
+                    // neighbouring blocks: work for pixels that ignore them.
+                    dec.do_block_smoothing(false);
+                    read_scaled(dec, eighths, out_space)
+                }))
+                .ok()?
+                .ok()
+            });
+        let (sw, sh, data) = match without_ac {
+            Some(read) => read,
+            None => read_scaled(dec, eighths, out_space)?,
+        };
         let img = if gray {
             GrayImage::from_raw(sw, sh, data).map(DynamicImage::ImageLuma8)
         } else {
@@ -258,6 +272,23 @@ impl Thumbnail {
         };
         Ok(Some((decoded, (ow, oh))))
     }
+}
+
+/// Decode at `eighths`/8 into `space`: width, height and pixels.
+fn read_scaled<R: std::io::BufRead>(
+    mut dec: mozjpeg::Decompress<R>,
+    eighths: u8,
+    space: mozjpeg::ColorSpace,
+) -> Result<(u32, u32, Vec<u8>), LibjpegError> {
+    dec.scale(eighths);
+    let mut started = dec.to_colorspace(space).map_err(|e| e.to_string())?;
+    let (w, h) = (
+        u32::try_from(started.width()).unwrap_or(u32::MAX),
+        u32::try_from(started.height()).unwrap_or(u32::MAX),
+    );
+    let data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
+    started.finish().map_err(|e| e.to_string())?;
+    Ok((w, h, data))
 }
 
 /// The smallest libjpeg scale, in eighths (1..=7), whose output is at least

@@ -318,6 +318,23 @@ fn big_jpeg(w: u32, h: u32, gray: bool) -> Vec<u8> {
     bytes
 }
 
+/// A progressive 4:2:0 JPEG with libjpeg's usual scan script (DC, then AC
+/// bands and refinements per component), from the same picture as
+/// [`big_jpeg`].
+fn progressive_jpeg(w: u32, h: u32) -> Vec<u8> {
+    let rgb = image::load_from_memory(&big_jpeg(w, h, false))
+        .expect("decodes")
+        .to_rgb8();
+    let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+    c.set_size(w as usize, h as usize);
+    c.set_quality(90.0);
+    c.set_optimize_scans(false);
+    c.set_progressive_mode();
+    let mut started = c.start_compress(Vec::new()).expect("start");
+    started.write_scanlines(rgb.as_raw()).expect("write");
+    started.finish().expect("finish")
+}
+
 #[test]
 fn thumbnail_matches_decode_and_resize() {
     // Large generated JPEGs, so shrink-on-load really decodes at a reduced
@@ -329,10 +346,13 @@ fn thumbnail_matches_decode_and_resize() {
         "big/sideways.jpg",
         &with_segments(&big_jpeg(1500, 1000, false), &[(0xE1, exif_orientation(6))]),
     );
+    // Progressive and over 16 times the thumbnail: decoded at 1/8 without
+    // its luma AC scans (`stages/jpeg_scans.rs`).
+    ws.write("big/progressive.jpg", &progressive_jpeg(4400, 2900));
     ws.sample("rotated.jpg", "big/rotated.jpg")
         .sample("trips/hills.png", "big/hills.png");
     let thumbs = thumbnail_matches_decode_resize(&ws.path("big"), "*", 2.5);
-    assert_eq!(thumbs.len(), 5);
+    assert_eq!(thumbs.len(), 6);
     let sideways = image::load_from_memory(&thumbs["sideways.png"]);
     assert_eq!(
         sideways.map(|i| (i.width(), i.height())).ok(),
