@@ -15,6 +15,7 @@
 #   bench/compare.sh --big [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --memory [FOLDER] [JOBS] [RUNS]
 #   bench/compare.sh --gallery [FOLDER] [JOBS] [RUNS]
+#   bench/compare.sh --progressive [FOLDER] [JOBS] [RUNS]
 #
 # The first also runs conveyor in processes mode (ratio to threads mode) and
 # compares its peak RSS on 50 and 500 generated files. --scaling runs conveyor
@@ -58,6 +59,11 @@
 # watermarked web sizes, a manifest) on FOLDER in threads and in processes
 # mode and prints processes' speed over threads'.
 #
+# --progressive makes progressive JPEGs of the JPEGs in FOLDER, enlarged to
+# at least 4200 px wide (Pillow, q90, libjpeg's scan script), large enough
+# that 256 px thumbnails decode them at 1/8 scale, and runs the thumbs task
+# on them: conveyor against Pillow's Pool and djpeg -scale 1/8's CPU time.
+#
 # Peers are installed if missing: Pillow with pip; libvips-tools, imagemagick,
 # parallel and time with apt-get. Each row: median wall time of RUNS runs
 # (default 3) of the whole command, images/s, peak RSS of the largest single
@@ -72,6 +78,7 @@ limit=false
 big=false
 memory=false
 gallery=false
+progressive=false
 advise=false
 if [ "${1:-}" = "--scaling" ]; then
   scaling=true
@@ -96,6 +103,9 @@ elif [ "${1:-}" = "--memory" ]; then
   shift
 elif [ "${1:-}" = "--gallery" ]; then
   gallery=true
+  shift
+elif [ "${1:-}" = "--progressive" ]; then
+  progressive=true
   shift
 fi
 folder=${1:-$here/../shared/corpus/photos}
@@ -386,6 +396,31 @@ if $gallery; then
   interleaved "threads" "--mode processes"
   awk -v a="${wall_of[threads]}" -v b="${wall_of[--mode processes]}" \
     'BEGIN {printf "  processes mode speed over threads: %.2fx\n", a / b}'
+  exit 0
+fi
+
+if $progressive; then
+  big_jpegs=$work/progressive
+  mkdir -p "$big_jpegs"
+  python3 - "$folder" "$big_jpegs" <<'PY'
+import glob, math, os, sys
+from PIL import Image
+src, dst = sys.argv[1], sys.argv[2]
+for f in sorted(glob.glob(os.path.join(src, "*.jp*g"))):
+    im = Image.open(f).convert("RGB")
+    k = max(1, math.ceil(4200 / im.width))
+    im = im.resize((im.width * k, im.height * k), Image.BICUBIC)
+    im.save(os.path.join(dst, os.path.basename(f)), quality=90, progressive=True)
+PY
+  n=$(ls "$big_jpegs" | wc -l)
+  cmd_of["conveyor"]="$bin run pipelines/thumbnails-fast.toml --quiet --progress never --jobs $jobs --force --set 'scan.root=\"$big_jpegs\"' --set 'save.dir=\"$work/out\"'"
+  cmd_of["Pillow, Pool($jobs)"]="python3 bench/pillow_bench.py thumbs '$big_jpegs' '$work/out' $jobs"
+  cmd_of["djpeg -scale 1/8, one at a time"]="sh -c 'for f in \"\$1\"/*; do djpeg -scale 1/8 -outfile /dev/null \"\$f\"; done' sh '$big_jpegs'"
+  echo
+  echo "256 px thumbnails of $n progressive JPEGs (at least 4200 px wide), $jobs jobs, median of $runs interleaved rounds:"
+  interleaved "conveyor" "Pillow, Pool($jobs)" "djpeg -scale 1/8, one at a time"
+  awk -v a="${wall_of[conveyor]}" -v b="${wall_of[Pillow, Pool($jobs)]}" -v c="${cpu_of[djpeg -scale 1/8, one at a time]}" -v j="$jobs" \
+    'BEGIN {printf "  conveyor over Pillow: %.2fx; over djpeg'"'"'s CPU spread over %d cores: %.2fx\n", b / a, j, (c / j) / a}'
   exit 0
 fi
 

@@ -194,16 +194,21 @@ pub struct Lender {
     idle: Vec<IpcSharedMemory>,
 }
 
-/// Idle memory kept for reuse, at most.
+/// Idle memory kept for reuse, at most: this many pieces, of this many
+/// bytes in all. It holds no image, so `--memory` does not count it; the
+/// bound keeps it to a few photos' worth per worker (the slots are alike).
 const IDLE_KEPT: usize = 4;
+const IDLE_BYTES: usize = 64 << 20;
 
 impl Lender {
     /// Conveyor is done with these leases.
     pub fn returned(&mut self, leases: &[u64]) {
         for lease in leases {
-            if let Some(memory) = self.lent.remove(lease)
-                && self.idle.len() < IDLE_KEPT
-            {
+            let Some(memory) = self.lent.remove(lease) else {
+                continue;
+            };
+            let held: usize = self.idle.iter().map(|m| m.len()).sum();
+            if self.idle.len() < IDLE_KEPT && held + memory.len() <= IDLE_BYTES {
                 self.idle.push(memory);
             }
         }
@@ -548,6 +553,20 @@ mod tests {
         // A lease given back twice, or never lent, changes nothing.
         lender.returned(&[1, 99]);
         assert_eq!((lender.lent.len(), lender.idle.len()), (2, 0));
+        // Idle memory is bounded: of six 16 MB images given back, four
+        // are kept (64 MiB); of larger ones, fewer.
+        let mut big = Lender::default();
+        let wide = vec![7u8; 16_000_000];
+        for _ in 0..6 {
+            let _ = big.lend(&wide);
+        }
+        big.returned(&[0, 1, 2, 3, 4, 5]);
+        assert_eq!((big.lent.len(), big.idle.len()), (0, 4));
+        let mut huge = Lender::default();
+        let _ = huge.lend(&vec![1u8; 40_000_000]);
+        let _ = huge.lend(&vec![1u8; 40_000_000]);
+        huge.returned(&[0, 1]);
+        assert_eq!(huge.idle.len(), 1);
     }
 
     #[test]
