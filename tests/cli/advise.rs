@@ -5,6 +5,17 @@
 
 use super::*;
 
+/// The entry of stage `name` in advise's JSON.
+fn stage_of(json: &serde_json::Value, name: &str) -> serde_json::Value {
+    json["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["stage"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name}: {json}"))
+}
+
 /// Every file below the workspace (links not followed), with its bytes.
 fn tree(ws: &Workspace) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -297,15 +308,7 @@ fn a_pixel_stage_is_measured_alone_in_processes_with_what_crosses_and_how_it_sca
         .run();
     done.code(0);
     let json: serde_json::Value = serde_json::from_str(&done.stdout()).expect("json");
-    let stage = |name: &str| -> serde_json::Value {
-        json["stages"]
-            .as_array()
-            .expect("stages")
-            .iter()
-            .find(|s| s["stage"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no {name}: {json}"))
-    };
+    let stage = |name: &str| stage_of(&json, name);
     // Alone in a worker, the resize takes the decoded pixels in: at least
     // the smallest photo's (tower, 360x540 RGB) per item.
     let shrink = stage("shrink");
@@ -443,13 +446,7 @@ fn files_named_alike_are_each_measured_and_apply_wants_an_existing_folder() {
     done.code(0);
     let json: serde_json::Value = serde_json::from_str(&done.stdout()).expect("json");
     assert_eq!(json["sample"], 2, "{json}");
-    let thumb = json["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .find(|s| s["stage"] == "thumb")
-        .cloned()
-        .expect("thumb");
+    let thumb = stage_of(&json, "thumb");
     assert_eq!(thumb["threads"]["items"], 2, "both measured: {thumb}");
     ws.conveyor()
         .args(&[

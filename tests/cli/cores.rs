@@ -7,6 +7,16 @@ use image::{DynamicImage, RgbImage};
 
 use super::*;
 
+/// Run `pipeline` with its `save` stage writing to `out/DIR`, plus `extra`
+/// flags, and return the bytes of the file `name` it wrote there.
+fn made_in(ws: &Workspace, pipeline: &str, dir: &str, name: &str, extra: &[&str]) -> Vec<u8> {
+    let set = format!("save.dir=\"out/{dir}\"");
+    let mut args = vec!["run", pipeline, "--set", &set];
+    args.extend_from_slice(extra);
+    ws.conveyor().args(&args).run().code(0);
+    std::fs::read(ws.path(&format!("out/{dir}/{name}"))).expect("output written")
+}
+
 /// A 1600 x 1000 picture (over the size at which work is split) with fine
 /// detail everywhere, so a row computed from the wrong neighbours shows.
 fn detailed() -> Vec<u8> {
@@ -63,13 +73,7 @@ fn a_large_image_split_over_idle_cores_gives_the_same_file() {
     let ws = Workspace::new();
     ws.write("src/detail.png", &detailed())
         .write("split.toml", PIPELINE.as_bytes());
-    let made = |dir: &str, extra: &[&str]| {
-        let set = format!("save.dir=\"out/{dir}\"");
-        let mut args = vec!["run", "split.toml", "--set", &set];
-        args.extend_from_slice(extra);
-        ws.conveyor().args(&args).run().code(0);
-        std::fs::read(ws.path(&format!("out/{dir}/detail.png"))).expect("output written")
-    };
+    let made = |dir: &str, extra: &[&str]| made_in(&ws, "split.toml", dir, "detail.png", extra);
     // One job: nothing to borrow, one pass.
     let alone = made("one", &["--jobs", "1"]);
     // Four jobs and one item: it borrows the three idle permits.
@@ -140,13 +144,7 @@ fn a_large_jpeg_encoded_in_strips_over_idle_cores_is_one_right_file() {
     let source = detailed();
     ws.write("src/detail.png", &source)
         .write("jpeg.toml", JPEG.as_bytes());
-    let made = |dir: &str, extra: &[&str]| {
-        let set = format!("save.dir=\"out/{dir}\"");
-        let mut args = vec!["run", "jpeg.toml", "--set", &set];
-        args.extend_from_slice(extra);
-        ws.conveyor().args(&args).run().code(0);
-        std::fs::read(ws.path(&format!("out/{dir}/detail.jpg"))).expect("output written")
-    };
+    let made = |dir: &str, extra: &[&str]| made_in(&ws, "jpeg.toml", dir, "detail.jpg", extra);
     let alone = made("one", &["--jobs", "1"]);
     let split = made("four", &["--jobs", "4"]);
     let worker = made(
