@@ -22,9 +22,18 @@ const EOI: u8 = 0xD9;
 const SOI: u8 = 0xD8;
 
 /// `bytes` without the AC scans of its full-resolution components, when it
-/// is a progressive (Huffman) JPEG with such scans; `None` otherwise, or
-/// when its structure is not what this reads (the file is then decoded as
-/// it is, and its errors reported from there).
+/// is a progressive (Huffman) JPEG with such scans that decodes to the same
+/// pixels without them; `None` otherwise, or when its structure is not what
+/// this reads (the file is then decoded as it is, and its errors reported
+/// from there).
+///
+/// Not when any component's first ten coefficients are left short of full
+/// precision by the file's scans (a scan script that never refines them, a
+/// file cut before its last scans): libjpeg then smooths the blocks of the
+/// whole file, estimating those coefficients (and the DC of a component
+/// without AC) from the neighbouring blocks, and the copy without AC scans
+/// would be smoothed otherwise. Nor when a scan's header is one libjpeg
+/// would refuse: dropping it would hide the file's error.
 pub(super) fn for_eighth_scale(bytes: &[u8]) -> Option<Vec<u8>> {
     if bytes.get(..2)? != [0xFF, SOI] {
         return None;
@@ -32,8 +41,9 @@ pub(super) fn for_eighth_scale(bytes: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(bytes.len() / 4);
     out.extend_from_slice(&bytes[..2]);
     let mut at = 2;
-    // Component ids with the largest sampling factors, from the frame.
-    let mut full: Option<Vec<u8>> = None;
+    let mut frame: Option<Frame> = None;
+    // AC Huffman tables defined so far.
+    let mut ac_tables = [false; 4];
     let mut dropped = false;
     loop {
         let (marker, start) = next_marker(bytes, at)?;
@@ -54,15 +64,13 @@ pub(super) fn for_eighth_scale(bytes: &[u8]) -> Option<Vec<u8>> {
                     *bytes.get(start + 3)?,
                 ]));
                 let body = bytes.get(start + 4..start + 2 + len)?;
-                if len < 2 {
-                    return None;
-                }
                 let segment_end = start + 2 + len;
                 match marker {
-                    SOF2 => full = Some(full_resolution(body)?),
-                    // Any other frame: baseline, extended, lossless or
-                    // arithmetic-coded files are left as they are.
-                    0xC0 | 0xC1 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
+                    SOF2 if frame.is_none() => frame = Some(Frame::read(body)?),
+                    // Any other frame (baseline, extended, lossless or
+                    // arithmetic-coded), or a second one: left as it is.
+                    0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
+                    DHT => define_tables(body, &mut ac_tables)?,
                     _ => {}
                 }
                 if marker != SOS {
@@ -71,7 +79,10 @@ pub(super) fn for_eighth_scale(bytes: &[u8]) -> Option<Vec<u8>> {
                     continue;
                 }
                 let data_end = scan_end(bytes, segment_end)?;
-                if droppable(body, full.as_deref()?)? {
+                let scan = Scan::read(body)?;
+                let frame = frame.as_mut()?;
+                frame.progress(&scan)?;
+                if frame.droppable(&scan, &ac_tables) {
                     dropped = true;
                 } else {
                     out.extend_from_slice(&bytes[start..data_end]);
@@ -80,7 +91,142 @@ pub(super) fn for_eighth_scale(bytes: &[u8]) -> Option<Vec<u8>> {
             }
         }
     }
-    dropped.then_some(out)
+    (dropped && frame?.never_smoothed()).then_some(out)
+}
+
+/// Define Huffman Table.
+const DHT: u8 = 0xC4;
+
+/// Coefficients libjpeg's block smoothing estimates when they are not
+/// known to full precision (libjpeg-turbo 2.1 and later: the first ten in
+/// zigzag order).
+const SMOOTHED: usize = 10;
+
+/// A progressive frame's components, and how far each coefficient of each
+/// has come: `None` not sent yet, else the bits still missing (`Al`).
+struct Frame {
+    /// Id, and whether it has the largest sampling factors (one pixel per
+    /// block at 1/8).
+    components: Vec<(u8, bool)>,
+    missing: Vec<[Option<u8>; 64]>,
+}
+
+impl Frame {
+    fn read(body: &[u8]) -> Option<Frame> {
+        // Precision, height (2), width (2), component count, then 3 bytes
+        // each: id, sampling factors, quantisation table.
+        let n = usize::from(*body.get(5)?);
+        let comps = body.get(6..6 + 3 * n)?;
+        if n == 0 || body.len() != 6 + 3 * n {
+            return None;
+        }
+        let factors = |c: &[u8]| (c[1] >> 4, c[1] & 0x0F);
+        let max_h = comps.chunks_exact(3).map(|c| factors(c).0).max()?;
+        let max_v = comps.chunks_exact(3).map(|c| factors(c).1).max()?;
+        let mut components: Vec<(u8, bool)> = Vec::with_capacity(n);
+        for c in comps.chunks_exact(3) {
+            let (h, v) = factors(c);
+            if h == 0 || v == 0 || components.iter().any(|(id, _)| *id == c[0]) {
+                return None;
+            }
+            components.push((c[0], (h, v) == (max_h, max_v)));
+        }
+        Some(Frame {
+            missing: vec![[None; 64]; n],
+            components,
+        })
+    }
+
+    fn index(&self, id: u8) -> Option<usize> {
+        self.components.iter().position(|(c, _)| *c == id)
+    }
+
+    /// Follow the coefficients a scan sends; `None` when the progression
+    /// is one libjpeg refuses or warns about.
+    fn progress(&mut self, scan: &Scan) -> Option<()> {
+        for &id in &scan.components {
+            let k = self.index(id)?;
+            for coef in &mut self.missing[k][usize::from(scan.ss)..=usize::from(scan.se)] {
+                let expected = (scan.ah != 0).then_some(scan.ah);
+                if *coef != expected {
+                    return None;
+                }
+                *coef = Some(scan.al);
+            }
+        }
+        Some(())
+    }
+
+    /// An AC scan of one full-resolution component, whose Huffman table
+    /// is defined.
+    fn droppable(&self, scan: &Scan, ac_tables: &[bool; 4]) -> bool {
+        scan.ss > 0
+            && scan.components.len() == 1
+            && self
+                .index(scan.components[0])
+                .is_some_and(|k| self.components[k].1)
+            && ac_tables
+                .get(usize::from(scan.ac_table))
+                .copied()
+                .unwrap_or(false)
+    }
+
+    /// Whether every component ends with its first coefficients at full
+    /// precision, so that libjpeg does not smooth the whole file.
+    fn never_smoothed(&self) -> bool {
+        self.missing
+            .iter()
+            .all(|m| m[..SMOOTHED].iter().all(|c| *c == Some(0)))
+    }
+}
+
+/// A scan's header, checked as libjpeg checks a progressive scan's.
+struct Scan {
+    components: Vec<u8>,
+    /// The first component's AC table.
+    ac_table: u8,
+    ss: u8,
+    se: u8,
+    ah: u8,
+    al: u8,
+}
+
+impl Scan {
+    fn read(body: &[u8]) -> Option<Scan> {
+        let n = usize::from(*body.first()?);
+        if !(1..=4).contains(&n) || body.len() != 1 + 2 * n + 3 {
+            return None;
+        }
+        let components: Vec<u8> = (0..n).map(|i| body[1 + 2 * i]).collect();
+        let ac_table = body[2] & 0x0F;
+        let (ss, se, a) = (body[1 + 2 * n], body[2 + 2 * n], body[3 + 2 * n]);
+        let (ah, al) = (a >> 4, a & 0x0F);
+        let dc = ss == 0 && se == 0;
+        let ac = ss > 0 && ss <= se && se <= 63 && n == 1;
+        let refines_one_bit = ah == 0 || al + 1 == ah;
+        (ah <= 13 && al <= 13 && (dc || ac) && refines_one_bit).then_some(Scan {
+            components,
+            ac_table,
+            ss,
+            se,
+            ah,
+            al,
+        })
+    }
+}
+
+/// Note the AC tables a DHT segment defines; `None` if it is malformed.
+fn define_tables(mut body: &[u8], ac: &mut [bool; 4]) -> Option<()> {
+    while !body.is_empty() {
+        let class_id = *body.first()?;
+        let counts = body.get(1..17)?;
+        let symbols: usize = counts.iter().map(|&c| usize::from(c)).sum();
+        if class_id >> 4 == 1 {
+            *ac.get_mut(usize::from(class_id & 0x0F))? = true;
+        }
+        body = body.get(17 + symbols..)?;
+    }
+    Some(())
 }
 
 /// The next marker at or after `at` (fill bytes `0xFF` before it skipped):
@@ -111,33 +257,6 @@ fn scan_end(bytes: &[u8], mut at: usize) -> Option<usize> {
 
 fn memchr_ff(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == 0xFF)
-}
-
-/// The ids of the frame's components that have the largest horizontal and
-/// vertical sampling factors (those decoded 1 pixel per block at 1/8).
-fn full_resolution(frame: &[u8]) -> Option<Vec<u8>> {
-    // Precision, height (2), width (2), component count, then 3 bytes each.
-    let n = usize::from(*frame.get(5)?);
-    let comps = frame.get(6..6 + 3 * n)?;
-    let factors = |c: &[u8]| (c[1] >> 4, c[1] & 0x0F);
-    let max_h = comps.chunks_exact(3).map(|c| factors(c).0).max()?;
-    let max_v = comps.chunks_exact(3).map(|c| factors(c).1).max()?;
-    Some(
-        comps
-            .chunks_exact(3)
-            .filter(|c| factors(c) == (max_h, max_v))
-            .map(|c| c[0])
-            .collect(),
-    )
-}
-
-/// Whether the scan with this header (after its length) holds only AC
-/// coefficients of one full-resolution component. `None`: a bad header.
-fn droppable(header: &[u8], full: &[u8]) -> Option<bool> {
-    let n = usize::from(*header.first()?);
-    let component = *header.get(1)?;
-    let ss = *header.get(1 + 2 * n)?;
-    Some(n == 1 && ss > 0 && full.contains(&component))
 }
 
 #[cfg(test)]
@@ -218,6 +337,100 @@ mod tests {
                 eighth(&small, false) == eighth(&full, true),
                 "{sampling:?} {simple}: different pixels"
             );
+        }
+    }
+
+    /// Each scan of `bytes`: where its SOS segment starts, where its data
+    /// ends, and its header.
+    fn scans_of(bytes: &[u8]) -> Vec<(usize, usize, Scan)> {
+        let mut out = Vec::new();
+        let mut at = 2;
+        while let Some((marker, start)) = next_marker(bytes, at) {
+            if marker == EOI {
+                break;
+            }
+            let len = usize::from(u16::from_be_bytes([bytes[start + 2], bytes[start + 3]]));
+            let end = start + 2 + len;
+            if marker == SOS {
+                let data_end = scan_end(bytes, end).expect("scan end");
+                let scan = Scan::read(&bytes[start + 4..end]).expect("scan header");
+                out.push((start, data_end, scan));
+                at = data_end;
+            } else {
+                at = end;
+            }
+        }
+        out
+    }
+
+    /// `bytes` without the scans `which` picks.
+    fn without(bytes: &[u8], which: impl Fn(&Scan) -> bool) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for (start, end, _) in scans_of(bytes)
+            .into_iter()
+            .rev()
+            .filter(|(_, _, s)| which(s))
+        {
+            out.drain(start..end);
+        }
+        out
+    }
+
+    /// Valid files whose scans leave the first coefficients of some
+    /// component short of full precision are smoothed by libjpeg as a
+    /// whole: no copy is made, whatever could be dropped.
+    #[test]
+    fn files_libjpeg_smooths_are_left_whole() {
+        let full = progressive(403, 301, Some((2, 2)), true);
+        assert!(for_eighth_scale(&full).is_some());
+        // Luma's AC left one bit short (its last refinement removed); Cb
+        // without AC at all.
+        let unrefined = without(&full, |s| s.components == [1] && s.ah == 1);
+        let dc_only = without(&full, |s| s.components == [2] && s.ss > 0);
+        // Cut in the middle of the last luma AC scan, then closed.
+        let scans = scans_of(&full);
+        let (start, end, _) = scans
+            .iter()
+            .rev()
+            .find(|(_, _, s)| s.components == [1] && s.ss > 0)
+            .expect("a luma AC scan");
+        let mut cut = full[..(start + end) / 2].to_vec();
+        cut.extend_from_slice(&[0xFF, EOI]);
+        for (name, file) in [("unrefined", unrefined), ("dc only", dc_only), ("cut", cut)] {
+            assert!(file.len() < full.len(), "{name}: nothing removed");
+            assert_eq!(for_eighth_scale(&file), None, "{name}");
+        }
+    }
+
+    /// A scan libjpeg would refuse is never the one dropped: its error
+    /// stays the file's.
+    #[test]
+    fn scans_libjpeg_refuses_are_not_dropped() {
+        let full = progressive(128, 96, Some((2, 2)), true);
+        let (start, _, _) = scans_of(&full)
+            .into_iter()
+            .find(|(_, _, s)| s.components == [1] && s.ss > 0)
+            .expect("a luma AC scan");
+        // The header after its length: count, id and tables, Ss, Se, Ah/Al.
+        let header = start + 4;
+        let mut bad_end = full.clone();
+        bad_end[header + 4] = 70;
+        let mut bad_length = full.clone();
+        bad_length[start + 3] += 2;
+        for (name, file) in [("Se 70", bad_end), ("length", bad_length)] {
+            assert_eq!(for_eighth_scale(&file), None, "{name}");
+        }
+        // An AC table never defined: that scan is kept (others may go), so
+        // decoding the copy fails as decoding the file does.
+        let mut no_table = full.clone();
+        no_table[header + 2] = (no_table[header + 2] & 0xF0) | 3;
+        let fails = |bytes: &[u8]| {
+            let bytes = bytes.to_vec();
+            std::panic::catch_unwind(move || eighth(&bytes, false)).is_err()
+        };
+        assert!(fails(&no_table), "libjpeg took an undefined table");
+        if let Some(copy) = for_eighth_scale(&no_table) {
+            assert!(fails(&copy), "the copy hid the file's error");
         }
     }
 
