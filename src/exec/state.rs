@@ -204,7 +204,10 @@ impl Shared<'_> {
             filtered,
             cancelled,
             interrupted: shared.interrupt.load(Ordering::Relaxed),
-            stopped_on_error: shared.stop.load(Ordering::Relaxed),
+            // A stage that stops (its workers keep crashing) stops the run
+            // whatever `on_error` says; that is told as the stage's error.
+            stopped_on_error: shared.stop.load(Ordering::Relaxed)
+                && shared.pipeline.on_error == OnError::Fail,
             failures: shared
                 .failures
                 .into_inner()

@@ -116,6 +116,8 @@ fn a_crash_loop_stops_the_stage() {
         .stderr_has("stage stopped: ")
         .stderr_has("5 failed")
         .stderr_has("7 not processed");
+    // The stage stopped the run, not `on_error` (its default goes on).
+    assert!(!done.stderr().contains("on_error"), "{}", done.stderr());
     assert!(ws.files("out").is_empty());
     assert_eq!(
         ws.leftover_workers(),
