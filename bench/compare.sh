@@ -66,6 +66,10 @@
 # that 256 px thumbnails decode them at 1/8 scale, and runs the thumbs task
 # on them: conveyor against Pillow's Pool and djpeg -scale 1/8's CPU time.
 #
+# FEATURES=nasm bench/compare.sh ... times conveyor built with those cargo
+# features (nasm: libjpeg-turbo's SIMD, for JPEG decoding in thumbnails and
+# for baseline JPEG encoding).
+#
 # Peers are installed if missing: Pillow with pip; libvips-tools, imagemagick,
 # parallel and time with apt-get. Each row: median wall time of RUNS runs
 # (default 3) of the whole command, images/s, peak RSS of the largest single
@@ -133,8 +137,15 @@ python3 -c "import PIL" 2>/dev/null || python3 -m pip install --quiet Pillow
 convert=$(im_convert)
 
 cd "$here"
-cargo build --release --quiet
-bin=$here/target/release/conveyor
+# FEATURES=nasm (or any list cargo takes) times a build with those features,
+# kept apart from the default build's binary.
+if [ -n "${FEATURES:-}" ]; then
+  cargo build --release --quiet --features "$FEATURES" --target-dir "$here/target/bench-features"
+  bin=$here/target/bench-features/release/conveyor
+else
+  cargo build --release --quiet
+  bin=$here/target/release/conveyor
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -208,6 +219,7 @@ run_task() {
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(date -u +%F)"
+echo "conveyor build: $([ -n "${FEATURES:-}" ] && echo "--features $FEATURES" || echo "default features")"
 
 # conveyor NAME TASK INPUT ARGS...: one measured conveyor run of TASK.
 conveyor_run() {

@@ -2,8 +2,6 @@
 //! ink values, which the profile turns into sRGB. The general decoder would
 //! convert CMYK to RGB with a naive formula that ignores the profile.
 
-use std::panic::AssertUnwindSafe;
-
 use image::DynamicImage;
 use moxcms::ColorProfile;
 
@@ -11,9 +9,7 @@ use crate::stage::StageError;
 
 /// Decode a CMYK (or YCCK) JPEG described by the CMYK profile `p` into sRGB.
 pub fn decode_cmyk_jpeg(bytes: &[u8], p: &ColorProfile) -> Result<DynamicImage, StageError> {
-    // libjpeg reports fatal errors by unwinding out of the C code.
-    let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| read_cmyk(bytes)))
-        .unwrap_or_else(|_| Err("libjpeg failed".into()));
+    let decoded = super::libjpeg::guarded(|| read_cmyk(bytes)).and_then(|r| r);
     let (mut cmyk, size, adobe) =
         decoded.map_err(|e| StageError::new(format!("cannot decode jpg: {e}")))?;
     if adobe {

@@ -30,6 +30,7 @@ pub mod write;
 
 mod io;
 mod jpeg_scans;
+mod libjpeg;
 
 pub use io::*;
 

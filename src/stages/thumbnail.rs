@@ -3,7 +3,6 @@
 //! that still gives at least twice the target size, then resized properly, so a 256 px thumbnail of a 20 MP
 //! photo never decodes all 20 MP. Other formats are decoded in full.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use image::metadata::Orientation;
@@ -157,23 +156,14 @@ impl From<String> for LibjpegError {
 impl Thumbnail {
     /// Shrink-on-load decode of a JPEG with libjpeg's scaled IDCT, with the
     /// full-size dimensions (after orientation); `None` for what it leaves to
-    /// the general decoder (no reduction possible, CMYK).
+    /// the general decoder (CMYK; without the `nasm` feature, a file that
+    /// can't be reduced).
     fn decode_jpeg_scaled(&self, bytes: &[u8]) -> Result<Option<Scaled>, StageError> {
-        // libjpeg reports fatal errors by unwinding out of the C code (the
-        // mozjpeg crate's error manager); they end here as the item's error.
-        match std::panic::catch_unwind(AssertUnwindSafe(|| self.scaled_with_libjpeg(bytes))) {
+        match super::libjpeg::guarded(|| self.scaled_with_libjpeg(bytes)) {
             Ok(result) => {
                 result.map_err(|e| StageError::new(format!("cannot decode jpg: {}", e.0)))
             }
-            Err(payload) => {
-                let msg = payload
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| payload.downcast_ref::<&str>().copied())
-                    .unwrap_or("libjpeg failed");
-                let msg = msg.strip_prefix("libjpeg fatal error: ").unwrap_or(msg);
-                Err(StageError::new(format!("cannot decode jpg: {msg}")))
-            }
+            Err(msg) => Err(StageError::new(format!("cannot decode jpg: {msg}"))),
         }
     }
 
@@ -220,9 +210,13 @@ impl Thumbnail {
         } else {
             (tw.saturating_mul(2), th.saturating_mul(2))
         };
-        let Some(eighths) = scale_eighths(w, h, rw, rh) else {
-            // No reduction possible: zune-jpeg is faster at full size.
-            return Ok(None);
+        let eighths = match scale_eighths(w, h, rw, rh) {
+            Some(n) => n,
+            // No reduction possible. libjpeg-turbo with its SIMD decodes at
+            // full size a quarter faster than zune-jpeg; without SIMD,
+            // zune-jpeg is the faster.
+            None if cfg!(feature = "nasm") => 8,
+            None => return Ok(None),
         };
         let out_space = if gray {
             ColorSpace::JCS_GRAYSCALE
@@ -236,7 +230,7 @@ impl Thumbnail {
             .then(|| super::jpeg_scans::for_eighth_scale(bytes))
             .flatten()
             .and_then(|small| {
-                std::panic::catch_unwind(AssertUnwindSafe(|| {
+                super::libjpeg::guarded(|| {
                     let mut dec = Decompress::builder()
                         .from_mem(&small)
                         .map_err(|e| e.to_string())?;
@@ -244,12 +238,20 @@ impl Thumbnail {
                     // neighbouring blocks: work for pixels that ignore them.
                     dec.do_block_smoothing(false);
                     read_scaled(dec, eighths, out_space)
-                }))
+                })
                 .ok()?
                 .ok()
             });
         let (sw, sh, data) = match without_ac {
             Some(read) => read,
+            // A file libjpeg refuses at full size goes to the general
+            // decoder, as it does in builds without SIMD.
+            None if eighths == 8 => {
+                match super::libjpeg::guarded(|| read_scaled(dec, eighths, out_space)) {
+                    Ok(Ok(read)) => read,
+                    _ => return Ok(None),
+                }
+            }
             None => read_scaled(dec, eighths, out_space)?,
         };
         let img = if gray {
@@ -274,7 +276,8 @@ impl Thumbnail {
     }
 }
 
-/// Decode at `eighths`/8 into `space`: width, height and pixels.
+/// Decode at `eighths`/8 (8: full size) into `space`: width, height and
+/// pixels.
 fn read_scaled<R: std::io::BufRead>(
     mut dec: mozjpeg::Decompress<R>,
     eighths: u8,

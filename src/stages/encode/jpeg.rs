@@ -1,6 +1,8 @@
 //! JPEG through `jpeg-encoder` (SIMD, much faster than the `image` crate's
 //! own encoder), baseline or progressive, with optimised Huffman tables on
-//! request, and EXIF, XMP and ICC in their usual APP segments.
+//! request, and EXIF, XMP and ICC in their usual APP segments. Builds with
+//! the `nasm` feature encode plain baseline files with libjpeg-turbo's SIMD
+//! instead (`libjpeg.rs`), which is faster still.
 //!
 //! A large baseline image is encoded in strips of whole MCU rows, each on
 //! its own, and the strips' entropy-coded data joined with restart markers
@@ -59,16 +61,42 @@ pub(super) fn encode(
             let strips = crate::cores::split(pixels, |parts| {
                 encode_strips(data, w16, color, opts, embed, &layout, parts > 1)
             })?;
-            join_strips(&strips, h16)
+            join_strips(&strips, h16, layout.interval)
                 .map_err(|e| StageError::new(format!("JPEG encoding failed: {e}")))
         }
-        None => {
-            let mut out = Vec::new();
-            let enc = encoder(&mut out, opts, Some(embed), None)?;
-            enc.encode(data, w16, h16, color).map_err(failed)?;
-            Ok(out)
-        }
+        None => piece(data, (w16, h16), color, opts, Some(embed), None),
     }
+}
+
+/// Whether libjpeg-turbo encodes: only in builds with its SIMD (without,
+/// it is slower than jpeg-encoder), and only plain baseline files, with
+/// the standard tables, so the options that change the file's structure
+/// keep one encoder whatever the build.
+#[cfg_attr(not(any(feature = "nasm", test)), allow(dead_code))]
+const fn by_libjpeg(opts: &EncodeOptions) -> bool {
+    cfg!(feature = "nasm") && !opts.progressive && !opts.optimize
+}
+
+/// `size.1` rows of `data` as one JPEG, with `embed`'s metadata when
+/// given; jpeg-encoder also marks restarts every `restart_interval` MCUs
+/// (libjpeg's strips get the marker from `join_strips`).
+fn piece(
+    data: &[u8],
+    size: (u16, u16),
+    color: jpeg_encoder::ColorType,
+    opts: &EncodeOptions,
+    embed: Option<&Embed>,
+    restart_interval: Option<u16>,
+) -> Result<Vec<u8>, StageError> {
+    #[cfg(feature = "nasm")]
+    if by_libjpeg(opts) {
+        let subsampled = sampling_for(opts.quality) == jpeg_encoder::SamplingFactor::F_2_2;
+        return super::libjpeg::encode(data, size, color, opts.quality, subsampled, embed);
+    }
+    let mut out = Vec::new();
+    let enc = encoder(&mut out, opts, embed, restart_interval)?;
+    enc.encode(data, size.0, size.1, color).map_err(failed)?;
+    Ok(out)
 }
 
 /// The longest side a JPEG may have that libjpeg still reads.
@@ -112,35 +140,34 @@ fn encoder<'a>(
     let Some(embed) = embed else {
         return Ok(enc);
     };
-    if let Some(exif) = &embed.exif {
-        let mut segment = b"Exif\0\0".to_vec();
-        segment.extend_from_slice(exif);
-        // Too large for one segment: dropped, not fatal (a warning says so).
-        if segment.len() <= APP_MAX {
-            enc.add_app_segment(1, segment).map_err(failed)?;
-        } else {
-            tracing::warn!(
-                "EXIF block of {} bytes is too large for JPEG: not kept",
-                exif.len()
-            );
-        }
-    }
-    if let Some(xmp) = &embed.xmp {
-        let mut segment = XMP_HEADER.to_vec();
-        segment.extend_from_slice(xmp);
-        if segment.len() <= APP_MAX {
-            enc.add_app_segment(1, segment).map_err(failed)?;
-        } else {
-            tracing::warn!(
-                "XMP packet of {} bytes is too large for JPEG: not kept",
-                xmp.len()
-            );
-        }
+    for segment in app1_segments(embed) {
+        enc.add_app_segment(1, segment).map_err(failed)?;
     }
     if let Some(icc) = &embed.icc {
         enc.add_icc_profile(icc).map_err(failed)?;
     }
     Ok(enc)
+}
+
+/// The APP1 segments of `embed`: its EXIF block, then its XMP packet. One
+/// too large for a segment is dropped, not fatal (a warning says so).
+pub(super) fn app1_segments(embed: &Embed) -> Vec<Vec<u8>> {
+    let mut segments = Vec::new();
+    for (name, header, body) in [
+        ("EXIF block", &b"Exif\0\0"[..], &embed.exif),
+        ("XMP packet", XMP_HEADER, &embed.xmp),
+    ] {
+        let Some(body) = body else { continue };
+        if header.len() + body.len() <= APP_MAX {
+            segments.push([header, body].concat());
+        } else {
+            tracing::warn!(
+                "{name} of {} bytes is too large for JPEG: not kept",
+                body.len()
+            );
+        }
+    }
+    segments
 }
 
 /// How a large image is cut: rows per strip (whole MCU rows) and the MCUs
@@ -215,22 +242,15 @@ fn encode_strips(
     let strip = |i: usize| -> Result<Vec<u8>, StageError> {
         let top = i * layout.rows;
         let bottom = (top + layout.rows).min(layout.height);
-        let mut out = Vec::new();
-        let enc = encoder(
-            &mut out,
+        let rows = u16::try_from(bottom - top).unwrap_or(u16::MAX);
+        piece(
+            &data[top * row_bytes..bottom * row_bytes],
+            (width, rows),
+            color,
             opts,
             (i == 0).then_some(embed),
             Some(layout.interval),
-        )?;
-        let rows = u16::try_from(bottom - top).unwrap_or(u16::MAX);
-        enc.encode(
-            &data[top * row_bytes..bottom * row_bytes],
-            width,
-            rows,
-            color,
         )
-        .map_err(failed)?;
-        Ok(out)
     };
     if parallel {
         (0..layout.strips()).into_par_iter().map(strip).collect()
@@ -239,11 +259,19 @@ fn encode_strips(
     }
 }
 
-/// Where a JPEG's entropy-coded data starts (after the SOS header), and
-/// where its SOF's height field is.
-fn find_scan(jpeg: &[u8]) -> Result<(usize, Option<usize>), String> {
+/// Where a JPEG's scan header (SOS) and its entropy-coded data start,
+/// where its SOF's height field is, and whether it sets a restart interval.
+struct Scan {
+    header: usize,
+    data: usize,
+    height_at: Option<usize>,
+    restarts: bool,
+}
+
+fn find_scan(jpeg: &[u8]) -> Result<Scan, String> {
     let mut at = 2;
     let mut height_at = None;
+    let mut restarts = false;
     loop {
         let (Some(&0xFF), Some(&marker), Some(len)) =
             (jpeg.get(at), jpeg.get(at + 1), jpeg.get(at + 2..at + 4))
@@ -254,31 +282,47 @@ fn find_scan(jpeg: &[u8]) -> Result<(usize, Option<usize>), String> {
         if (0xC0..=0xC2).contains(&marker) {
             height_at = Some(at + 5);
         }
+        restarts |= marker == 0xDD;
         if marker == 0xDA {
-            return Ok((at + 2 + len, height_at));
+            return Ok(Scan {
+                header: at,
+                data: at + 2 + len,
+                height_at,
+                restarts,
+            });
         }
         at += 2 + len;
     }
 }
 
 /// One JPEG of the strips: the first one's header (its height made the
-/// whole image's), then each strip's entropy-coded data, restart markers
-/// RST0..RST7 in turn between them, and the end.
-fn join_strips(strips: &[Vec<u8>], height: u16) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(strips.iter().map(Vec::len).sum());
+/// whole image's, and a restart interval of `interval` MCUs set if the
+/// encoder set none), then each strip's entropy-coded data, restart
+/// markers RST0..RST7 in turn between them, and the end.
+///
+/// Each strip was encoded alone, so its data starts with the DC
+/// predictions at zero and ends padded to a whole byte: what a decoder
+/// expects of the data between two restart markers.
+fn join_strips(strips: &[Vec<u8>], height: u16, interval: u16) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(strips.iter().map(Vec::len).sum::<usize>() + 6);
     for (i, strip) in strips.iter().enumerate() {
         let end = strip.len().saturating_sub(2);
         if strip.get(end..) != Some(&[0xFF, 0xD9][..]) {
             return Err("a strip does not end its image".into());
         }
-        let (data, height_at) = find_scan(strip)?;
+        let scan = find_scan(strip)?;
         if i == 0 {
-            let at = height_at.ok_or("a strip has no frame header")?;
-            out.extend_from_slice(&strip[..end]);
+            let at = scan.height_at.ok_or("a strip has no frame header")?;
+            out.extend_from_slice(&strip[..scan.header]);
             out[at..at + 2].copy_from_slice(&height.to_be_bytes());
+            if !scan.restarts {
+                out.extend_from_slice(&[0xFF, 0xDD, 0, 4]);
+                out.extend_from_slice(&interval.to_be_bytes());
+            }
+            out.extend_from_slice(&strip[scan.header..end]);
         } else {
             out.extend_from_slice(&[0xFF, 0xD0 + ((i - 1) % 8) as u8]);
-            out.extend_from_slice(&strip[data..end]);
+            out.extend_from_slice(&strip[scan.data..end]);
         }
     }
     out.extend_from_slice(&[0xFF, 0xD9]);
@@ -299,6 +343,13 @@ mod tests {
                 ((x * 7 + y * 13 + c * 50) ^ (x * y / 97)) as u8
             })
             .collect()
+    }
+
+    fn count_restarts(bytes: &[u8]) -> usize {
+        bytes
+            .windows(2)
+            .filter(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1]))
+            .count()
     }
 
     fn embed() -> Embed {
@@ -333,21 +384,36 @@ mod tests {
             let joined = |parallel| {
                 let strips = encode_strips(&data, w16, color, &opts, &embed(), &layout, parallel)
                     .expect("strips");
-                join_strips(&strips, h16).expect("joined")
+                join_strips(&strips, h16, layout.interval).expect("joined")
             };
             let serial = joined(false);
             assert_eq!(serial, joined(true), "{w}x{h}: in parallel");
-            let mut one = Vec::new();
-            encoder(&mut one, &opts, Some(&embed()), Some(layout.interval))
-                .expect("encoder")
-                .encode(&data, w16, h16, color)
-                .expect("one pass");
-            assert!(
-                serial == one,
-                "{w}x{h} {color:?} q{quality}: {} bytes joined, {} in one pass",
-                serial.len(),
-                one.len()
-            );
+            let one = piece(
+                &data,
+                (w16, h16),
+                color,
+                &opts,
+                Some(&embed()),
+                Some(layout.interval),
+            )
+            .expect("one pass");
+            if by_libjpeg(&opts) {
+                // libjpeg's one pass marks no restarts, so its bytes differ;
+                // its blocks are the same, so are the pixels.
+                let pixels = |bytes: &[u8]| image::load_from_memory(bytes).expect("decodes");
+                assert!(
+                    pixels(&serial) == pixels(&one),
+                    "{w}x{h} {color:?} q{quality}"
+                );
+                assert!(count_restarts(&serial) >= layout.strips() - 1);
+            } else {
+                assert!(
+                    serial == one,
+                    "{w}x{h} {color:?} q{quality}: {} bytes joined, {} in one pass",
+                    serial.len(),
+                    one.len()
+                );
+            }
             let back = image::load_from_memory(&serial).expect("decodes");
             assert_eq!((back.width(), back.height()), (w, h));
         }
@@ -378,12 +444,6 @@ mod tests {
         let data = picture(2000, 1000, 3);
         let img =
             DynamicImage::ImageRgb8(image::RgbImage::from_raw(2000, 1000, data).expect("buffer"));
-        let count_restarts = |bytes: &[u8]| {
-            bytes
-                .windows(2)
-                .filter(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1]))
-                .count()
-        };
         let plain = encode(&img, &EncodeOptions::default(), &embed()).expect("plain");
         assert!(count_restarts(&plain) > 2, "cut into strips");
         for opts in [

@@ -5,6 +5,8 @@
 mod avif;
 mod exif;
 mod jpeg;
+#[cfg(feature = "nasm")]
+mod libjpeg;
 mod metadata;
 mod png;
 mod webp;
