@@ -74,8 +74,17 @@ pub(super) fn encode(
 /// keep one encoder whatever the build.
 #[cfg_attr(not(any(feature = "nasm", test)), allow(dead_code))]
 const fn by_libjpeg(opts: &EncodeOptions) -> bool {
-    cfg!(feature = "nasm") && !opts.progressive && !opts.optimize
+    cfg!(feature = "nasm")
+        && !opts.progressive
+        && !opts.optimize
+        && opts.quality >= LIBJPEG_MIN_QUALITY
 }
+
+/// The lowest quality whose standard tables stay within 8 bits. The mozjpeg
+/// crate sets quality without libjpeg's `force_baseline`, so below this its
+/// tables would need 16 bits, which makes an extended (not baseline) file
+/// that some decoders refuse; jpeg-encoder clamps them to 8 bits instead.
+const LIBJPEG_MIN_QUALITY: u8 = 24;
 
 /// `size.1` rows of `data` as one JPEG, with `embed`'s metadata when
 /// given; jpeg-encoder also marks restarts every `restart_interval` MCUs

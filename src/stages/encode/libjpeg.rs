@@ -221,4 +221,29 @@ mod tests {
         assert_eq!(joined, icc);
         assert!(icc_segments(&vec![0; 256 * ICC_PER_SEGMENT]).is_empty());
     }
+
+    #[test]
+    fn every_quality_gives_a_baseline_file_with_8_bit_tables() {
+        use super::super::EncodeOptions;
+        let img = image::DynamicImage::ImageRgb8(
+            image::RgbImage::from_raw(64, 48, picture(64, 48, 3)).expect("size"),
+        );
+        for quality in 1..=100 {
+            let opts = EncodeOptions {
+                quality,
+                ..EncodeOptions::default()
+            };
+            let bytes =
+                super::super::jpeg::encode(&img, &opts, &Embed::default()).expect("encodes");
+            let found = markers(&bytes);
+            assert!(
+                found.iter().any(|(m, _)| *m == 0xC0),
+                "q{quality}: {found:?}"
+            );
+            // Each DQT's first byte: precision (high nibble) 0 is 8 bits.
+            for (_, head) in found.iter().filter(|(m, _)| *m == 0xDB) {
+                assert_eq!(head[0] >> 4, 0, "q{quality}: 16-bit table");
+            }
+        }
+    }
 }
