@@ -135,7 +135,11 @@ fn workers_exit_when_conveyor_is_killed() {
         .spawn()
         .expect("spawn");
     let pid = child.id();
-    wait_for("two hanging workers", 60, || children_of(pid).len() >= 2);
+    // Counted once they run the worker (a child just forked still shows
+    // conveyor's own command line, which the leftover check doesn't match).
+    wait_for("two hanging workers", 60, || {
+        ws.leftover_workers().len() >= 2
+    });
     let workers = children_of(pid);
     // The check used after other runs does see live workers.
     assert_eq!(ws.leftover_workers().len(), workers.len());
