@@ -30,6 +30,7 @@ pub mod graph;
 pub mod inputs;
 pub mod item;
 pub mod output;
+pub mod panics;
 pub mod pixels;
 pub mod report;
 pub mod schema;

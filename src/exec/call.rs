@@ -37,13 +37,11 @@ pub(super) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
     let result = catch_unwind(AssertUnwindSafe(f));
     IN_STAGE.with(|s| s.set(false));
     result.map_err(|payload| {
-        Panicked(if let Some(s) = payload.downcast_ref::<&str>() {
-            (*s).to_string()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "unknown panic".to_string()
-        })
+        Panicked(
+            crate::panics::message(payload.as_ref())
+                .unwrap_or("unknown panic")
+                .to_string(),
+        )
     })
 }
 

@@ -168,10 +168,9 @@ impl Slot {
                 self.0 = Some(shm);
                 bytes
             }
-            WirePixels::Shared { memory, len, .. } => {
-                let len = usize::try_from(len).ok()?;
-                memory.get(..len).map(<[u8]>::to_vec)
-            }
+            // Pixels in memory of their own never come through a slot:
+            // `WireItem::into_item` takes them before it asks one.
+            WirePixels::Shared { .. } => None,
         }
     }
 }

@@ -201,11 +201,56 @@ pub(super) fn gaussian_kernel(sigma: f32) -> Vec<u32> {
     k
 }
 
+/// A running sum of weighted samples in one pass: `u32` for any sample
+/// with the fine kernel (`KERNEL_BITS`), `u16` for 8-bit samples with the
+/// coarse one (`KERNEL8_BITS`), whose SIMD registers hold twice as many.
+trait Sum<T: Sample>: Copy + Default + std::ops::Mul<Output = Self> + std::ops::AddAssign {
+    /// A sample widened to a sum.
+    fn of(v: T) -> Self;
+    /// The sums scaled back to samples, rounded.
+    fn narrow(acc: &[Self], out: &mut [T]);
+}
+
+impl<T: Sample> Sum<T> for u32 {
+    #[inline(always)]
+    fn of(v: T) -> u32 {
+        v.into()
+    }
+    #[inline(always)]
+    fn narrow(acc: &[u32], out: &mut [T]) {
+        let half = 1u32 << (KERNEL_BITS - 1);
+        for (o, &a) in out.iter_mut().zip(acc) {
+            *o = T::from_u32((a + half) >> KERNEL_BITS);
+        }
+    }
+}
+
+impl Sum<u8> for u16 {
+    #[inline(always)]
+    fn of(v: u8) -> u16 {
+        u16::from(v)
+    }
+    #[inline(always)]
+    fn narrow(acc: &[u16], out: &mut [u8]) {
+        let half = 1u16 << (KERNEL8_BITS - 1);
+        for (o, &a) in out.iter_mut().zip(acc) {
+            // At most 255 << 8 plus the half: no overflow, and the result fits.
+            *o = ((a + half) >> KERNEL8_BITS) as u8;
+        }
+    }
+}
+
+/// `acc` = the kernel's weighted sum of `rows(k)` over its taps. The first
+/// tap sets the sums: no separate pass to clear them.
 #[inline(always)]
-pub(super) fn narrow<T: Sample>(acc: &[u32], out: &mut [T]) {
-    let half = 1u32 << (KERNEL_BITS - 1);
-    for (o, &a) in out.iter_mut().zip(acc) {
-        *o = T::from_u32((a + half) >> KERNEL_BITS);
+fn weigh<'a, T: Sample, A: Sum<T>>(acc: &mut [A], kernel: &[A], rows: impl Fn(usize) -> &'a [T]) {
+    for (a, &v) in acc.iter_mut().zip(rows(0)) {
+        *a = kernel[0] * A::of(v);
+    }
+    for (k, &weight) in kernel.iter().enumerate().skip(1) {
+        for (a, &v) in acc.iter_mut().zip(rows(k)) {
+            *a += weight * A::of(v);
+        }
     }
 }
 
@@ -213,20 +258,37 @@ pub(super) fn narrow<T: Sample>(acc: &[u32], out: &mut [T]) {
 /// Rows are padded once so the inner loops run over contiguous values,
 /// which the compiler turns into SIMD.
 #[inline(always)]
-fn conv_h_any<T: Sample>(src: &[T], dst: &mut [T], w: usize, c: usize, kernel: &[u32]) {
+fn conv_h_any<T: Sample, A: Sum<T>>(src: &[T], dst: &mut [T], w: usize, c: usize, kernel: &[A]) {
     let r = kernel.len() / 2;
     let stride = w * c;
     let mut pad = vec![T::default(); (w + 2 * r) * c];
-    let mut acc = vec![0u32; stride];
+    let mut acc = vec![A::default(); stride];
     for (row_in, row_out) in src.chunks_exact(stride).zip(dst.chunks_exact_mut(stride)) {
         pad_row(row_in, &mut pad, r, c);
-        acc.fill(0);
-        for (k, &weight) in kernel.iter().enumerate() {
-            for (a, &v) in acc.iter_mut().zip(&pad[k * c..k * c + stride]) {
-                *a += weight * v.into();
-            }
-        }
-        narrow(&acc, row_out);
+        weigh(&mut acc, kernel, |k| &pad[k * c..k * c + stride]);
+        A::narrow(&acc, row_out);
+    }
+}
+
+/// Vertical pass of a direct kernel: rows `y0..` into `dst`, edges clamped.
+#[inline(always)]
+fn conv_v_any<T: Sample, A: Sum<T>>(
+    src: &[T],
+    dst: &mut [T],
+    (w, h, c): (usize, usize, usize),
+    kernel: &[A],
+    y0: usize,
+) {
+    let r = kernel.len() / 2;
+    let stride = w * c;
+    let mut acc = vec![A::default(); stride];
+    for (k, row_out) in dst.chunks_exact_mut(stride).enumerate() {
+        let y = y0 + k;
+        weigh(&mut acc, kernel, |k| {
+            let sy = (y + k).saturating_sub(r).min(h - 1);
+            &src[sy * stride..(sy + 1) * stride]
+        });
+        A::narrow(&acc, row_out);
     }
 }
 
@@ -266,92 +328,6 @@ pub(super) fn kernel8(kernel: &[u32]) -> Vec<u16> {
 /// Fixed-point scale of the 8-bit kernel's weights.
 pub(super) const KERNEL8_BITS: u32 = 8;
 
-/// Horizontal pass of an 8-bit kernel over 8-bit rows, in 16-bit sums.
-#[inline(always)]
-fn conv_h8_any(src: &[u8], dst: &mut [u8], w: usize, c: usize, kernel: &[u16]) {
-    let r = kernel.len() / 2;
-    let stride = w * c;
-    let mut pad = vec![0u8; (w + 2 * r) * c];
-    let mut acc = vec![0u16; stride];
-    for (row_in, row_out) in src.chunks_exact(stride).zip(dst.chunks_exact_mut(stride)) {
-        pad_row(row_in, &mut pad, r, c);
-        // The first tap sets the sums: no separate pass to clear them.
-        for (a, &v) in acc.iter_mut().zip(&pad[..stride]) {
-            *a = kernel[0] * u16::from(v);
-        }
-        for (k, &weight) in kernel.iter().enumerate().skip(1) {
-            for (a, &v) in acc.iter_mut().zip(&pad[k * c..k * c + stride]) {
-                *a += weight * u16::from(v);
-            }
-        }
-        narrow8(&acc, row_out);
-    }
-}
-
-/// Vertical pass of an 8-bit kernel over 8-bit rows, in 16-bit sums.
-#[inline(always)]
-fn conv_v8_any(
-    src: &[u8],
-    dst: &mut [u8],
-    (w, h, c): (usize, usize, usize),
-    kernel: &[u16],
-    y0: usize,
-) {
-    let r = kernel.len() / 2;
-    let stride = w * c;
-    let mut acc = vec![0u16; stride];
-    for (k, row_out) in dst.chunks_exact_mut(stride).enumerate() {
-        let y = y0 + k;
-        let row = |k: usize| {
-            let sy = (y + k).saturating_sub(r).min(h - 1);
-            &src[sy * stride..(sy + 1) * stride]
-        };
-        for (a, &v) in acc.iter_mut().zip(row(0)) {
-            *a = kernel[0] * u16::from(v);
-        }
-        for (k, &weight) in kernel.iter().enumerate().skip(1) {
-            for (a, &v) in acc.iter_mut().zip(row(k)) {
-                *a += weight * u16::from(v);
-            }
-        }
-        narrow8(&acc, row_out);
-    }
-}
-
-#[inline(always)]
-fn narrow8(acc: &[u16], out: &mut [u8]) {
-    let half = 1u16 << (KERNEL8_BITS - 1);
-    for (o, &a) in out.iter_mut().zip(acc) {
-        // At most 255 << 8 plus the half: no overflow, and the result fits.
-        *o = ((a + half) >> KERNEL8_BITS) as u8;
-    }
-}
-
-/// Vertical pass of a direct kernel, edges clamped.
-#[inline(always)]
-fn conv_v_any<T: Sample>(
-    src: &[T],
-    dst: &mut [T],
-    (w, h, c): (usize, usize, usize),
-    kernel: &[u32],
-    y0: usize,
-) {
-    let r = kernel.len() / 2;
-    let stride = w * c;
-    let mut acc = vec![0u32; stride];
-    for (k, row_out) in dst.chunks_exact_mut(stride).enumerate() {
-        let y = y0 + k;
-        acc.fill(0);
-        for (k, &weight) in kernel.iter().enumerate() {
-            let sy = (y + k).saturating_sub(r).min(h - 1);
-            for (a, &v) in acc.iter_mut().zip(&src[sy * stride..(sy + 1) * stride]) {
-                *a += weight * v.into();
-            }
-        }
-        narrow(&acc, row_out);
-    }
-}
-
 // The macro takes no generics: one instance per sample type.
 simd_fn! {
 fn conv_h8(src: &[u8], dst: &mut [u8], w: usize, c: usize, kernel: &[u32]) {
@@ -361,7 +337,7 @@ fn conv_h8(src: &[u8], dst: &mut [u8], w: usize, c: usize, kernel: &[u32]) {
 
 simd_fn! {
 fn conv_h8_short(src: &[u8], dst: &mut [u8], w: usize, c: usize, kernel: &[u16]) {
-    conv_h8_any(src, dst, w, c, kernel)
+    conv_h_any(src, dst, w, c, kernel)
 }
 }
 
@@ -385,7 +361,7 @@ fn conv_v8_short(
     kernel: &[u16],
     y0: usize,
 ) {
-    conv_v8_any(src, dst, shape, kernel, y0)
+    conv_v_any(src, dst, shape, kernel, y0)
 }
 }
 

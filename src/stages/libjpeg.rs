@@ -7,11 +7,7 @@ use std::panic::AssertUnwindSafe;
 /// message, without the crate's prefix.
 pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let msg = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("libjpeg failed");
+        let msg = crate::panics::message(payload.as_ref()).unwrap_or("libjpeg failed");
         msg.strip_prefix("libjpeg fatal error: ")
             .unwrap_or(msg)
             .to_string()
