@@ -412,6 +412,59 @@ fn shrink_on_load_keeps_the_icc_profile_and_exif() {
     assert_eq!(decoder.dimensions(), (256, 171));
 }
 
+/// The same command on the same photos writes the same bytes, a second
+/// later too, in every format that carries a profile: no output records
+/// when it was made. (The sRGB profile that `keep = ["icc"]` embeds once
+/// carried the time it was encoded.)
+#[test]
+fn the_same_run_a_second_later_writes_the_same_bytes() {
+    let ws = Workspace::new();
+    for format in ["jpeg", "png", "webp"] {
+        let run = |out: &str| {
+            ws.conveyor()
+                .args(&[
+                    "run",
+                    "pipelines/thumbnails.toml",
+                    "--set",
+                    &format!("save.dir={out}"),
+                    "--set",
+                    &format!("jpeg.format=\"{format}\""),
+                    "--set",
+                    "jpeg.keep=[\"icc\", \"exif\"]",
+                ])
+                .run()
+                .code(0);
+            ws.files(out)
+        };
+        let first = run(&format!("out/{format}/a"));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let second = run(&format!("out/{format}/b"));
+        assert!(first.len() >= 10, "{format}: {} outputs", first.len());
+        assert_eq!(
+            first.keys().collect::<Vec<_>>(),
+            second.keys().collect::<Vec<_>>()
+        );
+        let mut profiles = 0;
+        for (name, bytes) in &first {
+            assert!(bytes == &second[name], "{name} differs between the runs");
+            let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+                .with_guessed_format()
+                .expect("reader");
+            use image::ImageDecoder;
+            let mut decoder = reader.into_decoder().expect("decoder");
+            if let Some(icc) = decoder.icc_profile().expect("icc") {
+                assert!(
+                    moxcms::ColorProfile::new_from_slice(&icc).is_ok(),
+                    "{name}: its profile does not parse"
+                );
+                profiles += 1;
+            }
+        }
+        // Every output carries a profile: the photo's own, or sRGB.
+        assert_eq!(profiles, first.len(), "{format}");
+    }
+}
+
 #[test]
 fn corrupt_jpegs_fail_alone_in_the_shrink_on_load_decoder() {
     let good = big_jpeg(1200, 800, false);

@@ -78,11 +78,26 @@ pub fn xmp_has_position(xmp: &[u8]) -> bool {
 /// once by moxcms.
 pub fn srgb_profile() -> &'static [u8] {
     static PROFILE: OnceLock<Vec<u8>> = OnceLock::new();
-    PROFILE.get_or_init(|| {
-        moxcms::ColorProfile::new_srgb()
-            .encode()
-            .unwrap_or_default()
-    })
+    PROFILE.get_or_init(make_srgb_profile)
+}
+
+/// The creation date in the profile's header (year, month, day, hours,
+/// minutes, seconds). moxcms stamps the moment of encoding there, so two
+/// runs on the same photos wrote files a few bytes apart; with a fixed
+/// date every run writes the same bytes. The profile carries no ID (its
+/// bytes 84..100 are zero), so nothing else depends on the date.
+const PROFILE_DATE: [u16; 6] = [2026, 1, 1, 0, 0, 0];
+
+fn make_srgb_profile() -> Vec<u8> {
+    let mut bytes = moxcms::ColorProfile::new_srgb()
+        .encode()
+        .unwrap_or_default();
+    if let Some(date) = bytes.get_mut(24..36) {
+        for (field, value) in date.chunks_exact_mut(2).zip(PROFILE_DATE) {
+            field.copy_from_slice(&value.to_be_bytes());
+        }
+    }
+    bytes
 }
 
 #[cfg(test)]
@@ -94,6 +109,18 @@ mod tests {
         let p = srgb_profile();
         assert!(p.len() > 128 && p.len() < 4096, "{} bytes", p.len());
         assert!(moxcms::ColorProfile::new_from_slice(p).is_ok());
+    }
+
+    /// Made a second apart, the profile is the same bytes: its header
+    /// does not record when it was made.
+    #[test]
+    fn the_srgb_profile_is_the_same_bytes_every_time() {
+        let first = make_srgb_profile();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(make_srgb_profile(), first);
+        assert_eq!(&first[24..26], &2026u16.to_be_bytes(), "the year");
+        assert!(first[84..100].iter().all(|&b| b == 0), "no profile ID");
+        assert_eq!(srgb_profile(), &first[..]);
     }
 
     #[test]
