@@ -106,6 +106,11 @@ fn head_bytes(head: &[u8]) -> Option<u64> {
         // RGBA, 8 bits: an estimate.
         return crate::stages::heif::dimensions(head).map(|(w, h)| pixels(w, h) * 4);
     }
+    if let Some(f) = crate::stages::libjpeg::arithmetic_frame(head) {
+        // The general decoder reads no arithmetic-coded JPEG; libjpeg gives
+        // 8-bit grey or RGB (CMYK is read as 4 bytes a pixel).
+        return Some(pixels(f.width, f.height) * u64::from(f.components.max(3)));
+    }
     let reader = image::ImageReader::new(std::io::Cursor::new(head))
         .with_guessed_format()
         .ok()?;

@@ -155,6 +155,17 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
             "truncated JPEG: the data ends before the image does",
         ));
     }
+    if format == image::ImageFormat::Jpeg
+        && let Some(frame) = super::libjpeg::arithmetic_frame(bytes)
+    {
+        let (w, h) = (frame.width, frame.height);
+        within_max_pixels(w, h, opts, "decode")?;
+        // libjpeg gives 1 byte a channel; CMYK is read as 4, then RGB.
+        within_alloc(w, h, u64::from(frame.components.max(3)), opts)?;
+        let mut d = super::libjpeg::decode_whole(bytes, opts.auto_orient)?;
+        d.image = normalise(d.image);
+        return Ok(d);
+    }
     let mut limits = Limits::default();
     limits.max_alloc = Some(opts.alloc_limit());
     reader.limits(limits);
@@ -165,23 +176,10 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
         ))
     })?;
     let (w, h) = decoder.dimensions();
-    let pixels = u64::from(w) * u64::from(h);
-    if pixels > opts.max_pixels {
-        return Err(StageError::new(format!(
-            "image is {w}x{h} ({pixels} pixels), over the limit of {} pixels (decode.max_pixels)",
-            opts.max_pixels
-        )));
-    }
+    within_max_pixels(w, h, opts, "decode")?;
     // The decoder's own buffer is checked by `image` (2 bytes a channel at
     // 16 bits); the layout later stages get may be wider still.
-    let wide = pixels.saturating_mul(normalised_bytes_per_pixel(decoder.color_type()));
-    if wide > opts.alloc_limit() {
-        return Err(StageError::new(format!(
-            "image is {w}x{h}, {} of pixels, over the limit of {} (decode.max_alloc)",
-            crate::units::human_size(wide),
-            crate::units::human_size(opts.alloc_limit())
-        )));
-    }
+    within_alloc(w, h, normalised_bytes_per_pixel(decoder.color_type()), opts)?;
     let mut icc = decoder.icc_profile().ok().flatten();
     let cmyk = icc
         .as_deref()
@@ -337,11 +335,34 @@ pub(crate) fn check_header(
     if reader.format().is_none() {
         return Err(StageError::new(super::UNRECOGNISED));
     }
-    // A header cut short by `HEAD` says nothing about the file.
+    // A header cut short by `HEAD` says nothing about the file; the general
+    // decoder reads no arithmetic-coded JPEG's header, libjpeg's frame does.
     let Ok((w, h)) = reader.into_dimensions() else {
-        return Ok(None);
+        return match super::libjpeg::arithmetic_frame(&head) {
+            Some(f) => within_max_pixels(f.width, f.height, opts, key).map(Some),
+            None => Ok(None),
+        };
     };
     within_max_pixels(w, h, opts, key).map(Some)
+}
+
+/// Refuse a `w` x `h` image whose pixels, `bytes_per_pixel` each, would
+/// take more than `decode.max_alloc`.
+fn within_alloc(
+    w: u32,
+    h: u32,
+    bytes_per_pixel: u64,
+    opts: &DecodeOptions,
+) -> Result<(), StageError> {
+    let wide = (u64::from(w) * u64::from(h)).saturating_mul(bytes_per_pixel);
+    if wide > opts.alloc_limit() {
+        return Err(StageError::new(format!(
+            "image is {w}x{h}, {} of pixels, over the limit of {} (decode.max_alloc)",
+            crate::units::human_size(wide),
+            crate::units::human_size(opts.alloc_limit())
+        )));
+    }
+    Ok(())
 }
 
 /// Refuse a `w` x `h` image over `max_pixels` (of the stage `key`).

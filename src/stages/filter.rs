@@ -143,14 +143,31 @@ impl Filter {
                 .with_guessed_format()
                 .map_err(|e| StageError::new(e.to_string()))?
                 .into_dimensions()
+                .or_else(|e| arithmetic_dims(b).ok_or(e))
                 .map_err(|e| StageError::new(format!("cannot read image size: {e}"))),
             _ => image::ImageReader::open(&item.path)
                 .and_then(|r| r.with_guessed_format())
                 .map_err(|e| StageError::new(e.to_string()))?
                 .into_dimensions()
+                .or_else(|e| {
+                    use std::io::Read;
+                    // The general decoder reads no arithmetic-coded JPEG's
+                    // header: its frame, near the start, gives the size.
+                    let mut head = Vec::new();
+                    std::fs::File::open(&item.path)
+                        .and_then(|f| f.take(256 << 10).read_to_end(&mut head))
+                        .ok()
+                        .and_then(|_| arithmetic_dims(&head))
+                        .ok_or(e)
+                })
                 .map_err(|e| StageError::new(format!("cannot read image size: {e}"))),
         }
     }
+}
+
+/// The size of an arithmetic-coded JPEG starting with `head`.
+fn arithmetic_dims(head: &[u8]) -> Option<(u32, u32)> {
+    super::libjpeg::arithmetic_frame(head).map(|f| (f.width, f.height))
 }
 
 impl Stage for Filter {

@@ -30,7 +30,7 @@ pub mod write;
 
 mod io;
 mod jpeg_scans;
-mod libjpeg;
+pub(crate) mod libjpeg;
 
 pub use io::*;
 

@@ -137,19 +137,24 @@ fn swaps_axes(o: Orientation) -> bool {
     )
 }
 
-/// An error libjpeg reported (its own words), or a size it could not give.
+/// Why a reduced decode gave no image.
 #[derive(Debug)]
-struct LibjpegError(String);
+enum LibjpegError {
+    /// An error libjpeg reported (its own words), or a size it could not give.
+    Failed(String),
+    /// A limit the header alone decides, worded as the dry run words it.
+    Refused(String),
+}
 
 impl From<std::io::Error> for LibjpegError {
     fn from(e: std::io::Error) -> Self {
-        LibjpegError(e.to_string())
+        LibjpegError::Failed(e.to_string())
     }
 }
 
 impl From<String> for LibjpegError {
     fn from(e: String) -> Self {
-        LibjpegError(e)
+        LibjpegError::Failed(e)
     }
 }
 
@@ -160,9 +165,10 @@ impl Thumbnail {
     /// can't be reduced).
     fn decode_jpeg_scaled(&self, bytes: &[u8]) -> Result<Option<Scaled>, StageError> {
         match super::libjpeg::guarded(|| self.scaled_with_libjpeg(bytes)) {
-            Ok(result) => {
-                result.map_err(|e| StageError::new(format!("cannot decode jpg: {}", e.0)))
-            }
+            Ok(result) => result.map_err(|e| match e {
+                LibjpegError::Failed(why) => StageError::new(format!("cannot decode jpg: {why}")),
+                LibjpegError::Refused(why) => StageError::new(why),
+            }),
             Err(msg) => Err(StageError::new(format!("cannot decode jpg: {msg}"))),
         }
     }
@@ -179,18 +185,17 @@ impl Thumbnail {
         );
         let pixels = u64::from(w) * u64::from(h);
         if pixels > self.0.max_pixels {
-            return Err(format!(
+            return Err(LibjpegError::Refused(format!(
                 "image is {w}x{h} ({pixels} pixels), over the limit of {} pixels (thumbnail.max_pixels)",
                 self.0.max_pixels
-            )
-            .into());
+            )));
         }
         let gray = match dec.color_space() {
             ColorSpace::JCS_GRAYSCALE => true,
             ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => false,
             _ => return Ok(None),
         };
-        let (mut exif, icc, xmp) = jpeg_metadata(&dec);
+        let (mut exif, icc, xmp) = super::libjpeg::jpeg_metadata(&dec);
         let orientation = if self.0.auto_orient {
             exif.as_mut()
                 .and_then(|e| Orientation::remove_from_exif_chunk(e))
@@ -203,7 +208,7 @@ impl Thumbnail {
         // At least twice the target in the stored orientation, so the final
         // Lanczos pass still has detail to work with.
         if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), 4) {
-            return Err(why.into());
+            return Err(LibjpegError::Refused(why));
         }
         let (rw, rh) = if swapped {
             (th.saturating_mul(2), tw.saturating_mul(2))
@@ -260,7 +265,9 @@ impl Thumbnail {
             RgbImage::from_raw(sw, sh, data).map(DynamicImage::ImageRgb8)
         };
         let Some(mut img) = img else {
-            return Err(LibjpegError("pixel data does not match its size".into()));
+            return Err(LibjpegError::Failed(
+                "pixel data does not match its size".into(),
+            ));
         };
         if let Some(o) = orientation {
             img.apply_orientation(o);
@@ -300,41 +307,6 @@ fn scale_eighths(w: u32, h: u32, rw: u32, rh: u32) -> Option<u8> {
     // libjpeg rounds scaled sizes up.
     let at = |n: u32, v: u32| (u64::from(v) * u64::from(n)).div_ceil(8);
     (1..8u8).find(|&n| at(u32::from(n), w) >= u64::from(rw) && at(u32::from(n), h) >= u64::from(rh))
-}
-
-/// A metadata block of a JPEG, if it has one.
-type Block = Option<Vec<u8>>;
-
-/// The EXIF block (after its `Exif\0\0` header), the ICC profile (its
-/// APP2 chunks joined in order) and the XMP packet of a JPEG.
-fn jpeg_metadata<R>(dec: &mozjpeg::Decompress<R>) -> (Block, Block, Block) {
-    const ICC_TAG: &[u8] = b"ICC_PROFILE\0";
-    const XMP_TAG: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
-    let mut exif = None;
-    let mut xmp = None;
-    let mut chunks: Vec<(u8, &[u8])> = Vec::new();
-    for m in dec.markers() {
-        match m.marker {
-            mozjpeg::Marker::APP(1) => {
-                if let Some(rest) = m.data.strip_prefix(b"Exif\0\0".as_slice()) {
-                    exif.get_or_insert_with(|| rest.to_vec());
-                } else if let Some(rest) = m.data.strip_prefix(XMP_TAG) {
-                    xmp.get_or_insert_with(|| rest.to_vec());
-                }
-            }
-            mozjpeg::Marker::APP(2) => {
-                if let Some(rest) = m.data.strip_prefix(ICC_TAG)
-                    && rest.len() >= 2
-                {
-                    chunks.push((rest[0], &rest[2..]));
-                }
-            }
-            _ => {}
-        }
-    }
-    chunks.sort_by_key(|c| c.0);
-    let icc = (!chunks.is_empty()).then(|| chunks.iter().flat_map(|c| c.1).copied().collect());
-    (exif, icc, xmp)
 }
 
 impl Stage for Thumbnail {

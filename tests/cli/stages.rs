@@ -792,3 +792,157 @@ fn keep_exif_keeps_the_exif_block() {
         image::metadata::Orientation::NoTransforms
     );
 }
+
+/// A file of `tests/data`: an arithmetic-coded JPEG, baseline or
+/// progressive, and its Huffman-coded twin (the same coefficients:
+/// `jpegtran -arithmetic [-progressive]` made the first two from the
+/// third, which `cjpeg -quality 85` made from a generated 640x480 image);
+/// `arithmetic-cmyk.jpg`, the twin at 64x48 saved as CMYK by Pillow, with
+/// no profile, then recoded by `jpegtran -arithmetic`.
+fn arithmetic_data(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(REPO).join("tests/data").join(name)).expect("test data")
+}
+
+#[test]
+fn arithmetic_coded_jpegs_are_read_like_their_huffman_twin() {
+    let ws = Workspace::new();
+    let arith = arithmetic_data("arithmetic.jpg");
+    ws.write("in/arith.jpg", &arith)
+        .write(
+            "in/progressive.jpg",
+            &arithmetic_data("arithmetic-progressive.jpg"),
+        )
+        .write("in/twin.jpg", &arithmetic_data("arithmetic-twin.jpg"))
+        .write(
+            "in/sideways.jpg",
+            &with_segments(&arith, &[(0xE1, exif_orientation(6))]),
+        );
+    // `decode` + `resize` against `thumbnail`, which decodes these at 7/8.
+    let thumbs = thumbnail_matches_decode_resize(&ws.path("in"), "*", 2.5);
+    let pixels = |name: &str| {
+        image::load_from_memory(&thumbs[name])
+            .expect("decodes")
+            .to_rgb8()
+    };
+    assert_eq!(pixels("arith.png").dimensions(), (256, 192));
+    // The same coefficients through the same libjpeg: the same pixels.
+    assert!(pixels("arith.png") == pixels("twin.png"));
+    assert!(pixels("progressive.png") == pixels("twin.png"));
+    assert_eq!(
+        pixels("sideways.png").dimensions(),
+        (192, 256),
+        "shown upright"
+    );
+
+    // Whole images: libjpeg (arithmetic) against zune-jpeg (the twin).
+    let whole = image_op_in(&ws, "in", "");
+    assert_eq!(whole["arith.png"].dimensions(), (640, 480));
+    assert_eq!(whole["sideways.png"].dimensions(), (480, 640));
+    assert!(whole["arith.png"] == whole["progressive.png"]);
+    let d = mean_abs_diff(&whole["arith.png"], &whole["twin.png"]);
+    assert!(d < 1.0, "mean difference {d:.2}");
+}
+
+/// `scan -> decode -> encode png -> write` over the folder `rel` of `ws`
+/// (with `stages` after decode), decoded by name.
+fn image_op_in(ws: &Workspace, rel: &str, stages: &str) -> BTreeMap<String, RgbImage> {
+    let text = format!(
+        "[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"{rel}\"\n\n\
+         [[stage]]\nname = \"load\"\nkind = \"decode\"\n\n{stages}\n\n\
+         [[stage]]\nname = \"png\"\nkind = \"encode\"\nformat = \"png\"\n\n\
+         [[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"whole\"\n"
+    );
+    ws.write("whole.toml", text.as_bytes());
+    ws.conveyor().args(&["run", "whole.toml"]).run().code(0);
+    ws.files("whole")
+        .into_iter()
+        .map(|(name, bytes)| {
+            let img = image::load_from_memory(&bytes).expect("decodes").to_rgb8();
+            (name, img)
+        })
+        .collect()
+}
+
+#[test]
+fn an_arithmetic_coded_jpeg_over_the_limits_is_refused_by_its_header() {
+    let ws = Workspace::new();
+    ws.write("photos/arith.jpg", &arithmetic_data("arithmetic.jpg"))
+        .sample("tiny.jpg", "photos/small.jpg");
+    for (stage, kind) in [("load", "decode"), ("thumb", "thumbnail")] {
+        let pipeline = if kind == "decode" {
+            "pipelines/thumbnails.toml"
+        } else {
+            "pipelines/thumbnails-fast.toml"
+        };
+        let limit = format!("{stage}.max_pixels=100000");
+        let args = [
+            "run",
+            pipeline,
+            "--set",
+            "scan.root=photos",
+            "--set",
+            &limit,
+        ];
+        let dry = ws.conveyor().args(&args).args(&["--dry-run"]).run();
+        let real = ws.conveyor().args(&args).args(&["--force"]).run();
+        let why = format!(
+            "arith.jpg: image is 640x480 (307200 pixels), over the limit of 100000 pixels ({kind}.max_pixels)"
+        );
+        dry.code(1).stderr_has(&why);
+        real.code(1).stderr_has(&why);
+        assert_eq!(dry.tally(), real.tally(), "{}", dry.stderr());
+        assert_eq!(real.tally().ok, 1);
+    }
+}
+
+#[test]
+fn a_size_filter_and_the_memory_budget_read_an_arithmetic_jpegs_size() {
+    let ws = Workspace::new();
+    ws.write("in/arith.jpg", &arithmetic_data("arithmetic.jpg"))
+        .write(
+            "in/progressive.jpg",
+            &arithmetic_data("arithmetic-progressive.jpg"),
+        )
+        .sample("tiny.jpg", "in/small.jpg");
+    ws.write(
+        "f.toml",
+        b"[[stage]]\nname = \"scan\"\nkind = \"scan\"\nroot = \"in\"\n\n[[stage]]\nname = \"keep\"\nkind = \"filter\"\nmin_width = 600\n\n[[stage]]\nname = \"read\"\nkind = \"read\"\n\n[[stage]]\nname = \"save\"\nkind = \"write\"\ndir = \"out\"\n",
+    );
+    ws.conveyor().args(&["run", "f.toml"]).run().code(0);
+    let kept: Vec<String> = ws.files("out").into_keys().collect();
+    assert_eq!(kept, ["arith.jpg", "progressive.jpg"]);
+    // The budget sizes each image by its header before decoding it.
+    let done = ws
+        .conveyor()
+        .args(&[
+            "run",
+            "pipelines/thumbnails-fast.toml",
+            "--set",
+            "scan.root=in",
+            "--memory",
+            "16MiB",
+        ])
+        .run();
+    done.code(0);
+    assert_eq!(done.tally().ok, 3, "{}", done.stderr());
+}
+
+#[test]
+fn an_arithmetic_coded_cmyk_jpeg_without_a_profile_fails_alone_and_says_why() {
+    let ws = Workspace::new();
+    ws.write("in/cmyk.jpg", &arithmetic_data("arithmetic-cmyk.jpg"))
+        .write("in/arith.jpg", &arithmetic_data("arithmetic.jpg"));
+    for pipeline in [
+        "pipelines/thumbnails.toml",
+        "pipelines/thumbnails-fast.toml",
+    ] {
+        let done = ws
+            .conveyor()
+            .args(&["run", pipeline, "--set", "scan.root=in", "--force"])
+            .run();
+        done.code(1).stderr_has(
+            "in/cmyk.jpg: cannot decode jpg: arithmetic-coded CMYK without a CMYK colour profile is not supported",
+        );
+        assert_eq!(done.tally().ok, 1, "{}", done.stderr());
+    }
+}
