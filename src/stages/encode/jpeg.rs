@@ -141,6 +141,11 @@ fn encoder<'a>(
 ) -> Result<jpeg_encoder::Encoder<&'a mut Vec<u8>>, StageError> {
     let mut enc = jpeg_encoder::Encoder::new(out, opts.quality);
     enc.set_sampling_factor(sampling_for(opts.quality));
+    // Halved chroma from the average of each 2x2 block, as libjpeg (and so
+    // Pillow and the `nasm` build) makes it. jpeg-encoder's default keeps
+    // the top-left pixel's colour: one-pixel red and blue columns came out
+    // all red.
+    enc.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
     enc.set_progressive(opts.progressive);
     enc.set_optimized_huffman_tables(opts.optimize);
     if let Some(interval) = restart_interval {
@@ -469,6 +474,40 @@ mod tests {
             assert_eq!(count_restarts(&bytes), 0, "{opts:?}");
             let back = image::load_from_memory(&bytes).expect("decodes");
             assert_eq!((back.width(), back.height()), (2000, 1000));
+        }
+    }
+
+    #[test]
+    fn subsampled_chroma_is_the_average_of_its_pixels() {
+        // One-pixel columns of red and blue: chroma halved must be their
+        // average (purple), as libjpeg and Pillow make it, not the colour
+        // of whichever pixel comes first in each pair.
+        let (w, h) = (64, 32);
+        let img = image::RgbImage::from_fn(w, h, |x, _| {
+            if x % 2 == 0 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([0, 0, 255])
+            }
+        });
+        for opts in [
+            EncodeOptions::default(),
+            EncodeOptions {
+                progressive: true,
+                ..EncodeOptions::default()
+            },
+        ] {
+            assert!(opts.quality < 90, "4:2:0");
+            let bytes =
+                encode(&DynamicImage::ImageRgb8(img.clone()), &opts, &embed()).expect("encodes");
+            let back = image::load_from_memory(&bytes).expect("decodes").to_rgb8();
+            let mean =
+                |c: usize| back.pixels().map(|p| f64::from(p.0[c])).sum::<f64>() / f64::from(w * h);
+            let (r, b) = (mean(0), mean(2));
+            assert!(
+                (r - b).abs() < 8.0,
+                "{opts:?}: mean red {r:.1}, blue {b:.1}"
+            );
         }
     }
 }
