@@ -107,9 +107,8 @@ fn head_bytes(head: &[u8]) -> Option<u64> {
         return crate::stages::heif::dimensions(head).map(|(w, h)| pixels(w, h) * 4);
     }
     if let Some(f) = crate::stages::libjpeg::arithmetic_frame(head) {
-        // The general decoder reads no arithmetic-coded JPEG; libjpeg gives
-        // 8-bit grey or RGB (CMYK is read as 4 bytes a pixel).
-        return Some(pixels(f.width, f.height) * u64::from(f.components.max(3)));
+        // The general decoder reads no arithmetic-coded JPEG's header.
+        return Some(pixels(f.width, f.height) * f.bytes_per_pixel());
     }
     let reader = image::ImageReader::new(std::io::Cursor::new(head))
         .with_guessed_format()

@@ -160,8 +160,7 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
     {
         let (w, h) = (frame.width, frame.height);
         within_max_pixels(w, h, opts, "decode")?;
-        // libjpeg gives 1 byte a channel; CMYK is read as 4, then RGB.
-        within_alloc(w, h, u64::from(frame.components.max(3)), opts)?;
+        within_alloc(w, h, frame.bytes_per_pixel(), opts)?;
         let mut d = super::libjpeg::decode_whole(bytes, opts.auto_orient)?;
         d.image = normalise(d.image);
         return Ok(d);
@@ -336,9 +335,17 @@ pub(crate) fn check_header(
         return Err(StageError::new(super::UNRECOGNISED));
     }
     // A header cut short by `HEAD` says nothing about the file; the general
-    // decoder reads no arithmetic-coded JPEG's header, libjpeg's frame does.
+    // decoder reads no arithmetic-coded JPEG's header, libjpeg's frame does
+    // (found in the file itself when the head ends before it).
     let Ok((w, h)) = reader.into_dimensions() else {
-        return match super::libjpeg::arithmetic_frame(&head) {
+        let frame = match &item.payload {
+            Payload::Bytes(b) => super::libjpeg::arithmetic_frame(b),
+            _ if head.len() as u64 == HEAD => std::fs::File::open(&item.path)
+                .ok()
+                .and_then(super::libjpeg::arithmetic_frame_in),
+            _ => super::libjpeg::arithmetic_frame(&head),
+        };
+        return match frame {
             Some(f) => within_max_pixels(f.width, f.height, opts, key).map(Some),
             None => Ok(None),
         };

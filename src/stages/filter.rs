@@ -150,14 +150,12 @@ impl Filter {
                 .map_err(|e| StageError::new(e.to_string()))?
                 .into_dimensions()
                 .or_else(|e| {
-                    use std::io::Read;
                     // The general decoder reads no arithmetic-coded JPEG's
-                    // header: its frame, near the start, gives the size.
-                    let mut head = Vec::new();
+                    // header: libjpeg's frame gives the size.
                     std::fs::File::open(&item.path)
-                        .and_then(|f| f.take(256 << 10).read_to_end(&mut head))
                         .ok()
-                        .and_then(|_| arithmetic_dims(&head))
+                        .and_then(super::libjpeg::arithmetic_frame_in)
+                        .map(|f| (f.width, f.height))
                         .ok_or(e)
                 })
                 .map_err(|e| StageError::new(format!("cannot read image size: {e}"))),

@@ -30,52 +30,96 @@ pub(crate) struct Frame {
     pub components: u8,
 }
 
-/// The frame of an arithmetic-coded JPEG (SOF9-SOF11, SOF13-SOF15), `None`
-/// for any other file, one whose frame comes after its first scan, or one
-/// whose markers can't be walked. zune-jpeg reads no arithmetic coding;
-/// libjpeg, built with it, does.
+impl Frame {
+    /// The bytes a pixel takes while libjpeg decodes it: 8-bit grey, RGB,
+    /// or CMYK (read as 4 bytes, then made RGB).
+    pub(crate) fn bytes_per_pixel(&self) -> u64 {
+        match self.components {
+            1 => 1,
+            4 => 4,
+            _ => 3,
+        }
+    }
+}
+
+/// The frame of an arithmetic-coded JPEG (SOF9-SOF11, SOF13-SOF15) whose
+/// bytes are `bytes`; see [`arithmetic_frame_in`].
 pub(crate) fn arithmetic_frame(bytes: &[u8]) -> Option<Frame> {
-    let mut pos = 2;
-    if !bytes.starts_with(&[0xFF, 0xD8]) {
+    arithmetic_frame_in(std::io::Cursor::new(bytes))
+}
+
+/// The frame of an arithmetic-coded JPEG read from `r`: `None` for any
+/// other file, one whose frame comes after its first scan, or one whose
+/// markers end first. zune-jpeg reads no arithmetic coding; libjpeg, built
+/// with it, does. The walk seeks past segments, so a frame behind
+/// megabytes of APP data is found without reading them; like libjpeg, it
+/// skips stray bytes between segments. A frame of zero size is returned
+/// as it is, for libjpeg's own error.
+pub(crate) fn arithmetic_frame_in(r: impl std::io::Read + std::io::Seek) -> Option<Frame> {
+    use std::io::Read;
+    let mut r = std::io::BufReader::new(r);
+    let mut b = [0u8; 1];
+    let mut start = [0u8; 2];
+    r.read_exact(&mut start).ok()?;
+    if start != [0xFF, 0xD8] {
         return None;
     }
     loop {
-        if *bytes.get(pos)? != 0xFF {
-            return None;
+        // Up to the next 0xFF, then past any fill bytes to the marker.
+        loop {
+            r.read_exact(&mut b).ok()?;
+            if b[0] == 0xFF {
+                break;
+            }
         }
-        // Any number of 0xFF may pad before a marker.
-        while *bytes.get(pos + 1)? == 0xFF {
-            pos += 1;
-        }
-        let marker = *bytes.get(pos + 1)?;
-        pos += 2;
+        let marker = loop {
+            r.read_exact(&mut b).ok()?;
+            if b[0] != 0xFF {
+                break b[0];
+            }
+        };
         match marker {
-            // Standalone markers: no length follows.
-            0x01 | 0xD0..=0xD7 => continue,
+            // Not a marker (a stuffed 0xFF), or standalone: no length.
+            0x00 | 0x01 | 0xD0..=0xD7 => continue,
             // A scan or the end before any frame.
             0xD9 | 0xDA => return None,
             _ => {}
         }
-        let len = usize::from(u16::from_be_bytes([*bytes.get(pos)?, *bytes.get(pos + 1)?]));
-        let body = bytes.get(pos + 2..pos + len)?;
+        let mut len = [0u8; 2];
+        r.read_exact(&mut len).ok()?;
+        let body = i64::from(u16::from_be_bytes(len).checked_sub(2)?);
         match marker {
             0xC9..=0xCB | 0xCD..=0xCF => {
-                let [_precision, h1, h0, w1, w0, components, ..] = *body else {
-                    return None;
-                };
-                let (height, width) = (u16::from_be_bytes([h1, h0]), u16::from_be_bytes([w1, w0]));
-                // A height of 0 is given later by a DNL marker: left to the
-                // general decoder, whose error says so.
-                return (height > 0 && width > 0).then_some(Frame {
-                    width: u32::from(width),
-                    height: u32::from(height),
-                    components,
+                let mut f = [0u8; 6];
+                r.read_exact(&mut f).ok()?;
+                return Some(Frame {
+                    height: u32::from(u16::from_be_bytes([f[1], f[2]])),
+                    width: u32::from(u16::from_be_bytes([f[3], f[4]])),
+                    components: f[5],
                 });
             }
             0xC0..=0xC3 | 0xC5..=0xC7 => return None,
-            _ => pos += len,
+            _ => {
+                r.seek_relative(body).ok()?;
+            }
         }
     }
+}
+
+/// At most this many scans are read: a progressive file has about ten,
+/// and each scan is a pass over the whole image, so a few kilobytes of
+/// repeated scan headers could otherwise keep a core busy for minutes.
+/// zune-jpeg, the general decoder, stops at the same count.
+pub(crate) const MAX_SCANS: usize = 100;
+
+/// Why libjpeg should not be given `bytes`: more start-of-scan markers than
+/// [`MAX_SCANS`]. (0xFF 0xDA never occurs inside coded data, where 0xFF
+/// is stuffed; an embedded EXIF thumbnail's scans count too.)
+pub(crate) fn too_many_scans(bytes: &[u8]) -> Option<String> {
+    let scans = memchr::memmem::find_iter(bytes, &[0xFF, 0xDA]).count();
+    (scans > MAX_SCANS).then(|| {
+        format!("{scans} scans, more than the {MAX_SCANS} a JPEG may have here (a crafted file?)")
+    })
 }
 
 /// A metadata block of a JPEG, if it has one.
@@ -117,29 +161,31 @@ pub(crate) fn jpeg_metadata<R>(dec: &mozjpeg::Decompress<R>) -> (Block, Block, B
 /// A whole JPEG decoded by libjpeg, for the files the general decoder
 /// can't read (see [`arithmetic_frame`]): 8-bit grey or RGB, the EXIF
 /// orientation applied when `auto_orient` (and then cleared from the EXIF
-/// kept), and its metadata. CMYK is converted by its profile as `cmyk`
-/// does; one without a CMYK profile is refused. The caller checks the size
-/// against its limits first.
+/// kept), and its metadata. CMYK is converted as `cmyk` does it, by its
+/// profile or without one. The caller checks the size against its limits
+/// first; a file of over [`MAX_SCANS`] scans is refused.
 pub(crate) fn decode_whole(bytes: &[u8], auto_orient: bool) -> Result<Decoded, StageError> {
     let fail = |e: String| StageError::new(format!("cannot decode jpg: {e}"));
+    if let Some(why) = too_many_scans(bytes) {
+        return Err(fail(why));
+    }
     let (img, icc, exif, xmp) = guarded(|| whole(bytes, auto_orient))
         .and_then(|r| r)
         .map_err(fail)?;
     let (img, icc) = match img {
         Some(img) => (img, icc),
         None => {
+            // As the general path does: by the profile, the pixels then
+            // sRGB; without one, by the general decoder's formula.
             let profile = icc.as_deref().and_then(super::colour::cmyk_profile);
-            let Some(p) = profile else {
-                return Err(fail(
-                    "arithmetic-coded CMYK without a CMYK colour profile is not supported".into(),
-                ));
+            let (mut img, icc) = match profile {
+                Some(p) => (super::cmyk::decode_cmyk_jpeg(bytes, &p)?, None),
+                None => (super::cmyk::decode_cmyk_jpeg_without_profile(bytes)?, icc),
             };
-            // As the general path does: the pixels are now sRGB.
-            let mut img = super::cmyk::decode_cmyk_jpeg(bytes, &p)?;
             if let Some(o) = auto_orient.then(|| orientation(&exif)).flatten() {
                 img.apply_orientation(o);
             }
-            (img, None)
+            (img, icc)
         }
     };
     let exif = exif.map(|mut e| {
@@ -205,7 +251,7 @@ fn whole(bytes: &[u8], auto_orient: bool) -> Result<Whole, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Frame, arithmetic_frame};
+    use super::{Frame, MAX_SCANS, arithmetic_frame, too_many_scans};
 
     fn data(name: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -214,41 +260,97 @@ mod tests {
         std::fs::read(path).expect("test data")
     }
 
+    const FRAME: Option<Frame> = Some(Frame {
+        width: 640,
+        height: 480,
+        components: 3,
+    });
+
+    /// Where `arithmetic.jpg`'s frame marker is.
+    fn sof(bytes: &[u8]) -> usize {
+        bytes
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC9])
+            .expect("SOF9")
+    }
+
     #[test]
     fn arithmetic_frames_are_found_and_no_other() {
-        let frame = Some(Frame {
-            width: 640,
-            height: 480,
-            components: 3,
-        });
-        assert_eq!(arithmetic_frame(&data("arithmetic.jpg")), frame);
-        assert_eq!(arithmetic_frame(&data("arithmetic-progressive.jpg")), frame);
+        assert_eq!(arithmetic_frame(&data("arithmetic.jpg")), FRAME);
+        assert_eq!(arithmetic_frame(&data("arithmetic-progressive.jpg")), FRAME);
         assert_eq!(arithmetic_frame(&data("arithmetic-twin.jpg")), None);
-        // Fill bytes before a marker are allowed.
-        let mut padded = data("arithmetic.jpg");
+        let cmyk = arithmetic_frame(&data("arithmetic-cmyk.jpg")).expect("frame");
+        assert_eq!((cmyk.components, cmyk.bytes_per_pixel()), (4, 4));
+        let grey = Frame {
+            components: 1,
+            ..cmyk
+        };
+        assert_eq!(
+            grey.bytes_per_pixel(),
+            1,
+            "as the general decoder counts it"
+        );
+        // Fill bytes before a marker, and stray bytes between segments
+        // (libjpeg skips them with a warning).
+        let whole = data("arithmetic.jpg");
+        let mut padded = whole.clone();
         padded.splice(2..2, [0xFF, 0xFF]);
-        assert_eq!(arithmetic_frame(&padded), frame);
+        assert_eq!(arithmetic_frame(&padded), FRAME);
+        let mut stray = whole.clone();
+        stray.splice(sof(&whole)..sof(&whole), [0, 0, 0]);
+        assert_eq!(arithmetic_frame(&stray), FRAME);
+        // Behind 320 KB of APP segments.
+        let mut behind = whole[..2].to_vec();
+        for _ in 0..5 {
+            behind.extend([0xFF, 0xE3, 0xFF, 0xFF]);
+            behind.extend(std::iter::repeat_n(7u8, 0xFFFD));
+        }
+        behind.extend(&whole[2..]);
+        assert_eq!(arithmetic_frame(&behind), FRAME);
+        // A height of 0 (to come in a DNL marker) is left to libjpeg.
+        let mut dnl = whole.clone();
+        let at = sof(&whole) + 5;
+        dnl[at..at + 2].copy_from_slice(&[0, 0]);
+        assert_eq!(arithmetic_frame(&dnl).map(|f| f.height), Some(0));
     }
 
     #[test]
     fn a_broken_header_is_no_arithmetic_frame() {
         let whole = data("arithmetic.jpg");
-        // Cut before the frame header is whole: none, and nothing read out
-        // of bounds; from there on, the frame.
-        let sof = whole
-            .windows(2)
-            .position(|w| w == [0xFF, 0xC9])
-            .expect("SOF9");
-        let len = usize::from(u16::from_be_bytes([whole[sof + 2], whole[sof + 3]]));
-        for cut in 0..whole.len().min(sof + 2 + len + 40) {
+        // Cut before the frame's size and components: none, and nothing
+        // read out of bounds; from there on, the frame.
+        let end = sof(&whole) + 2 + 2 + 6;
+        for cut in 0..end + 40 {
             let got = arithmetic_frame(&whole[..cut]);
-            assert_eq!(got.is_some(), cut >= sof + 2 + len, "cut at {cut}: {got:?}");
+            assert_eq!(got.is_some(), cut >= end, "cut at {cut}: {got:?}");
         }
-        // A segment length running past the end.
+        // A segment length running past the end, or shorter than itself.
         let mut long = whole[..40].to_vec();
         long[4] = 0xFF;
         assert_eq!(arithmetic_frame(&long), None);
+        let mut short = whole.clone();
+        short[4..6].copy_from_slice(&[0, 1]);
+        assert_eq!(arithmetic_frame(&short), None);
         assert_eq!(arithmetic_frame(b"not a jpeg at all"), None);
         assert_eq!(arithmetic_frame(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), None);
+    }
+
+    #[test]
+    fn scans_are_counted_up_to_the_limit() {
+        let progressive = data("arithmetic-progressive.jpg");
+        assert_eq!(too_many_scans(&progressive), None);
+        let mut many = progressive.clone();
+        let end = many.len() - 2;
+        let extra = MAX_SCANS + 1 - scan_markers(&progressive);
+        many.splice(end..end, [0xFF, 0xDA].repeat(extra));
+        let why = too_many_scans(&many).expect("refused");
+        assert!(why.starts_with("101 scans, more than the 100"), "{why}");
+        many.truncate(many.len() - 4);
+        many.extend([0xFF, 0xD9]);
+        assert_eq!(too_many_scans(&many), None, "exactly 100");
+    }
+
+    fn scan_markers(bytes: &[u8]) -> usize {
+        bytes.windows(2).filter(|w| *w == [0xFF, 0xDA]).count()
     }
 }

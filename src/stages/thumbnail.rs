@@ -175,6 +175,9 @@ impl Thumbnail {
 
     fn scaled_with_libjpeg(&self, bytes: &[u8]) -> Result<Option<Scaled>, LibjpegError> {
         use mozjpeg::{ColorSpace, Decompress, Marker};
+        if let Some(why) = super::libjpeg::too_many_scans(bytes) {
+            return Err(LibjpegError::Failed(why));
+        }
         let dec = Decompress::builder()
             .with_markers(&[Marker::APP(1), Marker::APP(2)])
             .from_mem(bytes)

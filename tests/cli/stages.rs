@@ -866,7 +866,11 @@ fn image_op_in(ws: &Workspace, rel: &str, stages: &str) -> BTreeMap<String, RgbI
 #[test]
 fn an_arithmetic_coded_jpeg_over_the_limits_is_refused_by_its_header() {
     let ws = Workspace::new();
-    ws.write("photos/arith.jpg", &arithmetic_data("arithmetic.jpg"))
+    let arith = arithmetic_data("arithmetic.jpg");
+    // Its frame after 320 KB of APP segments, past the head a dry run reads.
+    let app3: Vec<(u8, Vec<u8>)> = (0..5).map(|_| (0xE3, vec![7u8; 0xFFFD])).collect();
+    ws.write("photos/arith.jpg", &arith)
+        .write("photos/behind.jpg", &with_segments(&arith, &app3))
         .sample("tiny.jpg", "photos/small.jpg");
     for (stage, kind) in [("load", "decode"), ("thumb", "thumbnail")] {
         let pipeline = if kind == "decode" {
@@ -885,11 +889,13 @@ fn an_arithmetic_coded_jpeg_over_the_limits_is_refused_by_its_header() {
         ];
         let dry = ws.conveyor().args(&args).args(&["--dry-run"]).run();
         let real = ws.conveyor().args(&args).args(&["--force"]).run();
-        let why = format!(
-            "arith.jpg: image is 640x480 (307200 pixels), over the limit of 100000 pixels ({kind}.max_pixels)"
-        );
-        dry.code(1).stderr_has(&why);
-        real.code(1).stderr_has(&why);
+        for name in ["arith.jpg", "behind.jpg"] {
+            let why = format!(
+                "{name}: image is 640x480 (307200 pixels), over the limit of 100000 pixels ({kind}.max_pixels)"
+            );
+            dry.code(1).stderr_has(&why);
+            real.code(1).stderr_has(&why);
+        }
         assert_eq!(dry.tally(), real.tally(), "{}", dry.stderr());
         assert_eq!(real.tally().ok, 1);
     }
@@ -898,7 +904,12 @@ fn an_arithmetic_coded_jpeg_over_the_limits_is_refused_by_its_header() {
 #[test]
 fn a_size_filter_and_the_memory_budget_read_an_arithmetic_jpegs_size() {
     let ws = Workspace::new();
-    ws.write("in/arith.jpg", &arithmetic_data("arithmetic.jpg"))
+    // One whose frame comes after 320 KB of APP segments: past the head
+    // a header check reads first.
+    let arith = arithmetic_data("arithmetic.jpg");
+    let app3: Vec<(u8, Vec<u8>)> = (0..5).map(|_| (0xE3, vec![7u8; 0xFFFD])).collect();
+    ws.write("in/arith.jpg", &arith)
+        .write("in/behind.jpg", &with_segments(&arith, &app3))
         .write(
             "in/progressive.jpg",
             &arithmetic_data("arithmetic-progressive.jpg"),
@@ -910,7 +921,7 @@ fn a_size_filter_and_the_memory_budget_read_an_arithmetic_jpegs_size() {
     );
     ws.conveyor().args(&["run", "f.toml"]).run().code(0);
     let kept: Vec<String> = ws.files("out").into_keys().collect();
-    assert_eq!(kept, ["arith.jpg", "progressive.jpg"]);
+    assert_eq!(kept, ["arith.jpg", "behind.jpg", "progressive.jpg"]);
     // The budget sizes each image by its header before decoding it.
     let done = ws
         .conveyor()
@@ -924,14 +935,60 @@ fn a_size_filter_and_the_memory_budget_read_an_arithmetic_jpegs_size() {
         ])
         .run();
     done.code(0);
-    assert_eq!(done.tally().ok, 3, "{}", done.stderr());
+    assert_eq!(done.tally().ok, 4, "{}", done.stderr());
 }
 
 #[test]
-fn an_arithmetic_coded_cmyk_jpeg_without_a_profile_fails_alone_and_says_why() {
+fn an_arithmetic_coded_cmyk_jpeg_without_a_profile_reads_like_its_twin() {
+    // No profile: the general decoder's simple formula, whichever decoder
+    // reads the file.
     let ws = Workspace::new();
-    ws.write("in/cmyk.jpg", &arithmetic_data("arithmetic-cmyk.jpg"))
-        .write("in/arith.jpg", &arithmetic_data("arithmetic.jpg"));
+    ws.write("in/arith.jpg", &arithmetic_data("arithmetic-cmyk.jpg"))
+        .write("in/twin.jpg", &arithmetic_data("arithmetic-cmyk-twin.jpg"));
+    let whole = image_op_in(&ws, "in", "");
+    assert_eq!(whole["arith.png"].dimensions(), (64, 48));
+    let d = mean_abs_diff(&whole["arith.png"], &whole["twin.png"]);
+    assert!(d < 1.0, "mean difference {d:.2}");
+    // The same colours as the arithmetic RGB file it was made from.
+    let rgb = image::load_from_memory(&arithmetic_data("arithmetic-twin.jpg"))
+        .expect("decodes")
+        .resize_exact(64, 48, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let d = mean_abs_diff(&whole["arith.png"], &rgb);
+    assert!(d < 12.0, "mean difference from the RGB source {d:.2}");
+}
+
+/// `jpeg` with its second scan (and what follows it up to the third)
+/// repeated `copies` times: a small file of many scans, each a pass over
+/// the whole image.
+fn scan_bomb(jpeg: &[u8], copies: usize) -> Vec<u8> {
+    let scans: Vec<usize> = jpeg
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| *w == [0xFF, 0xDA])
+        .map(|(i, _)| i)
+        .collect();
+    assert!(scans.len() >= 3, "progressive");
+    let mut out = jpeg[..scans[2]].to_vec();
+    for _ in 0..copies {
+        out.extend_from_slice(&jpeg[scans[1]..scans[2]]);
+    }
+    out.extend_from_slice(&jpeg[scans[2]..]);
+    out
+}
+
+#[test]
+fn a_jpeg_of_thousands_of_scans_is_refused_not_decoded() {
+    let ws = Workspace::new();
+    ws.write(
+        "in/arith.jpg",
+        &scan_bomb(&arithmetic_data("arithmetic-progressive.jpg"), 2000),
+    )
+    .write(
+        "in/huffman.jpg",
+        &scan_bomb(&progressive_jpeg(1200, 900), 2000),
+    )
+    .write("in/good.jpg", &arithmetic_data("arithmetic.jpg"));
     for pipeline in [
         "pipelines/thumbnails.toml",
         "pipelines/thumbnails-fast.toml",
@@ -940,9 +997,17 @@ fn an_arithmetic_coded_cmyk_jpeg_without_a_profile_fails_alone_and_says_why() {
             .conveyor()
             .args(&["run", pipeline, "--set", "scan.root=in", "--force"])
             .run();
-        done.code(1).stderr_has(
-            "in/cmyk.jpg: cannot decode jpg: arithmetic-coded CMYK without a CMYK colour profile is not supported",
-        );
+        done.code(1);
         assert_eq!(done.tally().ok, 1, "{}", done.stderr());
+        for name in ["arith.jpg", "huffman.jpg"] {
+            let line = done
+                .stderr()
+                .lines()
+                .find(|l| l.contains(name))
+                .map(str::to_string)
+                .unwrap_or_default();
+            assert!(line.contains("scan"), "{pipeline}: {line}");
+        }
+        done.stderr_has("in/arith.jpg: cannot decode jpg: 2010 scans, more than the 100");
     }
 }
