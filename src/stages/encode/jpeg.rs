@@ -102,9 +102,23 @@ fn piece(
         let subsampled = sampling_for(opts.quality) == jpeg_encoder::SamplingFactor::F_2_2;
         return super::libjpeg::encode(data, size, color, opts.quality, subsampled, embed);
     }
+    // Halved chroma: converted here, each 2x2 block's chroma averaged as
+    // libjpeg (and so Pillow and the `nasm` build) makes it. jpeg-encoder
+    // on its own keeps one pixel's colour of each block: one-pixel red and
+    // blue columns came out all red.
+    let channels = match color {
+        jpeg_encoder::ColorType::Rgb => 3,
+        jpeg_encoder::ColorType::Rgba => 4,
+        _ => 0,
+    };
     let mut out = Vec::new();
     let enc = encoder(&mut out, opts, embed, restart_interval)?;
-    enc.encode(data, size.0, size.1, color).map_err(failed)?;
+    if channels > 0 && sampling_for(opts.quality) == jpeg_encoder::SamplingFactor::F_2_2 {
+        let image = super::ycbcr::Averaged::new(data, size, channels);
+        enc.encode_image(image).map_err(failed)?;
+    } else {
+        enc.encode(data, size.0, size.1, color).map_err(failed)?;
+    }
     Ok(out)
 }
 
@@ -141,11 +155,6 @@ fn encoder<'a>(
 ) -> Result<jpeg_encoder::Encoder<&'a mut Vec<u8>>, StageError> {
     let mut enc = jpeg_encoder::Encoder::new(out, opts.quality);
     enc.set_sampling_factor(sampling_for(opts.quality));
-    // Halved chroma from the average of each 2x2 block, as libjpeg (and so
-    // Pillow and the `nasm` build) makes it. jpeg-encoder's default keeps
-    // the top-left pixel's colour: one-pixel red and blue columns came out
-    // all red.
-    enc.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
     enc.set_progressive(opts.progressive);
     enc.set_optimized_huffman_tables(opts.optimize);
     if let Some(interval) = restart_interval {
@@ -507,6 +516,54 @@ mod tests {
             assert!(
                 (r - b).abs() < 8.0,
                 "{opts:?}: mean red {r:.1}, blue {b:.1}"
+            );
+        }
+    }
+
+    #[test]
+    fn averaged_chroma_gives_the_bytes_of_jpeg_encoders_own_averaging() {
+        use jpeg_encoder::{ChromaSubsamplingMethod, ColorType};
+        let opts = EncodeOptions::default();
+        if by_libjpeg(&opts) {
+            return;
+        }
+        for (w, h, color, channels) in [
+            (64, 48, ColorType::Rgb, 3),
+            (320, 208, ColorType::Rgb, 3),
+            (96, 64, ColorType::Rgba, 4),
+            (333, 219, ColorType::Rgb, 3),
+            (101, 77, ColorType::Rgba, 4),
+        ] {
+            let data = picture(w, h, channels);
+            let ours =
+                piece(&data, (w as u16, h as u16), color, &opts, None, None).expect("encodes");
+            let mut theirs = Vec::new();
+            let mut enc = encoder(&mut theirs, &opts, None, None).expect("encoder");
+            enc.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);
+            enc.encode(&data, w as u16, h as u16, color)
+                .expect("encodes");
+            if w % 16 == 0 && h % 16 == 0 {
+                assert!(ours == theirs, "{w}x{h} {color:?}");
+                continue;
+            }
+            // Past a partial last block the encoder repeats the edge's
+            // chroma; jpeg-encoder (like libjpeg) averages repeated pixels
+            // with the other rounding bias there. Invisible pixels, so the
+            // images differ only a little near the right and bottom edges.
+            let (a, b) = (
+                image::load_from_memory(&ours).expect("decodes").to_rgb8(),
+                image::load_from_memory(&theirs).expect("decodes").to_rgb8(),
+            );
+            let far_from_edge = |i: usize| {
+                let p = i / 3;
+                p % w as usize + 24 < w as usize && p / w as usize + 24 < h as usize
+            };
+            let inner = (a.as_raw().iter().zip(b.as_raw()).enumerate())
+                .filter(|(i, (x, y))| far_from_edge(*i) && x != y)
+                .count();
+            assert_eq!(
+                inner, 0,
+                "{w}x{h} {color:?}: samples differing away from the edges"
             );
         }
     }

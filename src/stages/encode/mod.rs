@@ -10,6 +10,7 @@ mod libjpeg;
 mod metadata;
 mod png;
 mod webp;
+mod ycbcr;
 
 use std::sync::Arc;
 
