@@ -863,14 +863,18 @@ fn image_op_in(ws: &Workspace, rel: &str, stages: &str) -> BTreeMap<String, RgbI
         .collect()
 }
 
+/// `arithmetic.jpg` with its frame after 320 KB of APP segments: past the
+/// head a header check reads first.
+fn arithmetic_behind_app_data() -> Vec<u8> {
+    let app3: Vec<(u8, Vec<u8>)> = (0..5).map(|_| (0xE3, vec![7u8; 0xFFFD])).collect();
+    with_segments(&arithmetic_data("arithmetic.jpg"), &app3)
+}
+
 #[test]
 fn an_arithmetic_coded_jpeg_over_the_limits_is_refused_by_its_header() {
     let ws = Workspace::new();
-    let arith = arithmetic_data("arithmetic.jpg");
-    // Its frame after 320 KB of APP segments, past the head a dry run reads.
-    let app3: Vec<(u8, Vec<u8>)> = (0..5).map(|_| (0xE3, vec![7u8; 0xFFFD])).collect();
-    ws.write("photos/arith.jpg", &arith)
-        .write("photos/behind.jpg", &with_segments(&arith, &app3))
+    ws.write("photos/arith.jpg", &arithmetic_data("arithmetic.jpg"))
+        .write("photos/behind.jpg", &arithmetic_behind_app_data())
         .sample("tiny.jpg", "photos/small.jpg");
     for (stage, kind) in [("load", "decode"), ("thumb", "thumbnail")] {
         let pipeline = if kind == "decode" {
@@ -904,12 +908,8 @@ fn an_arithmetic_coded_jpeg_over_the_limits_is_refused_by_its_header() {
 #[test]
 fn a_size_filter_and_the_memory_budget_read_an_arithmetic_jpegs_size() {
     let ws = Workspace::new();
-    // One whose frame comes after 320 KB of APP segments: past the head
-    // a header check reads first.
-    let arith = arithmetic_data("arithmetic.jpg");
-    let app3: Vec<(u8, Vec<u8>)> = (0..5).map(|_| (0xE3, vec![7u8; 0xFFFD])).collect();
-    ws.write("in/arith.jpg", &arith)
-        .write("in/behind.jpg", &with_segments(&arith, &app3))
+    ws.write("in/arith.jpg", &arithmetic_data("arithmetic.jpg"))
+        .write("in/behind.jpg", &arithmetic_behind_app_data())
         .write(
             "in/progressive.jpg",
             &arithmetic_data("arithmetic-progressive.jpg"),
