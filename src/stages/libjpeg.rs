@@ -158,74 +158,26 @@ pub(crate) fn jpeg_metadata<R>(dec: &mozjpeg::Decompress<R>) -> (Block, Block, B
     (exif, icc, xmp)
 }
 
-/// A whole JPEG decoded by libjpeg, for the files the general decoder
-/// can't read (see [`arithmetic_frame`]): 8-bit grey or RGB, the EXIF
-/// orientation applied when `auto_orient` (and then cleared from the EXIF
-/// kept), and its metadata. CMYK is converted as `cmyk` does it, by its
-/// profile or without one. The caller checks the size against its limits
-/// first; a file of over [`MAX_SCANS`] scans is refused.
-pub(crate) fn decode_whole(bytes: &[u8], auto_orient: bool) -> Result<Decoded, StageError> {
-    let fail = |e: String| StageError::new(format!("cannot decode jpg: {e}"));
-    if let Some(why) = too_many_scans(bytes) {
-        return Err(fail(why));
+/// Whether libjpeg gives `dec`'s pixels as grey (`Some(true)`) or RGB
+/// (`Some(false)`); `None` for CMYK and YCCK, which `cmyk` reads.
+pub(crate) fn grey<R>(dec: &mozjpeg::Decompress<R>) -> Option<bool> {
+    use mozjpeg::ColorSpace;
+    match dec.color_space() {
+        ColorSpace::JCS_GRAYSCALE => Some(true),
+        ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => Some(false),
+        _ => None,
     }
-    let (img, icc, exif, xmp) = guarded(|| whole(bytes, auto_orient))
-        .and_then(|r| r)
-        .map_err(fail)?;
-    let (img, icc) = match img {
-        Some(img) => (img, icc),
-        None => {
-            // As the general path does: by the profile, the pixels then
-            // sRGB; without one, by the general decoder's formula.
-            let profile = icc.as_deref().and_then(super::colour::cmyk_profile);
-            let (mut img, icc) = match profile {
-                Some(p) => (super::cmyk::decode_cmyk_jpeg(bytes, &p)?, None),
-                None => (super::cmyk::decode_cmyk_jpeg_without_profile(bytes)?, icc),
-            };
-            if let Some(o) = auto_orient.then(|| orientation(&exif)).flatten() {
-                img.apply_orientation(o);
-            }
-            (img, icc)
-        }
-    };
-    let exif = exif.map(|mut e| {
-        if auto_orient {
-            let _ = Orientation::remove_from_exif_chunk(&mut e);
-        }
-        e
-    });
-    Ok(Decoded {
-        image: img,
-        format: "jpg",
-        icc,
-        exif,
-        xmp,
-    })
 }
 
-/// The orientation an EXIF block gives, without changing it.
-fn orientation(exif: &Block) -> Option<Orientation> {
-    let mut copy = exif.clone()?;
-    Orientation::remove_from_exif_chunk(&mut copy)
-}
-
-/// What [`whole`] reads: the image (`None` for CMYK, read by `cmyk`), and
-/// the ICC profile, EXIF and XMP.
-type Whole = (Option<DynamicImage>, Block, Block, Block);
-
-fn whole(bytes: &[u8], auto_orient: bool) -> Result<Whole, String> {
-    use mozjpeg::{ColorSpace, Decompress, Marker};
-    let dec = Decompress::builder()
-        .with_markers(&[Marker::APP(1), Marker::APP(2)])
-        .from_mem(bytes)
-        .map_err(|e| e.to_string())?;
-    let (exif, icc, xmp) = jpeg_metadata(&dec);
-    let gray = match dec.color_space() {
-        ColorSpace::JCS_GRAYSCALE => true,
-        ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => false,
-        _ => return Ok((None, icc, exif, xmp)),
-    };
-    let space = if gray {
+/// Decode at `eighths`/8 (8: full size) into 8-bit grey or RGB.
+pub(crate) fn read_image<R: std::io::BufRead>(
+    mut dec: mozjpeg::Decompress<R>,
+    eighths: u8,
+    grey: bool,
+) -> Result<DynamicImage, String> {
+    use mozjpeg::ColorSpace;
+    dec.scale(eighths);
+    let space = if grey {
         ColorSpace::JCS_GRAYSCALE
     } else {
         ColorSpace::JCS_RGB
@@ -237,16 +189,91 @@ fn whole(bytes: &[u8], auto_orient: bool) -> Result<Whole, String> {
     );
     let data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
     started.finish().map_err(|e| e.to_string())?;
-    let img = if gray {
+    let img = if grey {
         GrayImage::from_raw(w, h, data).map(DynamicImage::ImageLuma8)
     } else {
         RgbImage::from_raw(w, h, data).map(DynamicImage::ImageRgb8)
     };
-    let mut img = img.ok_or("pixel data does not match its size")?;
-    if let Some(o) = auto_orient.then(|| orientation(&exif)).flatten() {
-        img.apply_orientation(o);
+    img.ok_or_else(|| "pixel data does not match its size".to_string())
+}
+
+/// A whole JPEG decoded by libjpeg, for the files the general decoder
+/// can't read (see [`arithmetic_frame`]): 8-bit grey or RGB, the EXIF
+/// orientation applied when `auto_orient` (and then cleared from the EXIF
+/// kept), and its metadata. CMYK is converted as `cmyk` does it, by its
+/// profile or without one. The caller checks the size against its limits
+/// first; a file of over [`MAX_SCANS`] scans is refused.
+pub(crate) fn decode_whole(bytes: &[u8], auto_orient: bool) -> Result<Decoded, StageError> {
+    let fail = |e: String| StageError::new(format!("cannot decode jpg: {e}"));
+    if let Some(why) = too_many_scans(bytes) {
+        return Err(fail(why));
     }
-    Ok((Some(img), icc, exif, xmp))
+    let whole = guarded(|| whole(bytes, auto_orient))
+        .and_then(|r| r)
+        .map_err(fail)?;
+    let (mut image, icc) = match whole.image {
+        Some(img) => (img, whole.icc),
+        None => {
+            // As the general path does: by the profile, the pixels then
+            // sRGB; without one, by the general decoder's formula.
+            let profile = whole.icc.as_deref().and_then(super::colour::cmyk_profile);
+            match profile {
+                Some(p) => (super::cmyk::decode_cmyk_jpeg(bytes, &p)?, None),
+                None => (
+                    super::cmyk::decode_cmyk_jpeg_without_profile(bytes)?,
+                    whole.icc,
+                ),
+            }
+        }
+    };
+    if let Some(o) = whole.orientation {
+        image.apply_orientation(o);
+    }
+    Ok(Decoded {
+        image,
+        format: "jpg",
+        icc,
+        exif: whole.exif,
+        xmp: whole.xmp,
+    })
+}
+
+/// What [`whole`] reads.
+struct Whole {
+    /// The pixels as stored; `None` for CMYK, which `cmyk` reads.
+    image: Option<DynamicImage>,
+    icc: Block,
+    /// The EXIF block, without its orientation when that is to be applied.
+    exif: Block,
+    xmp: Block,
+    /// The orientation to apply, taken out of `exif`.
+    orientation: Option<Orientation>,
+}
+
+fn whole(bytes: &[u8], auto_orient: bool) -> Result<Whole, String> {
+    use mozjpeg::{Decompress, Marker};
+    let dec = Decompress::builder()
+        .with_markers(&[Marker::APP(1), Marker::APP(2)])
+        .from_mem(bytes)
+        .map_err(|e| e.to_string())?;
+    let (mut exif, icc, xmp) = jpeg_metadata(&dec);
+    let orientation = if auto_orient {
+        exif.as_mut()
+            .and_then(|e| Orientation::remove_from_exif_chunk(e))
+    } else {
+        None
+    };
+    let image = match grey(&dec) {
+        Some(grey) => Some(read_image(dec, 8, grey)?),
+        None => None,
+    };
+    Ok(Whole {
+        image,
+        icc,
+        exif,
+        xmp,
+        orientation,
+    })
 }
 
 #[cfg(test)]

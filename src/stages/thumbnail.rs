@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use image::metadata::Orientation;
-use image::{DynamicImage, GrayImage, RgbImage};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -174,7 +173,7 @@ impl Thumbnail {
     }
 
     fn scaled_with_libjpeg(&self, bytes: &[u8]) -> Result<Option<Scaled>, LibjpegError> {
-        use mozjpeg::{ColorSpace, Decompress, Marker};
+        use mozjpeg::{Decompress, Marker};
         if let Some(why) = super::libjpeg::too_many_scans(bytes) {
             return Err(LibjpegError::Failed(why));
         }
@@ -193,10 +192,8 @@ impl Thumbnail {
                 self.0.max_pixels
             )));
         }
-        let gray = match dec.color_space() {
-            ColorSpace::JCS_GRAYSCALE => true,
-            ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => false,
-            _ => return Ok(None),
+        let Some(grey) = super::libjpeg::grey(&dec) else {
+            return Ok(None);
         };
         let (mut exif, icc, xmp) = super::libjpeg::jpeg_metadata(&dec);
         let orientation = if self.0.auto_orient {
@@ -226,11 +223,6 @@ impl Thumbnail {
             None if cfg!(feature = "nasm") => 8,
             None => return Ok(None),
         };
-        let out_space = if gray {
-            ColorSpace::JCS_GRAYSCALE
-        } else {
-            ColorSpace::JCS_RGB
-        };
         // At 1/8 a progressive file's AC scans of its full-resolution
         // components are never used (`jpeg_scans`): decode without them.
         // Should that copy fail, the file is decoded as it is.
@@ -245,32 +237,22 @@ impl Thumbnail {
                     // Smoothing guesses the missing AC coefficients from
                     // neighbouring blocks: work for pixels that ignore them.
                     dec.do_block_smoothing(false);
-                    read_scaled(dec, eighths, out_space)
+                    super::libjpeg::read_image(dec, eighths, grey)
                 })
                 .ok()?
                 .ok()
             });
-        let (sw, sh, data) = match without_ac {
-            Some(read) => read,
+        let mut img = match without_ac {
+            Some(img) => img,
             // A file libjpeg refuses at full size goes to the general
             // decoder, as it does in builds without SIMD.
             None if eighths == 8 => {
-                match super::libjpeg::guarded(|| read_scaled(dec, eighths, out_space)) {
-                    Ok(Ok(read)) => read,
+                match super::libjpeg::guarded(|| super::libjpeg::read_image(dec, eighths, grey)) {
+                    Ok(Ok(img)) => img,
                     _ => return Ok(None),
                 }
             }
-            None => read_scaled(dec, eighths, out_space)?,
-        };
-        let img = if gray {
-            GrayImage::from_raw(sw, sh, data).map(DynamicImage::ImageLuma8)
-        } else {
-            RgbImage::from_raw(sw, sh, data).map(DynamicImage::ImageRgb8)
-        };
-        let Some(mut img) = img else {
-            return Err(LibjpegError::Failed(
-                "pixel data does not match its size".into(),
-            ));
+            None => super::libjpeg::read_image(dec, eighths, grey)?,
         };
         if let Some(o) = orientation {
             img.apply_orientation(o);
@@ -284,24 +266,6 @@ impl Thumbnail {
         };
         Ok(Some((decoded, (ow, oh))))
     }
-}
-
-/// Decode at `eighths`/8 (8: full size) into `space`: width, height and
-/// pixels.
-fn read_scaled<R: std::io::BufRead>(
-    mut dec: mozjpeg::Decompress<R>,
-    eighths: u8,
-    space: mozjpeg::ColorSpace,
-) -> Result<(u32, u32, Vec<u8>), LibjpegError> {
-    dec.scale(eighths);
-    let mut started = dec.to_colorspace(space).map_err(|e| e.to_string())?;
-    let (w, h) = (
-        u32::try_from(started.width()).unwrap_or(u32::MAX),
-        u32::try_from(started.height()).unwrap_or(u32::MAX),
-    );
-    let data: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
-    started.finish().map_err(|e| e.to_string())?;
-    Ok((w, h, data))
 }
 
 /// The smallest libjpeg scale, in eighths (1..=7), whose output is at least
