@@ -109,8 +109,9 @@ pub enum Payload {
     Bytes(Vec<u8>),
     Image(DynamicImage),
     /// A decoded image still in the memory a worker process shared, on its
-    /// way to other workers. Only the executor sees it: a stage that runs
-    /// in conveyor is given it as an `Image` ([`Payload::in_process`]).
+    /// way to other workers. Only the executor sees it, and in a worker a
+    /// first stage that reads it there (`Stage::reads_shared`); other stages
+    /// are given it as an `Image` ([`Payload::in_process`]).
     Shared(SharedImage),
 }
 

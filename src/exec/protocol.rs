@@ -182,7 +182,8 @@ pub type Returns = Arc<Mutex<Vec<u64>>>;
 /// A worker's memory for the pixels it hands over ([`WirePixels::Shared`]).
 /// Each image is put in memory lent to conveyor under a lease; conveyor
 /// gives the lease back once every process that reads the image is done
-/// (each reader copies the pixels out before it answers), and the memory
+/// (each reader is done with the pixels, copied out or read where they
+/// lie by its first stage, before it answers), and the memory
 /// is reused for a later image. New shared memory costs fresh pages, each
 /// zeroed by the kernel, and their release: for every image, more than
 /// copying the pixels themselves.
@@ -228,7 +229,7 @@ impl Lender {
             Some(k) => {
                 let mut memory = self.idle.swap_remove(k);
                 // SAFETY: its lease came back, so every process that read
-                // it has copied the pixels out and answered, and conveyor
+                // it is done with the pixels and answered, and conveyor
                 // keeps no image in it; nobody reads it while it is written.
                 unsafe { memory.deref_mut()[..len].copy_from_slice(pixels) };
                 memory
@@ -245,6 +246,19 @@ impl Lender {
             lease: Some(lease),
         }
     }
+}
+
+/// What the receiver of pixels in memory of their own does with them.
+#[derive(Clone, Copy)]
+pub enum Keep<'a> {
+    /// Copy them out: the stages that read them want their own image.
+    Copy,
+    /// Keep them where they are for the first stage, which reads them there
+    /// (`Stage::reads_shared`) before its worker answers.
+    InPlace,
+    /// Keep them to pass on (conveyor): their lease goes into `Returns`
+    /// when nobody reads them any more.
+    Lease(&'a Returns),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -353,10 +367,9 @@ impl std::error::Error for BadPixels {}
 
 impl WireItem {
     /// The item received; pixels in a slot are copied out of `slot`.
-    /// Pixels in memory of their own are kept there when `keep` is given
-    /// (conveyor, which passes them on; the memory's lease goes into it
-    /// when nobody reads it any more), else copied out.
-    pub fn into_item(self, slot: &mut Slot, keep: Option<&Returns>) -> Result<Item, BadPixels> {
+    /// Pixels in memory of their own are kept there or copied out as
+    /// `shared` says.
+    pub fn into_item(self, slot: &mut Slot, shared: Keep<'_>) -> Result<Item, BadPixels> {
         let w = self;
         let payload = match w.payload {
             WirePayload::Nothing => Payload::Nothing,
@@ -369,7 +382,11 @@ impl WireItem {
             } => {
                 let bad = BadPixels { width, height };
                 match pixels {
-                    WirePixels::Shared { memory, lease, .. } if keep.is_some() => {
+                    WirePixels::Shared { memory, lease, .. } if !matches!(shared, Keep::Copy) => {
+                        let keep = match shared {
+                            Keep::Lease(returns) => Some(returns),
+                            _ => None,
+                        };
                         let release = lease.zip(keep).map(|(lease, returns)| {
                             let returns = Arc::clone(returns);
                             Box::new(move || {
@@ -485,7 +502,7 @@ mod tests {
             assert_eq!(how(&wire), "shared");
             let mut conveyor_in = Slot::default();
             let kept = wire
-                .into_item(&mut conveyor_in, Some(&returns))
+                .into_item(&mut conveyor_in, Keep::Lease(&returns))
                 .expect("intact");
             assert!(matches!(kept.payload, Payload::Shared(_)), "copied in");
             assert!(conveyor_in.0.is_none(), "the slot was used");
@@ -493,7 +510,9 @@ mod tests {
                 let mut to_worker = Slot::default();
                 let wire = WireItem::new(kept.clone(), &mut to_worker, None);
                 assert_eq!(how(&wire), "shared");
-                let got = wire.into_item(&mut Slot::default(), None).expect("intact");
+                let got = wire
+                    .into_item(&mut Slot::default(), Keep::Copy)
+                    .expect("intact");
                 match got.payload {
                     Payload::Image(got) => assert!(got == img, "pixels changed"),
                     other => panic!("a worker got {other:?}"),
@@ -526,7 +545,7 @@ mod tests {
             }));
             let wire = WireItem::new(with_image(img.clone()), &mut Slot::default(), Some(lender));
             let kept = wire
-                .into_item(&mut conveyor_in, Some(&returns))
+                .into_item(&mut conveyor_in, Keep::Lease(&returns))
                 .expect("intact");
             (img, kept)
         };

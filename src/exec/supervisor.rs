@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ipc_channel::{IpcError, TryRecvError};
 
 use super::call::Crossing;
-use super::protocol::{FromWorker, Reason, ToWorker, WireItem};
+use super::protocol::{FromWorker, Keep, Reason, ToWorker, WireItem};
 pub use super::spawn::ChainProcesses;
 use super::spawn::{self, Worker, describe_death};
 use super::{CallError, Outcome};
@@ -207,7 +207,7 @@ impl<'a> Slot<'a> {
                 let out = match result {
                     Ok(Some(w)) => match self.worker.as_mut() {
                         Some(worker) => w
-                            .into_item(&mut worker.from_slot, Some(&worker.returns))
+                            .into_item(&mut worker.from_slot, Keep::Lease(&worker.returns))
                             .map(Some)
                             .map_err(|e| CallError::Item(e.to_string())),
                         None => Err(CallError::Fatal("no worker".into())),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::call::Step;
 use super::protocol::{
-    Bootstrap, FromWorker, Lender, Reason, Slot, StageInit, ToWorker, WORKER_ARG, WireItem,
+    Bootstrap, FromWorker, Keep, Lender, Reason, Slot, StageInit, ToWorker, WORKER_ARG, WireItem,
 };
 use crate::stage::{Built, Stage};
 use crate::stages::Registry;
@@ -59,12 +59,20 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     }
     super::call::install_panic_hook();
     stop::install();
+    keep_freed_memory();
     // The answer to each item is sent before the next is read, so conveyor
     // always knows which item (and which stage) a crash belongs to.
     // Shared memory for large pixels, from conveyor and to it.
     let (mut in_slot, mut out_slot) = (Slot::default(), Slot::default());
     // Memory lent to conveyor for the pixels this worker hands over.
     let mut lender = hand_over.then(Lender::default);
+    // Pixels another worker handed over are read where they lie by a
+    // first stage that can (a resize reads a photo once, to make a much
+    // smaller one), instead of being copied into this process first.
+    let shared = match stages.first() {
+        Some(first) if first.reads_shared() => Keep::InPlace,
+        _ => Keep::Copy,
+    };
     while let Ok(ToWorker::Item {
         item: wire,
         returned,
@@ -74,7 +82,7 @@ fn serve(server: &str, registry: &Registry) -> i32 {
             lender.returned(&returned);
         }
         read_late(&wire);
-        let answer = match wire.into_item(&mut in_slot, None) {
+        let answer = match wire.into_item(&mut in_slot, shared) {
             Ok(item) => run_chain(&stages, item, &from_tx, &mut out_slot, lender.as_mut()),
             Err(e) => Some(FromWorker::Done {
                 at: 0,
@@ -103,6 +111,23 @@ fn serve(server: &str, registry: &Registry) -> i32 {
         }
     }
     0
+}
+
+/// Let the worker's allocator keep the memory of images it is done with
+/// for the next ones. glibc's own rule serves a long-lived process well,
+/// but in a worker, which handles one image at a time, it gave much of
+/// every image's memory back to the kernel and took it again, zeroed, page
+/// by page (a third more page faults than threads mode on the gallery).
+/// With these, blocks of up to 32 MiB come from the heap, and up to
+/// 64 MiB of it stays once free; the worker's peak memory is unchanged.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets the allocator's parameters; called before
+    // the worker's first item, from its only thread that allocates yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
 }
 
 /// Debug builds only: with `CONVEYOR_DEBUG_HOLD_MS` set, a worker that has

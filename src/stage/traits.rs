@@ -34,6 +34,15 @@ pub trait Stage: Send + Sync {
         false
     }
 
+    /// True when `process` takes an image still in memory a worker process
+    /// shared (`Payload::Shared`) and reads its pixels there; other stages
+    /// are given a copy in their own process's memory (`Payload::Image`).
+    /// Such an item reaches `process` only in a worker, which answers for
+    /// it (and so lets the memory be reused) after `process` returns.
+    fn reads_shared(&self) -> bool {
+        false
+    }
+
     /// Take what is needed from an item that came out of `process`.
     fn collect(&self, _item: &mut Item) {}
 

@@ -9,7 +9,8 @@ use image::DynamicImage;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::item::{Item, PayloadType, Types};
+use crate::item::{Item, Payload, PayloadType, Types};
+use crate::pixels::{Layout, SharedImage};
 use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
 /// How the image is fitted into `width` x `height`.
@@ -182,42 +183,99 @@ pub fn resize_image(
     crop: bool,
     filter: Filter,
 ) -> Result<DynamicImage, StageError> {
-    let channels = u64::from(img.color().bytes_per_pixel());
+    let dst = blank(img.color(), tw, th)?;
+    resize_into(img, dst, crop, filter)
+}
+
+/// An empty `tw` x `th` image of pixels of type `color`, to resize into.
+fn blank(color: image::ColorType, tw: u32, th: u32) -> Result<DynamicImage, StageError> {
+    use image::ColorType as C;
+    use image::ImageBuffer as B;
+    let channels = u64::from(color.bytes_per_pixel());
     if let Some(why) = super::output_too_big(u64::from(tw), u64::from(th), channels) {
         return Err(StageError::new(why));
     }
-    use image::ImageBuffer as B;
-    let mut dst = match img {
-        DynamicImage::ImageLuma8(_) => DynamicImage::ImageLuma8(image::GrayImage::new(tw, th)),
-        DynamicImage::ImageRgba8(_) => DynamicImage::ImageRgba8(image::RgbaImage::new(tw, th)),
-        DynamicImage::ImageRgb8(_) => DynamicImage::ImageRgb8(image::RgbImage::new(tw, th)),
+    Ok(match color {
+        C::L8 => DynamicImage::ImageLuma8(image::GrayImage::new(tw, th)),
+        C::Rgba8 => DynamicImage::ImageRgba8(image::RgbaImage::new(tw, th)),
+        C::Rgb8 => DynamicImage::ImageRgb8(image::RgbImage::new(tw, th)),
         // fast_image_resize works on 16-bit values as they are.
-        DynamicImage::ImageLuma16(_) => DynamicImage::ImageLuma16(B::new(tw, th)),
-        DynamicImage::ImageRgba16(_) => DynamicImage::ImageRgba16(B::new(tw, th)),
-        DynamicImage::ImageRgb16(_) => DynamicImage::ImageRgb16(B::new(tw, th)),
+        C::L16 => DynamicImage::ImageLuma16(B::new(tw, th)),
+        C::Rgba16 => DynamicImage::ImageRgba16(B::new(tw, th)),
+        C::Rgb16 => DynamicImage::ImageRgb16(B::new(tw, th)),
         other => {
             return Err(StageError::new(format!(
-                "cannot resize pixels of type {:?}",
-                other.color()
+                "cannot resize pixels of type {other:?}"
             )));
         }
-    };
+    })
+}
+
+/// Resize `src` into `dst`, whose size and pixel type are the result's.
+fn resize_into(
+    src: &(impl fir::IntoImageView + Sync),
+    mut dst: DynamicImage,
+    crop: bool,
+    filter: Filter,
+) -> Result<DynamicImage, StageError> {
     let mut options = ResizeOptions::new().resize_alg(filter.alg());
     if crop {
         options = options.fit_into_destination(Some((0.5, 0.5)));
     }
     // fast_image_resize cuts the image into bands itself, one per thread
     // of the pool `split` runs it in.
-    let pixels = u64::from(img.width()) * u64::from(img.height());
+    let pixels = u64::from(src.width()) * u64::from(src.height());
     crate::cores::split(pixels, |_| {
-        RESIZER.with(|r| r.borrow_mut().resize(img, &mut dst, &options))
+        RESIZER.with(|r| r.borrow_mut().resize(src, &mut dst, &options))
     })
     .map_err(|e| StageError::new(format!("resize failed: {e}")))?;
     Ok(dst)
 }
 
+impl Resize {
+    /// The item's image resized from the memory a worker process shared,
+    /// where it lies: a photo read once to make a smaller image, without
+    /// first copying all its pixels into this process. `None` for pixels
+    /// it leaves to the usual path (16 bits a value, or no resize to do).
+    fn resize_shared(&self, shared: &SharedImage) -> Option<Result<DynamicImage, StageError>> {
+        use fir::PixelType as P;
+        use image::ColorType as C;
+        let (w, h) = (shared.width(), shared.height());
+        let (tw, th, crop) = target_size(&self.opts, w, h);
+        let (pixel, color) = match shared.layout() {
+            Layout::L8 => (P::U8, C::L8),
+            Layout::Rgb8 => (P::U8x3, C::Rgb8),
+            Layout::Rgba8 => (P::U8x4, C::Rgba8),
+            Layout::L16 | Layout::Rgb16 | Layout::Rgba16 => return None,
+        };
+        if (tw, th) == (w, h) {
+            return None;
+        }
+        let src = match fir::images::ImageRef::new(w, h, shared.bytes(), pixel) {
+            Ok(src) => src,
+            Err(e) => return Some(Err(StageError::new(format!("resize failed: {e}")))),
+        };
+        Some(blank(color, tw, th).and_then(|dst| resize_into(&src, dst, crop, self.opts.filter)))
+    }
+}
+
 impl Stage for Resize {
-    fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
+    fn process(&self, mut item: Item) -> Result<Option<Item>, StageError> {
+        if let Payload::Shared(shared) = &item.payload {
+            if let Some(resized) = self.resize_shared(shared) {
+                let out = resized?;
+                item.meta.width = Some(out.width());
+                item.meta.height = Some(out.height());
+                item.payload = Payload::Image(out);
+                return Ok(Some(item));
+            }
+            // As every other stage is given it: in this process's memory.
+            item.payload = std::mem::take(&mut item.payload)
+                .in_process()
+                .ok_or_else(|| {
+                    StageError::new("the decoded image's pixels do not fill its size")
+                })?;
+        }
         super::map_image(item, |img| {
             let (w, h) = (img.width(), img.height());
             let (tw, th, crop) = target_size(&self.opts, w, h);
@@ -227,6 +285,10 @@ impl Stage for Resize {
                 resize_image(&img, tw, th, crop, self.opts.filter)
             }
         })
+    }
+
+    fn reads_shared(&self) -> bool {
+        true
     }
 }
 
@@ -286,5 +348,58 @@ mod tests {
             target_size(&opts(Some(300), Some(100), Fit::Fill, false), 200, 50),
             (200, 50, false)
         );
+    }
+
+    /// An image read where a worker shared it comes out exactly as the
+    /// same image in this process's memory does: every layout (16 bits
+    /// through a copy), cropped or not, and one already the box's size.
+    #[test]
+    fn shared_pixels_resize_as_an_image_of_their_own() {
+        use image::{DynamicImage as D, GrayImage, RgbImage};
+        let rgb = RgbImage::from_fn(331, 217, |x, y| {
+            image::Rgb([(x * 7 + y) as u8, (y * 3) as u8, ((x ^ y) * 5) as u8])
+        });
+        let images = [
+            D::ImageRgb8(rgb.clone()),
+            D::ImageRgba8(D::ImageRgb8(rgb.clone()).to_rgba8()),
+            D::ImageLuma8(GrayImage::from_fn(331, 217, |x, y| {
+                image::Luma([(x * y) as u8])
+            })),
+            D::ImageRgb16(D::ImageRgb8(rgb).to_rgb16()),
+        ];
+        let boxes = [
+            opts(Some(100), None, Fit::Contain, false),
+            opts(Some(64), Some(64), Fit::Cover, false),
+            opts(Some(331), None, Fit::Contain, false),
+        ];
+        for img in &images {
+            for o in &boxes {
+                let stage = Resize { opts: o.clone() };
+                let (layout, bytes) = Layout::split(img.clone());
+                let memory = ipc_channel::ipc::IpcSharedMemory::from_bytes(&bytes);
+                let shared = SharedImage::new(img.width(), img.height(), layout, memory, None)
+                    .expect("fills its size");
+                let run = |payload: Payload| {
+                    let mut item = Item::new("a.png".into(), "a.png".into());
+                    item.payload = payload;
+                    let out = stage.process(item).expect("resized").expect("kept");
+                    let Payload::Image(out) = out.payload else {
+                        panic!("not an image of its own: {:?}", out.payload);
+                    };
+                    let size = out_size(&out);
+                    (out, size)
+                };
+                let (from_shared, size) = run(Payload::Shared(shared));
+                let (from_image, _) = run(Payload::Image(img.clone()));
+                assert!(
+                    from_shared == from_image,
+                    "{layout:?} to {size:?} differs when read in shared memory"
+                );
+            }
+        }
+    }
+
+    fn out_size(img: &DynamicImage) -> (u32, u32) {
+        (img.width(), img.height())
     }
 }

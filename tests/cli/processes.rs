@@ -457,6 +457,8 @@ dir = "out"
 /// from the `load` worker to both branches' workers in shared memory that
 /// conveyor passes on without copying (`exec/protocol.rs`, `Lender`), and
 /// that the `load` worker reuses once both branches are done with it.
+/// The `small` branch's resize reads the pixels where they lie, in that
+/// memory (`Stage::reads_shared`).
 /// Whatever happens (8 and 16 bits, alpha, sizes that grow and shrink so
 /// memory is reused and replaced, `load` workers retired every 2 items with
 /// images still lent, a branch worker that crashes on one item), every file
@@ -471,6 +473,9 @@ fn pixels_handed_from_worker_to_workers_arrive_intact() {
         (700, 600),
         (1600, 1000),
         (1000, 700),
+        // Already the branch's width: not resized, so given to the stage
+        // as an image of its own, not read where it lies.
+        (300, 1400),
     ];
     for (i, (w, h)) in sizes.into_iter().enumerate() {
         let rgb = image::RgbImage::from_fn(w, h, |x, y| {
@@ -547,7 +552,7 @@ dir = "out/crisp"
     };
     run("t", &[]).code(0);
     let threads = (ws.files("t/small"), ws.files("t/crisp"));
-    assert_eq!((threads.0.len(), threads.1.len()), (6, 6));
+    assert_eq!((threads.0.len(), threads.1.len()), (7, 7));
 
     let all = ["--mode", "processes", "--jobs", "2"];
     run("p", &all).code(0);
