@@ -50,6 +50,9 @@
 # the limit and the longest file. Pillow's Pool runs on the same JPEGs, and
 # Pillow's time over that bound is the most any tool that decodes with
 # libjpeg could gain over Pillow there: a goal above it can't be met.
+# Last, djpeg at the scales the `thumbnail` kind decodes each file at (at
+# least twice the thumbnail, as Pillow's draft does): the decoding the task
+# itself needs, and conveyor's time over that.
 #
 # --big makes one 48 MP JPEG (8000x6000, the largest photo scaled up) and
 # runs decode, sharpen (sigma 2), blur, JPEG encode on it with --jobs 1 and
@@ -455,10 +458,28 @@ if $limit; then
   cmd_of["conveyor"]="$bin run pipelines/thumbnails-fast.toml --quiet --progress never --jobs $jobs --force --set 'scan.root=\"$jpegs\"' --set 'save.dir=\"$work/out\"'"
   cmd_of["Pillow, Pool($jobs)"]="python3 bench/pillow_bench.py thumbs '$jpegs' '$work/out' $jobs"
   cmd_of["djpeg -scale 1/8, one at a time"]="sh -c 'for f in \"\$1\"/*; do djpeg -scale 1/8 -outfile /dev/null \"\$f\"; done' sh '$jpegs'"
+  # The scale the `thumbnail` kind decodes each file at: the smallest N/8
+  # whose output is at least twice the 256 px thumbnail (stages/thumbnail.rs;
+  # Pillow's draft with its reducing_gap of 2 keeps the same margin, in
+  # powers of two). djpeg at those scales is the decoding this task needs.
+  python3 - "$jpegs" >"$work/scales" <<'PY'
+import math, os, sys
+from PIL import Image
+folder = sys.argv[1]
+for name in sorted(os.listdir(folder)):
+    w, h = Image.open(os.path.join(folder, name)).size
+    s = min(256 / w, 256 / h, 1.0)
+    tw, th = (max(1, math.floor(v * s + 0.5)) for v in (w, h))
+    n = next((n for n in range(1, 8)
+              if -(-w * n // 8) >= 2 * tw and -(-h * n // 8) >= 2 * th), 8)
+    print(n, os.path.join(folder, name))
+PY
+  cmd_of["djpeg at the thumbnail scales"]="sh -c 'while read -r n f; do djpeg -scale \$n/8 -outfile /dev/null \"\$f\"; done <\"\$1\"' sh '$work/scales'"
   cmd_of["djpeg start-up (8x8 JPEG)"]="sh -c 'for f in \"\$1\"/*; do djpeg -scale 1/8 -outfile /dev/null \"\$2\"; done' sh '$jpegs' '$work/tiny.jpg'"
   echo
   echo "JPEG thumbnails against the entropy-decoding limit, $n JPEGs, $jobs jobs, median of $runs interleaved rounds:"
-  interleaved "conveyor" "Pillow, Pool($jobs)" "djpeg -scale 1/8, one at a time" "djpeg start-up (8x8 JPEG)"
+  interleaved "conveyor" "Pillow, Pool($jobs)" "djpeg -scale 1/8, one at a time" \
+    "djpeg at the thumbnail scales" "djpeg start-up (8x8 JPEG)"
   # No decoder here splits one file over cores: the set can't be done
   # faster than its longest file alone (djpeg -scale 1/8 on each file,
   # median of $runs: a lower bound, conveyor decodes some at 2/8 or more).
@@ -473,7 +494,8 @@ if $limit; then
     longest=$(awk -v a="$longest" -v b="$t" 'BEGIN {print (b > a) ? b : a}')
   done
   awk -v c="${cpu_of[djpeg -scale 1/8, one at a time]}" -v s="${cpu_of[djpeg start-up (8x8 JPEG)]}" -v j="$jobs" \
-    -v w="${wall_of[conveyor]}" -v p="${wall_of[Pillow, Pool($jobs)]}" -v l="$longest" 'BEGIN {
+    -v w="${wall_of[conveyor]}" -v p="${wall_of[Pillow, Pool($jobs)]}" -v l="$longest" \
+    -v at="${cpu_of[djpeg at the thumbnail scales]}" -v hist="$(cut -d' ' -f1 "$work/scales" | sort | uniq -c | awk '{printf "%s%d/8: %d", (NR > 1 ? ", " : ""), $2, $1}')" 'BEGIN {
     d = c - s
     b = (l > d / j) ? l : d / j
     printf "  djpeg decoding CPU, less start-up %7.3fs\n", d
@@ -483,6 +505,8 @@ if $limit; then
     printf "  bound: the larger of the two      %7.3fs; conveyor over it %.2fx\n", b, w / b
     printf "  conveyor speed over Pillow        %7.2fx\n", p / w
     printf "  Pillow over the bound             %7.2fx: the most any tool that entropy-decodes with libjpeg could be faster than Pillow here\n", p / b
+    printf "  scales the thumbnail kind decodes at: %s\n", hist
+    printf "  djpeg CPU at those, less start-up %7.3fs, over %d cores %.3fs; conveyor over it %.2fx\n", at - s, j, (at - s) / j, w / ((at - s) / j)
   }'
   exit 0
 fi
