@@ -126,8 +126,9 @@ impl<'a> Slot<'a> {
             clock.crossing.start = clock.started - asked;
         }
         // Pixels in another worker's lent memory stay lent until this
-        // worker has answered (it copies them out first): this copy of the
-        // image is dropped only when the call returns.
+        // worker has answered (it has read them by then, copied out or in
+        // place): this copy of the image is dropped only when the call
+        // returns.
         let _hold = match &item.payload {
             Payload::Shared(shared) => Some(shared.clone()),
             _ => None,

@@ -10,6 +10,7 @@ use super::call::Step;
 use super::protocol::{
     Bootstrap, FromWorker, Keep, Lender, Reason, Slot, StageInit, ToWorker, WORKER_ARG, WireItem,
 };
+use crate::item::Payload;
 use crate::stage::{Built, Stage};
 use crate::stages::Registry;
 
@@ -31,6 +32,7 @@ pub fn run_if_worker(registry: &Registry) {
 /// Connect to `server`, then process items until conveyor hangs up.
 /// Returns the exit code.
 fn serve(server: &str, registry: &Registry) -> i32 {
+    keep_freed_memory();
     let Ok(bootstrap) = IpcSender::<Bootstrap>::connect(server.to_string()) else {
         return 3;
     };
@@ -59,7 +61,6 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     }
     super::call::install_panic_hook();
     stop::install();
-    keep_freed_memory();
     // The answer to each item is sent before the next is read, so conveyor
     // always knows which item (and which stage) a crash belongs to.
     // Shared memory for large pixels, from conveyor and to it.
@@ -118,12 +119,15 @@ fn serve(server: &str, registry: &Registry) -> i32 {
 /// but in a worker, which handles one image at a time, it gave much of
 /// every image's memory back to the kernel and took it again, zeroed, page
 /// by page (a third more page faults than threads mode on the gallery).
-/// With these, blocks of up to 32 MiB come from the heap, and up to
-/// 64 MiB of it stays once free; the worker's peak memory is unchanged.
+/// With these (64-bit glibc; elsewhere glibc refuses a threshold this
+/// high and keeps its own rule), blocks of up to 32 MiB come from the heap
+/// and up to 64 MiB of it stays once free. glibc's own rule reaches about
+/// the same state after its first large free; the gallery's workers
+/// peaked at the same memory either way (BENCHMARKS.md).
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets the allocator's parameters; called before
-    // the worker's first item, from its only thread that allocates yet.
+    // SAFETY: mallopt only sets the allocator's parameters; called first
+    // thing in the worker, before it starts any thread.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
@@ -146,7 +150,8 @@ fn hold_after_placing() {
 
 /// Debug builds only: with `CONVEYOR_DEBUG_READ_LATE_MS` set, a worker
 /// given pixels in another worker's lent memory waits that long before it
-/// copies them out, so a test can show that the memory is not reused while
+/// reads them (copies them out, or gives them to a first stage that reads
+/// them in place), so a test can show that the memory is not reused while
 /// a reader is this slow.
 fn read_late(wire: &WireItem) {
     #[cfg(debug_assertions)]
@@ -273,6 +278,22 @@ fn run_chain(
 ) -> Option<FromWorker> {
     let enter = |at| tx.send(FromWorker::Enter(at)).is_ok();
     let (at, step, spent) = super::call::through_chain(stages, item, enter)?;
+    // Pixels still in another worker's lent memory would go back to
+    // conveyor without their lease, and the memory be reused while later
+    // readers need them: no stage hands them on (`resize` never does),
+    // and should one, they are copied into this worker's own memory here.
+    let step = match step {
+        Step::Done(Some(mut out)) if matches!(out.payload, Payload::Shared(_)) => {
+            match std::mem::take(&mut out.payload).in_process() {
+                Some(payload) => {
+                    out.payload = payload;
+                    Step::Done(Some(out))
+                }
+                None => Step::Failed("the decoded image's pixels do not fill its size".into()),
+            }
+        }
+        other => other,
+    };
     Some(match step {
         Step::Done(out) => FromWorker::Done {
             at,
