@@ -282,11 +282,18 @@ fn file_descriptors_stay_flat_over_2000_items() {
         !early.is_empty() && !late.is_empty(),
         "too few samples: {samples:?}"
     );
-    let early_max = early.iter().max().copied().unwrap_or(0);
-    let late_max = late.iter().max().copied().unwrap_or(0);
+    // Medians, not maxima: while a worker is being replaced, the new one's
+    // channels are open before the old one's are closed, and a sample that
+    // falls in that moment (more likely on a loaded machine) is no leak. A
+    // descriptor kept per recycled worker would raise the median by 30.
+    let median = |mut v: Vec<usize>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let (early_median, late_median) = (median(early), median(late));
     assert!(
-        late_max <= early_max + 4,
-        "descriptors grew from {early_max} to {late_max}"
+        late_median <= early_median + 4,
+        "descriptors grew from {early_median} to {late_median}: {samples:?}"
     );
 }
 
