@@ -283,12 +283,18 @@ fn every_numeric_option_survives_its_extremes() {
                         kind.as_deref().unwrap_or("[pipeline]")
                     );
                     let file = format!("p{t}.toml");
-                    ws.write(&file, pipeline(kind.as_deref(), key, value).as_bytes());
+                    // Each thread writes into a folder of its own: one
+                    // thread's clean-up must not remove the folder the
+                    // other's run is checking.
+                    let out = format!("out{t}");
+                    let text =
+                        pipeline(kind.as_deref(), key, value).replace("\"out", &format!("\"{out}"));
+                    ws.write(&file, text.as_bytes());
                     checked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if judge(ws, &file, &what, *refuse) {
                         ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         run_one(ws, &file, &what);
-                        let _ = std::fs::remove_dir_all(ws.path("out"));
+                        let _ = std::fs::remove_dir_all(ws.path(&out));
                     }
                 }
             });
