@@ -101,6 +101,9 @@ impl fmt::Display for Types {
     }
 }
 
+/// Why an item fails whose shared pixels do not fill their size.
+pub const PIXELS_SHORT: &str = "the decoded image's pixels do not fill its size";
+
 /// What an item carries.
 #[derive(Debug, Clone, Default)]
 pub enum Payload {
@@ -125,7 +128,8 @@ impl Payload {
     }
 
     /// The payload with any shared pixels copied into this process, as
-    /// stages take them; `None` if shared pixels do not fill their size.
+    /// stages take them; `None` if shared pixels do not fill their size
+    /// (the item then fails with [`PIXELS_SHORT`]).
     pub fn in_process(self) -> Option<Payload> {
         match self {
             Payload::Shared(shared) => shared.to_image().map(Payload::Image),

@@ -159,9 +159,7 @@ pub(super) fn call_chain_in_thread(
         Some(payload) => item.payload = payload,
         None => {
             return Outcome {
-                result: Err(CallError::Item(
-                    "the decoded image's pixels do not fill its size".into(),
-                )),
+                result: Err(CallError::Item(crate::item::PIXELS_SHORT.into())),
                 at: 0,
                 busy: Vec::new(),
                 cpu: Vec::new(),

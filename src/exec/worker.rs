@@ -289,7 +289,7 @@ fn run_chain(
                     out.payload = payload;
                     Step::Done(Some(out))
                 }
-                None => Step::Failed("the decoded image's pixels do not fill its size".into()),
+                None => Step::Failed(crate::item::PIXELS_SHORT.into()),
             }
         }
         other => other,

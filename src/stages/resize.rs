@@ -272,9 +272,7 @@ impl Stage for Resize {
             // As every other stage is given it: in this process's memory.
             item.payload = std::mem::take(&mut item.payload)
                 .in_process()
-                .ok_or_else(|| {
-                    StageError::new("the decoded image's pixels do not fill its size")
-                })?;
+                .ok_or_else(|| StageError::new(crate::item::PIXELS_SHORT))?;
         }
         super::map_image(item, |img| {
             let (w, h) = (img.width(), img.height());
