@@ -5,7 +5,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::gaussian::{Direct, Sample, Samples, blur_into, gaussian, layout, samples_mut, simd_fn};
+use super::gaussian::{Direct, Sample, Samples, gaussian, layout, samples_mut, simd_fn, with_blur};
 use crate::item::{Item, PayloadType, Types};
 use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
@@ -169,27 +169,15 @@ fn unsharp16(data: &mut [u16], mask: &[u16], channels: usize, alpha: bool, amoun
 }
 }
 
-/// Blur `data` into a mask and sharpen it with `unsharp` (one of the above),
-/// both over the cores the item may use.
+/// Blur `data` and sharpen it with `unsharp` (one of the above), row by
+/// row as the blur comes, over the cores the item may use.
 fn sharpen_with<T: Direct>(
     data: &mut [T],
-    (w, h, channels): (usize, usize, usize),
+    shape: (usize, usize, usize),
     sigma: f32,
     unsharp: impl Fn(&mut [T], &[T]) + Sync,
 ) {
-    use rayon::prelude::*;
-    let mut mask = vec![T::default(); data.len()];
-    blur_into(data, &mut mask, w, h, channels, sigma);
-    crate::cores::split((w * h) as u64, |parts| {
-        if parts <= 1 {
-            return unsharp(data, &mask);
-        }
-        // Whole pixels per part, so alpha stays where `unsharp` expects it.
-        let per = (w * h).div_ceil(parts).max(1) * channels;
-        data.par_chunks_mut(per)
-            .zip(mask.par_chunks(per))
-            .for_each(|(d, m)| unsharp(d, m));
-    });
+    with_blur(data, shape, sigma, &unsharp);
 }
 
 impl Stage for Sharpen {

@@ -471,6 +471,53 @@ pub(super) fn blur_into<T: Direct>(
     })
 }
 
+/// Rows the vertical pass of [`with_blur`] writes at a time: a small buffer
+/// that stays in cache between the pass and the filter that reads it.
+const ROWS_AT_ONCE: usize = 8;
+
+/// Blur `data` as [`blur_into`] would and hand the blurred rows to `apply`
+/// with the same rows of `data` (whole rows, a few at a time), for filters
+/// that combine an image with its blur (`sharpen`). With a direct kernel the
+/// vertical pass's rows go straight to `apply` from a small buffer: no
+/// blurred copy of the whole image is written and read back. Over the cores
+/// the item may use, like [`blur_into`].
+pub(super) fn with_blur<T: Direct>(
+    data: &mut [T],
+    (w, h, c): (usize, usize, usize),
+    sigma: f32,
+    apply: &(dyn Fn(&mut [T], &[T]) + Sync),
+) {
+    let stride = w * c;
+    if stride == 0 || h == 0 {
+        return;
+    }
+    let kernel = gaussian_kernel(sigma);
+    if kernel.len() / 2 > DIRECT_RADIUS {
+        let mut mask = vec![T::default(); data.len()];
+        blur_into(data, &mut mask, w, h, c, sigma);
+        crate::cores::split((w * h) as u64, |parts| {
+            by_rows(data, stride, parts, &|y0, band| {
+                apply(band, &mask[y0 * stride..][..band.len()])
+            })
+        });
+        return;
+    }
+    crate::cores::split((w * h) as u64, |parts| {
+        let mut tmp = vec![T::default(); data.len()];
+        by_rows(&mut tmp, stride, parts, &|y0, band| {
+            T::conv_h(&data[y0 * stride..][..band.len()], band, w, c, &kernel)
+        });
+        by_rows(data, stride, parts, &|y0, band| {
+            let mut rows = vec![T::default(); ROWS_AT_ONCE * stride];
+            for (i, some) in band.chunks_mut(ROWS_AT_ONCE * stride).enumerate() {
+                let blurred = &mut rows[..some.len()];
+                T::conv_v(&tmp, blurred, (w, h, c), &kernel, y0 + i * ROWS_AT_ONCE);
+                apply(some, blurred);
+            }
+        });
+    })
+}
+
 /// Run `f(first_row, band)` over `parts` bands of whole rows of `dst`, in
 /// parallel when there is more than one.
 pub(super) fn by_rows<T: Send>(
@@ -698,5 +745,44 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn blurred_rows_handed_on_are_the_whole_blur() {
+        // `apply` copies the blurred rows over the image's: the result must
+        // be the whole-image blur, row for row, whatever the kernel, the
+        // sample type, the channels and the number of bands.
+        fn check<T: Direct + PartialEq + std::fmt::Debug>(
+            src: Vec<T>,
+            (w, h, c): (usize, usize, usize),
+        ) {
+            for sigma in [0.6, 1.0, 2.0, 12.0] {
+                let mut want = vec![T::default(); src.len()];
+                blur_into(&src, &mut want, w, h, c, sigma);
+                for threads in [1, 2, 3] {
+                    let mut got = src.clone();
+                    let want = want.clone();
+                    let same = std::thread::spawn(move || {
+                        crate::cores::set_share(threads);
+                        with_blur(&mut got, (w, h, c), sigma, &|d, m| d.copy_from_slice(m));
+                        got == want
+                    })
+                    .join()
+                    .unwrap_or(false);
+                    assert!(same, "sigma {sigma}, {threads} threads, {c} channels");
+                }
+            }
+        }
+        // Tall enough to be split, and a height that leaves a short last
+        // chunk in each band.
+        let (w, h) = (523, 1037);
+        let wave = |i: usize| ((i * 7919) % 251) ^ (i / 5 % 7);
+        check((0..w * h * 3).map(|i| wave(i) as u8).collect(), (w, h, 3));
+        check((0..w * h * 4).map(|i| wave(i) as u8).collect(), (w, h, 4));
+        check(
+            (0..w * h).map(|i| (wave(i) * 257) as u16).collect(),
+            (w, h, 1),
+        );
+        check((0..3 * 5).map(|i| wave(i) as u8).collect(), (3, 5, 1));
     }
 }
