@@ -177,7 +177,7 @@ pub(super) fn start(
     if flags.memory.is_some() {
         // A bound was asked for: freed images are reused by every thread,
         // or the peak would follow the threads, not the budget.
-        crate::exec::budget::share_freed_memory();
+        crate::exec::heap::share_freed_memory();
     }
     let opts = RunOptions {
         jobs: flags.jobs.map(|j| j as usize),

@@ -119,27 +119,6 @@ fn head_bytes(head: &[u8]) -> Option<u64> {
     Some(pixels(w, h) * u64::from(decoder.color_type().bytes_per_pixel()))
 }
 
-/// Make freed buffers reusable by every thread, so peak memory follows the
-/// budget. glibc otherwise gives each thread that allocates concurrently an
-/// arena of its own, and a photo freed in one arena is not reused by a
-/// thread allocating in another: peak memory then grows with the number of
-/// threads that ever held a photo, whatever the budget. One arena for the
-/// process fixes that; small allocations stay fast in glibc's per-thread
-/// caches. Measured (8 photos of 9 MP, one at a time over 4 threads, 60 MiB
-/// budget): 127 MB peak with glibc's defaults, 37 MB with one arena. The
-/// earlier fix, mapping every buffer over 4 MiB for itself, also kept the
-/// peak down (43 MB) but paid a page fault per page of every new buffer:
-/// 0.7-0.8 s of system time instead of 0.3 s on 38 wallpapers. Applied only
-/// when `--memory` is given.
-pub fn share_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before the
-    // run starts its threads.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
 /// The machine's memory in bytes, from /proc/meminfo.
 pub fn total_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;

@@ -6,6 +6,7 @@
 pub mod budget;
 mod call;
 pub mod cleanup;
+pub mod heap;
 mod lane;
 mod monitor;
 pub mod observe;

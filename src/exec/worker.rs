@@ -32,7 +32,6 @@ pub fn run_if_worker(registry: &Registry) {
 /// Connect to `server`, then process items until conveyor hangs up.
 /// Returns the exit code.
 fn serve(server: &str, registry: &Registry) -> i32 {
-    keep_freed_memory();
     let Ok(bootstrap) = IpcSender::<Bootstrap>::connect(server.to_string()) else {
         return 3;
     };
@@ -112,26 +111,6 @@ fn serve(server: &str, registry: &Registry) -> i32 {
         }
     }
     0
-}
-
-/// Let the worker's allocator keep the memory of images it is done with
-/// for the next ones. glibc's own rule serves a long-lived process well,
-/// but in a worker, which handles one image at a time, it gave much of
-/// every image's memory back to the kernel and took it again, zeroed, page
-/// by page (a third more page faults than threads mode on the gallery).
-/// With these (64-bit glibc; elsewhere glibc refuses a threshold this
-/// high and keeps its own rule), blocks of up to 32 MiB come from the heap
-/// and up to 64 MiB of it stays once free. glibc's own rule reaches about
-/// the same state after its first large free; the gallery's workers
-/// peaked at the same memory either way (BENCHMARKS.md).
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets the allocator's parameters; called first
-    // thing in the worker, before it starts any thread.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
-    }
 }
 
 /// Debug builds only: with `CONVEYOR_DEBUG_HOLD_MS` set, a worker that has
