@@ -95,7 +95,6 @@ fn init_logging(verbose: u8) {
 /// This also serves as a worker process for `mode = "processes"` when the
 /// executable is started as one, so extra kinds work in workers too.
 pub fn main_with(registry: Registry) -> Exit {
-    crate::exec::heap::keep_freed_memory();
     crate::exec::worker::run_if_worker(&registry);
     // clap's own messages (a bad flag, `--help`) follow `--color` too, so
     // it is found before the rest is parsed.

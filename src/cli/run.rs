@@ -176,8 +176,11 @@ pub(super) fn start(
     let stop = signals::listen(bars.clone());
     if flags.memory.is_some() {
         // A bound was asked for: freed images are reused by every thread,
-        // or the peak would follow the threads, not the budget.
+        // or the peak would follow the threads, not the budget; and none
+        // is kept beyond glibc's own rule, which `--memory` can't count.
         crate::exec::heap::share_freed_memory();
+    } else {
+        crate::exec::heap::keep_freed_memory();
     }
     let opts = RunOptions {
         jobs: flags.jobs.map(|j| j as usize),

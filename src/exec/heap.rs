@@ -4,15 +4,17 @@
 
 /// Let the allocator keep the memory of images the process is done with,
 /// for the next ones: blocks of up to 32 MiB come from the heap, and up to
-/// 64 MiB of it stays once free. Called first thing in `main`, before any
-/// thread starts, for conveyor and for its worker processes alike.
+/// 64 MiB of it stays once free. Called before the run starts its threads:
+/// by `run` without `--memory`, and first thing in every worker process.
 ///
 /// glibc's own rule reaches about the same state, but only after it has
 /// freed its first large block, and then only for blocks up to that one's
 /// size: until then, and for every larger photo, each image's buffers were
 /// mapped afresh and zeroed page by page. On the corpus, 1600 px +
 /// sharpen, `--jobs 2` (BENCHMARKS.md, issue 17): a third fewer page faults
-/// and about 5% less wall time, for 5-10% more peak memory. In worker
+/// and about 5% less wall time, for 5-10% more peak memory. Not with
+/// `--memory`: there, with one arena, it raised the peak of eight 27 MB
+/// images under a 60 MiB budget from 40 MB to 64 MB. In worker
 /// processes, which handle one image at a time, glibc's rule gave much of
 /// every image's memory back: a third more page faults than threads mode on
 /// the gallery. On 32-bit glibc the 32 MiB threshold is refused and glibc
@@ -20,7 +22,7 @@
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets the allocator's parameters; called before
-    // the process starts any thread.
+    // the run's threads start.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);

@@ -32,6 +32,7 @@ pub fn run_if_worker(registry: &Registry) {
 /// Connect to `server`, then process items until conveyor hangs up.
 /// Returns the exit code.
 fn serve(server: &str, registry: &Registry) -> i32 {
+    crate::exec::heap::keep_freed_memory();
     let Ok(bootstrap) = IpcSender::<Bootstrap>::connect(server.to_string()) else {
         return 3;
     };
