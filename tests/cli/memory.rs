@@ -74,5 +74,7 @@ dir = "out"
         budgeted + 60 < free,
         "peak {budgeted} MiB with a 60 MiB budget, {free} MiB without"
     );
-    assert!(budgeted < 100, "peak {budgeted} MiB with a 60 MiB budget");
+    // The budget bounds the whole process, the program's own memory
+    // included (about 10 MiB).
+    assert!(budgeted <= 60, "peak {budgeted} MiB with a 60 MiB budget");
 }
