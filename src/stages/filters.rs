@@ -5,7 +5,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::gaussian::{Direct, Sample, Samples, gaussian, layout, samples_mut, simd_fn, with_blur};
+use super::gaussian::{Sample, Samples, gaussian, layout, samples_mut, simd_fn, with_blur};
 use crate::item::{Item, PayloadType, Types};
 use crate::stage::{Built, KindSpec, OptionError, Output, Stage, StageError, StageOptions};
 
@@ -169,17 +169,6 @@ fn unsharp16(data: &mut [u16], mask: &[u16], channels: usize, alpha: bool, amoun
 }
 }
 
-/// Blur `data` and sharpen it with `unsharp` (one of the above), row by
-/// row as the blur comes, over the cores the item may use.
-fn sharpen_with<T: Direct>(
-    data: &mut [T],
-    shape: (usize, usize, usize),
-    sigma: f32,
-    unsharp: impl Fn(&mut [T], &[T]) + Sync,
-) {
-    with_blur(data, shape, sigma, &unsharp);
-}
-
 impl Stage for Sharpen {
     fn process(&self, item: Item) -> Result<Option<Item>, StageError> {
         super::map_image(item, |mut img| {
@@ -191,11 +180,13 @@ impl Stage for Sharpen {
                 (self.0.amount * 256.0).round() as i32,
                 i32::from(self.0.threshold),
             );
+            // Each band of blurred rows sharpens the same rows of the image
+            // as the blur comes, over the cores the item may use.
             match samples_mut(&mut img) {
-                Samples::U8(data) => sharpen_with(data, shape, self.0.sigma, |d, m| {
+                Samples::U8(data) => with_blur(data, shape, self.0.sigma, &|d, m| {
                     unsharp8(d, m, channels, alpha, amount, threshold)
                 }),
-                Samples::U16(data) => sharpen_with(data, shape, self.0.sigma, |d, m| {
+                Samples::U16(data) => with_blur(data, shape, self.0.sigma, &|d, m| {
                     unsharp16(d, m, channels, alpha, amount, threshold * 257)
                 }),
             }

@@ -443,11 +443,8 @@ pub(super) fn blur_into<T: Direct>(
     let shape = (w, h, c);
     crate::cores::split((w * h) as u64, |parts| {
         let mut tmp = vec![T::default(); src.len()];
-        let kernel = gaussian_kernel(sigma);
-        if kernel.len() / 2 <= DIRECT_RADIUS {
-            by_rows(&mut tmp, stride, parts, &|y0, band| {
-                T::conv_h(&src[y0 * stride..][..band.len()], band, w, c, &kernel)
-            });
+        if let Some(kernel) = direct_kernel(sigma) {
+            horizontal(src, &mut tmp, (w, c), &kernel, parts);
             by_rows(dst, stride, parts, &|y0, band| {
                 T::conv_v(&tmp, band, shape, &kernel, y0)
             });
@@ -471,6 +468,28 @@ pub(super) fn blur_into<T: Direct>(
     })
 }
 
+/// The direct kernel for `sigma` when it is narrow enough to apply as it
+/// is; wider blurs are three box blurs instead.
+fn direct_kernel(sigma: f32) -> Option<Vec<u32>> {
+    let kernel = gaussian_kernel(sigma);
+    (kernel.len() / 2 <= DIRECT_RADIUS).then_some(kernel)
+}
+
+/// A direct kernel's horizontal pass over `src` into `tmp`, in `parts`
+/// bands of rows.
+fn horizontal<T: Direct>(
+    src: &[T],
+    tmp: &mut [T],
+    (w, c): (usize, usize),
+    kernel: &[u32],
+    parts: usize,
+) {
+    let stride = w * c;
+    by_rows(tmp, stride, parts, &|y0, band| {
+        T::conv_h(&src[y0 * stride..][..band.len()], band, w, c, kernel)
+    });
+}
+
 /// Rows the vertical pass of [`with_blur`] writes at a time: a small buffer
 /// that stays in cache between the pass and the filter that reads it.
 const ROWS_AT_ONCE: usize = 8;
@@ -491,8 +510,7 @@ pub(super) fn with_blur<T: Direct>(
     if stride == 0 || h == 0 {
         return;
     }
-    let kernel = gaussian_kernel(sigma);
-    if kernel.len() / 2 > DIRECT_RADIUS {
+    let Some(kernel) = direct_kernel(sigma) else {
         let mut mask = vec![T::default(); data.len()];
         blur_into(data, &mut mask, w, h, c, sigma);
         crate::cores::split((w * h) as u64, |parts| {
@@ -501,12 +519,10 @@ pub(super) fn with_blur<T: Direct>(
             })
         });
         return;
-    }
+    };
     crate::cores::split((w * h) as u64, |parts| {
         let mut tmp = vec![T::default(); data.len()];
-        by_rows(&mut tmp, stride, parts, &|y0, band| {
-            T::conv_h(&data[y0 * stride..][..band.len()], band, w, c, &kernel)
-        });
+        horizontal(data, &mut tmp, (w, c), &kernel, parts);
         by_rows(data, stride, parts, &|y0, band| {
             let mut rows = vec![T::default(); ROWS_AT_ONCE * stride];
             for (i, some) in band.chunks_mut(ROWS_AT_ONCE * stride).enumerate() {
