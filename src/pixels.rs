@@ -106,13 +106,27 @@ pub struct SharedImage {
     height: u32,
     layout: Layout,
     memory: Arc<Held>,
+    id: Option<MemoryId>,
+}
+
+/// Which piece of a worker's lent memory an image is in. A worker lends the
+/// same pieces again and again, and a reader that keeps a piece mapped
+/// reads the next image in it through the same mapping: pages it has
+/// already mapped, where a new mapping would fault each one in again (and
+/// unmap them all afterwards). `lender` is random for each worker, so a
+/// worker started later under a reused process id never names a piece of
+/// the one before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MemoryId {
+    pub lender: u64,
+    pub piece: u64,
 }
 
 /// What is called when nobody reads a [`SharedImage`]'s memory any more.
 pub type Release = Box<dyn FnOnce() + Send + Sync>;
 
 struct Held {
-    memory: IpcSharedMemory,
+    memory: Arc<IpcSharedMemory>,
     release: Option<Release>,
 }
 
@@ -127,22 +141,38 @@ impl Drop for Held {
 impl SharedImage {
     /// The image in the first bytes of `memory`; `None` when the memory is
     /// shorter than the image. `release` is called once the image and all
-    /// its copies are dropped (also when it is `None` here).
+    /// its copies are dropped (also when it is `None` here). `memory` may
+    /// be a mapping the caller keeps for later images too.
     pub fn new(
         width: u32,
         height: u32,
         layout: Layout,
-        memory: IpcSharedMemory,
+        memory: impl Into<Arc<IpcSharedMemory>>,
         release: Option<Release>,
     ) -> Option<SharedImage> {
-        let held = Held { memory, release };
+        let held = Held {
+            memory: memory.into(),
+            release,
+        };
         let len = layout.bytes_for(width, height)?;
         (held.memory.len() >= len).then(|| SharedImage {
             width,
             height,
             layout,
             memory: Arc::new(held),
+            id: None,
         })
+    }
+
+    /// The same image, known to be in the lent piece `id`.
+    pub fn in_piece(mut self, id: Option<MemoryId>) -> SharedImage {
+        self.id = id;
+        self
+    }
+
+    /// The lent piece the image is in, if it is in one.
+    pub fn piece(&self) -> Option<MemoryId> {
+        self.id
     }
 
     pub fn width(&self) -> u32 {

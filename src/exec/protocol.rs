@@ -10,13 +10,14 @@ use std::path::PathBuf;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::sync::{Arc, Mutex};
 
 use ipc_channel::ipc::{IpcReceiver, IpcSender, IpcSharedMemory};
 use serde::{Deserialize, Serialize};
 
 use crate::item::{Item, Meta, Payload};
-use crate::pixels::{Layout, SharedImage};
+use crate::pixels::{Layout, MemoryId, SharedImage};
 
 /// The hidden subcommand that turns the binary into a worker.
 pub const WORKER_ARG: &str = "__conveyor-worker";
@@ -109,11 +110,14 @@ pub enum WirePixels {
     /// are its first `len` bytes): how a worker whose items go on only to
     /// other workers hands them over, and how conveyor passes them on, so
     /// that conveyor never copies them. `lease`: the worker's number for
-    /// it, given back when every reader is done (see [`Lender`]).
+    /// it, given back when every reader is done (see [`Lender`]); `id`:
+    /// which of the lender's pieces it is, for readers that keep it mapped
+    /// ([`Mapped`]).
     Shared {
         memory: IpcSharedMemory,
         len: u64,
         lease: Option<u64>,
+        id: Option<MemoryId>,
     },
 }
 
@@ -185,66 +189,161 @@ pub type Returns = Arc<Mutex<Vec<u64>>>;
 /// (each reader is done with the pixels, copied out or read where they
 /// lie by its first stage, before it answers), and the memory
 /// is reused for a later image. New shared memory costs fresh pages, each
-/// zeroed by the kernel, and their release: for every image, more than
-/// copying the pixels themselves.
-#[derive(Default)]
+/// zeroed by the kernel and faulted in one at a time, and their release:
+/// for every image, more than copying the pixels themselves. A reused
+/// piece costs neither, here or in a reader that keeps it mapped.
 pub struct Lender {
+    /// Random: names this lender's pieces apart from any other's.
+    id: u64,
     next: u64,
-    lent: HashMap<u64, IpcSharedMemory>,
-    idle: Vec<IpcSharedMemory>,
+    pieces: u64,
+    lent: HashMap<u64, Piece>,
+    idle: Vec<Piece>,
+}
+
+/// A piece of lent memory and its number among the lender's pieces.
+struct Piece {
+    memory: IpcSharedMemory,
+    number: u64,
+}
+
+impl Default for Lender {
+    fn default() -> Lender {
+        Lender {
+            id: std::hash::RandomState::new()
+                .hash_one((std::process::id(), std::time::SystemTime::now())),
+            next: 0,
+            pieces: 0,
+            lent: HashMap::new(),
+            idle: Vec::new(),
+        }
+    }
 }
 
 /// Idle memory kept for reuse, at most: this many pieces, of this many
-/// bytes in all. It holds no image, so `--memory` does not count it; the
-/// bound keeps it to a few photos' worth per worker (the slots are alike).
+/// bytes in all; past either, the smallest pieces go (a large piece holds
+/// any smaller image). It holds no image, so `--memory` does not count it.
+/// Images come back about as fast as new ones are lent, so a few pieces
+/// are enough for every image of a long run to reuse one (on 500 photos of
+/// mixed sizes: 19 pieces made where each image had needed one of its own).
 const IDLE_KEPT: usize = 4;
-const IDLE_BYTES: usize = 64 << 20;
+const IDLE_BYTES: usize = 256 << 20;
 
 impl Lender {
     /// Conveyor is done with these leases.
     pub fn returned(&mut self, leases: &[u64]) {
         for lease in leases {
-            let Some(memory) = self.lent.remove(lease) else {
+            let Some(piece) = self.lent.remove(lease) else {
                 continue;
             };
-            let held: usize = self.idle.iter().map(|m| m.len()).sum();
-            if self.idle.len() < IDLE_KEPT && held + memory.len() <= IDLE_BYTES {
-                self.idle.push(memory);
-            }
+            self.idle.push(piece);
         }
+        // The largest first, each kept while it fits the bounds.
+        self.idle.sort_by_key(|p| std::cmp::Reverse(p.memory.len()));
+        let (mut held, mut kept) = (0, 0);
+        self.idle.retain(|p| {
+            let keep = kept < IDLE_KEPT && held + p.memory.len() <= IDLE_BYTES;
+            if keep {
+                held += p.memory.len();
+                kept += 1;
+            }
+            keep
+        });
     }
 
-    /// `pixels` in memory lent under a new lease: idle memory that holds
-    /// them without being over twice their size, else new memory.
+    /// `pixels` in memory lent under a new lease: the smallest idle piece
+    /// that holds them, else a new one.
     fn lend(&mut self, pixels: &[u8]) -> WirePixels {
         let len = pixels.len();
         let fits = self
             .idle
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.len() >= len && m.len() / 2 <= len)
-            .min_by_key(|(_, m)| m.len())
+            .filter(|(_, p)| p.memory.len() >= len)
+            .min_by_key(|(_, p)| p.memory.len())
             .map(|(k, _)| k);
-        let memory = match fits {
+        let piece = match fits {
             Some(k) => {
-                let mut memory = self.idle.swap_remove(k);
+                let mut piece = self.idle.swap_remove(k);
                 // SAFETY: its lease came back, so every process that read
                 // it is done with the pixels and answered, and conveyor
                 // keeps no image in it; nobody reads it while it is written.
-                unsafe { memory.deref_mut()[..len].copy_from_slice(pixels) };
-                memory
+                unsafe { piece.memory.deref_mut()[..len].copy_from_slice(pixels) };
+                piece
             }
-            None => IpcSharedMemory::from_bytes(pixels),
+            None => {
+                self.pieces += 1;
+                Piece {
+                    memory: IpcSharedMemory::from_bytes(pixels),
+                    number: self.pieces,
+                }
+            }
         };
         let lease = self.next;
         self.next += 1;
-        let sent = memory.clone();
-        self.lent.insert(lease, memory);
+        let sent = piece.memory.clone();
+        let id = MemoryId {
+            lender: self.id,
+            piece: piece.number,
+        };
+        self.lent.insert(lease, piece);
         WirePixels::Shared {
             memory: sent,
             len: len as u64,
             lease: Some(lease),
+            id: Some(id),
         }
+    }
+}
+
+/// A worker's mappings of other workers' lent memory, kept for the next
+/// image lent in the same piece (see [`MemoryId`]). An entry goes when
+/// `MAPPED_KEPT` newer pieces have been used since, or when the
+/// piece has gone unused for `MAPPED_AGE` images: a piece its lender has
+/// let go of lives on while any reader maps it, and this bounds how long.
+#[derive(Default)]
+pub struct Mapped {
+    state: Mutex<MappedState>,
+}
+
+#[derive(Default)]
+struct MappedState {
+    received: u64,
+    kept: Vec<(MemoryId, Arc<IpcSharedMemory>, u64)>,
+}
+
+const MAPPED_KEPT: usize = 32;
+const MAPPED_AGE: u64 = 64;
+
+impl Mapped {
+    /// The mapping to read `memory` through: the one kept for piece `id`
+    /// if it is as long (the new mapping, never touched, is dropped), else
+    /// `memory` itself, kept from now on.
+    fn map(&self, id: Option<MemoryId>, memory: IpcSharedMemory) -> Arc<IpcSharedMemory> {
+        let Some(id) = id else {
+            return Arc::new(memory);
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.received += 1;
+        let now = state.received;
+        state.kept.retain(|(_, _, used)| now - used <= MAPPED_AGE);
+        if let Some(entry) = state
+            .kept
+            .iter_mut()
+            .find(|(k, m, _)| *k == id && m.len() == memory.len())
+        {
+            entry.2 = now;
+            return Arc::clone(&entry.1);
+        }
+        state.kept.retain(|(k, _, _)| *k != id);
+        let memory = Arc::new(memory);
+        state.kept.push((id, Arc::clone(&memory), now));
+        if state.kept.len() > MAPPED_KEPT
+            && let Some(oldest) = (0..state.kept.len()).min_by_key(|&k| state.kept[k].2)
+        {
+            state.kept.swap_remove(oldest);
+        }
+        memory
     }
 }
 
@@ -252,10 +351,10 @@ impl Lender {
 #[derive(Clone, Copy)]
 pub enum Keep<'a> {
     /// Copy them out: the stages that read them want their own image.
-    Copy,
+    Copy(&'a Mapped),
     /// Keep them where they are for the first stage, which reads them there
     /// (`Stage::reads_shared`) before its worker answers.
-    InPlace,
+    InPlace(&'a Mapped),
     /// Keep them to pass on (conveyor): their lease goes into `Returns`
     /// when nobody reads them any more.
     Lease(&'a Returns),
@@ -314,6 +413,7 @@ impl WireItem {
                     memory: shared.memory().clone(),
                     len: shared.bytes().len() as u64,
                     lease: None,
+                    id: shared.piece(),
                 },
             },
             Payload::Image(img) => {
@@ -381,13 +481,15 @@ impl WireItem {
                 pixels,
             } => {
                 let bad = BadPixels { width, height };
-                match pixels {
-                    WirePixels::Shared { memory, lease, .. } if !matches!(shared, Keep::Copy) => {
-                        let keep = match shared {
-                            Keep::Lease(returns) => Some(returns),
-                            _ => None,
-                        };
-                        let release = lease.zip(keep).map(|(lease, returns)| {
+                match (pixels, shared) {
+                    // Conveyor passes them on and never reads them.
+                    (
+                        WirePixels::Shared {
+                            memory, lease, id, ..
+                        },
+                        Keep::Lease(returns),
+                    ) => {
+                        let release = lease.map(|lease| {
                             let returns = Arc::clone(returns);
                             Box::new(move || {
                                 returns
@@ -397,10 +499,25 @@ impl WireItem {
                             }) as crate::pixels::Release
                         });
                         Payload::Shared(
-                            SharedImage::new(width, height, color, memory, release).ok_or(bad)?,
+                            SharedImage::new(width, height, color, memory, release)
+                                .ok_or(bad)?
+                                .in_piece(id),
                         )
                     }
-                    WirePixels::Shared { memory, len, .. } => {
+                    (WirePixels::Shared { memory, id, .. }, Keep::InPlace(mapped)) => {
+                        Payload::Shared(
+                            SharedImage::new(width, height, color, mapped.map(id, memory), None)
+                                .ok_or(bad)?
+                                .in_piece(id),
+                        )
+                    }
+                    (
+                        WirePixels::Shared {
+                            memory, len, id, ..
+                        },
+                        Keep::Copy(mapped),
+                    ) => {
+                        let memory = mapped.map(id, memory);
                         let len = usize::try_from(len).map_err(|_| bad.clone())?;
                         let bytes = memory.get(..len).ok_or(bad.clone())?;
                         Payload::Image(
@@ -409,7 +526,7 @@ impl WireItem {
                                 .ok_or(bad)?,
                         )
                     }
-                    pixels => {
+                    (pixels, _) => {
                         let bytes = slot.take(pixels).ok_or(bad.clone())?;
                         Payload::Image(color.image(width, height, Cow::Owned(bytes)).ok_or(bad)?)
                     }
@@ -511,7 +628,7 @@ mod tests {
                 let wire = WireItem::new(kept.clone(), &mut to_worker, None);
                 assert_eq!(how(&wire), "shared");
                 let got = wire
-                    .into_item(&mut Slot::default(), Keep::Copy)
+                    .into_item(&mut Slot::default(), Keep::Copy(&Mapped::default()))
                     .expect("intact");
                 match got.payload {
                     Payload::Image(got) => assert!(got == img, "pixels changed"),
@@ -571,20 +688,86 @@ mod tests {
         // A lease given back twice, or never lent, changes nothing.
         lender.returned(&[1, 99]);
         assert_eq!((lender.lent.len(), lender.idle.len()), (2, 0));
-        // Idle memory is bounded: of six 16 MB images given back, four
-        // are kept (64 MiB); of larger ones, fewer.
+        // Idle memory is bounded: of six images given back, four are
+        // kept, the largest; of larger ones, what fits in 256 MiB.
         let mut big = Lender::default();
-        let wide = vec![7u8; 16_000_000];
-        for _ in 0..6 {
-            let _ = big.lend(&wide);
+        for mb in [3, 16, 5, 9, 2, 12] {
+            let _ = big.lend(&vec![7u8; mb << 20]);
         }
         big.returned(&[0, 1, 2, 3, 4, 5]);
-        assert_eq!((big.lent.len(), big.idle.len()), (0, 4));
+        let mut sizes: Vec<usize> = big.idle.iter().map(|p| p.memory.len() >> 20).collect();
+        sizes.sort_unstable();
+        assert_eq!((big.lent.len(), sizes), (0, vec![5, 9, 12, 16]));
+        // A smaller image takes the smallest piece that holds it.
+        let _ = big.lend(&vec![1u8; 6 << 20]);
+        assert!(big.idle.iter().all(|p| p.memory.len() != 9 << 20));
         let mut huge = Lender::default();
-        let _ = huge.lend(&vec![1u8; 40_000_000]);
-        let _ = huge.lend(&vec![1u8; 40_000_000]);
-        huge.returned(&[0, 1]);
-        assert_eq!(huge.idle.len(), 1);
+        for mb in [100, 100, 300, 100, 1] {
+            let _ = huge.lend(&vec![1u8; mb << 20]);
+        }
+        huge.returned(&[0, 1, 2, 3, 4]);
+        // Past the bound alone, the largest goes; two of the others fit.
+        let mut sizes: Vec<usize> = huge.idle.iter().map(|p| p.memory.len() >> 20).collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, [1, 100, 100]);
+    }
+
+    /// A reader keeps each piece of lent memory mapped: the next image
+    /// lent in the same piece is read through the same mapping and is the
+    /// new image, while a piece of another lender, or of another length,
+    /// is never taken for it.
+    #[test]
+    fn a_reused_piece_is_read_through_the_mapping_kept() {
+        let mut lender = Lender::default();
+        let returns = Returns::default();
+        let mapped = Mapped::default();
+        let image = |seed: u8| {
+            DynamicImage::ImageRgb8(RgbImage::from_fn(700, 500, |x, y| {
+                image::Rgb([x as u8 ^ seed, y as u8, seed])
+            }))
+        };
+        // Worker to conveyor to a reader that reads in place; what it read
+        // and where.
+        let through = |lender: &mut Lender, img: &DynamicImage| {
+            let wire = WireItem::new(with_image(img.clone()), &mut Slot::default(), Some(lender));
+            let kept = wire
+                .into_item(&mut Slot::default(), Keep::Lease(&returns))
+                .expect("intact");
+            let wire = WireItem::new(kept, &mut Slot::default(), None);
+            let got = wire
+                .into_item(&mut Slot::default(), Keep::InPlace(&mapped))
+                .expect("intact");
+            let Payload::Shared(shared) = got.payload else {
+                panic!("copied: {:?}", got.payload);
+            };
+            (
+                shared.to_image().expect("fits"),
+                shared.bytes().as_ptr() as usize,
+            )
+        };
+        let first = image(1);
+        let (got, at) = through(&mut lender, &first);
+        assert!(got == first);
+        let back = std::mem::take(&mut *returns.lock().expect("lock"));
+        lender.returned(&back);
+        let second = image(2);
+        let (got, again) = through(&mut lender, &second);
+        assert!(got == second, "the kept mapping shows the old pixels");
+        assert_eq!(at, again, "mapped afresh");
+        // Another worker's first piece has the same number, not the same id.
+        let mut other = Lender::default();
+        let third = image(3);
+        let (got, _) = through(&mut other, &third);
+        assert!(got == third, "another lender's piece was taken for it");
+        // A piece of the same lender and number but another length (a
+        // bad message) is mapped afresh too.
+        let bytes = Layout::split(image(4)).1;
+        let memory = IpcSharedMemory::from_bytes(&bytes[..bytes.len() - 7]);
+        let id = lender.lent.values().next().map(|p| MemoryId {
+            lender: lender.id,
+            piece: p.number,
+        });
+        assert!(mapped.map(id, memory).len() == bytes.len() - 7);
     }
 
     #[test]

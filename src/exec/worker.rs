@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use super::call::Step;
 use super::protocol::{
-    Bootstrap, FromWorker, Keep, Lender, Reason, Slot, StageInit, ToWorker, WORKER_ARG, WireItem,
+    Bootstrap, FromWorker, Keep, Lender, Mapped, Reason, Slot, StageInit, ToWorker, WORKER_ARG,
+    WireItem,
 };
 use crate::item::Payload;
 use crate::stage::{Built, Stage};
@@ -70,9 +71,12 @@ fn serve(server: &str, registry: &Registry) -> i32 {
     // Pixels another worker handed over are read where they lie by a
     // first stage that can (a resize reads a photo once, to make a much
     // smaller one), instead of being copied into this process first.
+    // Either way, the pieces of lent memory stay mapped for the next
+    // image lent in them.
+    let mapped = Mapped::default();
     let shared = match stages.first() {
-        Some(first) if first.reads_shared() => Keep::InPlace,
-        _ => Keep::Copy,
+        Some(first) if first.reads_shared() => Keep::InPlace(&mapped),
+        _ => Keep::Copy(&mapped),
     };
     while let Ok(ToWorker::Item {
         item: wire,
