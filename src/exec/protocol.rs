@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
 use std::sync::{Arc, Mutex};
@@ -110,14 +111,14 @@ pub enum WirePixels {
     /// are its first `len` bytes): how a worker whose items go on only to
     /// other workers hands them over, and how conveyor passes them on, so
     /// that conveyor never copies them. `lease`: the worker's number for
-    /// it, given back when every reader is done (see [`Lender`]); `id`:
-    /// which of the lender's pieces it is, for readers that keep it mapped
-    /// ([`Mapped`]).
+    /// it, given back when every reader is done (see [`Lender`]);
+    /// `piece`: which of the lender's pieces it is, for readers that keep
+    /// it mapped ([`Mapped`]).
     Shared {
         memory: IpcSharedMemory,
         len: u64,
         lease: Option<u64>,
-        id: Option<MemoryId>,
+        piece: Option<MemoryId>,
     },
 }
 
@@ -222,7 +223,8 @@ impl Default for Lender {
 
 /// Idle memory kept for reuse, at most: this many pieces, of this many
 /// bytes in all; past either, the smallest pieces go (a large piece holds
-/// any smaller image). It holds no image, so `--memory` does not count it.
+/// any smaller image). It holds no image, so `--memory` does not count it
+/// (nor a piece let go that readers still map, see [`Mapped`]).
 /// Images come back about as fast as new ones are lent, so a few pieces
 /// are enough for every image of a long run to reuse one (on 500 photos of
 /// mixed sizes: 19 pieces made where each image had needed one of its own).
@@ -291,58 +293,94 @@ impl Lender {
             memory: sent,
             len: len as u64,
             lease: Some(lease),
-            id: Some(id),
+            piece: Some(id),
         }
     }
 }
 
 /// A worker's mappings of other workers' lent memory, kept for the next
-/// image lent in the same piece (see [`MemoryId`]). An entry goes when
-/// `MAPPED_KEPT` newer pieces have been used since, or when the
-/// piece has gone unused for `MAPPED_AGE` images: a piece its lender has
-/// let go of lives on while any reader maps it, and this bounds how long.
-#[derive(Default)]
+/// image lent in the same piece (see [`MemoryId`]).
+///
+/// A piece its lender has let go of (over its idle bound, or the lender
+/// retired) lives on while a reader maps it, and nothing else counts that
+/// memory (`--memory` does not): so the least recently used mapping goes
+/// past `MAPPED_KEPT` pieces or `MAPPED_BYTES` in all, and any mapping
+/// goes once `MAPPED_AGE` images have come without it.
+///
+/// Only on Linux, where ipc-channel maps the piece's memfd shared, so a
+/// mapping kept shows what the lender writes later. Elsewhere each image
+/// is mapped as it comes.
 pub struct Mapped {
-    state: Mutex<MappedState>,
+    kept: RefCell<Vec<Kept>>,
+    received: Cell<u64>,
+    bounds: (usize, usize, u64),
 }
 
-#[derive(Default)]
-struct MappedState {
-    received: u64,
-    kept: Vec<(MemoryId, Arc<IpcSharedMemory>, u64)>,
+/// A mapping kept, and the image count when it was last read.
+struct Kept {
+    id: MemoryId,
+    memory: Arc<IpcSharedMemory>,
+    used: u64,
 }
 
 const MAPPED_KEPT: usize = 32;
-const MAPPED_AGE: u64 = 64;
+const MAPPED_BYTES: usize = 256 << 20;
+const MAPPED_AGE: u64 = 32;
+
+impl Default for Mapped {
+    fn default() -> Mapped {
+        Mapped::within(MAPPED_KEPT, MAPPED_BYTES, MAPPED_AGE)
+    }
+}
 
 impl Mapped {
+    /// Mappings kept within `pieces` and `bytes`, each for `age` images.
+    fn within(pieces: usize, bytes: usize, age: u64) -> Mapped {
+        Mapped {
+            kept: RefCell::default(),
+            received: Cell::new(0),
+            bounds: (pieces, bytes, age),
+        }
+    }
+
     /// The mapping to read `memory` through: the one kept for piece `id`
     /// if it is as long (the new mapping, never touched, is dropped), else
     /// `memory` itself, kept from now on.
     fn map(&self, id: Option<MemoryId>, memory: IpcSharedMemory) -> Arc<IpcSharedMemory> {
-        let Some(id) = id else {
+        let Some(id) = id.filter(|_| cfg!(target_os = "linux")) else {
             return Arc::new(memory);
         };
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.received += 1;
-        let now = state.received;
-        state.kept.retain(|(_, _, used)| now - used <= MAPPED_AGE);
-        if let Some(entry) = state
-            .kept
+        let (pieces, bytes, age) = self.bounds;
+        let now = self.received.get() + 1;
+        self.received.set(now);
+        let mut kept = self.kept.borrow_mut();
+        kept.retain(|k| now - k.used <= age);
+        if let Some(k) = kept
             .iter_mut()
-            .find(|(k, m, _)| *k == id && m.len() == memory.len())
+            .find(|k| k.id == id && k.memory.len() == memory.len())
         {
-            entry.2 = now;
-            return Arc::clone(&entry.1);
+            k.used = now;
+            return Arc::clone(&k.memory);
         }
-        state.kept.retain(|(k, _, _)| *k != id);
+        kept.retain(|k| k.id != id);
         let memory = Arc::new(memory);
-        state.kept.push((id, Arc::clone(&memory), now));
-        if state.kept.len() > MAPPED_KEPT
-            && let Some(oldest) = (0..state.kept.len()).min_by_key(|&k| state.kept[k].2)
-        {
-            state.kept.swap_remove(oldest);
-        }
+        kept.push(Kept {
+            id,
+            memory: Arc::clone(&memory),
+            used: now,
+        });
+        // The most recently read are kept first, each while it fits the
+        // bounds; one over the bytes alone is not kept at all.
+        kept.sort_by_key(|k| std::cmp::Reverse(k.used));
+        let (mut held, mut count) = (0, 0);
+        kept.retain(|k| {
+            let keep = count < pieces && held + k.memory.len() <= bytes;
+            if keep {
+                held += k.memory.len();
+                count += 1;
+            }
+            keep
+        });
         memory
     }
 }
@@ -413,7 +451,7 @@ impl WireItem {
                     memory: shared.memory().clone(),
                     len: shared.bytes().len() as u64,
                     lease: None,
-                    id: shared.piece(),
+                    piece: shared.piece(),
                 },
             },
             Payload::Image(img) => {
@@ -485,7 +523,10 @@ impl WireItem {
                     // Conveyor passes them on and never reads them.
                     (
                         WirePixels::Shared {
-                            memory, lease, id, ..
+                            memory,
+                            lease,
+                            piece,
+                            ..
                         },
                         Keep::Lease(returns),
                     ) => {
@@ -501,23 +542,23 @@ impl WireItem {
                         Payload::Shared(
                             SharedImage::new(width, height, color, memory, release)
                                 .ok_or(bad)?
-                                .in_piece(id),
+                                .in_piece(piece),
                         )
                     }
-                    (WirePixels::Shared { memory, id, .. }, Keep::InPlace(mapped)) => {
+                    (WirePixels::Shared { memory, piece, .. }, Keep::InPlace(mapped)) => {
                         Payload::Shared(
-                            SharedImage::new(width, height, color, mapped.map(id, memory), None)
+                            SharedImage::new(width, height, color, mapped.map(piece, memory), None)
                                 .ok_or(bad)?
-                                .in_piece(id),
+                                .in_piece(piece),
                         )
                     }
                     (
                         WirePixels::Shared {
-                            memory, len, id, ..
+                            memory, len, piece, ..
                         },
                         Keep::Copy(mapped),
                     ) => {
-                        let memory = mapped.map(id, memory);
+                        let memory = mapped.map(piece, memory);
                         let len = usize::try_from(len).map_err(|_| bad.clone())?;
                         let bytes = memory.get(..len).ok_or(bad.clone())?;
                         Payload::Image(
@@ -768,6 +809,49 @@ mod tests {
             piece: p.number,
         });
         assert!(mapped.map(id, memory).len() == bytes.len() - 7);
+    }
+
+    /// Kept mappings stay within their bounds, whatever pieces come:
+    /// the least recently read go first, a piece over the bytes alone is
+    /// not kept, and one unread for the age is let go.
+    #[test]
+    fn kept_mappings_stay_within_their_bounds() {
+        let mapped = Mapped::within(3, 3 << 20, 4);
+        let piece = |n: u64| MemoryId {
+            lender: 7,
+            piece: n,
+        };
+        let kept = |mapped: &Mapped| -> Vec<u64> {
+            let mut ids: Vec<u64> = mapped.kept.borrow().iter().map(|k| k.id.piece).collect();
+            ids.sort_unstable();
+            ids
+        };
+        let mib = |n: usize| IpcSharedMemory::from_byte(0, n << 20);
+        for n in 1..=3 {
+            let _ = mapped.map(Some(piece(n)), mib(1));
+        }
+        assert_eq!(kept(&mapped), [1, 2, 3]);
+        // Piece 1 read again, then a fourth: the least recently read (2) goes.
+        let _ = mapped.map(Some(piece(1)), mib(1));
+        let _ = mapped.map(Some(piece(4)), mib(1));
+        assert_eq!(kept(&mapped), [1, 3, 4]);
+        // 2 MiB more: only what fits in 3 MiB stays, the newest first.
+        let _ = mapped.map(Some(piece(5)), mib(2));
+        assert_eq!(kept(&mapped), [4, 5]);
+        // Over the bytes alone: read, never kept.
+        assert_eq!(mapped.map(Some(piece(6)), mib(4)).len(), 4 << 20);
+        assert_eq!(kept(&mapped), [4, 5]);
+        // Piece 4 was last read with the 5th lent image: by the 10th it
+        // has gone unread for 5 images, over the age of 4, and is let go.
+        // Images not in lent memory do not count.
+        for _ in 0..3 {
+            let _ = mapped.map(None, mib(1));
+        }
+        assert_eq!(kept(&mapped), [4, 5]);
+        for _ in 0..4 {
+            let _ = mapped.map(Some(piece(5)), mib(2));
+        }
+        assert_eq!(kept(&mapped), [5]);
     }
 
     #[test]

@@ -628,3 +628,210 @@ dir = "out/crisp"
         "workers left running"
     );
 }
+
+/// Lent memory reused and kept mapped by its readers (`exec/protocol.rs`,
+/// `Lender`, `Mapped`), through two levels of handing over (`load` to
+/// `mid` and `thumb`/`raw`, `mid` to `small` and `crisp`): images in all
+/// eight layouts whose sizes jump up and down, so pieces are reused for
+/// smaller images and made anew for larger ones, with two lenders at once,
+/// lenders and readers retired every few items, and slow readers. Every
+/// file is the one threads mode writes, byte for byte.
+#[test]
+fn lent_pieces_reused_and_kept_mapped_give_threads_modes_files() {
+    let ws = Workspace::new();
+    let n: u32 = 16;
+    for i in 0..n {
+        // Sizes jump up and down so pieces are both reused and made anew.
+        // At least 1 MiB at 8-bit RGB, so that they are lent.
+        let w = 720 + (i * 397 % 900);
+        let h = 560 + (i * 263 % 600);
+        let rgb = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 7 + y + i * 13) as u8,
+                (y * 3 + i * 29) as u8,
+                ((x ^ y) * 5 + i) as u8,
+            ])
+        });
+        let d = image::DynamicImage::ImageRgb8(rgb);
+        let img = match i % 8 {
+            0 => d,
+            1 => image::DynamicImage::ImageRgba8(d.to_rgba8()),
+            2 => image::DynamicImage::ImageRgb16(d.to_rgb16()),
+            3 => image::DynamicImage::ImageRgba16(d.to_rgba16()),
+            4 => image::DynamicImage::ImageLuma8(d.to_luma8()),
+            5 => image::DynamicImage::ImageLumaA8(d.to_luma_alpha8()),
+            6 => image::DynamicImage::ImageLuma16(d.to_luma16()),
+            _ => image::DynamicImage::ImageLumaA16(d.to_luma_alpha16()),
+        };
+        ws.write(&format!("src/{i:03}.png"), &png_bytes(&img));
+    }
+    ws.write(
+        "fan.toml",
+        br#"
+[[stage]]
+name = "scan"
+kind = "scan"
+root = "src"
+
+[[stage]]
+name = "load"
+kind = "decode"
+
+[[stage]]
+name = "mid"
+kind = "resize"
+input = "load"
+width = 800
+
+[[stage]]
+name = "small"
+kind = "resize"
+input = "mid"
+width = 300
+
+[[stage]]
+name = "small-png"
+kind = "encode"
+format = "png"
+
+[[stage]]
+name = "small-save"
+kind = "write"
+dir = "out/small"
+
+[[stage]]
+name = "crisp"
+kind = "sharpen"
+input = "mid"
+
+[[stage]]
+name = "crisp-png"
+kind = "encode"
+format = "png"
+
+[[stage]]
+name = "crisp-save"
+kind = "write"
+dir = "out/crisp"
+
+[[stage]]
+name = "thumb"
+kind = "resize"
+input = "load"
+width = 200
+
+[[stage]]
+name = "thumb-png"
+kind = "encode"
+format = "png"
+
+[[stage]]
+name = "thumb-save"
+kind = "write"
+dir = "out/thumb"
+
+[[stage]]
+name = "raw"
+kind = "sharpen"
+input = "load"
+
+[[stage]]
+name = "raw-png"
+kind = "encode"
+format = "png"
+
+[[stage]]
+name = "raw-save"
+kind = "write"
+dir = "out/raw"
+"#,
+    );
+    let outs = ["small", "crisp", "thumb", "raw"];
+    let run = |out: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let sets: Vec<String> = outs
+            .iter()
+            .map(|o| format!("{o}-save.dir=\"{out}/{o}\""))
+            .collect();
+        let mut args = vec!["run", "fan.toml"];
+        for s in &sets {
+            args.extend_from_slice(&["--set", s]);
+        }
+        args.extend_from_slice(extra);
+        let mut r = ws.conveyor().args(&args);
+        for (k, v) in env {
+            r = r.env(k, v);
+        }
+        r.run()
+    };
+    let files = |out: &str| -> Vec<_> {
+        outs.iter()
+            .map(|o| ws.files(&format!("{out}/{o}")))
+            .collect()
+    };
+    run("t", &["--mode", "threads"], &[]).code(0);
+    let threads = files("t");
+    for f in &threads {
+        assert_eq!(f.len(), n as usize);
+    }
+    let processes = ["--mode", "processes"];
+    let two_lenders = [
+        "--jobs",
+        "4",
+        "--set",
+        "load.workers=2",
+        "--set",
+        "mid.workers=2",
+    ];
+    let lenders_retired = [
+        "--jobs",
+        "4",
+        "--set",
+        "load.workers=2",
+        "--set",
+        "load.max_items_per_worker=3",
+        "--set",
+        "mid.max_items_per_worker=5",
+    ];
+    let readers_retired = [
+        "--jobs",
+        "3",
+        "--set",
+        "small.max_items_per_worker=4",
+        "--set",
+        "crisp.max_items_per_worker=7",
+        "--set",
+        "thumb.max_items_per_worker=3",
+        "--set",
+        "raw.max_items_per_worker=5",
+    ];
+    let late = [("CONVEYOR_DEBUG_READ_LATE_MS", "40")];
+    // A run's name, its flags after `--mode processes`, its environment.
+    type Variant<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let variants: [Variant; 5] = [
+        ("p2", &["--jobs", "2"], &[]),
+        ("p4", &two_lenders, &[]),
+        ("rl", &lenders_retired, &[]),
+        ("rr", &readers_retired, &[]),
+        ("late", &two_lenders, &late),
+    ];
+    for (name, extra, env) in variants {
+        let args: Vec<&str> = processes.iter().chain(extra).copied().collect();
+        let done = run(name, &args, env);
+        done.code(0);
+        let got = files(name);
+        for (k, o) in outs.iter().enumerate() {
+            let bad: Vec<_> = threads[k]
+                .iter()
+                .filter(|(f, b)| got[k].get(*f) != Some(b))
+                .map(|(f, _)| f.clone())
+                .collect();
+            assert!(bad.is_empty(), "{name}/{o}: differ from threads: {bad:?}");
+            assert_eq!(got[k].len(), n as usize, "{name}/{o}: files");
+        }
+        assert_eq!(
+            ws.leftover_workers(),
+            Vec::<u32>::new(),
+            "{name}: workers left"
+        );
+    }
+}
