@@ -106,7 +106,7 @@ pub struct SharedImage {
     height: u32,
     layout: Layout,
     memory: Arc<Held>,
-    id: Option<MemoryId>,
+    piece: Option<MemoryId>,
 }
 
 /// Which piece of a worker's lent memory an image is in. A worker lends the
@@ -160,19 +160,19 @@ impl SharedImage {
             height,
             layout,
             memory: Arc::new(held),
-            id: None,
+            piece: None,
         })
     }
 
-    /// The same image, known to be in the lent piece `id`.
-    pub fn in_piece(mut self, id: Option<MemoryId>) -> SharedImage {
-        self.id = id;
+    /// The same image, known to be in the lent `piece`.
+    pub fn in_piece(mut self, piece: Option<MemoryId>) -> SharedImage {
+        self.piece = piece;
         self
     }
 
     /// The lent piece the image is in, if it is in one.
     pub fn piece(&self) -> Option<MemoryId> {
-        self.id
+        self.piece
     }
 
     pub fn width(&self) -> u32 {
