@@ -1,8 +1,8 @@
-//! JPEG through `jpeg-encoder` (SIMD, much faster than the `image` crate's
-//! own encoder), baseline or progressive, with optimised Huffman tables on
-//! request, and EXIF, XMP and ICC in their usual APP segments. Builds with
-//! the `nasm` feature encode plain baseline files with libjpeg-turbo's SIMD
-//! instead (`libjpeg.rs`), which is faster still.
+//! JPEG: which encoder writes the file, EXIF, XMP and ICC in their usual
+//! APP segments, and large images cut into strips. Plain baseline files
+//! are written by conveyor's own encoder (`baseline.rs`), or in builds with
+//! the `nasm` feature by libjpeg-turbo's SIMD (`libjpeg.rs`), faster
+//! still; progressive files and optimised Huffman tables by `jpeg-encoder`.
 //!
 //! A large baseline image is encoded in strips of whole MCU rows, each on
 //! its own, and the strips' entropy-coded data joined with restart markers
@@ -69,7 +69,7 @@ pub(super) fn encode(
 }
 
 /// Whether libjpeg-turbo encodes: only in builds with its SIMD (without,
-/// it is slower than jpeg-encoder), and only plain baseline files, with
+/// it is slower than `baseline.rs`), and only plain baseline files, with
 /// the standard tables, so the options that change the file's structure
 /// keep one encoder whatever the build.
 #[cfg_attr(not(any(feature = "nasm", test)), allow(dead_code))]
@@ -83,12 +83,14 @@ const fn by_libjpeg(opts: &EncodeOptions) -> bool {
 /// The lowest quality whose standard tables stay within 8 bits. The mozjpeg
 /// crate sets quality without libjpeg's `force_baseline`, so below this its
 /// tables would need 16 bits, which makes an extended (not baseline) file
-/// that some decoders refuse; jpeg-encoder clamps them to 8 bits instead.
+/// that some decoders refuse; `baseline.rs` and jpeg-encoder clamp them to
+/// 8 bits instead.
 const LIBJPEG_MIN_QUALITY: u8 = 24;
 
 /// `size.1` rows of `data` as one JPEG, with `embed`'s metadata when
-/// given; jpeg-encoder also marks restarts every `restart_interval` MCUs
-/// (libjpeg's strips get the marker from `join_strips`).
+/// given; `baseline.rs` and jpeg-encoder also mark restarts every
+/// `restart_interval` MCUs (libjpeg's strips get the marker from
+/// `join_strips`).
 fn piece(
     data: &[u8],
     size: (u16, u16),
@@ -97,11 +99,37 @@ fn piece(
     embed: Option<&Embed>,
     restart_interval: Option<u16>,
 ) -> Result<Vec<u8>, StageError> {
+    let halved = sampling_for(opts.quality) == jpeg_encoder::SamplingFactor::F_2_2;
     #[cfg(feature = "nasm")]
     if by_libjpeg(opts) {
-        let subsampled = sampling_for(opts.quality) == jpeg_encoder::SamplingFactor::F_2_2;
-        return super::libjpeg::encode(data, size, color, opts.quality, subsampled, embed);
+        return super::libjpeg::encode(data, size, color, opts.quality, halved, embed);
     }
+    if !opts.progressive && !opts.optimize {
+        let channels = match color {
+            jpeg_encoder::ColorType::Luma => 1,
+            jpeg_encoder::ColorType::Rgba => 4,
+            _ => 3,
+        };
+        let plan = super::baseline::Plan {
+            channels,
+            quality: opts.quality,
+            halved,
+            restart: restart_interval,
+        };
+        return super::baseline::encode(data, size, plan, embed);
+    }
+    by_jpeg_encoder(data, size, color, opts, embed, restart_interval)
+}
+
+/// [`piece`] through jpeg-encoder: progressive and optimised files.
+fn by_jpeg_encoder(
+    data: &[u8],
+    size: (u16, u16),
+    color: jpeg_encoder::ColorType,
+    opts: &EncodeOptions,
+    embed: Option<&Embed>,
+    restart_interval: Option<u16>,
+) -> Result<Vec<u8>, StageError> {
     // Halved chroma: converted here, each 2x2 block's chroma averaged as
     // libjpeg (and so Pillow and the `nasm` build) makes it. jpeg-encoder
     // on its own keeps one pixel's colour of each block: one-pixel red and
@@ -191,6 +219,29 @@ pub(super) fn app1_segments(embed: &Embed) -> Vec<Vec<u8>> {
         }
     }
     segments
+}
+
+/// Room for a profile's bytes in one APP2 segment, after its 14 bytes of
+/// header (the tag, the chunk's number and the count).
+pub(super) const ICC_PER_SEGMENT: usize = 65533 - 14;
+
+/// The APP2 segments of an ICC profile, numbered from 1 as the ICC
+/// specification asks. (The mozjpeg crate's `write_icc_profile` numbers
+/// them from 0, and decoders such as zune-jpeg then ignore the profile.)
+/// A profile too large for 255 segments is not kept, with a warning.
+pub(super) fn icc_segments(icc: &[u8]) -> Vec<Vec<u8>> {
+    let chunks = icc.chunks(ICC_PER_SEGMENT);
+    let Ok(count) = u8::try_from(chunks.len()) else {
+        tracing::warn!(
+            "ICC profile of {} bytes is too large for JPEG: not kept",
+            icc.len()
+        );
+        return Vec::new();
+    };
+    (1..=count)
+        .zip(chunks)
+        .map(|(n, chunk)| [&b"ICC_PROFILE\0"[..], &[n, count], chunk].concat())
+        .collect()
 }
 
 /// How a large image is cut: rows per strip (whole MCU rows) and the MCUs
@@ -443,6 +494,23 @@ mod tests {
     }
 
     #[test]
+    fn a_large_profile_is_cut_into_segments_numbered_from_one() {
+        let icc: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        let segments = icc_segments(&icc);
+        assert_eq!(segments.len(), 3);
+        for (i, s) in segments.iter().enumerate() {
+            assert!(s.len() <= 65533);
+            assert_eq!(
+                &s[..14],
+                &[&b"ICC_PROFILE\0"[..], &[i as u8 + 1, 3]].concat()[..]
+            );
+        }
+        let joined: Vec<u8> = segments.iter().flat_map(|s| s[14..].to_vec()).collect();
+        assert_eq!(joined, icc);
+        assert!(icc_segments(&vec![0; 256 * ICC_PER_SEGMENT]).is_empty());
+    }
+
+    #[test]
     fn a_side_over_what_libjpeg_reads_is_refused() {
         for (w, h) in [(65501, 17), (17, 65501), (70000, 1)] {
             let img = DynamicImage::ImageLuma8(image::GrayImage::new(w, h));
@@ -535,8 +603,8 @@ mod tests {
             (101, 77, ColorType::Rgba, 4),
         ] {
             let data = picture(w, h, channels);
-            let ours =
-                piece(&data, (w as u16, h as u16), color, &opts, None, None).expect("encodes");
+            let ours = by_jpeg_encoder(&data, (w as u16, h as u16), color, &opts, None, None)
+                .expect("encodes");
             let mut theirs = Vec::new();
             let mut enc = encoder(&mut theirs, &opts, None, None).expect("encoder");
             enc.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);

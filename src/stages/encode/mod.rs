@@ -3,6 +3,7 @@
 //! what is embedded and `exif.rs` cleans a kept EXIF block.
 
 mod avif;
+mod baseline;
 mod exif;
 mod jpeg;
 #[cfg(feature = "nasm")]

@@ -1,5 +1,5 @@
-//! RGB to YCbCr for JPEG's halved chroma, done here rather than in
-//! jpeg-encoder: each 2x2 block's Cb and Cr become the average of its four
+//! RGB to YCbCr for JPEG, for conveyor's own encoder (`baseline.rs`) and
+//! jpeg-encoder. For halved chroma, each 2x2 block's Cb and Cr become the average of its four
 //! pixels', rounded as libjpeg's `h2v2_downsample` rounds, and are given
 //! for all four, so the encoder's sampling of one pixel per block takes
 //! exactly libjpeg's value. jpeg-encoder can average too, with the same
@@ -57,11 +57,7 @@ impl jpeg_encoder::ImageBuffer for Averaged<'_> {
             let bottom = (top + 1).min(usize::from(self.height) - 1);
             let row =
                 |r: usize| &self.data[r * width * self.channels..(r + 1) * width * self.channels];
-            if self.channels == 4 {
-                pair4((row(top), row(bottom)), planes);
-            } else {
-                pair3((row(top), row(bottom)), planes);
-            }
+            convert_pair((row(top), row(bottom)), self.channels, planes);
             *done = top + 1;
         }
         buffers[0].extend_from_slice(&planes.y[y - top]);
@@ -88,17 +84,17 @@ pub(super) fn averaged(data: &[u8], width: usize, height: usize, channels: usize
 
 /// One pair of rows, converted: each row's luma, and the averaged chroma
 /// of each pixel's 2x2 block (one value a pixel, equal within a block).
-struct Planes {
-    y: [Vec<u8>; 2],
-    cb: Vec<u8>,
-    cr: Vec<u8>,
+pub(super) struct Planes {
+    pub(super) y: [Vec<u8>; 2],
+    pub(super) cb: Vec<u8>,
+    pub(super) cr: Vec<u8>,
     // Per-pixel chroma of both rows, before averaging.
     cbs: [Vec<u16>; 2],
     crs: [Vec<u16>; 2],
 }
 
 impl Planes {
-    fn new(width: usize) -> Self {
+    pub(super) fn new(width: usize) -> Self {
         // Even, so an odd last column has a twin to be averaged with.
         let even = width.div_ceil(2) * 2;
         Planes {
@@ -122,11 +118,20 @@ fn convert_row<const C: usize>(src: &[u8], y: &mut [u8], cb: &mut [u16], cr: &mu
         .zip(cb.iter_mut())
         .zip(cr.iter_mut())
     {
-        let (r, g, b) = (i32::from(px[0]), i32::from(px[1]), i32::from(px[2]));
-        *y = ((19595 * r + 38470 * g + 7471 * b + 0x7FFF) >> 16) as u8;
-        *cb = ((-11059 * r - 21709 * g + 32768 * b + (128 << 16) + 0x7FFF) >> 16) as u16;
-        *cr = ((32768 * r - 27439 * g - 5329 * b + (128 << 16) + 0x7FFF) >> 16) as u16;
+        let (l, b, r) = ycc(px);
+        (*y, *cb, *cr) = (l as u8, b as u16, r as u16);
     }
+}
+
+/// One pixel's Y, Cb and Cr (each within 0..=255).
+#[inline(always)]
+fn ycc(px: &[u8]) -> (i32, i32, i32) {
+    let (r, g, b) = (i32::from(px[0]), i32::from(px[1]), i32::from(px[2]));
+    (
+        (19595 * r + 38470 * g + 7471 * b + 0x7FFF) >> 16,
+        (-11059 * r - 21709 * g + 32768 * b + (128 << 16) + 0x7FFF) >> 16,
+        (32768 * r - 27439 * g - 5329 * b + (128 << 16) + 0x7FFF) >> 16,
+    )
 }
 
 #[inline(always)]
@@ -157,6 +162,46 @@ fn pair<const C: usize>((top, bottom): (&[u8], &[u8]), p: &mut Planes) {
             o[0] = v;
             o[1] = v;
         }
+    }
+}
+
+/// The pair of rows `rows` (the same row twice at the bottom edge) of
+/// `channels` (3 or 4) bytes a pixel, converted into `planes`.
+pub(super) fn convert_pair(rows: (&[u8], &[u8]), channels: usize, planes: &mut Planes) {
+    if channels == 4 {
+        pair4(rows, planes);
+    } else {
+        pair3(rows, planes);
+    }
+}
+
+/// One row of `channels` (3 or 4) bytes a pixel as Y, Cb and Cr at full
+/// resolution (no chroma halved: quality 90 and up).
+pub(super) fn convert_full(src: &[u8], channels: usize, planes: (&mut [u8], &mut [u8], &mut [u8])) {
+    if channels == 4 {
+        full4(src, planes);
+    } else {
+        full3(src, planes);
+    }
+}
+
+#[inline(always)]
+fn full<const C: usize>(src: &[u8], (y, cb, cr): (&mut [u8], &mut [u8], &mut [u8])) {
+    for (((px, y), cb), cr) in src.chunks_exact(C).zip(y).zip(cb).zip(cr) {
+        let (l, b, r) = ycc(px);
+        (*y, *cb, *cr) = (l as u8, b as u8, r as u8);
+    }
+}
+
+super::super::gaussian::simd_fn! {
+    fn full3(src: &[u8], planes: (&mut [u8], &mut [u8], &mut [u8])) {
+        full::<3>(src, planes)
+    }
+}
+
+super::super::gaussian::simd_fn! {
+    fn full4(src: &[u8], planes: (&mut [u8], &mut [u8], &mut [u8])) {
+        full::<4>(src, planes)
     }
 }
 
