@@ -764,4 +764,4 @@ fn code(bits: &mut Bits, zz: &[i16; 64], pred: &mut i32, c: &Component) {
 
 #[cfg(test)]
 #[path = "baseline_tests.rs"]
-mod tests;
+pub(super) mod tests;

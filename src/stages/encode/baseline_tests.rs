@@ -109,7 +109,7 @@ fn psnr(data: &[u8], channels: usize, got: &[u8]) -> f64 {
 }
 
 /// The segments before the scan: (marker, body).
-fn segments(jpeg: &[u8]) -> Vec<(u8, Vec<u8>)> {
+pub(in crate::stages::encode) fn segments(jpeg: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut found = Vec::new();
     let mut at = 2;
     while let (Some(&0xFF), Some(&m), Some(len)) =

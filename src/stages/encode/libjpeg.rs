@@ -82,23 +82,6 @@ mod tests {
             .collect()
     }
 
-    /// The markers before the scan, each with its first bytes.
-    fn markers(jpeg: &[u8]) -> Vec<(u8, Vec<u8>)> {
-        let mut found = Vec::new();
-        let mut at = 2;
-        while let (Some(&0xFF), Some(&m), Some(len)) =
-            (jpeg.get(at), jpeg.get(at + 1), jpeg.get(at + 2..at + 4))
-        {
-            let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-            found.push((m, jpeg[at + 4..(at + 2 + len).min(at + 16)].to_vec()));
-            if m == 0xDA {
-                break;
-            }
-            at += 2 + len;
-        }
-        found
-    }
-
     #[test]
     fn baseline_file_carries_the_metadata_in_order_and_close_pixels() {
         let (w, h) = (301, 203);
@@ -109,7 +92,7 @@ mod tests {
             xmp: Some(b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>".to_vec()),
         };
         let bytes = encode(&data, (w, h), ColorType::Rgb, 85, true, Some(&embed)).expect("encodes");
-        let found = markers(&bytes);
+        let found = super::super::baseline::tests::segments(&bytes);
         let apps: Vec<(u8, &[u8])> = found
             .iter()
             .filter(|(m, _)| (0xE1..=0xE2).contains(m))
@@ -200,7 +183,7 @@ mod tests {
             };
             let bytes =
                 super::super::jpeg::encode(&img, &opts, &Embed::default()).expect("encodes");
-            let found = markers(&bytes);
+            let found = super::super::baseline::tests::segments(&bytes);
             assert!(
                 found.iter().any(|(m, _)| *m == 0xC0),
                 "q{quality}: {found:?}"
