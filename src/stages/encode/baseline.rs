@@ -3,9 +3,10 @@
 //! jpeg-encoder scale them), a floating-point DCT with the quantisation
 //! folded in, and Huffman coding that walks only a block's non-zero
 //! coefficients. jpeg-encoder, which writes progressive and optimised
-//! files, spent a third of the 1600 px task's CPU on plain ones, most of it
-//! visiting every coefficient one at a time; this writes the same kind of
-//! file (same tables, markers and layout) in less than half the time.
+//! files, spent a quarter of the 1600 px task's CPU on plain ones (25.6% in
+//! a profile of 500 files), most of it visiting every coefficient one at a
+//! time; this writes the same kind of file (the same tables and sampling)
+//! in 54% of its time (7.0 against 13.0 ms a 1600 px photo).
 
 use super::metadata::Embed;
 use crate::stage::StageError;
