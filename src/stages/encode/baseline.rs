@@ -12,8 +12,8 @@ use super::metadata::Embed;
 use crate::stage::StageError;
 
 /// What to write: `channels` bytes a pixel (1 grey, 3 RGB, 4 RGBA with
-/// alpha left out), chroma halved both ways or not, and a restart marker
-/// every `restart` MCUs when given.
+/// alpha left out), chroma halved both ways or not (grey has none to
+/// halve), and a restart marker every `restart` MCUs when given.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Plan {
     pub(super) channels: usize,
@@ -43,6 +43,11 @@ pub(super) fn encode(
             plan.channels
         )));
     }
+    // Only colour has chroma to halve; from here `halved` says so alone.
+    let plan = Plan {
+        halved: plan.halved && plan.channels > 1,
+        ..plan
+    };
     let tables = Tables::new(plan.quality);
     let mut out = Vec::with_capacity(w * h / 3 + 1024);
     header(&mut out, (width, height), plan, embed, &tables);
@@ -293,7 +298,7 @@ fn header(out: &mut Vec<u8>, (w, h): (u16, u16), plan: Plan, embed: Option<&Embe
         let zigzagged: Vec<u8> = ZIGZAG.iter().map(|&n| c.quant[n] as u8).collect();
         segment(out, 0xDB, &[&[*id], &zigzagged]);
     }
-    let sampling = if colour && plan.halved { 0x22 } else { 0x11 };
+    let sampling = if plan.halved { 0x22 } else { 0x11 };
     let mut frame = vec![8];
     frame.extend_from_slice(&h.to_be_bytes());
     frame.extend_from_slice(&w.to_be_bytes());
@@ -424,20 +429,11 @@ impl<'a> Frame<'a> {
         let luma = width.div_ceil(mcu_w) * mcu_w;
         let chroma = if plan.halved { luma / 2 } else { luma };
         let chroma_rows = if plan.halved { mcu_h / 2 } else { mcu_h };
-        let colour = plan.channels > 1;
-        let planes = [
-            vec![0; luma * mcu_h],
-            if colour {
-                vec![0; chroma * chroma_rows]
-            } else {
-                Vec::new()
-            },
-            if colour {
-                vec![0; chroma * chroma_rows]
-            } else {
-                Vec::new()
-            },
-        ];
+        let chroma_plane = || match plan.channels {
+            1 => Vec::new(),
+            _ => vec![0; chroma * chroma_rows],
+        };
+        let planes = [vec![0; luma * mcu_h], chroma_plane(), chroma_plane()];
         Frame {
             data,
             width,
@@ -452,11 +448,7 @@ impl<'a> Frame<'a> {
     }
 
     fn mcu(plan: Plan) -> (usize, usize) {
-        if plan.channels > 1 && plan.halved {
-            (16, 16)
-        } else {
-            (8, 8)
-        }
+        if plan.halved { (16, 16) } else { (8, 8) }
     }
 
     fn scan(&mut self) {
@@ -485,11 +477,11 @@ impl<'a> Frame<'a> {
         let mut preds = [0i32; 3];
         let mut done = 0usize;
         let mut restarts = 0u8;
+        let restart = self.plan.restart.map_or(0, usize::from);
         let mut top = 0;
         while top < self.height {
             self.band(top);
             for m in 0..across {
-                let restart = self.plan.restart.map_or(0, usize::from);
                 if restart > 0 && done > 0 && done.is_multiple_of(restart) {
                     self.bits.flush();
                     self.bits.out.extend_from_slice(&[0xFF, 0xD0 + restarts]);
@@ -516,34 +508,23 @@ impl<'a> Frame<'a> {
             plan,
             ..
         } = self;
-        if plan.channels > 1 && plan.halved {
-            for (dy, dx) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
-                let at = dy * strides[0] + m * 16 + dx;
-                transform(&planes[0][at..], strides[0], &tables.luma.scale, &mut zz);
-                code(bits, &zz, &mut preds[0], &tables.luma);
-            }
-            for c in 1..3 {
-                transform(
-                    &planes[c][m * 8..],
-                    strides[c],
-                    &tables.chroma.scale,
-                    &mut zz,
-                );
-                code(bits, &zz, &mut preds[c], &tables.chroma);
-            }
+        // The luma blocks of the MCU in order (four when chroma is halved),
+        // then one block of each chroma plane.
+        let (luma, width): (&[(usize, usize)], usize) = if plan.halved {
+            (&[(0, 0), (0, 8), (8, 0), (8, 8)], 16)
         } else {
-            transform(&planes[0][m * 8..], strides[0], &tables.luma.scale, &mut zz);
+            (&[(0, 0)], 8)
+        };
+        for (dy, dx) in luma {
+            let at = dy * strides[0] + m * width + dx;
+            transform(&planes[0][at..], strides[0], &tables.luma.scale, &mut zz);
             code(bits, &zz, &mut preds[0], &tables.luma);
-            if plan.channels > 1 {
-                for c in 1..3 {
-                    transform(
-                        &planes[c][m * 8..],
-                        strides[c],
-                        &tables.chroma.scale,
-                        &mut zz,
-                    );
-                    code(bits, &zz, &mut preds[c], &tables.chroma);
-                }
+        }
+        if plan.channels > 1 {
+            for c in 1..3 {
+                let plane = &planes[c][m * 8..];
+                transform(plane, strides[c], &tables.chroma.scale, &mut zz);
+                code(bits, &zz, &mut preds[c], &tables.chroma);
             }
         }
     }

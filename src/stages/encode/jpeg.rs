@@ -105,13 +105,8 @@ fn piece(
         return super::libjpeg::encode(data, size, color, opts.quality, halved, embed);
     }
     if !opts.progressive && !opts.optimize {
-        let channels = match color {
-            jpeg_encoder::ColorType::Luma => 1,
-            jpeg_encoder::ColorType::Rgba => 4,
-            _ => 3,
-        };
         let plan = super::baseline::Plan {
-            channels,
+            channels: bytes_per_pixel(color),
             quality: opts.quality,
             halved,
             restart: restart_interval,
@@ -119,6 +114,16 @@ fn piece(
         return super::baseline::encode(data, size, plan, embed);
     }
     by_jpeg_encoder(data, size, color, opts, embed, restart_interval)
+}
+
+/// The bytes of one pixel of `color` as `encode` hands them over (grey,
+/// RGB or RGBA).
+fn bytes_per_pixel(color: jpeg_encoder::ColorType) -> usize {
+    match color {
+        jpeg_encoder::ColorType::Luma => 1,
+        jpeg_encoder::ColorType::Rgba => 4,
+        _ => 3,
+    }
 }
 
 /// [`piece`] through jpeg-encoder: progressive and optimised files.
@@ -307,12 +312,7 @@ fn encode_strips(
     parallel: bool,
 ) -> Result<Vec<Vec<u8>>, StageError> {
     use rayon::prelude::*;
-    let bytes_per_pixel = match color {
-        jpeg_encoder::ColorType::Luma => 1,
-        jpeg_encoder::ColorType::Rgba => 4,
-        _ => 3,
-    };
-    let row_bytes = usize::from(width) * bytes_per_pixel;
+    let row_bytes = usize::from(width) * bytes_per_pixel(color);
     let strip = |i: usize| -> Result<Vec<u8>, StageError> {
         let top = i * layout.rows;
         let bottom = (top + layout.rows).min(layout.height);

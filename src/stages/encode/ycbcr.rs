@@ -1,8 +1,8 @@
 //! RGB to YCbCr for JPEG, for conveyor's own encoder (`baseline.rs`) and
-//! jpeg-encoder. For halved chroma, each 2x2 block's Cb and Cr become the average of its four
-//! pixels', rounded as libjpeg's `h2v2_downsample` rounds, and are given
-//! for all four, so the encoder's sampling of one pixel per block takes
-//! exactly libjpeg's value. jpeg-encoder can average too, with the same
+//! jpeg-encoder. For halved chroma, each 2x2 block's Cb and Cr become the
+//! average of its four pixels', rounded as libjpeg's `h2v2_downsample`
+//! rounds, and are given for all four, so the encoder's sampling of one
+//! pixel per block takes exactly libjpeg's value. jpeg-encoder can average too, with the same
 //! bytes, but at a cost: three photos through `pipelines/web-large.toml`
 //! took 906 M instructions with its averaging and 821 M with its default
 //! (one pixel per block, the wrong colours); with this, 800 M (callgrind).
