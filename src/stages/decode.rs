@@ -202,6 +202,15 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
             icc = None;
             super::cmyk::decode_cmyk_jpeg(bytes, &p)?
         }
+        // A progressive JPEG by conveyor's own decoder, faster than
+        // zune-jpeg; one it declines by zune-jpeg as before.
+        None if let Some(own) = (format == image::ImageFormat::Jpeg)
+            .then(|| super::progressive::colour_of(bytes))
+            .flatten()
+            .and_then(|c| super::progressive::decode(bytes, c)) =>
+        {
+            own
+        }
         None => DynamicImage::from_decoder(decoder).map_err(|e| {
             StageError::new(format!(
                 "cannot decode {format_name}: {}",

@@ -31,6 +31,7 @@ pub mod write;
 mod io;
 mod jpeg_scans;
 pub(crate) mod libjpeg;
+mod progressive;
 
 pub use io::*;
 

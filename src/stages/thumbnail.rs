@@ -215,7 +215,30 @@ impl Thumbnail {
         } else {
             (tw.saturating_mul(2), th.saturating_mul(2))
         };
-        let eighths = match scale_eighths(w, h, rw, rh) {
+        let eighths = scale_eighths(w, h, rw, rh);
+        // A progressive file goes to conveyor's own decoder, at full size:
+        // faster than libjpeg at any scale (`progressive`), except at 1/8,
+        // where libjpeg skips the AC scans below. Should it decline the
+        // file, libjpeg decodes it as before.
+        let own = (eighths != Some(1))
+            .then(|| super::progressive::colour_of(bytes))
+            .flatten()
+            .filter(|&c| (c == super::progressive::Colour::Grey) == grey)
+            .and_then(|c| super::progressive::decode(bytes, c));
+        if let Some(mut img) = own {
+            if let Some(o) = orientation {
+                img.apply_orientation(o);
+            }
+            let decoded = Decoded {
+                image: img,
+                format: "jpg",
+                icc,
+                exif,
+                xmp,
+            };
+            return Ok(Some((decoded, (ow, oh))));
+        }
+        let eighths = match eighths {
             Some(n) => n,
             // No reduction possible. libjpeg-turbo with its SIMD decodes at
             // full size a quarter faster than zune-jpeg; without SIMD,

@@ -843,6 +843,103 @@ fn arithmetic_coded_jpegs_are_read_like_their_huffman_twin() {
     assert!(d < 1.0, "mean difference {d:.2}");
 }
 
+/// libjpeg's whole decode of a JPEG, as RGB.
+fn by_libjpeg(bytes: &[u8]) -> RgbImage {
+    let dec = mozjpeg::Decompress::new_mem(bytes).expect("header");
+    let mut started = dec.rgb().expect("start");
+    let (w, h) = (started.width() as u32, started.height() as u32);
+    let data: Vec<u8> = started.read_scanlines().expect("read");
+    started.finish().expect("finish");
+    RgbImage::from_raw(w, h, data).expect("size")
+}
+
+/// Progressive JPEGs go through conveyor's own decoder
+/// (`stages/progressive.rs`): through `decode` and through `thumbnail`,
+/// the pixels are libjpeg's within the IDCT's rounding, for each chroma
+/// layout it takes, grey, restart markers, and the corpus's progressive
+/// photos; one it declines (chroma halved vertically only) is decoded as
+/// before.
+#[test]
+fn progressive_jpegs_decode_as_libjpeg_decodes_them() {
+    let ws = Workspace::new();
+    let rgb = image::load_from_memory(&big_jpeg(1203, 805, false))
+        .expect("decodes")
+        .to_rgb8();
+    let progressive = |sampling: Option<(u8, u8)>| {
+        let space = match sampling {
+            Some(_) => mozjpeg::ColorSpace::JCS_RGB,
+            None => mozjpeg::ColorSpace::JCS_GRAYSCALE,
+        };
+        let mut c = mozjpeg::Compress::new(space);
+        c.set_size(1203, 805);
+        c.set_quality(92.0);
+        c.set_progressive_mode();
+        let pixels = match sampling {
+            Some(s) => {
+                c.set_chroma_sampling_pixel_sizes(s, s);
+                rgb.as_raw().clone()
+            }
+            None => image::DynamicImage::ImageRgb8(rgb.clone())
+                .to_luma8()
+                .into_raw(),
+        };
+        let mut started = c.start_compress(Vec::new()).expect("start");
+        started.write_scanlines(&pixels).expect("write");
+        started.finish().expect("finish")
+    };
+    let mut files = BTreeMap::new();
+    files.insert("p420", progressive(Some((2, 2))));
+    files.insert("p422", progressive(Some((2, 1))));
+    files.insert("p444", progressive(Some((1, 1))));
+    files.insert("p440", progressive(Some((1, 2))));
+    files.insert("grey", progressive(None));
+    let mut restarts = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut restarts, 90);
+    enc.set_progressive(true);
+    enc.set_restart_interval(5);
+    enc.encode(rgb.as_raw(), 1203, 805, jpeg_encoder::ColorType::Rgb)
+        .expect("encode");
+    files.insert("restarts", restarts);
+    for (name, bytes) in &files {
+        ws.write(&format!("in/{name}.jpg"), bytes);
+    }
+    let mut corpus_files = 0;
+    if let Some(corpus) = corpus() {
+        for entry in std::fs::read_dir(&corpus).expect("corpus").flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let bytes = std::fs::read(entry.path()).expect("read");
+            // Progressive: SOF2 before the first scan.
+            let sof2 = bytes.windows(2).position(|m| m == [0xFF, 0xC2]);
+            let sos = bytes.windows(2).position(|m| m == [0xFF, 0xDA]);
+            if name.ends_with(".jpg") && sof2.is_some() && sof2 < sos {
+                ws.write(&format!("in/{name}"), &bytes);
+                corpus_files += 1;
+            }
+        }
+        assert!(corpus_files >= 3, "the corpus's progressive photos");
+    }
+    let whole = image_op_in(&ws, "in", "");
+    assert_eq!(whole.len(), files.len() + corpus_files);
+    for (name, got) in &whole {
+        let source = std::fs::read(ws.path(&format!("in/{}.jpg", name.trim_end_matches(".png"))))
+            .expect("source");
+        let want = by_libjpeg(&source);
+        assert_eq!(got.dimensions(), want.dimensions(), "{name}");
+        let max = got
+            .as_raw()
+            .iter()
+            .zip(want.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap_or(0);
+        let mean = mean_abs_diff(got, &want);
+        assert!(max <= 3 && mean < 0.1, "{name}: max {max}, mean {mean:.3}");
+    }
+    // And shrunk on load: the thumbnail kind against decode + resize.
+    let thumbs = thumbnail_matches_decode_resize(&ws.path("in"), "*", 2.5);
+    assert_eq!(thumbs.len(), whole.len());
+}
+
 /// `scan -> decode -> encode png -> write` over the folder `rel` of `ws`
 /// (with `stages` after decode), decoded by name.
 fn image_op_in(ws: &Workspace, rel: &str, stages: &str) -> BTreeMap<String, RgbImage> {

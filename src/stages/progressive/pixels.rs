@@ -1,0 +1,399 @@
+//! From coefficients to pixels: the IDCT, libjpeg's fancy chroma
+//! upsampling and its YCbCr to RGB conversion, with AVX2 where the CPU has
+//! it.
+
+use super::{Colour, Component, Frame, NATURAL};
+use image::{DynamicImage, GrayImage, RgbImage};
+
+impl Frame {
+    /// Dequantise, inverse-transform and convert to 8-bit grey or RGB;
+    /// with AVX2 where the CPU has it and `fast` allows. Each component's
+    /// coefficients are freed once its samples are made.
+    pub(super) fn pixels(mut self, colour: Colour, fast: bool) -> Option<DynamicImage> {
+        let mut planes = Vec::with_capacity(self.components.len());
+        for c in std::mem::take(&mut self.components) {
+            planes.push(Plane::from_component(&c, &self, fast)?);
+        }
+        let (w, h) = (self.width, self.height);
+        match (colour, planes.as_slice()) {
+            (Colour::Grey, [y]) => {
+                let mut out = Vec::with_capacity(w * h);
+                for row in 0..h {
+                    out.extend_from_slice(&y.row(row)[..w]);
+                }
+                GrayImage::from_raw(w as u32, h as u32, out).map(DynamicImage::ImageLuma8)
+            }
+            (Colour::YCbCr, [y, cb, cr]) => {
+                let mut out = vec![0u8; w * h * 3];
+                let (mut cb_row, mut cr_row) = (vec![0u8; w + 1], vec![0u8; w + 1]);
+                for (row, rgb) in out.chunks_exact_mut(w * 3).enumerate() {
+                    match (self.max_h, self.max_v) {
+                        (1, 1) => {
+                            cb_row[..w].copy_from_slice(&cb.row(row)[..w]);
+                            cr_row[..w].copy_from_slice(&cr.row(row)[..w]);
+                        }
+                        (2, 1) => {
+                            h2v1(&cb.row(row)[..cb.width], &mut cb_row);
+                            h2v1(&cr.row(row)[..cr.width], &mut cr_row);
+                        }
+                        _ => {
+                            h2v2(cb, row, &mut cb_row);
+                            h2v2(cr, row, &mut cr_row);
+                        }
+                    }
+                    ycc_to_rgb(&y.row(row)[..w], &cb_row[..w], &cr_row[..w], rgb, fast);
+                }
+                RgbImage::from_raw(w as u32, h as u32, out).map(DynamicImage::ImageRgb8)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A component's samples after the IDCT, over whole blocks.
+struct Plane {
+    data: Vec<u8>,
+    stride: usize,
+    /// The samples that hold the image (downsampled_width and _height).
+    width: usize,
+    height: usize,
+}
+
+impl Plane {
+    fn from_component(c: &Component, frame: &Frame, fast: bool) -> Option<Plane> {
+        let quant = c.quant.as_ref()?;
+        let stride = c.stride * 8;
+        let mut data = vec![0u8; stride * c.rows * 8];
+        let mut q = [0f32; 64];
+        for (k, &n) in NATURAL.iter().enumerate() {
+            q[n] = f32::from(quant[k]);
+        }
+        // Only the blocks that hold samples: the MCU padding is never shown.
+        for by in 0..c.high {
+            for bx in 0..c.wide {
+                let at = by * c.stride + bx;
+                let out = &mut data[by * 8 * stride + bx * 8..];
+                idct(&c.coefs[at], c.masks[at], &q, out, stride, fast);
+            }
+        }
+        Some(Plane {
+            data,
+            stride,
+            width: (frame.width * c.h).div_ceil(frame.max_h),
+            height: (frame.height * c.v).div_ceil(frame.max_v),
+        })
+    }
+
+    fn row(&self, y: usize) -> &[u8] {
+        &self.data[y * self.stride..(y + 1) * self.stride]
+    }
+}
+
+/// The IDCT basis: `BASIS[x][u]` = C(u)/2 cos((2x+1)uπ/16).
+static BASIS: std::sync::LazyLock<[[f32; 8]; 8]> = std::sync::LazyLock::new(|| {
+    let mut b = [[0f32; 8]; 8];
+    for (x, row) in b.iter_mut().enumerate() {
+        for (u, v) in row.iter_mut().enumerate() {
+            let c = if u == 0 {
+                std::f64::consts::FRAC_1_SQRT_2
+            } else {
+                1.0
+            };
+            *v = (c / 2.0 * ((2 * x + 1) as f64 * u as f64 * std::f64::consts::PI / 16.0).cos())
+                as f32;
+        }
+    }
+    b
+});
+
+/// One block's samples, `out` rows `stride` apart; coefficients and
+/// quantisers row-major.
+fn idct(coefs: &[i16; 64], mask: u64, q: &[f32; 64], out: &mut [u8], stride: usize, fast: bool) {
+    let out = &mut out[..7 * stride + 8];
+    if mask == 0 {
+        // DC alone: a flat block.
+        let v = (f32::from(coefs[0]) * q[0] / 8.0 + 128.5).clamp(0.0, 255.0) as u8;
+        for y in 0..8 {
+            out[y * stride..y * stride + 8].fill(v);
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if fast
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the CPU has both features, checked above; `out` holds
+        // the eight rows (sliced above).
+        unsafe { simd::idct(coefs, q, out, stride) };
+        return;
+    }
+    idct_portable(coefs, q, out, stride);
+}
+
+fn idct_portable(coefs: &[i16; 64], q: &[f32; 64], out: &mut [u8], stride: usize) {
+    let basis = &*BASIS;
+    let mut t = [[0f32; 8]; 8];
+    for v in 0..8 {
+        for u in 0..8 {
+            let f = f32::from(coefs[v * 8 + u]) * q[v * 8 + u];
+            if f != 0.0 {
+                for (y, ty) in t.iter_mut().enumerate() {
+                    ty[u] += basis[y][v] * f;
+                }
+            }
+        }
+    }
+    for (y, ty) in t.iter().enumerate() {
+        for x in 0..8 {
+            let s: f32 = (0..8).map(|u| ty[u] * basis[x][u]).sum();
+            out[y * stride + x] = (s + 128.5).clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+/// The IDCT and the colour conversion in AVX2 (with FMA).
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::BASIS;
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `out` must hold 7 * stride + 8 bytes.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn idct(coefs: &[i16; 64], q: &[f32; 64], out: &mut [u8], stride: usize) {
+        // SAFETY: the caller's promises (AVX2, FMA, the rows of `out`);
+        // the loads read the 64 coefficients and quantisers.
+        unsafe {
+            let basis = &*BASIS;
+            // Dequantised coefficient rows, each over u.
+            let mut f = [_mm256_setzero_ps(); 8];
+            let mut used = [false; 8];
+            for v in 0..8 {
+                let row = _mm_loadu_si128(coefs.as_ptr().add(v * 8).cast());
+                if _mm_testz_si128(row, row) == 0 {
+                    used[v] = true;
+                    let wide = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(row));
+                    f[v] = _mm256_mul_ps(wide, _mm256_loadu_ps(q.as_ptr().add(v * 8)));
+                }
+            }
+            // Columns: t[y] = sum over v of basis[y][v] f[v].
+            let mut t = [_mm256_setzero_ps(); 8];
+            for v in 0..8 {
+                if !used[v] {
+                    continue;
+                }
+                for y in 0..8 {
+                    t[y] = _mm256_fmadd_ps(_mm256_set1_ps(basis[y][v]), f[v], t[y]);
+                }
+            }
+            // Rows: transpose, the same pass again (giving columns of the
+            // output), transpose back.
+            transpose(&mut t);
+            let mut s = [_mm256_set1_ps(128.5); 8];
+            for u in 0..8 {
+                for x in 0..8 {
+                    s[x] = _mm256_fmadd_ps(_mm256_set1_ps(basis[x][u]), t[u], s[x]);
+                }
+            }
+            transpose(&mut s);
+            let top = _mm256_set1_ps(255.0);
+            for (y, row) in s.iter().enumerate() {
+                let i = _mm256_cvttps_epi32(_mm256_min_ps(*row, top));
+                let w = _mm256_packs_epi32(i, i);
+                let b = _mm256_packus_epi16(w, w);
+                let eight =
+                    _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+                _mm_storel_epi64(out.as_mut_ptr().add(y * stride).cast(), eight);
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn transpose(m: &mut [__m256; 8]) {
+        let t0 = _mm256_unpacklo_ps(m[0], m[1]);
+        let t1 = _mm256_unpackhi_ps(m[0], m[1]);
+        let t2 = _mm256_unpacklo_ps(m[2], m[3]);
+        let t3 = _mm256_unpackhi_ps(m[2], m[3]);
+        let t4 = _mm256_unpacklo_ps(m[4], m[5]);
+        let t5 = _mm256_unpackhi_ps(m[4], m[5]);
+        let t6 = _mm256_unpacklo_ps(m[6], m[7]);
+        let t7 = _mm256_unpackhi_ps(m[6], m[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        m[0] = _mm256_permute2f128_ps::<0x20>(u0, u4);
+        m[1] = _mm256_permute2f128_ps::<0x20>(u1, u5);
+        m[2] = _mm256_permute2f128_ps::<0x20>(u2, u6);
+        m[3] = _mm256_permute2f128_ps::<0x20>(u3, u7);
+        m[4] = _mm256_permute2f128_ps::<0x31>(u0, u4);
+        m[5] = _mm256_permute2f128_ps::<0x31>(u1, u5);
+        m[6] = _mm256_permute2f128_ps::<0x31>(u2, u6);
+        m[7] = _mm256_permute2f128_ps::<0x31>(u3, u7);
+    }
+
+    /// Sixteen pixels of YCbCr to RGB, as `super::ycc` does each.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `y`, `cb`, `cr` must hold 16 bytes and
+    /// `rgb` 48.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn ycc16(y: &[u8], cb: &[u8], cr: &[u8], rgb: &mut [u8]) {
+        // SAFETY: the caller's promises (AVX2, the slices' lengths).
+        unsafe {
+            let load = |p: &[u8]| _mm256_cvtepu8_epi16(_mm_loadu_si128(p.as_ptr().cast()));
+            let (l, u, v) = (load(y), load(cb), load(cr));
+            // 32-bit products, in two halves of eight.
+            let half = |x: __m256i, hi: bool| {
+                let part = if hi {
+                    _mm256_extracti128_si256(x, 1)
+                } else {
+                    _mm256_castsi256_si128(x)
+                };
+                _mm256_cvtepi16_epi32(part)
+            };
+            let bias = _mm256_set1_epi32(128);
+            let round = _mm256_set1_epi32(32_768);
+            let mut planes = [[0u8; 16]; 3];
+            for hi in [false, true] {
+                let yy = half(l, hi);
+                let cbb = _mm256_sub_epi32(half(u, hi), bias);
+                let crr = _mm256_sub_epi32(half(v, hi), bias);
+                let shift = |x: __m256i| _mm256_srai_epi32(_mm256_add_epi32(x, round), 16);
+                let r = _mm256_add_epi32(
+                    yy,
+                    shift(_mm256_mullo_epi32(crr, _mm256_set1_epi32(91_881))),
+                );
+                let g = _mm256_add_epi32(
+                    yy,
+                    shift(_mm256_add_epi32(
+                        _mm256_mullo_epi32(cbb, _mm256_set1_epi32(-22_554)),
+                        _mm256_mullo_epi32(crr, _mm256_set1_epi32(-46_802)),
+                    )),
+                );
+                let b = _mm256_add_epi32(
+                    yy,
+                    shift(_mm256_mullo_epi32(cbb, _mm256_set1_epi32(116_130))),
+                );
+                for (plane, x) in planes.iter_mut().zip([r, g, b]) {
+                    let w = _mm256_packs_epi32(x, x);
+                    let bytes = _mm256_packus_epi16(w, w);
+                    let eight = _mm_unpacklo_epi32(
+                        _mm256_castsi256_si128(bytes),
+                        _mm256_extracti128_si256(bytes, 1),
+                    );
+                    let at = if hi { 8 } else { 0 };
+                    _mm_storel_epi64(plane.as_mut_ptr().add(at).cast(), eight);
+                }
+            }
+            // Interleave: each output byte picks from R, G or B.
+            let (r, g, b) = (
+                _mm_loadu_si128(planes[0].as_ptr().cast()),
+                _mm_loadu_si128(planes[1].as_ptr().cast()),
+                _mm_loadu_si128(planes[2].as_ptr().cast()),
+            );
+            for part in 0..3 {
+                let pick = |channel: usize| {
+                    let mut idx = [-1i8; 16];
+                    for (i, slot) in idx.iter_mut().enumerate() {
+                        let byte = part * 16 + i;
+                        if byte % 3 == channel {
+                            *slot = (byte / 3) as i8;
+                        }
+                    }
+                    _mm_loadu_si128(idx.as_ptr().cast())
+                };
+                let out = _mm_or_si128(
+                    _mm_or_si128(_mm_shuffle_epi8(r, pick(0)), _mm_shuffle_epi8(g, pick(1))),
+                    _mm_shuffle_epi8(b, pick(2)),
+                );
+                _mm_storeu_si128(rgb.as_mut_ptr().add(part * 16).cast(), out);
+            }
+        }
+    }
+}
+
+/// libjpeg's fancy 2x horizontal upsampling: each output sample 3/4 of the
+/// nearer input and 1/4 of the further one.
+fn h2v1(input: &[u8], out: &mut [u8]) {
+    let n = input.len();
+    for i in 0..n {
+        let here = 3 * u16::from(input[i]);
+        let before = u16::from(input[i.saturating_sub(1)]);
+        let after = u16::from(input[(i + 1).min(n - 1)]);
+        if let Some(pair) = out.get_mut(2 * i..2 * i + 2) {
+            pair[0] = ((here + before + 1) >> 2) as u8;
+            pair[1] = ((here + after + 2) >> 2) as u8;
+        }
+    }
+}
+
+/// libjpeg's fancy 2x2 upsampling for output row `row`: 3/4 of the nearer
+/// chroma row and 1/4 of the other vertically, then as [`h2v1`] with its
+/// own rounding.
+fn h2v2(p: &Plane, row: usize, out: &mut [u8]) {
+    let j = row / 2;
+    let other = if row.is_multiple_of(2) {
+        j.saturating_sub(1)
+    } else {
+        (j + 1).min(p.height - 1)
+    };
+    let (near, far) = (&p.row(j)[..p.width], &p.row(other)[..p.width]);
+    let n = p.width;
+    let sum = |i: usize| 3 * u16::from(near[i]) + u16::from(far[i]);
+    for i in 0..n {
+        let here = 3 * sum(i);
+        let before = sum(i.saturating_sub(1));
+        let after = sum((i + 1).min(n - 1));
+        if let Some(pair) = out.get_mut(2 * i..2 * i + 2) {
+            pair[0] = ((here + before + 8) >> 4) as u8;
+            pair[1] = ((here + after + 7) >> 4) as u8;
+        }
+    }
+}
+
+/// JFIF YCbCr to RGB in libjpeg's fixed point (16 fraction bits).
+fn ycc_to_rgb(y: &[u8], cb: &[u8], cr: &[u8], rgb: &mut [u8], fast: bool) {
+    let n = y.len().min(cb.len()).min(cr.len()).min(rgb.len() / 3);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if fast && std::arch::is_x86_feature_detected!("avx2") {
+        while done + 16 <= n {
+            let at = done..done + 16;
+            // SAFETY: AVX2 is there (checked above); each slice holds 16
+            // pixels.
+            unsafe {
+                simd::ycc16(
+                    &y[at.clone()],
+                    &cb[at.clone()],
+                    &cr[at],
+                    &mut rgb[done * 3..done * 3 + 48],
+                );
+            }
+            done += 16;
+        }
+    }
+    for at in done..n {
+        let (r, g, b) = ycc(y[at], cb[at], cr[at]);
+        rgb[at * 3..at * 3 + 3].copy_from_slice(&[r, g, b]);
+    }
+}
+
+#[inline(always)]
+fn ycc(y: u8, cb: u8, cr: u8) -> (u8, u8, u8) {
+    let (y, cb, cr) = (i32::from(y), i32::from(cb) - 128, i32::from(cr) - 128);
+    let r = y + ((91_881 * cr + 32_768) >> 16);
+    let g = y + ((-22_554 * cb - 46_802 * cr + 32_768) >> 16);
+    let b = y + ((116_130 * cb + 32_768) >> 16);
+    (
+        r.clamp(0, 255) as u8,
+        g.clamp(0, 255) as u8,
+        b.clamp(0, 255) as u8,
+    )
+}

@@ -1,0 +1,327 @@
+//! The progressive decoder against libjpeg: the same pixels within the
+//! IDCT's rounding, on generated files of every layout it takes and on the
+//! corpus's progressive photos; and broken or unusual files left to libjpeg
+//! without a panic.
+
+use super::*;
+
+/// A progressive JPEG from mozjpeg: its own scan script (`optimized`) or
+/// libjpeg's, with successive approximation; `None` sampling: grey.
+fn by_mozjpeg(w: u32, h: u32, sampling: Option<(u8, u8)>, optimized: bool, q: f32) -> Vec<u8> {
+    use mozjpeg::{ColorSpace, Compress};
+    let space = if sampling.is_some() {
+        ColorSpace::JCS_RGB
+    } else {
+        ColorSpace::JCS_GRAYSCALE
+    };
+    let mut c = Compress::new(space);
+    c.set_size(w as usize, h as usize);
+    c.set_quality(q);
+    c.set_optimize_scans(optimized);
+    c.set_progressive_mode();
+    if let Some(s) = sampling {
+        c.set_chroma_sampling_pixel_sizes(s, s);
+    }
+    let channels = if sampling.is_some() { 3 } else { 1 };
+    let pixels = picture(w, h, channels);
+    let mut started = c.start_compress(Vec::new()).expect("start");
+    started.write_scanlines(&pixels).expect("write");
+    started.finish().expect("finish")
+}
+
+/// Edges, gradients and noise: every kind of coefficient.
+fn picture(w: u32, h: u32, channels: usize) -> Vec<u8> {
+    let mut seed = 0x9E37_79B9_u32;
+    (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .flat_map(|(x, y)| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let noise = seed % 24;
+            let v = [
+                ((x * 3 + y) % 256) as u8,
+                (if (x / 9 + y / 7) % 2 == 0 { 40 } else { 210 } + noise) as u8,
+                ((x * y / 7 + noise) % 256) as u8,
+            ];
+            v.into_iter().take(channels).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// libjpeg's full-size decode: width, height, samples.
+fn by_libjpeg(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
+    let dec = mozjpeg::Decompress::new_mem(bytes).expect("header");
+    let grey = dec.color_space() == mozjpeg::ColorSpace::JCS_GRAYSCALE;
+    let mut started = if grey { dec.grayscale() } else { dec.rgb() }.expect("start");
+    let (w, h) = (started.width(), started.height());
+    let data: Vec<u8> = started.read_scanlines().expect("read");
+    started.finish().expect("finish");
+    (w, h, data)
+}
+
+/// Ours against libjpeg's: the largest difference of a sample and the
+/// mean one.
+fn compare(bytes: &[u8], what: &str) -> (u8, f64) {
+    compare_with(bytes, what, true)
+}
+
+fn compare_with(bytes: &[u8], what: &str, fast: bool) -> (u8, f64) {
+    let (w, h, want) = by_libjpeg(bytes);
+    let colour = if want.len() == w * h {
+        Colour::Grey
+    } else {
+        Colour::YCbCr
+    };
+    assert_eq!(colour_of(bytes), Some(colour), "{what}: libjpeg's colour");
+    let got = decode_with(bytes, colour, fast).unwrap_or_else(|| panic!("{what}: not decoded"));
+    assert_eq!(
+        (got.width() as usize, got.height() as usize),
+        (w, h),
+        "{what}"
+    );
+    let got = got.as_bytes();
+    assert_eq!(got.len(), want.len(), "{what}");
+    let max = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap_or(0);
+    let sum: u64 = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| u64::from(a.abs_diff(*b)))
+        .sum();
+    (max, sum as f64 / want.len() as f64)
+}
+
+#[test]
+fn generated_files_decode_as_libjpeg_decodes_them() {
+    let sizes = [(1, 1), (7, 9), (17, 33), (203, 157), (640, 480)];
+    let layouts = [None, Some((1, 1)), Some((2, 1)), Some((2, 2))];
+    for (w, h) in sizes {
+        for sampling in layouts {
+            for optimized in [false, true] {
+                for q in [40.0, 90.0, 100.0] {
+                    let what = format!("{w}x{h} {sampling:?} optimized {optimized} q{q}");
+                    let bytes = by_mozjpeg(w, h, sampling, optimized, q);
+                    for fast in [true, false] {
+                        let (max, mean) = compare_with(&bytes, &what, fast);
+                        assert!(
+                            max <= 3 && mean < 0.1,
+                            "{what} {fast}: max {max}, mean {mean}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn restart_intervals_are_followed() {
+    use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+    for (w, h) in [(96, 64), (203, 157)] {
+        for sampling in [
+            SamplingFactor::R_4_4_4,
+            SamplingFactor::R_4_2_2,
+            SamplingFactor::R_4_2_0,
+        ] {
+            for interval in [1, 3, 7] {
+                let what = format!("{w}x{h} {sampling:?} restart {interval}");
+                let mut bytes = Vec::new();
+                let mut enc = Encoder::new(&mut bytes, 88);
+                enc.set_progressive(true);
+                enc.set_sampling_factor(sampling);
+                enc.set_restart_interval(interval);
+                enc.encode(&picture(w, h, 3), w as u16, h as u16, ColorType::Rgb)
+                    .expect("encode");
+                assert!(
+                    bytes.windows(2).any(|m| m == [0xFF, 0xD3]),
+                    "{what}: restarts"
+                );
+                let (max, mean) = compare(&bytes, &what);
+                assert!(max <= 3 && mean < 0.1, "{what}: max {max}, mean {mean}");
+            }
+        }
+    }
+}
+
+#[test]
+fn progressive_photos_of_the_corpus_decode_as_libjpeg_decodes_them() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/photos");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: no corpus at {}", dir.display());
+        return;
+    };
+    let mut seen = 0;
+    for entry in entries.flatten() {
+        let bytes = std::fs::read(entry.path()).expect("read");
+        if colour_of(&bytes).is_none() {
+            continue;
+        }
+        let what = entry.path().display().to_string();
+        let (max, mean) = compare(&bytes, &what);
+        assert!(max <= 3 && mean < 0.1, "{what}: max {max}, mean {mean}");
+        seen += 1;
+    }
+    assert!(seen >= 3, "the corpus has progressive photos, found {seen}");
+}
+
+#[test]
+fn other_files_are_left_to_libjpeg() {
+    // Baseline.
+    let mut base = Vec::new();
+    jpeg_encoder::Encoder::new(&mut base, 80)
+        .encode(&picture(40, 30, 3), 40, 30, jpeg_encoder::ColorType::Rgb)
+        .expect("encode");
+    assert_eq!(colour_of(&base), None);
+    assert!(decode(&base, Colour::YCbCr).is_none());
+    // Chroma halved vertically only: a layout this does not take.
+    let tall = by_mozjpeg(64, 48, Some((1, 2)), false, 80.0);
+    assert_eq!(colour_of(&tall), Some(Colour::YCbCr));
+    assert!(decode(&tall, Colour::YCbCr).is_none());
+    // A colour file asked for as grey, and the reverse.
+    let colour = by_mozjpeg(64, 48, Some((2, 2)), false, 80.0);
+    assert!(decode(&colour, Colour::Grey).is_none());
+    let grey = by_mozjpeg(64, 48, None, false, 80.0);
+    assert!(decode(&grey, Colour::YCbCr).is_none());
+    // Without its last scan: libjpeg would smooth the blocks.
+    let last_sos = colour
+        .windows(2)
+        .rposition(|m| m == [0xFF, SOS])
+        .expect("a scan");
+    let mut short = colour[..last_sos].to_vec();
+    short.extend_from_slice(&[0xFF, EOI]);
+    assert!(decode(&short, Colour::YCbCr).is_none());
+    assert_eq!(colour_of(b"not a jpeg"), None);
+    // RGB stored as RGB (an Adobe marker with transform 0): not YCbCr.
+    let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+    c.set_color_space(mozjpeg::ColorSpace::JCS_RGB);
+    c.set_size(32, 16);
+    c.set_progressive_mode();
+    let mut started = c.start_compress(Vec::new()).expect("start");
+    started.write_scanlines(&picture(32, 16, 3)).expect("write");
+    let rgb = started.finish().expect("finish");
+    let dec = mozjpeg::Decompress::new_mem(&rgb).expect("header");
+    assert_eq!(dec.color_space(), mozjpeg::ColorSpace::JCS_RGB);
+    assert_eq!(colour_of(&rgb), None);
+    assert!(decode(b"", Colour::Grey).is_none());
+}
+
+#[test]
+fn damaged_files_never_panic() {
+    let good = by_mozjpeg(203, 157, Some((2, 2)), false, 85.0);
+    let mut seed = 7u32;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed as usize
+    };
+    for round in 0..600 {
+        let mut bytes = good.clone();
+        match round % 3 {
+            // A few bytes changed anywhere, the headers included.
+            0 => {
+                for _ in 0..1 + next() % 4 {
+                    let at = next() % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+            }
+            // Cut short.
+            1 => bytes.truncate(next() % bytes.len()),
+            // A run of bytes repeated inside the data.
+            _ => {
+                let at = next() % bytes.len();
+                let len = (next() % 64).min(bytes.len() - at);
+                let copy = bytes[at..at + len].to_vec();
+                bytes.splice(at..at, copy);
+            }
+        }
+        for colour in [Colour::YCbCr, Colour::Grey] {
+            if let Some(img) = decode(&bytes, colour) {
+                assert!(img.width() > 0 && img.height() > 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn bits_are_read_past_stuffing_and_up_to_a_marker() {
+    // 0xFF 0x00 is one 0xFF byte; the marker ends the data.
+    let data = [
+        0x12, 0xFF, 0x00, 0x34, 0x56, 0x78, 0x9A, 0xBC, 0xDE, 0xF0, 0x11, 0xFF, 0xD9,
+    ];
+    let mut b = Bits::new(&data);
+    let want = [
+        0x12u64, 0xFF, 0x34, 0x56, 0x78, 0x9A, 0xBC, 0xDE, 0xF0, 0x11,
+    ];
+    for &byte in &want {
+        assert_eq!(b.take(4), byte >> 4);
+        assert_eq!(b.take(4), byte & 0x0F);
+    }
+    assert!(b.finish().is_some());
+    // Past the data: zeros, and the scan is broken.
+    assert_eq!(b.take(8), 0);
+    assert!(b.finish().is_none());
+}
+
+/// `cargo test --release --lib progressive_alone -- --ignored --nocapture`:
+/// each progressive photo of the corpus decoded by this decoder, by
+/// libjpeg (full size and at 7/8) and by zune-jpeg, best of 5.
+#[test]
+#[ignore = "a benchmark, run by name"]
+fn progressive_alone() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/photos");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: no corpus at {}", dir.display());
+        return;
+    };
+    let best = |f: &dyn Fn()| {
+        (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .fold(f64::MAX, f64::min)
+    };
+    let libjpeg = |bytes: &[u8], eighths: u8| {
+        let mut dec = mozjpeg::Decompress::new_mem(bytes).expect("header");
+        dec.scale(eighths);
+        let mut s = dec.rgb().expect("start");
+        let data: Vec<u8> = s.read_scanlines().expect("read");
+        s.finish().expect("finish");
+        data.len()
+    };
+    let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    names.sort();
+    for path in names {
+        let bytes = std::fs::read(&path).expect("read");
+        if colour_of(&bytes).is_none() {
+            continue;
+        }
+        let ours = best(&|| {
+            decode(&bytes, Colour::YCbCr).expect("decoded");
+        });
+        let full = best(&|| {
+            libjpeg(&bytes, 8);
+        });
+        let seven = best(&|| {
+            libjpeg(&bytes, 7);
+        });
+        let zune = best(&|| {
+            image::load_from_memory(&bytes).expect("decoded");
+        });
+        eprintln!(
+            "{}: ours {ours:.1} ms, libjpeg {full:.1} ms ({:.2}x), at 7/8 {seven:.1} ms ({:.2}x), \
+             zune-jpeg {zune:.1} ms ({:.2}x)",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            full / ours,
+            seven / ours,
+            zune / ours
+        );
+    }
+}
