@@ -231,7 +231,7 @@ fn define_tables(mut body: &[u8], ac: &mut [bool; 4]) -> Option<()> {
 
 /// The next marker at or after `at` (fill bytes `0xFF` before it skipped):
 /// its code and where its `0xFF` is.
-fn next_marker(bytes: &[u8], mut at: usize) -> Option<(u8, usize)> {
+pub(super) fn next_marker(bytes: &[u8], mut at: usize) -> Option<(u8, usize)> {
     if *bytes.get(at)? != 0xFF {
         return None;
     }
@@ -243,7 +243,7 @@ fn next_marker(bytes: &[u8], mut at: usize) -> Option<(u8, usize)> {
 
 /// Where the entropy-coded data that starts at `at` ends: the `0xFF` of
 /// the first marker that is neither a stuffed byte nor a restart.
-fn scan_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+pub(super) fn scan_end(bytes: &[u8], mut at: usize) -> Option<usize> {
     loop {
         let ff = at + memchr_ff(bytes.get(at..)?)?;
         match *bytes.get(ff + 1)? {

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use image::DynamicImage;
 use image::metadata::Orientation;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -225,57 +226,12 @@ impl Thumbnail {
             .flatten()
             .filter(|&c| (c == super::progressive::Colour::Grey) == grey)
             .and_then(|c| super::progressive::decode(bytes, c));
-        if let Some(mut img) = own {
-            if let Some(o) = orientation {
-                img.apply_orientation(o);
-            }
-            let decoded = Decoded {
-                image: img,
-                format: "jpg",
-                icc,
-                exif,
-                xmp,
-            };
-            return Ok(Some((decoded, (ow, oh))));
-        }
-        let eighths = match eighths {
-            Some(n) => n,
-            // No reduction possible. libjpeg-turbo with its SIMD decodes at
-            // full size a quarter faster than zune-jpeg; without SIMD,
-            // zune-jpeg is the faster.
-            None if cfg!(feature = "nasm") => 8,
-            None => return Ok(None),
-        };
-        // At 1/8 a progressive file's AC scans of its full-resolution
-        // components are never used (`jpeg_scans`): decode without them.
-        // Should that copy fail, the file is decoded as it is.
-        let without_ac = (eighths == 1)
-            .then(|| super::jpeg_scans::for_eighth_scale(bytes))
-            .flatten()
-            .and_then(|small| {
-                super::libjpeg::guarded(|| {
-                    let mut dec = Decompress::builder()
-                        .from_mem(&small)
-                        .map_err(|e| e.to_string())?;
-                    // Smoothing guesses the missing AC coefficients from
-                    // neighbouring blocks: work for pixels that ignore them.
-                    dec.do_block_smoothing(false);
-                    super::libjpeg::read_image(dec, eighths, grey)
-                })
-                .ok()?
-                .ok()
-            });
-        let mut img = match without_ac {
+        let mut img = match own {
             Some(img) => img,
-            // A file libjpeg refuses at full size goes to the general
-            // decoder, as it does in builds without SIMD.
-            None if eighths == 8 => {
-                match super::libjpeg::guarded(|| super::libjpeg::read_image(dec, eighths, grey)) {
-                    Ok(Ok(img)) => img,
-                    _ => return Ok(None),
-                }
-            }
-            None => super::libjpeg::read_image(dec, eighths, grey)?,
+            None => match by_libjpeg(bytes, dec, eighths, grey)? {
+                Some(img) => img,
+                None => return Ok(None),
+            },
         };
         if let Some(o) = orientation {
             img.apply_orientation(o);
@@ -289,6 +245,58 @@ impl Thumbnail {
         };
         Ok(Some((decoded, (ow, oh))))
     }
+}
+
+/// libjpeg's decode of `bytes` (its header read into `dec`) at `eighths`/8
+/// (`None`: only full size would do); `None` for what it leaves to the
+/// general decoder (without the `nasm` feature, a file that can't be
+/// reduced; with it, a file libjpeg refuses at full size).
+fn by_libjpeg<R: std::io::BufRead>(
+    bytes: &[u8],
+    dec: mozjpeg::Decompress<R>,
+    eighths: Option<u8>,
+    grey: bool,
+) -> Result<Option<DynamicImage>, LibjpegError> {
+    use mozjpeg::Decompress;
+    let eighths = match eighths {
+        Some(n) => n,
+        // No reduction possible. libjpeg-turbo with its SIMD decodes at
+        // full size a quarter faster than zune-jpeg; without SIMD,
+        // zune-jpeg is the faster.
+        None if cfg!(feature = "nasm") => 8,
+        None => return Ok(None),
+    };
+    // At 1/8 a progressive file's AC scans of its full-resolution
+    // components are never used (`jpeg_scans`): decode without them.
+    // Should that copy fail, the file is decoded as it is.
+    let without_ac = (eighths == 1)
+        .then(|| super::jpeg_scans::for_eighth_scale(bytes))
+        .flatten()
+        .and_then(|small| {
+            super::libjpeg::guarded(|| {
+                let mut dec = Decompress::builder()
+                    .from_mem(&small)
+                    .map_err(|e| e.to_string())?;
+                // Smoothing guesses the missing AC coefficients from
+                // neighbouring blocks: work for pixels that ignore them.
+                dec.do_block_smoothing(false);
+                super::libjpeg::read_image(dec, eighths, grey)
+            })
+            .ok()?
+            .ok()
+        });
+    Ok(Some(match without_ac {
+        Some(img) => img,
+        // A file libjpeg refuses at full size goes to the general
+        // decoder, as it does in builds without SIMD.
+        None if eighths == 8 => {
+            match super::libjpeg::guarded(|| super::libjpeg::read_image(dec, eighths, grey)) {
+                Ok(Ok(img)) => img,
+                _ => return Ok(None),
+            }
+        }
+        None => super::libjpeg::read_image(dec, eighths, grey)?,
+    }))
 }
 
 /// The smallest libjpeg scale, in eighths (1..=7), whose output is at least

@@ -22,6 +22,7 @@
 mod entropy;
 mod pixels;
 
+use super::jpeg_scans::{next_marker, scan_end};
 use entropy::{Bits, Huffman, first_block, refine_block};
 use image::DynamicImage;
 
@@ -139,31 +140,6 @@ fn segment_length(bytes: &[u8], start: usize) -> Option<usize> {
         *bytes.get(start + 3)?,
     ]));
     (len >= 2).then_some(len)
-}
-
-/// The next marker at `at` (fill bytes `0xFF` before it skipped): its code
-/// and where its `0xFF` is. `None` when `at` holds no marker.
-fn next_marker(bytes: &[u8], mut at: usize) -> Option<(u8, usize)> {
-    if *bytes.get(at)? != 0xFF {
-        return None;
-    }
-    while *bytes.get(at + 1)? == 0xFF {
-        at += 1;
-    }
-    Some((bytes[at + 1], at))
-}
-
-/// Where the entropy-coded data that starts at `at` ends: the `0xFF` of
-/// the first marker that is neither a stuffed byte nor a restart.
-fn scan_end(bytes: &[u8], mut at: usize) -> Option<usize> {
-    loop {
-        let ff = at + bytes.get(at..)?.iter().position(|&b| b == 0xFF)?;
-        match *bytes.get(ff + 1)? {
-            0x00 | 0xD0..=0xD7 => at = ff + 2,
-            0xFF => at = ff + 1,
-            _ => return Some(ff),
-        }
-    }
 }
 
 /// The tables and the frame as the markers so far define them.
@@ -293,6 +269,41 @@ impl Decoder {
             )?;
         }
         bits.finish()
+    }
+}
+
+/// Where a scan's restart markers come: before every `interval`-th MCU
+/// (0: none), numbered 0 to 7 in turn.
+struct Restarts {
+    interval: usize,
+    left: usize,
+    next: usize,
+}
+
+impl Restarts {
+    fn new(interval: usize) -> Restarts {
+        Restarts {
+            interval,
+            left: interval,
+            next: 0,
+        }
+    }
+
+    /// Before each MCU: read the restart marker due there, if one is;
+    /// `Some(true)` then, and the caller starts its predictions afresh.
+    #[inline(always)]
+    fn before_mcu(&mut self, bits: &mut Bits<'_>) -> Option<bool> {
+        if self.interval == 0 {
+            return Some(false);
+        }
+        let due = self.left == 0;
+        if due {
+            bits.restart(self.next)?;
+            self.next += 1;
+            self.left = self.interval;
+        }
+        self.left -= 1;
+        Some(due)
     }
 }
 
@@ -463,33 +474,23 @@ impl Frame {
         if let [(c, _, _)] = members {
             // One component: its blocks in raster order, each an MCU.
             let comp = &mut self.components[*c];
-            let mut left = restart;
-            let mut next_rst = 0;
+            let mut restarts = Restarts::new(restart);
             for y in 0..comp.high {
                 for x in 0..comp.wide {
-                    if restart > 0 && left == 0 {
-                        bits.restart(next_rst)?;
-                        next_rst += 1;
-                        left = restart;
+                    if restarts.before_mcu(bits)? {
                         pred = [0; 4];
                     }
-                    left = left.wrapping_sub(1);
                     block(comp, y * comp.stride + x, 0, &mut pred, bits)?;
                 }
             }
             return Some(());
         }
-        let mut left = restart;
-        let mut next_rst = 0;
+        let mut restarts = Restarts::new(restart);
         for my in 0..self.mcus_y {
             for mx in 0..self.mcus_x {
-                if restart > 0 && left == 0 {
-                    bits.restart(next_rst)?;
-                    next_rst += 1;
-                    left = restart;
+                if restarts.before_mcu(bits)? {
                     pred = [0; 4];
                 }
-                left = left.wrapping_sub(1);
                 for (k, &(c, _, _)) in members.iter().enumerate() {
                     let comp = &mut self.components[c];
                     for by in 0..comp.v {
@@ -518,7 +519,7 @@ impl Frame {
         #[cfg(target_arch = "x86_64")]
         if fast {
             #[target_feature(enable = "popcnt,bmi1,bmi2,lzcnt")]
-            unsafe fn fast(
+            unsafe fn with_bmi2(
                 frame: &mut Frame,
                 c: usize,
                 table: &Huffman,
@@ -534,7 +535,7 @@ impl Frame {
                 && std::arch::is_x86_feature_detected!("lzcnt")
             {
                 // SAFETY: the CPU has every feature enabled, checked above.
-                return unsafe { fast(self, c, table, scan, restart, bits) };
+                return unsafe { with_bmi2(self, c, table, scan, restart, bits) };
             }
         }
         self.ac_scan_portable::<false>(c, table, scan, restart, bits)
@@ -552,17 +553,12 @@ impl Frame {
     ) -> Option<()> {
         let comp = &mut self.components[c];
         let mut eob_run = 0u32;
-        let mut left = restart;
-        let mut next_rst = 0;
+        let mut restarts = Restarts::new(restart);
         for y in 0..comp.high {
             for x in 0..comp.wide {
-                if restart > 0 && left == 0 {
-                    bits.restart(next_rst)?;
-                    next_rst += 1;
-                    left = restart;
+                if restarts.before_mcu(bits)? {
                     eob_run = 0;
                 }
-                left = left.wrapping_sub(1);
                 let at = y * comp.stride + x;
                 let coefs = comp.coefs.get_mut(at)?;
                 let mask = comp.masks.get_mut(at)?;
