@@ -118,6 +118,14 @@ fn decode_with(bytes: &[u8], colour: Colour, fast: bool) -> Option<DynamicImage>
             DRI => d.restart = usize::from(u16::from_be_bytes(body.try_into().ok()?)),
             SOF2 if d.frame.is_none() => d.frame = Some(Frame::read(body)?),
             SOS => {
+                // Each scan is a pass over a component's blocks: a crafted
+                // file of thousands of tiny scans would keep a core busy
+                // for minutes. Past libjpeg's and zune-jpeg's count here,
+                // the file goes where it went before (and is refused).
+                d.scans += 1;
+                if d.scans > super::libjpeg::MAX_SCANS {
+                    return None;
+                }
                 let end = scan_end(bytes, at)?;
                 d.scan(body, bytes.get(at..end)?)?;
                 at = end;
@@ -154,6 +162,8 @@ struct Decoder {
     frame: Option<Frame>,
     /// Whether AC scans may use BMI2 and the like, where the CPU has them.
     fast: bool,
+    /// Scans read so far.
+    scans: usize,
 }
 
 impl Decoder {

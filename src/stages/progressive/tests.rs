@@ -210,6 +210,63 @@ fn other_files_are_left_to_libjpeg() {
     assert!(decode(b"", Colour::Grey).is_none());
 }
 
+/// An 8x8 grey progressive JPEG of mid-grey (every coefficient 0) in
+/// `100 + extra` scans, each valid: the DC in one scan (or, with `extra`,
+/// two: first and refined), coefficients 1 to 7 each sent at 13 bits'
+/// shift and refined one bit a scan (14 scans each), then 8 to 63 in one.
+fn many_scans(extra: bool) -> Vec<u8> {
+    let mut f = vec![0xFF, SOI];
+    f.extend([0xFF, DQT, 0, 67, 0]);
+    f.extend([1u8; 64]);
+    f.extend([0xFF, SOF2, 0, 11, 8, 0, 8, 0, 8, 1, 1, 0x11, 0]);
+    // One code, `0`, for category 0 (DC) and for EOB (AC).
+    let mut dht = vec![0xFF, DHT, 0, 38];
+    for class in [0x00, 0x10] {
+        dht.push(class);
+        dht.push(1);
+        dht.extend([0u8; 15]);
+        dht.push(0);
+    }
+    f.extend(dht);
+    let mut scan = |ss: u8, se: u8, ah: u8, al: u8| {
+        f.extend([0xFF, SOS, 0, 8, 1, 1, 0x00, ss, se, ah << 4 | al]);
+        // One block: the code `0` or a zero bit, padded with ones.
+        f.push(0x7F);
+    };
+    if extra {
+        scan(0, 0, 0, 1);
+        scan(0, 0, 1, 0);
+    } else {
+        scan(0, 0, 0, 0);
+    }
+    for k in 1..=7 {
+        scan(k, k, 0, 13);
+        for al in (0..13).rev() {
+            scan(k, k, al + 1, al);
+        }
+    }
+    scan(8, 63, 0, 0);
+    f.extend([0xFF, EOI]);
+    f
+}
+
+#[test]
+fn a_hundred_scans_are_read_and_one_more_is_left_to_libjpeg() {
+    let hundred = many_scans(false);
+    assert_eq!(
+        hundred.windows(2).filter(|m| *m == [0xFF, SOS]).count(),
+        100
+    );
+    let img = decode(&hundred, Colour::Grey).expect("decoded");
+    assert_eq!((img.width(), img.height()), (8, 8));
+    assert!(img.as_bytes().iter().all(|&v| v == 128));
+    let more = many_scans(true);
+    assert_eq!(more.windows(2).filter(|m| *m == [0xFF, SOS]).count(), 101);
+    assert!(decode(&more, Colour::Grey).is_none());
+    // The same file with the DC in one scan less: read.
+    assert!(decode_with(&hundred, Colour::Grey, false).is_some());
+}
+
 #[test]
 fn damaged_files_never_panic() {
     let good = by_mozjpeg(203, 157, Some((2, 2)), false, 85.0);
