@@ -32,6 +32,11 @@ impl Huffman {
             let count = i32::from(counts[len as usize - 1]);
             t.offset[len as usize] = index - code;
             for _ in 0..count {
+                // A code past its length's last (all ones included): a
+                // table libjpeg refuses once a scan uses it.
+                if code >= (1 << len) - 1 {
+                    return None;
+                }
                 if len <= FAST_BITS {
                     let shift = FAST_BITS - len;
                     let first = (code as usize) << shift;
@@ -44,10 +49,7 @@ impl Huffman {
             if count > 0 {
                 t.max_code[len as usize] = code - 1;
             }
-            // Codes that overflow their length: a table libjpeg refuses.
-            if code > 1 << len {
-                return None;
-            }
+
             code <<= 1;
         }
         Some(t)

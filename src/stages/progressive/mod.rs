@@ -59,7 +59,9 @@ pub(super) fn colour_of(bytes: &[u8]) -> Option<Colour> {
         let len = segment_length(bytes, start)?;
         let body = bytes.get(start + 4..start + 2 + len)?;
         match marker {
-            0xE0 if body.starts_with(b"JFIF\0") => jfif = true,
+            // libjpeg reads the first 14 bytes of an APP0, 12 of an APP14,
+            // and takes neither marker when it is shorter.
+            0xE0 if body.len() >= 14 && body.starts_with(b"JFIF\0") => jfif = true,
             0xEE if body.len() >= 12 && body.starts_with(b"Adobe") => adobe = Some(body[11]),
             SOF2 => {
                 let n = *body.get(5)?;
@@ -199,12 +201,18 @@ impl Decoder {
         while let Some((&tc_th, rest)) = body.split_first() {
             let counts: &[u8; 16] = rest.get(..16)?.try_into().ok()?;
             let n: usize = counts.iter().map(|&c| usize::from(c)).sum();
+            if n > 256 {
+                return None;
+            }
             let symbols = rest.get(16..16 + n)?;
-            let table = Box::new(Huffman::new(counts, symbols)?);
+            // A table whose codes overflow is an error to libjpeg only
+            // when a scan uses it: kept as undefined, so such a scan
+            // declines the file.
+            let table = Huffman::new(counts, symbols).map(Box::new);
             let slot = usize::from(tc_th & 0x0F);
             match tc_th >> 4 {
-                0 => *self.dc.get_mut(slot)? = Some(table),
-                1 => *self.ac.get_mut(slot)? = Some(table),
+                0 => *self.dc.get_mut(slot)? = table,
+                1 => *self.ac.get_mut(slot)? = table,
                 _ => return None,
             }
             body = &rest[16 + n..];

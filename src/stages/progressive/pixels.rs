@@ -321,8 +321,13 @@ mod simd {
 
 /// libjpeg's fancy 2x horizontal upsampling: each output sample 3/4 of the
 /// nearer input and 1/4 of the further one.
+/// Chroma two samples wide or less is replicated, as libjpeg does it.
 fn h2v1(input: &[u8], out: &mut [u8]) {
     let n = input.len();
+    if n <= 2 {
+        replicate(input, out);
+        return;
+    }
     for i in 0..n {
         let here = 3 * u16::from(input[i]);
         let before = u16::from(input[i.saturating_sub(1)]);
@@ -336,9 +341,14 @@ fn h2v1(input: &[u8], out: &mut [u8]) {
 
 /// libjpeg's fancy 2x2 upsampling for output row `row`: 3/4 of the nearer
 /// chroma row and 1/4 of the other vertically, then as [`h2v1`] with its
-/// own rounding.
+/// own rounding. Chroma two samples wide or less is replicated both ways,
+/// as libjpeg does it.
 fn h2v2(p: &Plane, row: usize, out: &mut [u8]) {
     let j = row / 2;
+    if p.width <= 2 {
+        replicate(&p.row(j)[..p.width], out);
+        return;
+    }
     let other = if row.is_multiple_of(2) {
         j.saturating_sub(1)
     } else {
@@ -355,6 +365,13 @@ fn h2v2(p: &Plane, row: usize, out: &mut [u8]) {
             pair[0] = ((here + before + 8) >> 4) as u8;
             pair[1] = ((here + after + 7) >> 4) as u8;
         }
+    }
+}
+
+/// Each sample twice (libjpeg's plain upsampling).
+fn replicate(input: &[u8], out: &mut [u8]) {
+    for (pair, &v) in out.chunks_exact_mut(2).zip(input) {
+        pair.fill(v);
     }
 }
 

@@ -98,7 +98,20 @@ fn compare_with(bytes: &[u8], what: &str, fast: bool) -> (u8, f64) {
 
 #[test]
 fn generated_files_decode_as_libjpeg_decodes_them() {
-    let sizes = [(1, 1), (7, 9), (17, 33), (203, 157), (640, 480)];
+    // Chroma one or two samples wide (widths up to 4) is replicated by
+    // libjpeg, not blended.
+    let sizes = [
+        (1, 1),
+        (1, 17),
+        (2, 33),
+        (3, 3),
+        (4, 40),
+        (5, 6),
+        (7, 9),
+        (17, 33),
+        (203, 157),
+        (640, 480),
+    ];
     let layouts = [None, Some((1, 1)), Some((2, 1)), Some((2, 2))];
     for (w, h) in sizes {
         for sampling in layouts {
@@ -106,10 +119,12 @@ fn generated_files_decode_as_libjpeg_decodes_them() {
                 for q in [40.0, 90.0, 100.0] {
                     let what = format!("{w}x{h} {sampling:?} optimized {optimized} q{q}");
                     let bytes = by_mozjpeg(w, h, sampling, optimized, q);
+                    // A few dozen samples: one off by 2 moves the mean.
+                    let mean_at_most = if w * h < 256 { 0.5 } else { 0.1 };
                     for fast in [true, false] {
                         let (max, mean) = compare_with(&bytes, &what, fast);
                         assert!(
-                            max <= 3 && mean < 0.1,
+                            max <= 3 && mean < mean_at_most,
                             "{what} {fast}: max {max}, mean {mean}"
                         );
                     }
@@ -265,6 +280,90 @@ fn a_hundred_scans_are_read_and_one_more_is_left_to_libjpeg() {
     assert!(decode(&more, Colour::Grey).is_none());
     // The same file with the DC in one scan less: read.
     assert!(decode_with(&hundred, Colour::Grey, false).is_some());
+}
+
+/// `jpeg` with `segment` (marker, body) inserted after its SOI.
+fn with_segment(jpeg: &[u8], marker: u8, body: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(body.len() + 2).expect("short");
+    let mut out = jpeg[..2].to_vec();
+    out.extend([0xFF, marker]);
+    out.extend(len.to_be_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn colour_is_read_as_libjpeg_reads_it() {
+    // RGB stored as RGB: an Adobe marker with transform 0, no JFIF.
+    let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+    c.set_color_space(mozjpeg::ColorSpace::JCS_RGB);
+    c.set_size(32, 16);
+    c.set_progressive_mode();
+    let mut started = c.start_compress(Vec::new()).expect("start");
+    started.write_scanlines(&picture(32, 16, 3)).expect("write");
+    let rgb = started.finish().expect("finish");
+    let jfif = |len: usize| {
+        let mut body = b"JFIF\0\x01\x02\0\0\x01\0\x01\0\0".to_vec();
+        body.truncate(len);
+        body
+    };
+    // A JFIF APP0 of 13 bytes is no JFIF marker to libjpeg; one of 14 is,
+    // and makes the file YCbCr.
+    for (file, want) in [
+        (rgb.clone(), None),
+        (with_segment(&rgb, 0xE0, &jfif(13)), None),
+        (with_segment(&rgb, 0xE0, &jfif(14)), Some(Colour::YCbCr)),
+    ] {
+        let libjpeg = mozjpeg::Decompress::new_mem(&file)
+            .expect("header")
+            .color_space();
+        let expected = if libjpeg == mozjpeg::ColorSpace::JCS_YCbCr {
+            Some(Colour::YCbCr)
+        } else {
+            None
+        };
+        assert_eq!(expected, want, "libjpeg's verdict");
+        assert_eq!(colour_of(&file), want);
+    }
+}
+
+#[test]
+fn a_huffman_table_libjpeg_refuses_declines_only_the_scans_that_use_it() {
+    let good = by_mozjpeg(64, 48, Some((2, 2)), false, 80.0);
+    // Table 3 (used by no scan), three codes of length 1; then AC table 0
+    // redefined with the all-ones code of length 1 (one code "0" and
+    // another "1"), which every AC scan uses.
+    let mut unused = vec![0x03, 3];
+    unused.extend([0u8; 15]);
+    unused.extend([0, 1, 2]);
+    let file = with_segment(&good, DHT, &unused);
+    let (max, _) = compare(&file, "an unused bad table");
+    assert!(max <= 3);
+    // Before the last scan (luma AC), its table redefined with two codes
+    // of length 1, the second all ones: libjpeg refuses the file, and so
+    // the decoder declines it.
+    let last = good
+        .windows(2)
+        .rposition(|m| m == [0xFF, SOS])
+        .expect("a scan");
+    let table = good[last + 6] & 0x0F;
+    let mut used = good[..last].to_vec();
+    used.extend([0xFF, DHT, 0, 20, 0x10 | table]);
+    used.extend([2u8]);
+    used.extend([0u8; 15]);
+    used.extend([0, 1]);
+    used.extend_from_slice(&good[last..]);
+    assert!(decode(&used, Colour::YCbCr).is_none());
+    let huffman = |counts: &[u8], symbols: &[u8]| {
+        let mut all = [0u8; 16];
+        all[..counts.len()].copy_from_slice(counts);
+        entropy::Huffman::new(&all, symbols).is_some()
+    };
+    assert!(!huffman(&[2], &[0, 1]), "all ones");
+    assert!(!huffman(&[1, 2], &[0, 1, 2]), "all ones at length 2");
+    assert!(huffman(&[1, 1], &[0, 1]));
+    assert!(huffman(&[0, 3], &[0, 1, 2]));
 }
 
 #[test]
