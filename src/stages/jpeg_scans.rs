@@ -266,39 +266,7 @@ mod tests {
     /// A progressive JPEG from mozjpeg, its own scan script or libjpeg's
     /// simple one, with the given chroma subsampling (`None`: grey).
     fn progressive(w: u32, h: u32, sampling: Option<(u8, u8)>, simple: bool) -> Vec<u8> {
-        use mozjpeg::{ColorSpace, Compress};
-        let space = if sampling.is_some() {
-            ColorSpace::JCS_RGB
-        } else {
-            ColorSpace::JCS_GRAYSCALE
-        };
-        let mut c = Compress::new(space);
-        c.set_size(w as usize, h as usize);
-        c.set_quality(88.0);
-        if simple {
-            // Before the script is chosen: libjpeg's own, not mozjpeg's.
-            c.set_optimize_scans(false);
-        }
-        c.set_progressive_mode();
-        if let Some((sh, sv)) = sampling {
-            c.set_chroma_sampling_pixel_sizes((sh, sv), (sh, sv));
-        }
-        let channels = if sampling.is_some() { 3 } else { 1 };
-        let pixels: Vec<u8> = (0..h)
-            .flat_map(|y| {
-                (0..w).flat_map(move |x| {
-                    let v = [
-                        ((x * 3 + y) % 256) as u8,
-                        ((x ^ y) % 256) as u8,
-                        ((x * y / 7) % 256) as u8,
-                    ];
-                    v.into_iter().take(channels)
-                })
-            })
-            .collect();
-        let mut started = c.start_compress(Vec::new()).expect("start");
-        started.write_scanlines(&pixels).expect("write");
-        started.finish().expect("finish")
+        crate::stages::progressive::tests::by_mozjpeg(w, h, sampling, !simple, 88.0)
     }
 
     fn eighth(bytes: &[u8], smoothing: bool) -> (usize, usize, Vec<u8>) {

@@ -599,4 +599,4 @@ const NATURAL: [usize; 64] = [
 ];
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -5,14 +5,36 @@
 use super::{Colour, Component, Frame, NATURAL};
 use image::{DynamicImage, GrayImage, RgbImage};
 
+/// Whether the CPU has AVX2 and FMA (and the caller allows them): asked
+/// once a decode, not once a block or a row.
+#[derive(Clone, Copy)]
+struct Avx2(bool);
+
+impl Avx2 {
+    fn detect(allowed: bool) -> Avx2 {
+        #[cfg(target_arch = "x86_64")]
+        return Avx2(
+            allowed
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma"),
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = allowed;
+            Avx2(false)
+        }
+    }
+}
+
 impl Frame {
     /// Dequantise, inverse-transform and convert to 8-bit grey or RGB;
     /// with AVX2 where the CPU has it and `fast` allows. Each component's
     /// coefficients are freed once its samples are made.
     pub(super) fn pixels(mut self, colour: Colour, fast: bool) -> Option<DynamicImage> {
+        let simd = Avx2::detect(fast);
         let mut planes = Vec::with_capacity(self.components.len());
         for c in std::mem::take(&mut self.components) {
-            planes.push(Plane::from_component(&c, &self, fast)?);
+            planes.push(Plane::from_component(&c, &self, simd)?);
         }
         let (w, h) = (self.width, self.height);
         match (colour, planes.as_slice()) {
@@ -41,7 +63,7 @@ impl Frame {
                             h2v2(cr, row, &mut cr_row);
                         }
                     }
-                    ycc_to_rgb(&y.row(row)[..w], &cb_row[..w], &cr_row[..w], rgb, fast);
+                    ycc_to_rgb(&y.row(row)[..w], &cb_row[..w], &cr_row[..w], rgb, simd);
                 }
                 RgbImage::from_raw(w as u32, h as u32, out).map(DynamicImage::ImageRgb8)
             }
@@ -60,7 +82,7 @@ struct Plane {
 }
 
 impl Plane {
-    fn from_component(c: &Component, frame: &Frame, fast: bool) -> Option<Plane> {
+    fn from_component(c: &Component, frame: &Frame, simd: Avx2) -> Option<Plane> {
         let quant = c.quant.as_ref()?;
         let stride = c.stride * 8;
         let mut data = vec![0u8; stride * c.rows * 8];
@@ -73,7 +95,7 @@ impl Plane {
             for bx in 0..c.wide {
                 let at = by * c.stride + bx;
                 let out = &mut data[by * 8 * stride + bx * 8..];
-                idct(&c.coefs[at], c.masks[at], &q, out, stride, fast);
+                idct(&c.coefs[at], c.masks[at], &q, out, stride, simd);
             }
         }
         Some(Plane {
@@ -108,7 +130,7 @@ static BASIS: std::sync::LazyLock<[[f32; 8]; 8]> = std::sync::LazyLock::new(|| {
 
 /// One block's samples, `out` rows `stride` apart; coefficients and
 /// quantisers row-major.
-fn idct(coefs: &[i16; 64], mask: u64, q: &[f32; 64], out: &mut [u8], stride: usize, fast: bool) {
+fn idct(coefs: &[i16; 64], mask: u64, q: &[f32; 64], out: &mut [u8], stride: usize, simd: Avx2) {
     let out = &mut out[..7 * stride + 8];
     if mask == 0 {
         // DC alone: a flat block.
@@ -119,11 +141,8 @@ fn idct(coefs: &[i16; 64], mask: u64, q: &[f32; 64], out: &mut [u8], stride: usi
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if fast
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
-        // SAFETY: the CPU has both features, checked above; `out` holds
+    if simd.0 {
+        // SAFETY: the CPU has both features (`Avx2::detect`); `out` holds
         // the eight rows (sliced above).
         unsafe { simd::idct(coefs, q, out, stride) };
         return;
@@ -376,14 +395,14 @@ fn replicate(input: &[u8], out: &mut [u8]) {
 }
 
 /// JFIF YCbCr to RGB in libjpeg's fixed point (16 fraction bits).
-fn ycc_to_rgb(y: &[u8], cb: &[u8], cr: &[u8], rgb: &mut [u8], fast: bool) {
+fn ycc_to_rgb(y: &[u8], cb: &[u8], cr: &[u8], rgb: &mut [u8], simd: Avx2) {
     let n = y.len().min(cb.len()).min(cr.len()).min(rgb.len() / 3);
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if fast && std::arch::is_x86_feature_detected!("avx2") {
+    if simd.0 {
         while done + 16 <= n {
             let at = done..done + 16;
-            // SAFETY: AVX2 is there (checked above); each slice holds 16
+            // SAFETY: AVX2 is there (`Avx2::detect`); each slice holds 16
             // pixels.
             unsafe {
                 simd::ycc16(

@@ -6,8 +6,15 @@
 use super::*;
 
 /// A progressive JPEG from mozjpeg: its own scan script (`optimized`) or
-/// libjpeg's, with successive approximation; `None` sampling: grey.
-fn by_mozjpeg(w: u32, h: u32, sampling: Option<(u8, u8)>, optimized: bool, q: f32) -> Vec<u8> {
+/// libjpeg's, with successive approximation; `None` sampling: grey. Also
+/// `jpeg_scans`' tests' files.
+pub(in crate::stages) fn by_mozjpeg(
+    w: u32,
+    h: u32,
+    sampling: Option<(u8, u8)>,
+    optimized: bool,
+    q: f32,
+) -> Vec<u8> {
     use mozjpeg::{ColorSpace, Compress};
     let space = if sampling.is_some() {
         ColorSpace::JCS_RGB
@@ -212,13 +219,7 @@ fn other_files_are_left_to_libjpeg() {
     assert!(decode(&short, Colour::YCbCr).is_none());
     assert_eq!(colour_of(b"not a jpeg"), None);
     // RGB stored as RGB (an Adobe marker with transform 0): not YCbCr.
-    let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
-    c.set_color_space(mozjpeg::ColorSpace::JCS_RGB);
-    c.set_size(32, 16);
-    c.set_progressive_mode();
-    let mut started = c.start_compress(Vec::new()).expect("start");
-    started.write_scanlines(&picture(32, 16, 3)).expect("write");
-    let rgb = started.finish().expect("finish");
+    let rgb = adobe_rgb();
     let dec = mozjpeg::Decompress::new_mem(&rgb).expect("header");
     assert_eq!(dec.color_space(), mozjpeg::ColorSpace::JCS_RGB);
     assert_eq!(colour_of(&rgb), None);
@@ -282,6 +283,18 @@ fn a_hundred_scans_are_read_and_one_more_is_left_to_libjpeg() {
     assert!(decode_with(&hundred, Colour::Grey, false).is_some());
 }
 
+/// A progressive JPEG of RGB stored as RGB: an Adobe marker with transform
+/// 0, no JFIF marker.
+fn adobe_rgb() -> Vec<u8> {
+    let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+    c.set_color_space(mozjpeg::ColorSpace::JCS_RGB);
+    c.set_size(32, 16);
+    c.set_progressive_mode();
+    let mut started = c.start_compress(Vec::new()).expect("start");
+    started.write_scanlines(&picture(32, 16, 3)).expect("write");
+    started.finish().expect("finish")
+}
+
 /// `jpeg` with `segment` (marker, body) inserted after its SOI.
 fn with_segment(jpeg: &[u8], marker: u8, body: &[u8]) -> Vec<u8> {
     let len = u16::try_from(body.len() + 2).expect("short");
@@ -295,14 +308,7 @@ fn with_segment(jpeg: &[u8], marker: u8, body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn colour_is_read_as_libjpeg_reads_it() {
-    // RGB stored as RGB: an Adobe marker with transform 0, no JFIF.
-    let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
-    c.set_color_space(mozjpeg::ColorSpace::JCS_RGB);
-    c.set_size(32, 16);
-    c.set_progressive_mode();
-    let mut started = c.start_compress(Vec::new()).expect("start");
-    started.write_scanlines(&picture(32, 16, 3)).expect("write");
-    let rgb = started.finish().expect("finish");
+    let rgb = adobe_rgb();
     let jfif = |len: usize| {
         let mut body = b"JFIF\0\x01\x02\0\0\x01\0\x01\0\0".to_vec();
         body.truncate(len);
