@@ -1,7 +1,9 @@
 //! `thumbnail`: decode and resize in one step. A JPEG is decoded by libjpeg
 //! (the mozjpeg crate, built from C) at the smallest IDCT scale (1/8 to 7/8)
 //! that still gives at least twice the target size, then resized properly, so a 256 px thumbnail of a 20 MP
-//! photo never decodes all 20 MP. Other formats are decoded in full.
+//! photo never decodes all 20 MP. A progressive JPEG (unless at 1/8) is
+//! decoded at full size by conveyor's own decoder (`progressive`), which is
+//! faster than libjpeg at any scale. Other formats are decoded in full.
 
 use std::sync::Arc;
 
@@ -159,10 +161,11 @@ impl From<String> for LibjpegError {
 }
 
 impl Thumbnail {
-    /// Shrink-on-load decode of a JPEG with libjpeg's scaled IDCT, with the
-    /// full-size dimensions (after orientation); `None` for what it leaves to
-    /// the general decoder (CMYK; without the `nasm` feature, a file that
-    /// can't be reduced).
+    /// Shrink-on-load decode of a JPEG with libjpeg's scaled IDCT (a
+    /// progressive one by `progressive`, at full size), with the full-size
+    /// dimensions (after orientation); `None` for what it leaves to the
+    /// general decoder (CMYK; without the `nasm` feature, a file that can't
+    /// be reduced).
     fn decode_jpeg_scaled(&self, bytes: &[u8]) -> Result<Option<Scaled>, StageError> {
         match super::libjpeg::guarded(|| self.scaled_with_libjpeg(bytes)) {
             Ok(result) => result.map_err(|e| match e {
