@@ -207,7 +207,7 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
         None if let Some(own) = (format == image::ImageFormat::Jpeg)
             .then(|| super::progressive::colour_of(bytes))
             .flatten()
-            .and_then(|c| super::progressive::decode(bytes, c)) =>
+            .and_then(|c| super::progressive::decode(bytes, c, 8)) =>
         {
             own
         }

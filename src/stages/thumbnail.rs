@@ -220,15 +220,15 @@ impl Thumbnail {
             (tw.saturating_mul(2), th.saturating_mul(2))
         };
         let eighths = scale_eighths(w, h, rw, rh);
-        // A progressive file goes to conveyor's own decoder, at full size:
-        // faster than libjpeg at any scale (`progressive`), except at 1/8,
-        // where libjpeg skips the AC scans below. Should it decline the
-        // file, libjpeg decodes it as before.
+        // A progressive file goes to conveyor's own decoder, at the same
+        // scale: faster than libjpeg at any scale (`progressive`), except
+        // at 1/8, where libjpeg skips the AC scans below. Should it decline
+        // the file, libjpeg decodes it as before.
         let own = (eighths != Some(1))
             .then(|| super::progressive::colour_of(bytes))
             .flatten()
             .filter(|&c| (c == super::progressive::Colour::Grey) == grey)
-            .and_then(|c| super::progressive::decode(bytes, c));
+            .and_then(|c| super::progressive::decode(bytes, c, eighths.unwrap_or(8)));
         let mut img = match own {
             Some(img) => img,
             None => match by_libjpeg(bytes, dec, eighths, grey)? {

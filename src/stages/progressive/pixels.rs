@@ -1,6 +1,6 @@
-//! From coefficients to pixels: the IDCT, libjpeg's fancy chroma
-//! upsampling and its YCbCr to RGB conversion, with AVX2 where the CPU has
-//! it.
+//! From coefficients to pixels: the IDCT (full size, or scaled as libjpeg
+//! scales it), libjpeg's fancy chroma upsampling and its YCbCr to RGB
+//! conversion, with AVX2 where the CPU has it.
 
 use super::{Colour, Component, Frame, NATURAL};
 use image::{DynamicImage, GrayImage, RgbImage};
@@ -27,41 +27,69 @@ impl Avx2 {
 }
 
 impl Frame {
-    /// Dequantise, inverse-transform and convert to 8-bit grey or RGB;
+    /// Dequantise, inverse-transform and convert to 8-bit grey or RGB, at
+    /// `eighths`/8 of the full size (8: full size), with libjpeg's sizes;
     /// with AVX2 where the CPU has it and `fast` allows. Each component's
     /// coefficients are freed once its samples are made.
-    pub(super) fn pixels(mut self, colour: Colour, fast: bool) -> Option<DynamicImage> {
-        let simd = Avx2::detect(fast);
+    pub(super) fn pixels(
+        mut self,
+        colour: Colour,
+        fast: bool,
+        eighths: usize,
+    ) -> Option<DynamicImage> {
         let mut planes = Vec::with_capacity(self.components.len());
         for c in std::mem::take(&mut self.components) {
-            planes.push(Plane::from_component(&c, &self, simd)?);
+            let mut plane = Plane::new(&c, &self, eighths);
+            Idct::new(&c, plane.size, fast)?.blocks(&c, &mut plane);
+            planes.push(plane);
         }
-        let (w, h) = (self.width, self.height);
-        match (colour, planes.as_slice()) {
+        self.combine(&planes, colour, eighths, Avx2::detect(fast))
+    }
+
+    /// The planes' samples as an image, chroma upsampled as libjpeg does it
+    /// where its IDCT left it smaller than the luma.
+    fn combine(
+        &self,
+        planes: &[Plane],
+        colour: Colour,
+        eighths: usize,
+        simd: Avx2,
+    ) -> Option<DynamicImage> {
+        let (w, h) = (
+            (self.width * eighths).div_ceil(8),
+            (self.height * eighths).div_ceil(8),
+        );
+        match (colour, planes) {
             (Colour::Grey, [y]) => {
                 let mut out = Vec::with_capacity(w * h);
                 for row in 0..h {
-                    out.extend_from_slice(&y.row(row)[..w]);
+                    out.extend_from_slice(y.row(row).get(..w)?);
                 }
                 GrayImage::from_raw(w as u32, h as u32, out).map(DynamicImage::ImageLuma8)
             }
-            (Colour::YCbCr, [y, cb, cr]) => {
+            (Colour::YCbCr, [y, cb, cr]) if y.factors == (1, 1) && cb.factors == cr.factors => {
                 let mut out = vec![0u8; w * h * 3];
                 let (mut cb_row, mut cr_row) = (vec![0u8; w + 1], vec![0u8; w + 1]);
                 for (row, rgb) in out.chunks_exact_mut(w * 3).enumerate() {
-                    match (self.max_h, self.max_v) {
+                    match cb.factors {
                         (1, 1) => {
-                            cb_row[..w].copy_from_slice(&cb.row(row)[..w]);
-                            cr_row[..w].copy_from_slice(&cr.row(row)[..w]);
+                            cb_row[..w].copy_from_slice(cb.row(row).get(..w)?);
+                            cr_row[..w].copy_from_slice(cr.row(row).get(..w)?);
+                        }
+                        // At 1/8 libjpeg upsamples by replication alone.
+                        (2, 1) if eighths == 1 => {
+                            replicate(&cb.row(row)[..cb.width], &mut cb_row);
+                            replicate(&cr.row(row)[..cr.width], &mut cr_row);
                         }
                         (2, 1) => {
                             h2v1(&cb.row(row)[..cb.width], &mut cb_row);
                             h2v1(&cr.row(row)[..cr.width], &mut cr_row);
                         }
-                        _ => {
+                        (2, 2) => {
                             h2v2(cb, row, &mut cb_row);
                             h2v2(cr, row, &mut cr_row);
                         }
+                        _ => return None,
                     }
                     ycc_to_rgb(&y.row(row)[..w], &cb_row[..w], &cr_row[..w], rgb, simd);
                 }
@@ -69,6 +97,22 @@ impl Frame {
             }
             _ => None,
         }
+    }
+
+    /// The side of the square each of `c`'s blocks becomes at `eighths`/8,
+    /// as libjpeg chooses it: the output scale, doubled while that still
+    /// divides the component's subsampling and stays under 8, so chroma
+    /// comes out of its IDCT at the luma's resolution instead of being
+    /// upsampled (2N for 4:2:0 chroma, up to 14). At full size, 8.
+    pub(super) fn block_size(&self, c: &Component, eighths: usize) -> usize {
+        let mut size = eighths;
+        while size < 8
+            && (self.max_h * eighths).is_multiple_of(c.h * size * 2)
+            && (self.max_v * eighths).is_multiple_of(c.v * size * 2)
+        {
+            size *= 2;
+        }
+        size
     }
 }
 
@@ -79,35 +123,78 @@ struct Plane {
     /// The samples that hold the image (downsampled_width and _height).
     width: usize,
     height: usize,
+    /// The side of each block's samples.
+    size: usize,
+    /// How many output samples each of the plane's stands for, across and
+    /// down.
+    factors: (usize, usize),
 }
 
 impl Plane {
-    fn from_component(c: &Component, frame: &Frame, simd: Avx2) -> Option<Plane> {
-        let quant = c.quant.as_ref()?;
-        let stride = c.stride * 8;
-        let mut data = vec![0u8; stride * c.rows * 8];
-        let mut q = [0f32; 64];
-        for (k, &n) in NATURAL.iter().enumerate() {
-            q[n] = f32::from(quant[k]);
-        }
-        // Only the blocks that hold samples: the MCU padding is never shown.
-        for by in 0..c.high {
-            for bx in 0..c.wide {
-                let at = by * c.stride + bx;
-                let out = &mut data[by * 8 * stride + bx * 8..];
-                idct(&c.coefs[at], c.masks[at], &q, out, stride, simd);
-            }
-        }
-        Some(Plane {
-            data,
+    /// The plane of component `c` at `eighths`/8, its blocks not yet made.
+    fn new(c: &Component, frame: &Frame, eighths: usize) -> Plane {
+        let size = frame.block_size(c, eighths);
+        let stride = c.stride * size;
+        // libjpeg's downsampled_width and _height at this scale.
+        Plane {
+            data: vec![0u8; stride * c.rows * size],
             stride,
-            width: (frame.width * c.h).div_ceil(frame.max_h),
-            height: (frame.height * c.v).div_ceil(frame.max_v),
-        })
+            width: (frame.width * c.h * size).div_ceil(frame.max_h * 8),
+            height: (frame.height * c.v * size).div_ceil(frame.max_v * 8),
+            size,
+            factors: (
+                frame.max_h * eighths / (c.h * size),
+                frame.max_v * eighths / (c.v * size),
+            ),
+        }
     }
 
     fn row(&self, y: usize) -> &[u8] {
         &self.data[y * self.stride..(y + 1) * self.stride]
+    }
+}
+
+/// A component's inverse transform at one block size: its dequantisers
+/// and, below full size, the scaled basis.
+struct Idct {
+    size: usize,
+    q: [f32; 64],
+    scaled: Option<Basis>,
+    simd: Avx2,
+}
+
+impl Idct {
+    /// `None` before the component's quantisation table is latched.
+    fn new(c: &Component, size: usize, fast: bool) -> Option<Idct> {
+        let quant = c.quant.as_ref()?;
+        let mut q = [0f32; 64];
+        for (k, &n) in NATURAL.iter().enumerate() {
+            q[n] = f32::from(quant[k]);
+        }
+        Some(Idct {
+            size,
+            q,
+            scaled: (size != 8).then(|| Basis::new(size)),
+            simd: Avx2::detect(fast),
+        })
+    }
+
+    /// The samples of `c`'s blocks into `plane`: those that hold samples
+    /// (the MCU padding is never shown).
+    fn blocks(&self, c: &Component, plane: &mut Plane) {
+        let (size, stride) = (self.size, plane.stride);
+        for by in 0..c.high {
+            for bx in 0..c.wide {
+                let at = by * c.stride + bx;
+                let out = &mut plane.data[by * size * stride + bx * size..];
+                match &self.scaled {
+                    None => idct(&c.coefs[at], c.masks[at], &self.q, out, stride, self.simd),
+                    Some(basis) => {
+                        basis.idct(&c.coefs[at], c.masks[at], &self.q, out, stride, self.simd)
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -171,6 +258,114 @@ fn idct_portable(coefs: &[i16; 64], q: &[f32; 64], out: &mut [u8], stride: usize
     }
 }
 
+/// A scaled IDCT, as libjpeg computes it at each size: at 2x2 and 4x4
+/// (its `jidctred.c`) the full IDCT's samples averaged over each 4x4 or
+/// 2x2 square; at the others (`jidctint.c`: 3x3, 5x5 to 7x7, and 10x10 to
+/// 14x14 for chroma) the block's cosine series, truncated to the
+/// frequencies the new grid can hold, evaluated at its sample centres.
+struct Basis {
+    size: usize,
+    /// Coefficients used along each axis.
+    used: usize,
+    /// `at[x][u]`: the weight of frequency u in sample x.
+    at: [[f32; 8]; 16],
+    /// The same, transposed: `across[u][x]`, zero past `size`.
+    across: [[f32; 16]; 8],
+    /// The AC coefficients (bit k: zigzag index k) with a weight in some
+    /// sample: a block with none of them non-zero is flat.
+    read: u64,
+}
+
+impl Basis {
+    fn new(size: usize) -> Basis {
+        use std::f64::consts::{FRAC_1_SQRT_2, PI};
+        let weight = |u: usize| if u == 0 { FRAC_1_SQRT_2 } else { 1.0 } / 2.0;
+        let mut at = [[0f32; 8]; 16];
+        let averaged = matches!(size, 2 | 4);
+        for (x, row) in at.iter_mut().enumerate().take(size) {
+            for (u, v) in row.iter_mut().enumerate() {
+                *v = if averaged {
+                    let span = 8 / size;
+                    let sum: f64 = (x * span..(x + 1) * span)
+                        .map(|i| ((2 * i + 1) as f64 * u as f64 * PI / 16.0).cos())
+                        .sum();
+                    weight(u) * sum / span as f64
+                } else {
+                    weight(u) * ((2 * x + 1) as f64 * u as f64 * PI / (2 * size) as f64).cos()
+                } as f32;
+            }
+        }
+        let mut across = [[0f32; 16]; 8];
+        for (x, row) in at.iter().enumerate() {
+            for (u, &v) in row.iter().enumerate() {
+                across[u][x] = v;
+            }
+        }
+        // Frequencies along one axis with a weight in some sample (the
+        // averaged 4x4 gives frequency 4 none, the 2x2 every even one).
+        let used = if averaged { 8 } else { size.min(8) };
+        let weighs = |u: usize| u < used && at.iter().take(size).any(|row| row[u].abs() > 1e-6);
+        let read = (1..64)
+            .filter(|&k| weighs(NATURAL[k] % 8) && weighs(NATURAL[k] / 8))
+            .fold(0u64, |m, k| m | 1 << k);
+        Basis {
+            size,
+            used,
+            at,
+            across,
+            read,
+        }
+    }
+
+    /// One block's `size` x `size` samples, `out` rows `stride` apart.
+    fn idct(
+        &self,
+        coefs: &[i16; 64],
+        mask: u64,
+        q: &[f32; 64],
+        out: &mut [u8],
+        stride: usize,
+        simd: Avx2,
+    ) {
+        let (n, k) = (self.size, self.used);
+        let out = &mut out[..(n - 1) * stride + n];
+        if mask & self.read == 0 {
+            // DC alone, of what the IDCT reads (a 1x1 reads nothing else):
+            // a flat block, as libjpeg rounds it.
+            let v = (f32::from(coefs[0]) * q[0] / 8.0 + 128.5).clamp(0.0, 255.0) as u8;
+            for y in 0..n {
+                out[y * stride..y * stride + n].fill(v);
+            }
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if simd.0 {
+            // SAFETY: the CPU has both features (`Avx2::detect`); `out`
+            // holds the `size` rows (sliced above).
+            unsafe { simd::idct_scaled(coefs, q, self, out, stride) };
+            return;
+        }
+        // Columns first: t[y][u] = sum over v of at[y][v] f[v][u].
+        let mut t = [[0f32; 8]; 16];
+        for v in 0..k {
+            for u in 0..k {
+                let f = f32::from(coefs[v * 8 + u]) * q[v * 8 + u];
+                if f != 0.0 {
+                    for (y, ty) in t.iter_mut().enumerate().take(n) {
+                        ty[u] += self.at[y][v] * f;
+                    }
+                }
+            }
+        }
+        for (y, ty) in t.iter().enumerate().take(n) {
+            for x in 0..n {
+                let s: f32 = (0..k).map(|u| ty[u] * self.at[x][u]).sum();
+                out[y * stride + x] = (s + 128.5).clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+}
+
 /// The IDCT and the colour conversion in AVX2 (with FMA).
 #[cfg(target_arch = "x86_64")]
 mod simd {
@@ -224,6 +419,75 @@ mod simd {
                 let eight =
                     _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
                 _mm_storel_epi64(out.as_mut_ptr().add(y * stride).cast(), eight);
+            }
+        }
+    }
+
+    /// A scaled IDCT ([`super::Basis`]): each of the `size` rows of the
+    /// output as a sum over frequencies of the transposed basis, one or
+    /// two vectors wide.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `out` must hold (size - 1) * stride
+    /// + size bytes.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn idct_scaled(
+        coefs: &[i16; 64],
+        q: &[f32; 64],
+        basis: &super::Basis,
+        out: &mut [u8],
+        stride: usize,
+    ) {
+        // SAFETY: the caller's promises (AVX2, FMA, the rows of `out`);
+        // the loads read the 64 coefficients and quantisers, and rows of
+        // the basis's fixed-size arrays; stores go to a local row.
+        unsafe {
+            let (n, k) = (basis.size, basis.used);
+            // Dequantised coefficient rows, each over u; rows past `used`
+            // are never read.
+            let mut f = [_mm256_setzero_ps(); 8];
+            let mut rows = [0usize; 8];
+            let mut used = 0;
+            for v in 0..k {
+                let row = _mm_loadu_si128(coefs.as_ptr().add(v * 8).cast());
+                if _mm_testz_si128(row, row) == 0 {
+                    let wide = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(row));
+                    f[used] = _mm256_mul_ps(wide, _mm256_loadu_ps(q.as_ptr().add(v * 8)));
+                    rows[used] = v;
+                    used += 1;
+                }
+            }
+            let top = _mm256_set1_ps(255.0);
+            let bias = _mm256_set1_ps(128.5);
+            let halves = n.div_ceil(8);
+            for y in 0..n {
+                // t: row y of the column pass, over u.
+                let mut t = _mm256_setzero_ps();
+                for i in 0..used {
+                    t = _mm256_fmadd_ps(_mm256_set1_ps(basis.at[y][rows[i]]), f[i], t);
+                }
+                let mut ts = [0f32; 8];
+                _mm256_storeu_ps(ts.as_mut_ptr(), t);
+                let mut line = [0u8; 16];
+                for half in 0..halves {
+                    let mut s = bias;
+                    for (u, &tu) in ts.iter().enumerate().take(k) {
+                        let b = _mm256_loadu_ps(basis.across[u].as_ptr().add(half * 8));
+                        s = _mm256_fmadd_ps(_mm256_set1_ps(tu), b, s);
+                    }
+                    let i = _mm256_cvttps_epi32(_mm256_max_ps(
+                        _mm256_min_ps(s, top),
+                        _mm256_setzero_ps(),
+                    ));
+                    let w = _mm256_packs_epi32(i, i);
+                    let b = _mm256_packus_epi16(w, w);
+                    let eight = _mm_unpacklo_epi32(
+                        _mm256_castsi256_si128(b),
+                        _mm256_extracti128_si256(b, 1),
+                    );
+                    _mm_storel_epi64(line.as_mut_ptr().add(half * 8).cast(), eight);
+                }
+                out[y * stride..y * stride + n].copy_from_slice(&line[..n]);
             }
         }
     }
