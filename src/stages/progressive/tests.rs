@@ -153,7 +153,7 @@ fn scaled_decodes_match_libjpegs_scaled_decodes() {
     // (4:2:0, up to 14x14) or upsampled (4:2:2); with libjpeg's scan
     // script and mozjpeg's, on sizes whose scaled sides round up.
     let layouts = [None, Some((1, 1)), Some((2, 1)), Some((2, 2))];
-    for (w, h) in [(203, 157), (640, 480), (9, 17)] {
+    for (w, h) in [(203, 157), (640, 480), (9, 17), (1, 1), (2, 33), (17, 3)] {
         for sampling in layouts {
             for optimized in [false, true] {
                 let bytes = by_mozjpeg(w, h, sampling, optimized, 90.0);
