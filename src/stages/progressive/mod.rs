@@ -419,7 +419,12 @@ impl Frame {
             .iter()
             .enumerate()
             .all(|(i, s)| specs[..i].iter().all(|t| t.0 != s.0));
-        if !layout_ok || !distinct || specs.iter().any(|s| s.3 > 3) {
+        // Factors outside 1..=4 are an error to libjpeg, even on a lone
+        // component whose factors it then ignores.
+        let factors_ok = specs
+            .iter()
+            .all(|s| (1..=4).contains(&s.1) && (1..=4).contains(&s.2));
+        if !layout_ok || !distinct || !factors_ok || specs.iter().any(|s| s.3 > 3) {
             return None;
         }
         let (max_h, max_v) = if n == 1 {

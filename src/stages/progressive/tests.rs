@@ -244,6 +244,20 @@ fn other_files_are_left_to_libjpeg() {
     assert!(decode(&colour, Colour::Grey, 8).is_none());
     let grey = by_mozjpeg(64, 48, None, false, 80.0);
     assert!(decode(&grey, Colour::YCbCr, 8).is_none());
+    // A lone component's sampling factors are ignored, but libjpeg still
+    // refuses them outside 1..=4.
+    let sof = grey
+        .windows(2)
+        .position(|m| m == [0xFF, SOF2])
+        .expect("a frame");
+    for factors in [0x00, 0x50, 0x15] {
+        let mut bogus = grey.clone();
+        bogus[sof + 2 + 2 + 6 + 1] = factors;
+        assert!(decode(&bogus, Colour::Grey, 8).is_none(), "{factors:#x}");
+    }
+    let mut fine = grey.clone();
+    fine[sof + 2 + 2 + 6 + 1] = 0x22;
+    assert!(decode(&fine, Colour::Grey, 8).is_some());
     // Without its last scan: libjpeg would smooth the blocks.
     let last_sos = colour
         .windows(2)
