@@ -37,13 +37,14 @@ impl Frame {
         fast: bool,
         eighths: usize,
     ) -> Option<DynamicImage> {
+        let simd = Avx2::detect(fast);
         let mut planes = Vec::with_capacity(self.components.len());
         for c in std::mem::take(&mut self.components) {
             let mut plane = Plane::new(&c, &self, eighths);
-            Idct::new(&c, plane.size, fast)?.blocks(&c, &mut plane);
+            Idct::new(&c, plane.size, simd)?.blocks(&c, &mut plane);
             planes.push(plane);
         }
-        self.combine(&planes, colour, eighths, Avx2::detect(fast))
+        self.combine(&planes, colour, eighths, simd)
     }
 
     /// The planes' samples as an image, chroma upsampled as libjpeg does it
@@ -165,7 +166,7 @@ struct Idct {
 
 impl Idct {
     /// `None` before the component's quantisation table is latched.
-    fn new(c: &Component, size: usize, fast: bool) -> Option<Idct> {
+    fn new(c: &Component, size: usize, simd: Avx2) -> Option<Idct> {
         let quant = c.quant.as_ref()?;
         let mut q = [0f32; 64];
         for (k, &n) in NATURAL.iter().enumerate() {
@@ -175,7 +176,7 @@ impl Idct {
             size,
             q,
             scaled: (size != 8).then(|| Basis::new(size)),
-            simd: Avx2::detect(fast),
+            simd,
         })
     }
 
@@ -215,16 +216,22 @@ static BASIS: std::sync::LazyLock<[[f32; 8]; 8]> = std::sync::LazyLock::new(|| {
     b
 });
 
+/// A block of DC alone: `size` x `size` samples of its one value, as
+/// libjpeg rounds it (its 1x1 IDCT).
+fn flat(coefs: &[i16; 64], q: &[f32; 64], out: &mut [u8], stride: usize, size: usize) {
+    let v = (f32::from(coefs[0]) * q[0] / 8.0 + 128.5).clamp(0.0, 255.0) as u8;
+    for y in 0..size {
+        out[y * stride..y * stride + size].fill(v);
+    }
+}
+
 /// One block's samples, `out` rows `stride` apart; coefficients and
 /// quantisers row-major.
 fn idct(coefs: &[i16; 64], mask: u64, q: &[f32; 64], out: &mut [u8], stride: usize, simd: Avx2) {
     let out = &mut out[..7 * stride + 8];
     if mask == 0 {
         // DC alone: a flat block.
-        let v = (f32::from(coefs[0]) * q[0] / 8.0 + 128.5).clamp(0.0, 255.0) as u8;
-        for y in 0..8 {
-            out[y * stride..y * stride + 8].fill(v);
-        }
+        flat(coefs, q, out, stride, 8);
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -332,10 +339,7 @@ impl Basis {
         if mask & self.read == 0 {
             // DC alone, of what the IDCT reads (a 1x1 reads nothing else):
             // a flat block, as libjpeg rounds it.
-            let v = (f32::from(coefs[0]) * q[0] / 8.0 + 128.5).clamp(0.0, 255.0) as u8;
-            for y in 0..n {
-                out[y * stride..y * stride + n].fill(v);
-            }
+            flat(coefs, q, out, stride, n);
             return;
         }
         #[cfg(target_arch = "x86_64")]
