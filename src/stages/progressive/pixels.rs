@@ -191,7 +191,9 @@ impl Idct {
                 match &self.scaled {
                     None => idct(&c.coefs[at], c.masks[at], &self.q, out, stride, self.simd),
                     Some(basis) => {
-                        basis.idct(&c.coefs[at], c.masks[at], &self.q, out, stride, self.simd)
+                        basis.idct(&c.coefs[at], c.masks[at], &self.q, self.simd, |y, row| {
+                            out[y * stride..y * stride + row.len()].copy_from_slice(row)
+                        })
                     }
                 }
             }
@@ -216,13 +218,10 @@ static BASIS: std::sync::LazyLock<[[f32; 8]; 8]> = std::sync::LazyLock::new(|| {
     b
 });
 
-/// A block of DC alone: `size` x `size` samples of its one value, as
-/// libjpeg rounds it (its 1x1 IDCT).
-fn flat(coefs: &[i16; 64], q: &[f32; 64], out: &mut [u8], stride: usize, size: usize) {
-    let v = (f32::from(coefs[0]) * q[0] / 8.0 + 128.5).clamp(0.0, 255.0) as u8;
-    for y in 0..size {
-        out[y * stride..y * stride + size].fill(v);
-    }
+/// The one value of every sample of a block of DC alone, as libjpeg
+/// rounds it (its 1x1 IDCT).
+fn flat(coefs: &[i16; 64], q: &[f32; 64]) -> u8 {
+    (f32::from(coefs[0]) * q[0] / 8.0 + 128.5).clamp(0.0, 255.0) as u8
 }
 
 /// One block's samples, `out` rows `stride` apart; coefficients and
@@ -231,7 +230,10 @@ fn idct(coefs: &[i16; 64], mask: u64, q: &[f32; 64], out: &mut [u8], stride: usi
     let out = &mut out[..7 * stride + 8];
     if mask == 0 {
         // DC alone: a flat block.
-        flat(coefs, q, out, stride, 8);
+        let v = flat(coefs, q);
+        for y in 0..8 {
+            out[y * stride..y * stride + 8].fill(v);
+        }
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -324,30 +326,46 @@ impl Basis {
         }
     }
 
-    /// One block's `size` x `size` samples, `out` rows `stride` apart.
+    /// One block's `size` x `size` samples, handed to `put` row by row:
+    /// `put(y, samples)`.
     fn idct(
         &self,
         coefs: &[i16; 64],
         mask: u64,
         q: &[f32; 64],
-        out: &mut [u8],
-        stride: usize,
         simd: Avx2,
+        mut put: impl FnMut(usize, &[u8]),
     ) {
         let (n, k) = (self.size, self.used);
-        let out = &mut out[..(n - 1) * stride + n];
         if mask & self.read == 0 {
             // DC alone, of what the IDCT reads (a 1x1 reads nothing else):
             // a flat block, as libjpeg rounds it.
-            flat(coefs, q, out, stride, n);
+            let row = [flat(coefs, q); 16];
+            for y in 0..n {
+                put(y, &row[..n]);
+            }
             return;
         }
         #[cfg(target_arch = "x86_64")]
         if simd.0 {
-            // SAFETY: the CPU has both features (`Avx2::detect`); `out`
-            // holds the `size` rows (sliced above).
-            unsafe { simd::idct_scaled(coefs, q, self, out, stride) };
-            return;
+            // SAFETY: the CPU has both features (`Avx2::detect`); each
+            // size (those libjpeg's scaling gives) is its own function, its
+            // loops unrolled, called with the basis of that size.
+            unsafe {
+                match n {
+                    2 => return simd::idct_scaled::<2>(coefs, q, self, put),
+                    3 => return simd::idct_scaled::<3>(coefs, q, self, put),
+                    4 => return simd::idct_scaled::<4>(coefs, q, self, put),
+                    5 => return simd::idct_scaled::<5>(coefs, q, self, put),
+                    6 => return simd::idct_scaled::<6>(coefs, q, self, put),
+                    7 => return simd::idct_scaled::<7>(coefs, q, self, put),
+                    10 => return simd::idct_scaled::<10>(coefs, q, self, put),
+                    12 => return simd::idct_scaled::<12>(coefs, q, self, put),
+                    14 => return simd::idct_scaled::<14>(coefs, q, self, put),
+                    // Any other size: the portable transform below.
+                    _ => {}
+                }
+            }
         }
         // Columns first: t[y][u] = sum over v of at[y][v] f[v][u].
         let mut t = [[0f32; 8]; 16];
@@ -361,11 +379,13 @@ impl Basis {
                 }
             }
         }
+        let mut line = [0u8; 16];
         for (y, ty) in t.iter().enumerate().take(n) {
-            for x in 0..n {
+            for (x, sample) in line.iter_mut().enumerate().take(n) {
                 let s: f32 = (0..k).map(|u| ty[u] * self.at[x][u]).sum();
-                out[y * stride + x] = (s + 128.5).clamp(0.0, 255.0) as u8;
+                *sample = (s + 128.5).clamp(0.0, 255.0) as u8;
             }
+            put(y, &line[..n]);
         }
     }
 }
@@ -427,28 +447,30 @@ mod simd {
         }
     }
 
-    /// A scaled IDCT ([`super::Basis`]): each of the `size` rows of the
-    /// output as a sum over frequencies of the transposed basis, one or
-    /// two vectors wide.
+    /// A scaled IDCT ([`super::Basis`]) of size `N` (the basis's): the
+    /// column pass gives each output row over the frequencies u, the row
+    /// pass each output row over x, as sums over frequencies of the
+    /// transposed basis, one or two vectors wide. Every output row is its
+    /// own chain of multiply-adds, so the rows proceed side by side.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA; `out` must hold (size - 1) * stride
-    /// + size bytes.
+    /// The CPU must have AVX2 and FMA; `N` must be the basis's size, at
+    /// most 16.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn idct_scaled(
+    pub(super) unsafe fn idct_scaled<const N: usize>(
         coefs: &[i16; 64],
         q: &[f32; 64],
         basis: &super::Basis,
-        out: &mut [u8],
-        stride: usize,
+        mut put: impl FnMut(usize, &[u8]),
     ) {
-        // SAFETY: the caller's promises (AVX2, FMA, the rows of `out`);
-        // the loads read the 64 coefficients and quantisers, and rows of
-        // the basis's fixed-size arrays; stores go to a local row.
+        // SAFETY: the caller's promises (AVX2, FMA, the size); the loads
+        // read the 64 coefficients and quantisers, rows of the basis's
+        // fixed-size arrays (N <= 16) and of local arrays.
         unsafe {
-            let (n, k) = (basis.size, basis.used);
-            // Dequantised coefficient rows, each over u; rows past `used`
-            // are never read.
+            // The frequencies used along each axis (as `Basis::new`).
+            let k = if N == 2 || N == 4 { 8 } else { N.min(8) };
+            // Dequantised coefficient rows with a non-zero coefficient,
+            // each over u; rows past k are never read.
             let mut f = [_mm256_setzero_ps(); 8];
             let mut rows = [0usize; 8];
             let mut used = 0;
@@ -461,26 +483,31 @@ mod simd {
                     used += 1;
                 }
             }
-            let top = _mm256_set1_ps(255.0);
-            let bias = _mm256_set1_ps(128.5);
-            let halves = n.div_ceil(8);
-            for y in 0..n {
-                // t: row y of the column pass, over u.
-                let mut t = _mm256_setzero_ps();
-                for i in 0..used {
-                    t = _mm256_fmadd_ps(_mm256_set1_ps(basis.at[y][rows[i]]), f[i], t);
+            // Columns: t[y] = sum over the used v of at[y][v] f[v].
+            let mut t = [_mm256_setzero_ps(); N];
+            for (&v, fv) in rows.iter().zip(&f).take(used) {
+                for (y, ty) in t.iter_mut().enumerate() {
+                    *ty = _mm256_fmadd_ps(_mm256_set1_ps(basis.at[y][v]), *fv, *ty);
                 }
-                let mut ts = [0f32; 8];
-                _mm256_storeu_ps(ts.as_mut_ptr(), t);
-                let mut line = [0u8; 16];
-                for half in 0..halves {
-                    let mut s = bias;
-                    for (u, &tu) in ts.iter().enumerate().take(k) {
-                        let b = _mm256_loadu_ps(basis.across[u].as_ptr().add(half * 8));
-                        s = _mm256_fmadd_ps(_mm256_set1_ps(tu), b, s);
+            }
+            let mut ts = [[0f32; 8]; N];
+            for (row, ty) in ts.iter_mut().zip(&t) {
+                _mm256_storeu_ps(row.as_mut_ptr(), *ty);
+            }
+            // Rows: s[y] = 128.5 + sum over u of t[y][u] across[u].
+            let top = _mm256_set1_ps(255.0);
+            let mut lines = [[0u8; 16]; N];
+            for half in 0..N.div_ceil(8) {
+                let mut s = [_mm256_set1_ps(128.5); N];
+                for u in 0..k {
+                    let b = _mm256_loadu_ps(basis.across[u].as_ptr().add(half * 8));
+                    for (sy, ty) in s.iter_mut().zip(&ts) {
+                        *sy = _mm256_fmadd_ps(_mm256_set1_ps(ty[u]), b, *sy);
                     }
+                }
+                for (line, sy) in lines.iter_mut().zip(&s) {
                     let i = _mm256_cvttps_epi32(_mm256_max_ps(
-                        _mm256_min_ps(s, top),
+                        _mm256_min_ps(*sy, top),
                         _mm256_setzero_ps(),
                     ));
                     let w = _mm256_packs_epi32(i, i);
@@ -491,7 +518,9 @@ mod simd {
                     );
                     _mm_storel_epi64(line.as_mut_ptr().add(half * 8).cast(), eight);
                 }
-                out[y * stride..y * stride + n].copy_from_slice(&line[..n]);
+            }
+            for (y, line) in lines.iter().enumerate() {
+                put(y, &line[..N]);
             }
         }
     }
