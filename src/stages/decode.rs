@@ -161,7 +161,7 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
         let (w, h) = (frame.width, frame.height);
         within_max_pixels(w, h, opts, "decode")?;
         within_alloc(w, h, frame.bytes_per_pixel(), opts)?;
-        let mut d = super::libjpeg::decode_whole(bytes, opts.auto_orient)?;
+        let mut d = super::libjpeg::decode_whole(bytes, opts.auto_orient, false)?;
         d.image = normalise(d.image);
         return Ok(d);
     }
@@ -195,7 +195,7 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
     } else {
         None
     };
-    let mut img = match cmyk {
+    let img = match cmyk {
         // An image holds no CMYK: converted now, whatever `colour` says.
         Some(p) => {
             drop(decoder);
@@ -211,23 +211,61 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
         {
             own
         }
-        None => DynamicImage::from_decoder(decoder).map_err(|e| {
-            StageError::new(format!(
-                "cannot decode {format_name}: {}",
-                plain_decoder_error(&e)
-            ))
-        })?,
+        None => {
+            // zune-jpeg fails on some valid JPEGs (progressive ones whose
+            // chroma is sampled finer than their luma), with an error or a
+            // panic: such a file goes to libjpeg, which takes it only if it
+            // finds nothing wrong. Should libjpeg fail too, zune-jpeg's
+            // error stands, or libjpeg's in place of a panic.
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                DynamicImage::from_decoder(decoder)
+            }));
+            let (why, panicked) = match decoded {
+                Ok(Ok(img)) => return Ok(finish(img, orientation, format_name, icc, exif, xmp)),
+                Ok(Err(e)) => (plain_decoder_error(&e), false),
+                Err(payload) => (
+                    crate::panics::message(payload.as_ref())
+                        .unwrap_or("the decoder failed")
+                        .to_string(),
+                    true,
+                ),
+            };
+            let why = StageError::new(format!("cannot decode {format_name}: {why}"));
+            if format != image::ImageFormat::Jpeg {
+                return Err(why);
+            }
+            return match super::libjpeg::decode_whole(bytes, opts.auto_orient, true) {
+                Ok(mut d) => {
+                    d.image = normalise(d.image);
+                    Ok(d)
+                }
+                Err(libjpegs) if panicked => Err(libjpegs),
+                Err(_) => Err(why),
+            };
+        }
     };
+    Ok(finish(img, orientation, format_name, icc, exif, xmp))
+}
+
+/// A decoded image, oriented and normalised, with its metadata.
+fn finish(
+    mut img: DynamicImage,
+    orientation: Option<image::metadata::Orientation>,
+    format: &'static str,
+    icc: Option<Vec<u8>>,
+    exif: Option<Vec<u8>>,
+    xmp: Option<Vec<u8>>,
+) -> Decoded {
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
-    Ok(Decoded {
+    Decoded {
         image: normalise(img),
-        format: format_name,
+        format,
         icc,
         exif,
         xmp,
-    })
+    }
 }
 
 /// A complete JPEG has an end-of-image marker after its last start-of-scan.
@@ -431,7 +469,95 @@ pub(crate) fn normalise_format_name(ext: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::jpeg_is_truncated;
+    use super::{DecodeOptions, decode_bytes, jpeg_is_truncated};
+
+    /// A JPEG of `w` x `h` whose luma is sampled 1x1 and chroma `chroma`
+    /// (finer than the luma, which is valid and which zune-jpeg fails on
+    /// when progressive), by mozjpeg.
+    fn chroma_finer_than_luma(w: u32, h: u32, chroma: (i32, i32), progressive: bool) -> Vec<u8> {
+        let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        c.set_size(w as usize, h as usize);
+        c.set_quality(90.0);
+        if progressive {
+            c.set_progressive_mode();
+        }
+        for (i, comp) in c.components_mut().iter_mut().enumerate() {
+            let (hs, vs) = if i == 0 { (1, 1) } else { chroma };
+            comp.h_samp_factor = hs;
+            comp.v_samp_factor = vs;
+        }
+        let pixels: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = (i % w, i / w);
+                [
+                    (x * 7 % 256) as u8,
+                    (y * 5 % 256) as u8,
+                    ((x * y) % 251) as u8,
+                ]
+            })
+            .collect();
+        let mut started = c.start_compress(Vec::new()).expect("start");
+        started.write_scanlines(&pixels).expect("write");
+        started.finish().expect("finish")
+    }
+
+    /// libjpeg's RGB decode.
+    fn by_libjpeg(bytes: &[u8]) -> Vec<u8> {
+        let dec = mozjpeg::Decompress::new_mem(bytes).expect("header");
+        let mut started = dec.rgb().expect("start");
+        let data: Vec<u8> = started.read_scanlines().expect("read");
+        started.finish().expect("finish");
+        data
+    }
+
+    #[test]
+    fn jpegs_zune_jpeg_fails_on_are_decoded_by_libjpeg() {
+        let opts = DecodeOptions::default();
+        for (w, h) in [(5, 7), (3, 31), (17, 9), (64, 48), (203, 157)] {
+            for chroma in [(2, 2), (2, 1)] {
+                for progressive in [true, false] {
+                    let what = format!("{w}x{h} chroma {chroma:?} progressive {progressive}");
+                    let bytes = chroma_finer_than_luma(w, h, chroma, progressive);
+                    let d = decode_bytes(&bytes, &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert_eq!((d.image.width(), d.image.height()), (w, h), "{what}");
+                    let want = by_libjpeg(&bytes);
+                    let got = d.image.to_rgb8().into_raw();
+                    let max = got.iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).max();
+                    // libjpeg's pixels, or (where zune-jpeg reads the file)
+                    // within a few levels of them.
+                    assert!(max.is_some_and(|m| m <= 4), "{what}: max {max:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_jpeg_zune_jpeg_fails_on_fails_with_a_reason() {
+        // Damage libjpeg would only warn about and paper over (stray bytes
+        // before a marker; a bad Huffman code, decoded as zeros): the
+        // fallback takes only a file libjpeg finds nothing wrong with.
+        let whole = chroma_finer_than_luma(203, 157, (2, 2), true);
+        let last_scan = whole
+            .windows(2)
+            .rposition(|w| w == [0xFF, 0xDA])
+            .expect("a scan");
+        let mut stray = whole.clone();
+        stray.splice(last_scan..last_scan, [0x00, 0x11, 0x22]);
+        let mut garbled = whole.clone();
+        for at in (last_scan + 20..garbled.len() - 2).step_by(5) {
+            garbled[at] = 0x5A;
+        }
+        for (what, bytes) in [("stray bytes", stray), ("garbled scan", garbled)] {
+            let result =
+                std::panic::catch_unwind(|| decode_bytes(&bytes, &DecodeOptions::default()));
+            let Err(e) = result.expect("no panic") else {
+                panic!("{what}: decoded");
+            };
+            let msg = e.to_string();
+            assert!(msg.starts_with("cannot decode jpg: "), "{what}: {msg}");
+            assert!(!msg.contains("panicked"), "{what}: {msg}");
+        }
+    }
 
     #[test]
     fn truncation_is_found_wherever_the_data_stops() {

@@ -197,18 +197,74 @@ pub(crate) fn read_image<R: std::io::BufRead>(
     img.ok_or_else(|| "pixel data does not match its size".to_string())
 }
 
+/// libjpeg's error handler with its warnings made fatal. Warnings are
+/// corrupt data libjpeg would paper over (with grey, or by skipping bytes):
+/// a file that another decoder already failed on is taken from libjpeg
+/// only when libjpeg finds nothing wrong with it.
+fn strict_errors() -> mozjpeg_sys::jpeg_error_mgr {
+    // SAFETY: a zeroed handler is what `jpeg_std_error` fills in.
+    unsafe {
+        let mut err: mozjpeg_sys::jpeg_error_mgr = std::mem::zeroed();
+        mozjpeg_sys::jpeg_std_error(&mut err);
+        err.error_exit = Some(fatal);
+        err.emit_message = Some(warning_is_fatal);
+        err
+    }
+}
+
+/// A fatal error: unwinds out of libjpeg (built for it) with its message,
+/// as the mozjpeg crate's own handler does, for [`guarded`].
+unsafe extern "C-unwind" fn fatal(cinfo: &mut mozjpeg_sys::jpeg_common_struct) {
+    // SAFETY: libjpeg passes its live object, whose handler is ours, with
+    // the message's code set; the buffer is the 80 bytes libjpeg writes.
+    let msg = unsafe {
+        let mut buffer = [0u8; 80];
+        match (*cinfo.err).format_message {
+            Some(format) => {
+                type Format = unsafe extern "C-unwind" fn(
+                    cinfo: &mut mozjpeg_sys::jpeg_common_struct,
+                    out: *mut u8,
+                );
+                let format: Format = std::mem::transmute(format);
+                format(cinfo, buffer.as_mut_ptr());
+                let text = buffer.split(|&b| b == 0).next().unwrap_or_default();
+                String::from_utf8_lossy(text).into_owned()
+            }
+            None => format!("libjpeg message {}", (*cinfo.err).msg_code),
+        }
+    };
+    std::panic::resume_unwind(Box::new(format!("libjpeg fatal error: {msg}")));
+}
+
+/// A warning (level -1) is fatal; traces (levels 0 and up, off unless
+/// asked for) are dropped.
+unsafe extern "C-unwind" fn warning_is_fatal(
+    cinfo: &mut mozjpeg_sys::jpeg_common_struct,
+    level: std::os::raw::c_int,
+) {
+    if level < 0 {
+        // SAFETY: as in `fatal`.
+        unsafe { fatal(cinfo) }
+    }
+}
+
 /// A whole JPEG decoded by libjpeg, for the files the general decoder
 /// can't read (see [`arithmetic_frame`]): 8-bit grey or RGB, the EXIF
 /// orientation applied when `auto_orient` (and then cleared from the EXIF
 /// kept), and its metadata. CMYK is converted as `cmyk` does it, by its
 /// profile or without one. The caller checks the size against its limits
-/// first; a file of over [`MAX_SCANS`] scans is refused.
-pub(crate) fn decode_whole(bytes: &[u8], auto_orient: bool) -> Result<Decoded, StageError> {
+/// first; a file of over [`MAX_SCANS`] scans is refused. `strict` makes
+/// libjpeg's warnings (corrupt data) errors.
+pub(crate) fn decode_whole(
+    bytes: &[u8],
+    auto_orient: bool,
+    strict: bool,
+) -> Result<Decoded, StageError> {
     let fail = |e: String| StageError::new(format!("cannot decode jpg: {e}"));
     if let Some(why) = too_many_scans(bytes) {
         return Err(fail(why));
     }
-    let whole = guarded(|| whole(bytes, auto_orient))
+    let whole = guarded(|| whole(bytes, auto_orient, strict))
         .and_then(|r| r)
         .map_err(fail)?;
     let (mut image, icc) = match whole.image {
@@ -250,12 +306,13 @@ struct Whole {
     orientation: Option<Orientation>,
 }
 
-fn whole(bytes: &[u8], auto_orient: bool) -> Result<Whole, String> {
+fn whole(bytes: &[u8], auto_orient: bool, strict: bool) -> Result<Whole, String> {
     use mozjpeg::{Decompress, Marker};
-    let dec = Decompress::builder()
-        .with_markers(&[Marker::APP(1), Marker::APP(2)])
-        .from_mem(bytes)
-        .map_err(|e| e.to_string())?;
+    let mut builder = Decompress::builder().with_markers(&[Marker::APP(1), Marker::APP(2)]);
+    if strict {
+        builder = builder.with_err(strict_errors());
+    }
+    let dec = builder.from_mem(bytes).map_err(|e| e.to_string())?;
     let (mut exif, icc, xmp) = jpeg_metadata(&dec);
     let orientation = if auto_orient {
         exif.as_mut()

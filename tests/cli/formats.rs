@@ -373,3 +373,57 @@ fn sixteen_bit_png_in_gives_sixteen_bit_png_out() {
     let out = image::load_from_memory(&ws.files("out")["deep.png"]).unwrap();
     assert_eq!(out.color(), image::ColorType::Rgb16);
 }
+
+/// A progressive JPEG whose luma is sampled 1x1 and chroma 2x2 (finer than
+/// the luma: valid, and zune-jpeg fails on it), by mozjpeg.
+fn chroma_finer_than_luma(w: u32, h: u32) -> Vec<u8> {
+    let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+    c.set_size(w as usize, h as usize);
+    c.set_quality(90.0);
+    c.set_progressive_mode();
+    for (i, comp) in c.components_mut().iter_mut().enumerate() {
+        let f = if i == 0 { 1 } else { 2 };
+        comp.h_samp_factor = f;
+        comp.v_samp_factor = f;
+    }
+    let pixels: Vec<u8> = (0..w * h)
+        .flat_map(|i| [(i % 251) as u8, (i / w % 256) as u8, 90])
+        .collect();
+    let mut started = c.start_compress(Vec::new()).unwrap();
+    started.write_scanlines(&pixels).unwrap();
+    started.finish().unwrap()
+}
+
+#[test]
+fn jpegs_the_general_decoder_fails_on_are_decoded_by_libjpeg() {
+    // Through `decode` (thumbnails.toml) and `thumbnail`
+    // (thumbnails-fast.toml): every file comes out, at its size.
+    let ws = Workspace::new();
+    let sizes = [(5, 7), (64, 48), (640, 480)];
+    for (w, h) in sizes {
+        ws.write(&format!("odd/{w}x{h}.jpg"), &chroma_finer_than_luma(w, h));
+    }
+    for pipeline in ["thumbnails", "thumbnails-fast"] {
+        let out = format!("out-{pipeline}");
+        ws.conveyor()
+            .args(&[
+                "run",
+                &format!("pipelines/{pipeline}.toml"),
+                "--set",
+                "scan.root=odd",
+                "--set",
+                &format!("save.dir={out}"),
+            ])
+            .run()
+            .code(0);
+        let files = ws.files(&out);
+        for (w, h) in sizes {
+            let bytes = &files[&format!("{w}x{h}.jpg")];
+            assert_eq!(
+                dims(bytes),
+                contain((w, h), Some(256), Some(256)),
+                "{pipeline} {w}x{h}"
+            );
+        }
+    }
+}
