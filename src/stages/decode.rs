@@ -161,9 +161,8 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
         let (w, h) = (frame.width, frame.height);
         within_max_pixels(w, h, opts, "decode")?;
         within_alloc(w, h, frame.bytes_per_pixel(), opts)?;
-        let mut d = super::libjpeg::decode_whole(bytes, opts.auto_orient, false)?;
-        d.image = normalise(d.image);
-        return Ok(d);
+        // 8-bit grey or RGB, which `normalise` would leave as they are.
+        return super::libjpeg::decode_whole(bytes, opts.auto_orient, false);
     }
     let mut limits = Limits::default();
     limits.max_alloc = Some(opts.alloc_limit());
@@ -235,10 +234,7 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
                 return Err(why);
             }
             return match super::libjpeg::decode_whole(bytes, opts.auto_orient, true) {
-                Ok(mut d) => {
-                    d.image = normalise(d.image);
-                    Ok(d)
-                }
+                Ok(d) => Ok(d),
                 Err(libjpegs) if panicked => Err(libjpegs),
                 Err(_) => Err(why),
             };

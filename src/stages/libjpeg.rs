@@ -285,6 +285,11 @@ pub(crate) fn decode_whole(
     if let Some(o) = whole.orientation {
         image.apply_orientation(o);
     }
+    // Callers hand this on as `decode` normalises its images.
+    debug_assert!(matches!(
+        image,
+        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_)
+    ));
     Ok(Decoded {
         image,
         format: "jpg",

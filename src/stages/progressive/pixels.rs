@@ -467,8 +467,10 @@ mod simd {
         // read the 64 coefficients and quantisers, rows of the basis's
         // fixed-size arrays (N <= 16) and of local arrays.
         unsafe {
-            // The frequencies used along each axis (as `Basis::new`).
+            // The frequencies used along each axis, a constant for each N
+            // so the loops over them unroll: the basis's own count.
             let k = if N == 2 || N == 4 { 8 } else { N.min(8) };
+            debug_assert_eq!((k, N), (basis.used, basis.size));
             // Dequantised coefficient rows with a non-zero coefficient,
             // each over u; rows past k are never read.
             let mut f = [_mm256_setzero_ps(); 8];
