@@ -106,8 +106,8 @@ fn head_bytes(head: &[u8]) -> Option<u64> {
         // RGBA, 8 bits: an estimate.
         return crate::stages::heif::dimensions(head).map(|(w, h)| pixels(w, h) * 4);
     }
-    if let Some(f) = crate::stages::libjpeg::arithmetic_frame(head) {
-        // The general decoder reads no arithmetic-coded JPEG's header.
+    if let Some(f) = crate::stages::libjpeg::libjpeg_frame(head) {
+        // The general decoder can't read this JPEG's header, or misreads it.
         return Some(pixels(f.width, f.height) * f.bytes_per_pixel());
     }
     let reader = image::ImageReader::new(std::io::Cursor::new(head))

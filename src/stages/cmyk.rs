@@ -64,6 +64,7 @@ fn read_cmyk(bytes: &[u8]) -> Result<Cmyk, String> {
     }
     let dec = Decompress::builder()
         .with_markers(&[Marker::APP(14)])
+        .with_err(super::libjpeg::damage_errors())
         .from_mem(bytes)
         .map_err(|e| e.to_string())?;
     let adobe = dec.markers().any(|m| m.data.starts_with(b"Adobe"));

@@ -155,24 +155,36 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
             "truncated JPEG: the data ends before the image does",
         ));
     }
-    if format == image::ImageFormat::Jpeg
-        && let Some(frame) = super::libjpeg::arithmetic_frame(bytes)
-    {
-        let (w, h) = (frame.width, frame.height);
-        within_max_pixels(w, h, opts, "decode")?;
-        within_alloc(w, h, frame.bytes_per_pixel(), opts)?;
+    // libjpeg decodes what the general decoder can't; the limits are
+    // checked on the frame its header gives, before any pixel.
+    let by_libjpeg = || {
+        let within = |f: super::libjpeg::Frame| {
+            within_max_pixels(f.width, f.height, opts, "decode")?;
+            within_alloc(f.width, f.height, f.bytes_per_pixel(), opts)
+        };
         // 8-bit grey or RGB, which `normalise` would leave as they are.
-        return super::libjpeg::decode_whole(bytes, opts.auto_orient, false);
+        super::libjpeg::decode_whole(bytes, opts.auto_orient, &within)
+    };
+    let jpeg = format == image::ImageFormat::Jpeg;
+    if jpeg && super::libjpeg::libjpeg_frame(bytes).is_some() {
+        // Lenient, as `thumbnail` reads it: these are files only libjpeg
+        // reads right, not files another decoder found broken.
+        return by_libjpeg();
     }
     let mut limits = Limits::default();
     limits.max_alloc = Some(opts.alloc_limit());
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(|e| {
-        StageError::new(format!(
-            "cannot decode {format_name}: {}",
-            plain_decoder_error(&e)
-        ))
-    })?;
+    let mut decoder = match reader.into_decoder() {
+        Ok(decoder) => decoder,
+        // As below, for a header zune-jpeg refuses.
+        Err(_) if jpeg => return by_libjpeg(),
+        Err(e) => {
+            return Err(StageError::new(format!(
+                "cannot decode {format_name}: {}",
+                plain_decoder_error(&e)
+            )));
+        }
+    };
     let (w, h) = decoder.dimensions();
     within_max_pixels(w, h, opts, "decode")?;
     // The decoder's own buffer is checked by `image` (2 bytes a channel at
@@ -214,33 +226,74 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
             // zune-jpeg fails on some valid JPEGs (progressive ones whose
             // chroma is sampled finer than their luma), with an error or a
             // panic: such a file goes to libjpeg, which takes it only if it
-            // finds nothing wrong. Should libjpeg fail too, zune-jpeg's
-            // error stands, or libjpeg's in place of a panic.
+            // finds nothing wrong. Should libjpeg fail too, its message
+            // stands: plainer than zune-jpeg's, and the words `thumbnail`
+            // gives when it fails on the file too.
+            // A JPEG whose coded data zune-jpeg finds damaged (it would
+            // fill the rest with grey) goes to libjpeg too, which then
+            // fails on it with its reason ([`libjpeg::damage_errors`]).
             let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                DynamicImage::from_decoder(decoder)
+                if jpeg {
+                    drop(decoder);
+                    jpeg_strictly(bytes).ok_or(String::new())
+                } else {
+                    DynamicImage::from_decoder(decoder).map_err(|e| plain_decoder_error(&e))
+                }
             }));
-            let (why, panicked) = match decoded {
+            let why = match decoded {
                 Ok(Ok(img)) => return Ok(finish(img, orientation, format_name, icc, exif, xmp)),
-                Ok(Err(e)) => (plain_decoder_error(&e), false),
-                Err(payload) => (
-                    crate::panics::message(payload.as_ref())
-                        .unwrap_or("the decoder failed")
-                        .to_string(),
-                    true,
-                ),
+                Ok(Err(why)) => why,
+                Err(payload) => crate::panics::message(payload.as_ref())
+                    .unwrap_or("the decoder failed")
+                    .to_string(),
             };
-            let why = StageError::new(format!("cannot decode {format_name}: {why}"));
-            if format != image::ImageFormat::Jpeg {
-                return Err(why);
+            if jpeg {
+                return by_libjpeg();
             }
-            return match super::libjpeg::decode_whole(bytes, opts.auto_orient, true) {
-                Ok(d) => Ok(d),
-                Err(libjpegs) if panicked => Err(libjpegs),
-                Err(_) => Err(why),
-            };
+            return Err(StageError::new(format!(
+                "cannot decode {format_name}: {why}"
+            )));
         }
     };
     Ok(finish(img, orientation, format_name, icc, exif, xmp))
+}
+
+/// A JPEG's pixels by zune-jpeg in its strict mode, in the layout `image`
+/// gives them (grey, grey and alpha, RGB or RGBA as stored; any other
+/// colour space as RGB); `None` when it fails, damaged coded data included
+/// (`image` asks for the lenient mode, which fills it with grey).
+fn jpeg_strictly(bytes: &[u8]) -> Option<DynamicImage> {
+    use zune_core::colorspace::ColorSpace as Zune;
+    use zune_core::options::DecoderOptions;
+    // The headers as `image` reads them; strict mode would refuse stray
+    // bytes between segments, which leave the pixels right.
+    let lenient = DecoderOptions::default()
+        .set_strict_mode(false)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let mut d = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        lenient,
+    );
+    d.decode_headers().ok()?;
+    let (w, h) = d.dimensions()?;
+    let (w, h) = (u32::try_from(w).ok()?, u32::try_from(h).ok()?);
+    let out = match d.input_colorspace()? {
+        c @ (Zune::RGB | Zune::RGBA | Zune::Luma | Zune::LumaA) => c,
+        _ => Zune::RGB,
+    };
+    d.set_options(
+        d.options()
+            .jpeg_set_out_colorspace(out)
+            .set_strict_mode(true),
+    );
+    let px = d.decode().ok()?;
+    match out {
+        Zune::Luma => image::GrayImage::from_raw(w, h, px).map(DynamicImage::ImageLuma8),
+        Zune::LumaA => image::GrayAlphaImage::from_raw(w, h, px).map(DynamicImage::ImageLumaA8),
+        Zune::RGBA => image::RgbaImage::from_raw(w, h, px).map(DynamicImage::ImageRgba8),
+        _ => image::RgbImage::from_raw(w, h, px).map(DynamicImage::ImageRgb8),
+    }
 }
 
 /// A decoded image, oriented and normalised, with its metadata.
@@ -377,16 +430,17 @@ pub(crate) fn check_header(
     if reader.format().is_none() {
         return Err(StageError::new(super::UNRECOGNISED));
     }
-    // A header cut short by `HEAD` says nothing about the file; the general
-    // decoder reads no arithmetic-coded JPEG's header, libjpeg's frame does
-    // (found in the file itself when the head ends before it).
+    // A header cut short by `HEAD` says nothing about the file; a JPEG
+    // header the general decoder can't read (arithmetic coding, odd
+    // sampling), libjpeg's frame does (found in the file itself when the
+    // head ends before it).
     let Ok((w, h)) = reader.into_dimensions() else {
         let frame = match &item.payload {
-            Payload::Bytes(b) => super::libjpeg::arithmetic_frame(b),
+            Payload::Bytes(b) => super::libjpeg::libjpeg_frame(b),
             _ if head.len() as u64 == HEAD => std::fs::File::open(&item.path)
                 .ok()
-                .and_then(super::libjpeg::arithmetic_frame_in),
-            _ => super::libjpeg::arithmetic_frame(&head),
+                .and_then(super::libjpeg::libjpeg_frame_in),
+            _ => super::libjpeg::libjpeg_frame(&head),
         };
         return match frame {
             Some(f) => within_max_pixels(f.width, f.height, opts, key).map(Some),
@@ -468,10 +522,12 @@ mod tests {
     use super::{DecodeOptions, decode_bytes, jpeg_is_truncated};
 
     /// A JPEG of `w` x `h` whose luma is sampled 1x1 and chroma `chroma`
-    /// (finer than the luma, which is valid and which zune-jpeg fails on
-    /// when progressive), by mozjpeg.
+    /// (finer than the luma, which is valid, and which zune-jpeg decodes
+    /// wrongly when baseline and fails on when progressive), by mozjpeg.
     fn chroma_finer_than_luma(w: u32, h: u32, chroma: (i32, i32), progressive: bool) -> Vec<u8> {
         let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        // libjpeg's defaults: mozjpeg's own make every file progressive.
+        c.set_fastest_defaults();
         c.set_size(w as usize, h as usize);
         c.set_quality(90.0);
         if progressive {
@@ -507,7 +563,7 @@ mod tests {
     }
 
     #[test]
-    fn jpegs_zune_jpeg_fails_on_are_decoded_by_libjpeg() {
+    fn jpegs_zune_jpeg_misreads_are_decoded_by_libjpeg() {
         let opts = DecodeOptions::default();
         for (w, h) in [(5, 7), (3, 31), (17, 9), (64, 48), (203, 157)] {
             for chroma in [(2, 2), (2, 1)] {
@@ -519,39 +575,75 @@ mod tests {
                     let want = by_libjpeg(&bytes);
                     let got = d.image.to_rgb8().into_raw();
                     let max = got.iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).max();
-                    // libjpeg's pixels, or (where zune-jpeg reads the file)
-                    // within a few levels of them.
-                    assert!(max.is_some_and(|m| m <= 4), "{what}: max {max:?}");
+                    // libjpeg's own pixels.
+                    assert_eq!(max, Some(0), "{what}");
                 }
             }
         }
     }
 
     #[test]
-    fn a_damaged_jpeg_zune_jpeg_fails_on_fails_with_a_reason() {
-        // Damage libjpeg would only warn about and paper over (stray bytes
-        // before a marker; a bad Huffman code, decoded as zeros): the
-        // fallback takes only a file libjpeg finds nothing wrong with.
-        let whole = chroma_finer_than_luma(203, 157, (2, 2), true);
-        let last_scan = whole
-            .windows(2)
-            .rposition(|w| w == [0xFF, 0xDA])
-            .expect("a scan");
-        let mut stray = whole.clone();
-        stray.splice(last_scan..last_scan, [0x00, 0x11, 0x22]);
-        let mut garbled = whole.clone();
-        for at in (last_scan + 20..garbled.len() - 2).step_by(5) {
-            garbled[at] = 0x5A;
-        }
-        for (what, bytes) in [("stray bytes", stray), ("garbled scan", garbled)] {
+    fn damaged_coded_data_fails_and_stray_bytes_pass() {
+        // Bytes between segments leave the pixels right: decoded. A garbled
+        // scan (damaged coded data) fails with libjpeg's reason, whichever
+        // decoder met it first: zune-jpeg (baseline), conveyor's own
+        // (progressive), libjpeg (chroma finer than luma).
+        let baseline = {
+            let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+            c.set_fastest_defaults();
+            c.set_size(203, 157);
+            let pixels: Vec<u8> = (0..203 * 157)
+                .flat_map(|i| [(i % 203) as u8, 90, 40])
+                .collect();
+            let mut started = c.start_compress(Vec::new()).expect("start");
+            started.write_scanlines(&pixels).expect("write");
+            started.finish().expect("finish")
+        };
+        let files = [
+            ("baseline", baseline),
+            (
+                "progressive",
+                chroma_finer_than_luma(203, 157, (1, 1), true),
+            ),
+            ("finer", chroma_finer_than_luma(203, 157, (2, 2), true)),
+        ];
+        for (kind, whole) in files {
+            let last_scan = whole
+                .windows(2)
+                .rposition(|w| w == [0xFF, 0xDA])
+                .expect("a scan");
+            let mut stray = whole.clone();
+            stray.splice(last_scan..last_scan, [0x00, 0x11, 0x22]);
+            let good = decode_bytes(&whole, &DecodeOptions::default()).expect("decodes");
+            let d = decode_bytes(&stray, &DecodeOptions::default())
+                .unwrap_or_else(|e| panic!("{kind}, stray bytes: {e}"));
+            // The same pixels, or (decoded by another of the decoders)
+            // within a few levels of them.
+            let (got, want) = (
+                d.image.to_rgb8().into_raw(),
+                good.image.to_rgb8().into_raw(),
+            );
+            assert_eq!(got.len(), want.len(), "{kind}, stray bytes");
+            let max = got.iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).max();
+            assert!(
+                max.is_some_and(|m| m <= 4),
+                "{kind}, stray bytes: max {max:?}"
+            );
+            let mut garbled = whole.clone();
+            for at in (last_scan + 20..garbled.len() - 2).step_by(5) {
+                garbled[at] = 0xFF;
+                garbled[at + 1] = 0;
+            }
             let result =
-                std::panic::catch_unwind(|| decode_bytes(&bytes, &DecodeOptions::default()));
+                std::panic::catch_unwind(|| decode_bytes(&garbled, &DecodeOptions::default()));
             let Err(e) = result.expect("no panic") else {
-                panic!("{what}: decoded");
+                panic!("{kind}, garbled: decoded");
             };
             let msg = e.to_string();
-            assert!(msg.starts_with("cannot decode jpg: "), "{what}: {msg}");
-            assert!(!msg.contains("panicked"), "{what}: {msg}");
+            assert!(
+                msg.starts_with("cannot decode jpg: Corrupt JPEG data: "),
+                "{kind}: {msg}"
+            );
         }
     }
 

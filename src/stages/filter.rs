@@ -143,18 +143,19 @@ impl Filter {
                 .with_guessed_format()
                 .map_err(|e| StageError::new(e.to_string()))?
                 .into_dimensions()
-                .or_else(|e| arithmetic_dims(b).ok_or(e))
+                .or_else(|e| libjpeg_dims(b).ok_or(e))
                 .map_err(|e| StageError::new(format!("cannot read image size: {e}"))),
             _ => image::ImageReader::open(&item.path)
                 .and_then(|r| r.with_guessed_format())
                 .map_err(|e| StageError::new(e.to_string()))?
                 .into_dimensions()
                 .or_else(|e| {
-                    // The general decoder reads no arithmetic-coded JPEG's
-                    // header: libjpeg's frame gives the size.
+                    // A JPEG header the general decoder can't read
+                    // (arithmetic coding, odd sampling): libjpeg's frame
+                    // gives the size.
                     std::fs::File::open(&item.path)
                         .ok()
-                        .and_then(super::libjpeg::arithmetic_frame_in)
+                        .and_then(super::libjpeg::libjpeg_frame_in)
                         .map(|f| (f.width, f.height))
                         .ok_or(e)
                 })
@@ -163,9 +164,9 @@ impl Filter {
     }
 }
 
-/// The size of an arithmetic-coded JPEG starting with `head`.
-fn arithmetic_dims(head: &[u8]) -> Option<(u32, u32)> {
-    super::libjpeg::arithmetic_frame(head).map(|f| (f.width, f.height))
+/// The size of a JPEG starting with `head` that only libjpeg reads right.
+fn libjpeg_dims(head: &[u8]) -> Option<(u32, u32)> {
+    super::libjpeg::libjpeg_frame(head).map(|f| (f.width, f.height))
 }
 
 impl Stage for Filter {

@@ -164,8 +164,8 @@ impl Thumbnail {
     /// Shrink-on-load decode of a JPEG with libjpeg's scaled IDCT (a
     /// progressive one by `progressive`, at full size), with the full-size
     /// dimensions (after orientation); `None` for what it leaves to the
-    /// general decoder (CMYK; without the `nasm` feature, a file that can't
-    /// be reduced).
+    /// general decoder (CMYK; a file libjpeg refuses at full size, for any
+    /// reason but damaged data).
     fn decode_jpeg_scaled(&self, bytes: &[u8]) -> Result<Option<Scaled>, StageError> {
         match super::libjpeg::guarded(|| self.scaled_with_libjpeg(bytes)) {
             Ok(result) => result.map_err(|e| match e {
@@ -183,6 +183,7 @@ impl Thumbnail {
         }
         let dec = Decompress::builder()
             .with_markers(&[Marker::APP(1), Marker::APP(2)])
+            .with_err(super::libjpeg::damage_errors())
             .from_mem(bytes)
             .map_err(|e| e.to_string())?;
         let (w, h) = (
@@ -252,8 +253,8 @@ impl Thumbnail {
 
 /// libjpeg's decode of `bytes` (its header read into `dec`) at `eighths`/8
 /// (`None`: only full size would do); `None` for what it leaves to the
-/// general decoder (without the `nasm` feature, a file that can't be
-/// reduced; with it, a file libjpeg refuses at full size).
+/// general decoder (a file libjpeg refuses at full size, for any reason
+/// but damaged data).
 fn by_libjpeg<R: std::io::BufRead>(
     bytes: &[u8],
     dec: mozjpeg::Decompress<R>,
@@ -261,14 +262,11 @@ fn by_libjpeg<R: std::io::BufRead>(
     grey: bool,
 ) -> Result<Option<DynamicImage>, LibjpegError> {
     use mozjpeg::Decompress;
-    let eighths = match eighths {
-        Some(n) => n,
-        // No reduction possible. libjpeg-turbo with its SIMD decodes at
-        // full size a quarter faster than zune-jpeg; without SIMD,
-        // zune-jpeg is the faster.
-        None if cfg!(feature = "nasm") => 8,
-        None => return Ok(None),
-    };
+    // No reduction possible: full size, by libjpeg too. It tells damaged
+    // coded data, which zune-jpeg fills with grey unseen; and the files
+    // here are at most twice the thumbnail, so its speed (without SIMD,
+    // below zune-jpeg's) matters little.
+    let eighths = eighths.unwrap_or(8);
     // At 1/8 a progressive file's AC scans of its full-resolution
     // components are never used (`jpeg_scans`): decode without them.
     // Should that copy fail, the file is decoded as it is.
@@ -278,6 +276,7 @@ fn by_libjpeg<R: std::io::BufRead>(
         .and_then(|small| {
             super::libjpeg::guarded(|| {
                 let mut dec = Decompress::builder()
+                    .with_err(super::libjpeg::damage_errors())
                     .from_mem(&small)
                     .map_err(|e| e.to_string())?;
                 // Smoothing guesses the missing AC coefficients from
@@ -290,11 +289,15 @@ fn by_libjpeg<R: std::io::BufRead>(
         });
     Ok(Some(match without_ac {
         Some(img) => img,
-        // A file libjpeg refuses at full size goes to the general
-        // decoder, as it does in builds without SIMD.
         None if eighths == 8 => {
             match super::libjpeg::guarded(|| super::libjpeg::read_image(dec, eighths, grey)) {
                 Ok(Ok(img)) => img,
+                // Damaged data is the file's: its reason stands.
+                Ok(Err(why)) | Err(why) if super::libjpeg::is_damage(&why) => {
+                    return Err(LibjpegError::Failed(why));
+                }
+                // Anything else libjpeg refuses at full size goes to the
+                // general decoder, as it always did.
                 _ => return Ok(None),
             }
         }

@@ -465,6 +465,117 @@ fn the_same_run_a_second_later_writes_the_same_bytes() {
     }
 }
 
+/// `jpeg` with the coded data of its largest scan damaged: `hole`, a third
+/// of it zeros (the data then ends before the picture does), or `garbled`,
+/// a byte overwritten every 97.
+fn damaged(jpeg: &[u8], how: &str) -> Vec<u8> {
+    let mut b = jpeg.to_vec();
+    let mut starts: Vec<usize> = (0..b.len() - 1)
+        .filter(|&i| b[i..i + 2] == [0xFF, 0xDA])
+        .collect();
+    starts.push(b.len());
+    let (from, to) = starts
+        .windows(2)
+        .map(|w| (w[0] + 40, w[1] - 8))
+        .max_by_key(|(from, to)| to.saturating_sub(*from))
+        .expect("a scan");
+    match how {
+        "hole" => {
+            let mid = from + (to - from) / 3;
+            b[mid..mid + (to - from) / 3].fill(0);
+        }
+        "ones" => {
+            // Stuffed 0xFF bytes: a run of one bits, which is no code.
+            let mid = from + (to - from) / 2;
+            for pair in b[mid..mid + 64].chunks_exact_mut(2) {
+                pair.copy_from_slice(&[0xFF, 0x00]);
+            }
+        }
+        _ => {
+            for at in (from..to).step_by(97) {
+                b[at] = 0x5A;
+            }
+        }
+    }
+    b
+}
+
+#[test]
+fn jpegs_with_damaged_data_fail_with_libjpegs_reason() {
+    // A photo whose coded data is damaged decodes to grey or smeared
+    // blocks from the damage on; it fails, with libjpeg's words, rather
+    // than pass for the photo. Bytes between segments leave the pixels
+    // right and pass.
+    let ws = Workspace::new();
+    let baseline = big_jpeg(1200, 800, false);
+    let progressive = progressive_jpeg(1200, 800);
+    // Too small to shrink on load: `thumbnail` decodes it whole.
+    let small = big_jpeg(300, 200, false);
+    let last_scan = baseline
+        .windows(2)
+        .rposition(|w| w == [0xFF, 0xDA])
+        .expect("scan");
+    let mut stray = baseline.clone();
+    stray.splice(last_scan..last_scan, [0x00, 0x11, 0x22]);
+    ws.write("in/good.jpg", &baseline)
+        .write("in/stray.jpg", &stray)
+        .write("in/hole.jpg", &damaged(&baseline, "hole"))
+        .write("in/garbled.jpg", &damaged(&baseline, "garbled"))
+        .write(
+            "in/garbled-progressive.jpg",
+            &damaged(&progressive, "garbled"),
+        )
+        .write("in/garbled-small.jpg", &damaged(&small, "garbled"))
+        .write("in/ones.jpg", &damaged(&baseline, "ones"))
+        .write("in/ones-progressive.jpg", &damaged(&progressive, "ones"));
+    let failing = ["hole", "garbled", "garbled-progressive", "garbled-small"];
+    for mode in ["inline", "processes"] {
+        let done = ws
+            .conveyor()
+            .args(&[
+                "run",
+                "pipelines/thumbnails-fast.toml",
+                "--set",
+                "scan.root=in",
+                "--mode",
+                mode,
+                "--force",
+            ])
+            .run();
+        done.code(1).stderr_has("2 ok, 6 failed");
+        for name in failing {
+            done.stderr_has(&format!(
+                "in/{name}.jpg: cannot decode jpg: Corrupt JPEG data: "
+            ));
+        }
+        let out = ws.files("out/thumbs");
+        assert_eq!(dims(&out["good.jpg"]), (256, 171));
+        assert_eq!(dims(&out["stray.jpg"]), (256, 171));
+    }
+    // Through `decode` (thumbnails.toml), zune-jpeg in its strict mode
+    // finds codes that are no codes; data that ends early it fills with
+    // grey unseen (see the README), so only those files are asked of it.
+    let done = ws
+        .conveyor()
+        .args(&[
+            "run",
+            "pipelines/thumbnails.toml",
+            "--set",
+            "scan.root=in",
+            "--force",
+        ])
+        .run();
+    done.code(1);
+    for name in ["ones", "ones-progressive", "garbled-progressive"] {
+        done.stderr_has(&format!(
+            "in/{name}.jpg: cannot decode jpg: Corrupt JPEG data: "
+        ));
+    }
+    let out = ws.files("out/thumbs");
+    assert_eq!(dims(&out["good.jpg"]), (256, 171));
+    assert_eq!(dims(&out["stray.jpg"]), (256, 171));
+}
+
 #[test]
 fn corrupt_jpegs_fail_alone_in_the_shrink_on_load_decoder() {
     let good = big_jpeg(1200, 800, false);
@@ -486,26 +597,44 @@ fn corrupt_jpegs_fail_alone_in_the_shrink_on_load_decoder() {
         .write("in/precision.jpg", &patched(sof + 4, &[12]))
         .write("in/huffman.jpg", &patched(dht + 4, &[0xFF; 24]))
         .write("in/wide.jpg", &patched(sof + 5, &[0xFF; 4]));
-    for mode in ["inline", "threads", "processes"] {
-        let done = ws
-            .conveyor()
-            .args(&[
-                "run",
-                "pipelines/thumbnails-fast.toml",
-                "--set",
-                "scan.root=in",
-                "--mode",
-                mode,
-                "--force",
-            ])
-            .run();
-        done.code(1)
-            .stderr_has("1 ok, 3 failed")
-            .stderr_has("in/precision.jpg: cannot decode jpg: Unsupported JPEG data precision 12")
-            .stderr_has("in/huffman.jpg: cannot decode jpg: Bogus Huffman table definition")
-            .stderr_has("in/wide.jpg: cannot decode jpg: Maximum supported image dimension");
-        assert!(!done.stderr().contains("panicked"), "{mode}");
-        assert_eq!(dims(&ws.files("out/thumbs")["good.jpg"]), (256, 171));
+    // `decode` (thumbnails.toml) gives libjpeg's words too: the general
+    // decoder refuses these headers, and libjpeg, asked in its place,
+    // refuses them as well. (It reads the 65535x65535 frame, which its
+    // `max_pixels` refuses first.)
+    let wide = [
+        (
+            "thumbnails-fast",
+            "in/wide.jpg: cannot decode jpg: Maximum supported image dimension",
+        ),
+        (
+            "thumbnails",
+            "in/wide.jpg: image is 65535x65535 (4294836225 pixels), over the limit",
+        ),
+    ];
+    for (pipeline, wide) in wide {
+        for mode in ["inline", "threads", "processes"] {
+            let done = ws
+                .conveyor()
+                .args(&[
+                    "run",
+                    &format!("pipelines/{pipeline}.toml"),
+                    "--set",
+                    "scan.root=in",
+                    "--mode",
+                    mode,
+                    "--force",
+                ])
+                .run();
+            done.code(1)
+                .stderr_has("1 ok, 3 failed")
+                .stderr_has(
+                    "in/precision.jpg: cannot decode jpg: Unsupported JPEG data precision 12",
+                )
+                .stderr_has("in/huffman.jpg: cannot decode jpg: Bogus Huffman table definition")
+                .stderr_has(wide);
+            assert!(!done.stderr().contains("panicked"), "{pipeline} {mode}");
+            assert_eq!(dims(&ws.files("out/thumbs")["good.jpg"]), (256, 171));
+        }
     }
 }
 
