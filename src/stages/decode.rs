@@ -167,8 +167,8 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
     };
     let jpeg = format == image::ImageFormat::Jpeg;
     if jpeg && super::libjpeg::libjpeg_frame(bytes).is_some() {
-        // Lenient, as `thumbnail` reads it: these are files only libjpeg
-        // reads right, not files another decoder found broken.
+        // Files only libjpeg reads right (arithmetic coding, sampling
+        // zune-jpeg misreads).
         return by_libjpeg();
     }
     let mut limits = Limits::default();
@@ -215,7 +215,7 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
         }
         // A progressive JPEG by conveyor's own decoder, faster than
         // zune-jpeg; one it declines by zune-jpeg as before.
-        None if let Some(own) = (format == image::ImageFormat::Jpeg)
+        None if let Some(own) = jpeg
             .then(|| super::progressive::colour_of(bytes))
             .flatten()
             .and_then(|c| super::progressive::decode(bytes, c, 8)) =>
@@ -223,33 +223,30 @@ pub fn decode_bytes(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Stage
             own
         }
         None => {
-            // zune-jpeg fails on some valid JPEGs (progressive ones whose
-            // chroma is sampled finer than their luma), with an error or a
-            // panic: such a file goes to libjpeg, which takes it only if it
-            // finds nothing wrong. Should libjpeg fail too, its message
-            // stands: plainer than zune-jpeg's, and the words `thumbnail`
-            // gives when it fails on the file too.
-            // A JPEG whose coded data zune-jpeg finds damaged (it would
-            // fill the rest with grey) goes to libjpeg too, which then
-            // fails on it with its reason ([`libjpeg::damage_errors`]).
+            if jpeg {
+                // zune-jpeg in its strict mode. A JPEG it fails on (damaged
+                // coded data, which its lenient mode fills with grey; some
+                // valid layouts, with an error or a panic) goes to libjpeg,
+                // which decodes it or fails with its reason: plainer words
+                // than zune-jpeg's, and those `thumbnail` gives.
+                drop(decoder);
+                let strictly =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| jpeg_strictly(bytes)));
+                return match strictly {
+                    Ok(Some(img)) => Ok(finish(img, orientation, format_name, icc, exif, xmp)),
+                    _ => by_libjpeg(),
+                };
+            }
             let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if jpeg {
-                    drop(decoder);
-                    jpeg_strictly(bytes).ok_or(String::new())
-                } else {
-                    DynamicImage::from_decoder(decoder).map_err(|e| plain_decoder_error(&e))
-                }
+                DynamicImage::from_decoder(decoder)
             }));
             let why = match decoded {
                 Ok(Ok(img)) => return Ok(finish(img, orientation, format_name, icc, exif, xmp)),
-                Ok(Err(why)) => why,
+                Ok(Err(e)) => plain_decoder_error(&e),
                 Err(payload) => crate::panics::message(payload.as_ref())
                     .unwrap_or("the decoder failed")
                     .to_string(),
             };
-            if jpeg {
-                return by_libjpeg();
-            }
             return Err(StageError::new(format!(
                 "cannot decode {format_name}: {why}"
             )));
